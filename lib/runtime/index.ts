@@ -1,0 +1,8 @@
+export * from './errors';
+export * from './scheduler';
+export * from './json-schema';
+export * from './metrics';
+export * from './model-source';
+export * from './runtime';
+export * from './registry';
+export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';

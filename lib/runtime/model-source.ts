@@ -1,0 +1,135 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { LlmError } from './errors';
+import { loadNodeLlamaCpp } from './llama';
+
+export interface ModelIdentity {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface ResolveOptions {
+  /** Where names are looked up and URIs are downloaded to. */
+  modelsDir: string;
+  onDownloadProgress?: (fraction: number) => void;
+  signal?: AbortSignal;
+}
+
+const URI = /^(hf:|huggingface:|https?:\/\/)/i;
+
+export function isModelUri(source: string): boolean {
+  return URI.test(source);
+}
+
+/**
+ * Turns what a user typed (a path, a `hf:`/https URI, or a bare name) into a local file path.
+ * A URI whose file already sits in the models directory under its own name is used as is, so a
+ * folder of models copied onto an offline gateway is found without any network access.
+ */
+export async function resolveModelSource(source: string, options: ResolveOptions): Promise<string> {
+  const spec = source.trim();
+  if (!spec)
+    throw new LlmError('model_load', 'No model is configured: give a file path, an hf: URI or a model name.');
+  const { resolveModelFile } = await loadNodeLlamaCpp();
+  if (isModelUri(spec)) {
+    const base = spec.split(/[?#]/)[0].split('/').pop() ?? '';
+    try {
+      return await resolveModelFile(spec, {
+        directory: options.modelsDir,
+        fileName: base.toLowerCase().endsWith('.gguf') ? base : undefined,
+        cli: false,
+        signal: options.signal,
+        onProgress: ({ totalSize, downloadedSize }) =>
+          options.onDownloadProgress?.(totalSize > 0 ? downloadedSize / totalSize : 0),
+      });
+    } catch (err) {
+      throw new LlmError('model_load', `Could not get model ${spec}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+  const candidates = path.isAbsolute(spec)
+    ? [spec]
+    : [
+        path.resolve(options.modelsDir, spec),
+        path.resolve(options.modelsDir, `${spec}.gguf`),
+        path.resolve(spec),
+      ];
+  for (const candidate of candidates) {
+    const info = await stat(candidate).catch(() => undefined);
+    if (info?.isFile()) return candidate;
+  }
+  throw new LlmError(
+    'model_load',
+    `Model file not found: ${spec} (looked in ${candidates.join(', ')}). Set EDGE_LLM_MODELS_DIR or give a full path or an hf: URI.`,
+  );
+}
+
+/** Hashes are costly for multi-GB files: computed once per (path, size, mtime). */
+export class IdentityCache {
+  private readonly cache = new Map<string, Promise<ModelIdentity>>();
+
+  async identify(file: string): Promise<ModelIdentity> {
+    const info = await stat(file);
+    const key = `${file}\0${info.size}\0${info.mtimeMs}`;
+    let identity = this.cache.get(key);
+    if (!identity) {
+      identity = sha256File(file).then((sha256) => ({ path: file, size: info.size, sha256 }));
+      this.cache.set(key, identity);
+      identity.catch(() => this.cache.delete(key));
+    }
+    return identity;
+  }
+}
+
+export function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/**
+ * Reads the GGUF header before llama.cpp does, so a wrong or incomplete file gets a sentence a
+ * person can act on (llama.cpp itself only says "Failed to load model").
+ */
+export async function checkGgufFile(file: string, size: number): Promise<void> {
+  const handle = await open(file, 'r');
+  const magic = Buffer.alloc(4);
+  try {
+    await handle.read(magic, 0, 4, 0);
+  } finally {
+    await handle.close();
+  }
+  if (magic.toString('latin1') !== 'GGUF') {
+    throw new LlmError('model_load', `${file} is not a GGUF model file (it does not start with "GGUF").`);
+  }
+  const { readGgufFileInfo } = await loadNodeLlamaCpp();
+  let lastTensorOffset = 0;
+  try {
+    const info = await readGgufFileInfo(file, { readTensorInfo: true, logWarnings: false });
+    for (const tensor of info.fullTensorInfo ?? []) {
+      lastTensorOffset = Math.max(lastTensorOffset, Number(tensor.fileOffset));
+    }
+  } catch (err) {
+    throw new LlmError(
+      'model_load',
+      `${file} has a truncated or corrupt GGUF header: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (lastTensorOffset >= size) {
+    throw new LlmError(
+      'model_load',
+      `${file} is truncated (${size} bytes, but its tensors reach past byte ${lastTensorOffset}); download it again.`,
+    );
+  }
+}

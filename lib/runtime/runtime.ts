@@ -1,0 +1,403 @@
+import { EventEmitter } from 'node:events';
+import type {
+  ChatHistoryItem,
+  LlamaChat,
+  LlamaCompletion,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaGrammar,
+  LlamaJsonSchemaGrammar,
+  LlamaModel,
+} from 'node-llama-cpp' with { 'resolution-mode': 'import' };
+import { LlmError, isLlmError } from './errors';
+import { compileSchema, describeErrors, type CompiledSchema } from './json-schema';
+import { defaultThreads, loadNodeLlamaCpp } from './llama';
+import { MetricsWindow, type RuntimeMetrics } from './metrics';
+import { Scheduler, type Priority } from './scheduler';
+
+export interface ContextSettings {
+  /** CPU threads for decoding; default: the fastest count for this machine (see defaultThreads). */
+  threads?: number;
+  contextSize?: number;
+  /** Parallel sequences: this many requests decode together in one batch. */
+  sequences?: number;
+  /** Requests that may wait for a sequence; one more is rejected at once. */
+  queueLimit?: number;
+  /** Deadline applied to a request that gives none, in ms. */
+  defaultTimeoutMs?: number;
+}
+
+export interface ResolvedContextSettings {
+  threads: number;
+  contextSize: number;
+  sequences: number;
+  queueLimit: number;
+  defaultTimeoutMs: number;
+}
+
+export function resolveContextSettings(settings: ContextSettings = {}): ResolvedContextSettings {
+  const positive = (v: number | undefined, fallback: number): number =>
+    v !== undefined && Number.isFinite(v) && v > 0 ? Math.floor(v) : fallback;
+  return {
+    threads: positive(settings.threads, defaultThreads()),
+    contextSize: positive(settings.contextSize, 4096),
+    sequences: positive(settings.sequences, 4),
+    queueLimit:
+      settings.queueLimit !== undefined && settings.queueLimit >= 0 ? Math.floor(settings.queueLimit) : 32,
+    defaultTimeoutMs: positive(settings.defaultTimeoutMs, 120_000),
+  };
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  temperature?: number;
+  seed?: number;
+  priority?: Priority;
+  /** Relative deadline in ms: a request that cannot start in time fails, one that runs past it is aborted. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Who asks (node id): the scheduler is fair between owners. */
+  owner?: string;
+  /** Streams text as it is decoded. */
+  onText?: (text: string) => void;
+  stop?: string[];
+}
+
+export interface GenerationResult {
+  text: string;
+  tokensIn: number;
+  tokensOut: number;
+  queuedMs: number;
+  ttftMs: number;
+  totalMs: number;
+  stopReason: 'eos' | 'stop' | 'maxTokens';
+}
+
+export interface JsonResult<T = unknown> extends GenerationResult {
+  value: T;
+  schemaHash: string;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the schema is the user's, known only at run time
+type JsonGrammar = LlamaJsonSchemaGrammar<any>;
+
+interface Slot {
+  sequence: LlamaContextSequence;
+  completion: LlamaCompletion;
+  chat: LlamaChat;
+}
+
+/**
+ * One context over a loaded model: N sequences behind a scheduler. Every method takes and returns
+ * plain data (prompts, options, results, reason-coded errors) so the same interface can later be
+ * served from a child process.
+ */
+export class ModelRuntime extends EventEmitter {
+  readonly settings: ResolvedContextSettings;
+  private readonly scheduler: Scheduler;
+  private readonly metrics = new MetricsWindow();
+  private readonly slots: Slot[] = [];
+  private readonly grammars = new Map<string, Promise<JsonGrammar>>();
+  private readonly running = new Set<AbortController>();
+  private context: LlamaContext | undefined;
+
+  private constructor(
+    private readonly model: LlamaModel,
+    settings: ResolvedContextSettings,
+  ) {
+    super();
+    this.settings = settings;
+    this.scheduler = new Scheduler({ slots: settings.sequences, queueLimit: settings.queueLimit });
+  }
+
+  static async create(model: LlamaModel, settings: ContextSettings = {}): Promise<ModelRuntime> {
+    const runtime = new ModelRuntime(model, resolveContextSettings(settings));
+    await runtime.open();
+    return runtime;
+  }
+
+  private async open(): Promise<void> {
+    const { LlamaCompletion, LlamaChat, resolveChatWrapper } = await loadNodeLlamaCpp();
+    const { contextSize, sequences, threads } = this.settings;
+    this.context = await this.model.createContext({
+      // Per sequence: node-llama-cpp gives each sequence its own contextSize cells.
+      contextSize: Math.min(contextSize, this.model.trainContextSize),
+      sequences,
+      threads,
+      batching: {
+        dispatchSchedule: (dispatch) => {
+          this.metrics.batches++;
+          setImmediate(dispatch);
+        },
+      },
+    });
+    const chatWrapper = resolveChatWrapper(this.model);
+    for (let i = 0; i < sequences; i++) {
+      const sequence = this.context.getSequence();
+      this.slots.push({
+        sequence,
+        completion: new LlamaCompletion({ contextSequence: sequence }),
+        chat: new LlamaChat({ contextSequence: sequence, chatWrapper }),
+      });
+    }
+  }
+
+  /** The GPU backend the model runs on (`cuda`, `vulkan`, `metal`), or false on CPU. */
+  get gpu(): string | false {
+    return this.model.llama.gpu;
+  }
+
+  getMetrics(): RuntimeMetrics {
+    return this.metrics.snapshot({
+      queued: this.scheduler.queued,
+      active: this.scheduler.active,
+      sequences: this.settings.sequences,
+    });
+  }
+
+  complete(prompt: string, options: GenerateOptions = {}): Promise<GenerationResult> {
+    return this.generate(prompt, options);
+  }
+
+  chat(messages: ChatMessage[], options: GenerateOptions = {}): Promise<GenerationResult> {
+    return this.generate(messages, options);
+  }
+
+  /**
+   * Decodes under a grammar built from the schema (structure, string and array bounds), then
+   * validates the whole schema with ajv (minimum, pattern, ... that the grammar cannot force).
+   */
+  async generateJson<T = unknown>(
+    input: string | ChatMessage[],
+    schema: unknown | CompiledSchema,
+    options: GenerateOptions = {},
+  ): Promise<JsonResult<T>> {
+    const compiled = isCompiled(schema) ? schema : compileSchema(schema);
+    const grammar = await this.grammarFor(compiled);
+    const result = await this.generate(input, { ...options, temperature: options.temperature ?? 0 }, grammar);
+    let value: unknown;
+    try {
+      value = grammar.parse(result.text);
+    } catch (err) {
+      const truncated = result.stopReason === 'maxTokens';
+      throw this.failed(
+        new LlmError(
+          truncated ? 'truncated' : 'invalid',
+          truncated
+            ? `The output was cut off at ${result.tokensOut} tokens before the JSON was complete; raise max tokens or tighten the schema's bounds.`
+            : `The output is not valid JSON: ${(err as Error).message}`,
+          { cause: err },
+        ),
+      );
+    }
+    if (!compiled.validate(value)) {
+      throw this.failed(
+        new LlmError(
+          'invalid',
+          `The output does not match the schema: ${describeErrors(compiled.validate.errors)}`,
+        ),
+      );
+    }
+    return { ...result, value: value as T, schemaHash: compiled.hash };
+  }
+
+  private grammarFor(compiled: CompiledSchema): Promise<JsonGrammar> {
+    let grammar = this.grammars.get(compiled.hash);
+    if (!grammar) {
+      grammar = this.model.llama
+        .createGrammarForJsonSchema(compiled.grammarSchema as never)
+        .then((g) => g as JsonGrammar)
+        .catch((err: Error) => {
+          this.grammars.delete(compiled.hash);
+          throw new LlmError('bad_request', `The schema cannot be turned into a grammar: ${err.message}`, {
+            cause: err,
+          });
+        });
+      this.grammars.set(compiled.hash, grammar);
+    }
+    return grammar;
+  }
+
+  private async generate(
+    input: string | ChatMessage[],
+    options: GenerateOptions,
+    grammar?: LlamaGrammar,
+  ): Promise<GenerationResult> {
+    if (typeof input === 'string' ? input.length === 0 : !Array.isArray(input) || input.length === 0) {
+      throw this.failed(new LlmError('bad_request', 'The prompt is empty.'));
+    }
+    const enqueuedAt = performance.now();
+    const timeoutMs = options.timeoutMs ?? this.settings.defaultTimeoutMs;
+    try {
+      return await this.scheduler.run(
+        async ({ slot, signal }) => {
+          const controller = new AbortController();
+          const abort = (): void => controller.abort(signal.reason);
+          signal.addEventListener('abort', abort, { once: true });
+          this.running.add(controller);
+          this.emit('change');
+          try {
+            return await this.decode(
+              this.slots[slot],
+              input,
+              options,
+              controller.signal,
+              enqueuedAt,
+              grammar,
+            );
+          } finally {
+            signal.removeEventListener('abort', abort);
+            this.running.delete(controller);
+            this.emit('change');
+          }
+        },
+        {
+          priority: options.priority,
+          owner: options.owner,
+          signal: options.signal,
+          deadline: Date.now() + timeoutMs,
+        },
+      );
+    } catch (err) {
+      throw this.failed(err);
+    } finally {
+      this.emit('change');
+    }
+  }
+
+  private async decode(
+    slot: Slot,
+    input: string | ChatMessage[],
+    options: GenerateOptions,
+    signal: AbortSignal,
+    enqueuedAt: number,
+    grammar: LlamaGrammar | undefined,
+  ): Promise<GenerationResult> {
+    const startedAt = performance.now();
+    let firstTokenAt = 0;
+    let tokensOut = 0;
+    const onToken = (tokens: readonly unknown[]): void => {
+      if (tokensOut === 0) firstTokenAt = performance.now();
+      tokensOut += tokens.length;
+    };
+    const onTextChunk = options.onText ? (text: string) => options.onText?.(text) : undefined;
+    const common = {
+      maxTokens: options.maxTokens ?? 256,
+      temperature: options.temperature ?? 0,
+      seed: options.seed,
+      signal,
+      grammar,
+      onToken,
+      onTextChunk,
+    };
+    let text: string;
+    let tokensIn: number;
+    let rawStop: string;
+    try {
+      if (typeof input === 'string') {
+        tokensIn = this.model.tokenize(input).length;
+        const res = await slot.completion.generateCompletionWithMeta(input, {
+          ...common,
+          customStopTriggers: options.stop,
+        });
+        text = res.response;
+        rawStop = res.metadata.stopReason;
+      } else {
+        const history = toHistory(input);
+        tokensIn = input.reduce((n, m) => n + this.model.tokenize(m.content).length, 0);
+        const res = await slot.chat.generateResponse(history, {
+          ...common,
+          customStopTriggers: options.stop,
+        });
+        text = res.response;
+        rawStop = res.metadata.stopReason;
+      }
+    } catch (err) {
+      if (signal.aborted) {
+        throw isLlmError(signal.reason)
+          ? signal.reason
+          : new LlmError('cancelled', 'The request was cancelled.');
+      }
+      throw err;
+    }
+    if (rawStop === 'abort') {
+      throw isLlmError(signal.reason)
+        ? signal.reason
+        : new LlmError('cancelled', 'The request was cancelled.');
+    }
+    const end = performance.now();
+    const ttftMs = (firstTokenAt || end) - enqueuedAt;
+    const result: GenerationResult = {
+      text,
+      tokensIn,
+      tokensOut,
+      queuedMs: round(startedAt - enqueuedAt),
+      ttftMs: round(ttftMs),
+      totalMs: round(end - enqueuedAt),
+      stopReason: rawStop === 'maxTokens' ? 'maxTokens' : rawStop === 'eogToken' ? 'eos' : 'stop',
+    };
+    this.metrics.record({
+      tokensIn,
+      tokensOut,
+      ttftMs: result.ttftMs,
+      totalMs: result.totalMs,
+      decodeMs: end - (firstTokenAt || startedAt),
+    });
+    return result;
+  }
+
+  private failed(err: unknown): LlmError {
+    const error = isLlmError(err)
+      ? err
+      : new LlmError('invalid', `Generation failed: ${(err as Error)?.message ?? String(err)}`, {
+          cause: err,
+        });
+    if (!(error as { counted?: boolean }).counted) {
+      Object.defineProperty(error, 'counted', { value: true });
+      this.metrics.fail(error.message, error.code === 'queue_full' || error.code === 'closed');
+    }
+    return error;
+  }
+
+  /** Rejects what waits, aborts what runs, then frees the sequences and the context (not the model). */
+  async dispose(): Promise<void> {
+    this.scheduler.close('The model runtime was closed (redeploy or shutdown).');
+    for (const controller of this.running)
+      controller.abort(new LlmError('closed', 'The model runtime was closed.'));
+    const deadline = Date.now() + 5000;
+    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const slot of this.slots.splice(0)) {
+      slot.chat.dispose({ disposeSequence: false });
+      slot.completion.dispose({ disposeSequence: false });
+      slot.sequence.dispose();
+    }
+    await this.context?.dispose();
+    this.context = undefined;
+    this.removeAllListeners();
+  }
+}
+
+function isCompiled(schema: unknown): schema is CompiledSchema {
+  return typeof schema === 'object' && schema !== null && 'grammarSchema' in schema && 'validate' in schema;
+}
+
+function toHistory(messages: ChatMessage[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = messages.map((m) =>
+    m.role === 'system'
+      ? { type: 'system', text: m.content }
+      : m.role === 'user'
+        ? { type: 'user', text: m.content }
+        : { type: 'model', response: [m.content] },
+  );
+  history.push({ type: 'model', response: [] });
+  return history;
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}

@@ -1,0 +1,209 @@
+import { LlmError } from './errors';
+
+export type Priority = 'high' | 'normal' | 'low';
+export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
+
+export interface ScheduleOptions {
+  priority?: Priority;
+  /** Absolute time (ms since epoch, per the scheduler's clock) by which the request must finish. */
+  deadline?: number;
+  signal?: AbortSignal;
+  /** Who asked (a node id or a flow id): requests are served round-robin across owners. */
+  owner?: string;
+}
+
+export interface SchedulerOptions {
+  /** How many tasks may run at once (one per context sequence). */
+  slots: number;
+  /** How many tasks may wait; one more is rejected at once. */
+  queueLimit: number;
+  /** A waiting request climbs one priority class per this many ms, so low never starves. */
+  agingMs?: number;
+  now?: () => number;
+}
+
+/** What a running task is given: its slot (the sequence index) and a signal that fires on deadline or cancel. */
+export interface TaskContext {
+  slot: number;
+  signal: AbortSignal;
+}
+
+interface Pending {
+  run: (ctx: TaskContext) => void;
+  fail: (err: LlmError) => void;
+  priority: number;
+  owner: string;
+  enqueuedAt: number;
+  cleanup: () => void;
+}
+
+/**
+ * Admission control in front of a context's sequences: priority classes with aging, round-robin
+ * between owners inside a class, deadlines, cancellation and a bounded queue. It never blocks: a
+ * request that cannot be queued or started in time is rejected with a reason code.
+ */
+export class Scheduler {
+  private readonly slots: boolean[];
+  private readonly queueLimit: number;
+  private readonly agingMs: number;
+  private readonly now: () => number;
+  private readonly waiting: Pending[] = [];
+  private lastOwner = '';
+  private closedReason: string | undefined;
+
+  constructor(options: SchedulerOptions) {
+    this.slots = new Array<boolean>(Math.max(1, options.slots)).fill(false);
+    this.queueLimit = Math.max(0, options.queueLimit);
+    this.agingMs = options.agingMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  get active(): number {
+    return this.slots.filter(Boolean).length;
+  }
+
+  get capacity(): number {
+    return this.slots.length;
+  }
+
+  /**
+   * Run `task` when a slot is free. The task's signal aborts when the deadline passes or the
+   * caller's signal aborts; the slot is freed when the task's promise settles.
+   */
+  run<T>(task: (ctx: TaskContext) => Promise<T>, options: ScheduleOptions = {}): Promise<T> {
+    if (this.closedReason !== undefined) {
+      return Promise.reject(new LlmError('closed', this.closedReason));
+    }
+    const { signal, deadline } = options;
+    if (signal?.aborted) {
+      return Promise.reject(new LlmError('cancelled', 'The request was cancelled before it was queued.'));
+    }
+    if (deadline !== undefined && deadline <= this.now()) {
+      return Promise.reject(new LlmError('timeout', 'The request deadline had already passed.'));
+    }
+    const free = this.slots.indexOf(false);
+    if (free < 0 && this.waiting.length >= this.queueLimit) {
+      return Promise.reject(
+        new LlmError(
+          'queue_full',
+          `The queue is full (${this.waiting.length} waiting, ${this.slots.length} running); try again later or raise the queue limit.`,
+        ),
+      );
+    }
+    return new Promise<T>((resolve, reject) => {
+      const start = (slot: number): void => {
+        const controller = new AbortController();
+        let timer: NodeJS.Timeout | undefined;
+        const onAbort = (): void =>
+          controller.abort(signal?.reason ?? new LlmError('cancelled', 'Cancelled.'));
+        if (deadline !== undefined) {
+          timer = setTimeout(
+            () =>
+              controller.abort(new LlmError('timeout', 'The request ran past its deadline and was aborted.')),
+            Math.max(0, deadline - this.now()),
+          );
+        }
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const release = (): void => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          this.slots[slot] = false;
+          this.dispatch();
+        };
+        let result: Promise<T>;
+        try {
+          result = task({ slot, signal: controller.signal });
+        } catch (err) {
+          result = Promise.reject(err);
+        }
+        result.then(
+          (value) => {
+            release();
+            resolve(value);
+          },
+          (err: unknown) => {
+            release();
+            reject(err);
+          },
+        );
+      };
+
+      if (free >= 0 && this.waiting.length === 0) {
+        this.slots[free] = true;
+        start(free);
+        return;
+      }
+
+      const entry: Pending = {
+        run: ({ slot }) => start(slot),
+        fail: reject,
+        priority: PRIORITIES.indexOf(options.priority ?? 'normal'),
+        owner: options.owner ?? '',
+        enqueuedAt: this.now(),
+        cleanup: () => undefined,
+      };
+      const remove = (err: LlmError): void => {
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) {
+          this.waiting.splice(i, 1);
+          entry.cleanup();
+          reject(err);
+        }
+      };
+      let timer: NodeJS.Timeout | undefined;
+      if (deadline !== undefined) {
+        timer = setTimeout(
+          () => remove(new LlmError('timeout', 'The request could not start before its deadline.')),
+          Math.max(0, deadline - this.now()),
+        );
+      }
+      const onAbort = (): void =>
+        remove(new LlmError('cancelled', 'The request was cancelled while queued.'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      entry.cleanup = () => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      this.waiting.push(entry);
+      this.dispatch();
+    });
+  }
+
+  /** Reject everything waiting; running tasks are left to their own signals. */
+  close(reason = 'The runtime was closed.'): void {
+    this.closedReason = reason;
+    for (const entry of this.waiting.splice(0)) {
+      entry.cleanup();
+      entry.fail(new LlmError('closed', reason));
+    }
+  }
+
+  private dispatch(): void {
+    let free = this.slots.indexOf(false);
+    while (free >= 0 && this.waiting.length > 0) {
+      const next = this.pick();
+      this.waiting.splice(this.waiting.indexOf(next), 1);
+      next.cleanup();
+      this.slots[free] = true;
+      this.lastOwner = next.owner;
+      next.run({ slot: free, signal: new AbortController().signal });
+      free = this.slots.indexOf(false);
+    }
+  }
+
+  /** Best effective class first; inside it, the first owner after the last one served (round-robin). */
+  private pick(): Pending {
+    const now = this.now();
+    const effective = (p: Pending): number =>
+      Math.max(0, p.priority - Math.floor((now - p.enqueuedAt) / this.agingMs));
+    const best = Math.min(...this.waiting.map(effective));
+    const candidates = this.waiting.filter((p) => effective(p) === best);
+    const owners = [...new Set(candidates.map((p) => p.owner))].sort();
+    const nextOwner = owners.find((o) => o > this.lastOwner) ?? owners[0];
+    return candidates.find((p) => p.owner === nextOwner)!;
+  }
+}

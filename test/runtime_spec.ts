@@ -1,0 +1,245 @@
+import * as assert from 'node:assert/strict';
+import { copyFile, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { LlmError, RuntimeRegistry, type ModelRuntime } from '../lib/runtime';
+import { testModel, testModelsDir } from './support/models';
+
+const bounded = {
+  type: 'object',
+  properties: {
+    targets: { type: 'array', items: { type: 'string', maxLength: 24 }, maxItems: 3 },
+    severity: { type: 'integer', minimum: 0, maximum: 5 },
+    ok: { type: 'boolean' },
+  },
+  required: ['targets', 'severity', 'ok'],
+  additionalProperties: false,
+};
+
+describe('runtime (real inference on the test models)', function () {
+  this.timeout(120_000);
+  let registry: RuntimeRegistry;
+  let stories: string;
+  let tmp: string;
+
+  before(async function () {
+    stories = await testModel('stories');
+    tmp = await mkdtemp(path.join(tmpdir(), 'edge-llm-rt-'));
+  });
+  after(() => rm(tmp, { recursive: true, force: true }));
+  beforeEach(() => (registry = new RuntimeRegistry({ modelsDir: testModelsDir(), gpu: false })));
+  afterEach(() => registry.close());
+
+  describe('sharing', function () {
+    it('loads a file once for any number of users naming it by path or by name, and frees it with the last', async function () {
+      const a = registry.acquire({ source: stories, settings: { sequences: 2 } });
+      const b = registry.acquire({ source: 'stories260K', settings: { sequences: 2 } });
+      const c = registry.acquire({ source: 'stories260K.gguf', settings: { sequences: 1 } });
+      const [ra, rb, rc] = await Promise.all([a.ready, b.ready, c.ready]);
+      assert.equal(ra, rb, 'same file and settings share one runtime');
+      assert.notEqual(ra, rc, 'other settings get their own context');
+      assert.equal(registry.loadedModels, 1, 'but one model load');
+      const infos = registry.list();
+      assert.equal(infos.length, 2);
+      assert.equal(infos.find((i) => i.users === 2)?.model.sha256.length, 64);
+      await a.release();
+      assert.equal(registry.loadedModels, 1);
+      await b.release();
+      assert.equal(registry.list().length, 1);
+      await c.release();
+      assert.equal(registry.loadedModels, 0);
+      assert.equal(registry.list().length, 0);
+    });
+
+    it('reports load progress and ready to every lease', async function () {
+      const lease = registry.acquire({ source: stories });
+      const seen: string[] = [];
+      lease.on('status', (s) => seen.push(s.state));
+      await lease.ready;
+      assert.ok(seen.includes('loading'), seen.join());
+      assert.equal(seen.at(-1), 'ready');
+    });
+
+    it('does not grow the process memory over 20 load/unload cycles', async function () {
+      const cycle = async () => {
+        const leases = [1, 2].map(() => registry.acquire({ source: stories, settings: { sequences: 4 } }));
+        const runtime = await leases[0].ready;
+        await runtime.complete('Once upon a time', { maxTokens: 8 });
+        await Promise.all(leases.map((l) => l.release()));
+      };
+      for (let i = 0; i < 3; i++) await cycle();
+      global.gc?.();
+      const before = process.memoryUsage().rss;
+      for (let i = 0; i < 20; i++) await cycle();
+      global.gc?.();
+      const grownMb = (process.memoryUsage().rss - before) / 2 ** 20;
+      // One leaked 4-sequence context of this model is ~10 MB: 20 leaks would be ~200 MB.
+      assert.ok(grownMb < 40, `RSS grew by ${grownMb.toFixed(1)} MB`);
+      assert.equal(registry.loadedModels, 0);
+    });
+  });
+
+  describe('scheduling on sequences', function () {
+    let runtime: ModelRuntime;
+    const acquire = async (settings: object) => {
+      runtime = await registry.acquire({ source: stories, settings }).ready;
+      return runtime;
+    };
+
+    it('decodes 4 concurrent requests on 4 sequences in shared batches', async function () {
+      await acquire({ sequences: 4 });
+      const prompts = ['Once upon a time', 'The little dog', 'One day, Lily', 'Tom had a ball'];
+      const batchesBefore = runtime.getMetrics().batches;
+      const results = await Promise.all(prompts.map((p) => runtime.complete(p, { maxTokens: 48 })));
+      const batches = runtime.getMetrics().batches - batchesBefore;
+      const tokens = results.reduce((n, r) => n + r.tokensOut, 0);
+      for (const r of results) assert.ok(r.text.length > 0 && r.tokensOut > 0);
+      // Decoded one after another this would take at least one dispatch per token.
+      assert.ok(batches < tokens / 2, `${batches} dispatches for ${tokens} tokens`);
+      const m = runtime.getMetrics();
+      assert.equal(m.requests, 4);
+      assert.equal(m.active, 0);
+      assert.ok(m.tokensPerSecond > 0 && m.latencyMsP95 >= m.latencyMsP50);
+    });
+
+    it('streams text as it decodes', async function () {
+      await acquire({ sequences: 1 });
+      const chunks: string[] = [];
+      const r = await runtime.complete('Once upon a time', { maxTokens: 20, onText: (t) => chunks.push(t) });
+      assert.ok(chunks.length > 1);
+      assert.equal(chunks.join(''), r.text);
+    });
+
+    it('rejects at once when the queue is full', async function () {
+      await acquire({ sequences: 1, queueLimit: 1 });
+      const running = runtime.complete('Once upon a time', { maxTokens: 64 });
+      const waiting = runtime.complete('The dog', { maxTokens: 8 });
+      await assert.rejects(
+        runtime.complete('The cat', { maxTokens: 8 }),
+        (e: LlmError) => e.code === 'queue_full',
+      );
+      await Promise.all([running, waiting]);
+      assert.equal(runtime.getMetrics().rejected, 1);
+    });
+
+    it('aborts a request that runs past its deadline, with a timeout error', async function () {
+      await acquire({ sequences: 1, contextSize: 2048 });
+      await assert.rejects(
+        runtime.complete('Once upon a time', { maxTokens: 1900, timeoutMs: 30 }),
+        (e: LlmError) => e.code === 'timeout',
+      );
+      assert.equal(runtime.getMetrics().active, 0);
+    });
+
+    it('frees the sequence of a cancelled request for the next one', async function () {
+      await acquire({ sequences: 1, contextSize: 2048 });
+      const controller = new AbortController();
+      const cancelled = runtime.complete('Once upon a time', { maxTokens: 1900, signal: controller.signal });
+      const next = runtime.complete('The little dog', { maxTokens: 8 });
+      setTimeout(() => controller.abort(), 20);
+      await assert.rejects(cancelled, (e: LlmError) => e.code === 'cancelled');
+      const r = await next;
+      assert.ok(r.tokensOut > 0);
+      assert.equal(runtime.getMetrics().active, 0);
+    });
+
+    it('chats through the model chat wrapper', async function () {
+      await acquire({ sequences: 1 });
+      const r = await runtime.chat(
+        [
+          { role: 'system', content: 'You tell stories.' },
+          { role: 'user', content: 'Tell me about a cat.' },
+        ],
+        { maxTokens: 16 },
+      );
+      assert.ok(r.tokensOut > 0 && r.tokensIn > 0);
+    });
+  });
+
+  describe('JSON generation', function () {
+    for (const name of ['stories', 'tinyRandom'] as const) {
+      it(`gives 100 outputs of ${name} that all parse and validate against a bounded schema`, async function () {
+        const runtime = await registry.acquire({
+          source: await testModel(name),
+          settings: { sequences: 4, queueLimit: 100 },
+        }).ready;
+        const runs = Array.from({ length: 100 }, (_, i) =>
+          runtime.generateJson('Report as JSON: ', bounded, { maxTokens: 200, temperature: 0.9, seed: i }),
+        );
+        const results = await Promise.all(runs);
+        for (const r of results) {
+          const v = r.value as { targets: string[]; severity: number; ok: boolean };
+          assert.ok(Array.isArray(v.targets) && v.targets.length <= 3);
+          assert.ok(typeof v.ok === 'boolean');
+          assert.equal(r.schemaHash.length, 16);
+        }
+      });
+    }
+
+    it('enforces what the grammar cannot (a pattern) with ajv and says so', async function () {
+      const runtime = await registry.acquire({ source: stories }).ready;
+      const schema = {
+        type: 'object',
+        properties: { tag: { type: 'string', pattern: '^[A-Z]{3}-[0-9]{4}$', maxLength: 8 } },
+        required: ['tag'],
+      };
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => runtime.generateJson('n:', schema, { seed: i, temperature: 1 })),
+      );
+      for (const o of outcomes) {
+        if (o.status === 'fulfilled')
+          assert.match((o.value.value as { tag: string }).tag, /^[A-Z]{3}-[0-9]{4}$/);
+        else assert.match((o.reason as LlmError).message, /must match pattern/);
+      }
+      assert.ok(
+        outcomes.some((o) => o.status === 'rejected'),
+        'a tiny model should miss a pattern this strict',
+      );
+    });
+
+    it('reports truncated output when max tokens runs out inside the JSON', async function () {
+      const runtime = await registry.acquire({ source: stories }).ready;
+      await assert.rejects(
+        runtime.generateJson('Report:', bounded, { maxTokens: 3 }),
+        (e: LlmError) => e.code === 'truncated',
+      );
+    });
+
+    it('refuses an invalid schema with a clear error', async function () {
+      const runtime = await registry.acquire({ source: stories }).ready;
+      await assert.rejects(
+        runtime.generateJson('x', { type: 'object', properties: { a: { type: 'nonsense' } } }),
+        (e: LlmError) => e.code === 'bad_request' && /Invalid JSON Schema/.test(e.message),
+      );
+    });
+  });
+
+  describe('bad model files', function () {
+    const failsWith = async (source: string, pattern: RegExp) => {
+      const lease = registry.acquire({ source });
+      await assert.rejects(lease.ready, (e: LlmError) => e.code === 'model_load' && pattern.test(e.message));
+      assert.equal(lease.status.state, 'error');
+    };
+
+    it('a missing file', () => failsWith(path.join(tmp, 'nope.gguf'), /not found/));
+
+    it('a file that is not a GGUF', async function () {
+      const file = path.join(tmp, 'notes.gguf');
+      await writeFile(file, 'hello, I am not a model\n');
+      await failsWith(file, /not a GGUF/);
+    });
+
+    it('a truncated GGUF, while another model keeps answering', async function () {
+      const good = await registry.acquire({ source: stories }).ready;
+      for (const bytes of [1000, 600_000]) {
+        const file = path.join(tmp, `truncated-${bytes}.gguf`);
+        await copyFile(stories, file);
+        const handle = await open(file, 'r+');
+        await handle.truncate(bytes);
+        await handle.close();
+        await failsWith(file, /truncated/);
+      }
+      assert.ok((await good.complete('Once', { maxTokens: 4 })).tokensOut > 0);
+    });
+  });
+});
