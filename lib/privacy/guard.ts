@@ -1,0 +1,286 @@
+import { compileCustomPatterns, detect, type CompiledCustomPattern, type DetectOptions } from './detectors';
+import {
+  applyOperators,
+  Pseudonymizer,
+  restoreText,
+  type OperatorContext,
+  type PseudonymMap,
+} from './operators';
+import type { PersonDetector } from './person';
+import {
+  ENTITY_TYPES,
+  OPERATORS,
+  type CustomPattern,
+  type EntityType,
+  type Finding,
+  type Operator,
+} from './types';
+
+/** A value the guard cannot make safe; the caller must not pass the message on. */
+export class BlockedError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'BlockedError';
+  }
+}
+
+export interface GuardLimits {
+  /** Nesting depth of objects and arrays. */
+  maxDepth: number;
+  /** Objects, arrays and leaves visited. */
+  maxNodes: number;
+  /** Characters of text scanned in one call. */
+  maxChars: number;
+}
+
+export const DEFAULT_LIMITS: GuardLimits = { maxDepth: 64, maxNodes: 100_000, maxChars: 4_000_000 };
+
+export const DEFAULT_OPERATORS: Readonly<Record<string, Operator>> = Object.freeze(
+  Object.fromEntries(
+    ENTITY_TYPES.map((t): [string, Operator] => [t, t === 'SECRET' ? 'redact' : 'pseudonym']),
+  ),
+);
+
+export interface GuardConfig {
+  /** Operator per entity type; types left out get DEFAULT_OPERATORS. `off` = not looked for. */
+  operators?: Partial<Record<string, Operator>>;
+  customPatterns?: CustomPattern[];
+  /** Operator for custom pattern types not named in `operators`. */
+  customOperator?: Operator;
+  defaultCountry?: string;
+  person?: PersonDetector;
+  /** HMAC key for the hash operator. */
+  key?: string | Buffer;
+  /** Also protect object keys (maps keyed by e-mail address, for example). Default true. */
+  scanKeys?: boolean;
+  limits?: Partial<GuardLimits>;
+}
+
+export interface ProtectResult<T = unknown> {
+  value: T;
+  counts: Record<string, number>;
+  total: number;
+}
+
+interface Slot {
+  text: string;
+  keyHint?: string;
+  assign(text: string): void;
+}
+
+function isPlainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** NUL and the C0 controls other than tab, newlines and form feed mark binary data. */
+function hasControlBytes(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 && (c < 0x09 || c > 0x0d)) return true;
+  }
+  return false;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Finds and replaces personal and secret data in strings and deep in JSON-like values. The input
+ * is never modified: protect() builds a copy, so a value that turns out to be unsafe halfway
+ * through is still intact for the caller to block.
+ */
+export class PrivacyGuard {
+  readonly operators: Readonly<Record<string, Operator>>;
+  private readonly custom: CompiledCustomPattern[];
+  private readonly detectOptions: DetectOptions;
+  private readonly key?: Buffer;
+  private readonly limits: GuardLimits;
+  private readonly scanKeys: boolean;
+  private readonly customOperator: Operator;
+
+  /** Throws an Error with a message fit for the user when the configuration is unusable. */
+  constructor(config: GuardConfig = {}) {
+    const operators: Record<string, Operator> = { ...DEFAULT_OPERATORS };
+    for (const [type, op] of Object.entries(config.operators ?? {})) {
+      if (op === undefined) continue;
+      if (!OPERATORS.includes(op)) throw new Error(`unknown operator "${String(op)}" for ${type}`);
+      operators[type] = op;
+    }
+    this.customOperator = config.customOperator ?? 'redact';
+    if (!OPERATORS.includes(this.customOperator))
+      throw new Error(`unknown operator "${String(this.customOperator)}"`);
+    this.custom = compileCustomPatterns(config.customPatterns ?? []).filter(
+      (p) => (operators[p.name] ?? this.customOperator) !== 'off',
+    );
+    this.operators = Object.freeze(operators);
+    if (config.key !== undefined && config.key !== '') {
+      this.key = Buffer.isBuffer(config.key) ? config.key : Buffer.from(config.key, 'utf8');
+    }
+    const usesHash =
+      Object.values(operators).includes('hash') || (this.custom.length > 0 && this.customOperator === 'hash');
+    if (usesHash && !this.key) throw new Error('the hash operator needs a key (credentials)');
+    if (config.defaultCountry && !/^[A-Z]{2}$/.test(config.defaultCountry)) {
+      throw new Error(
+        `default country must be two upper-case letters (ISO 3166), not "${config.defaultCountry}"`,
+      );
+    }
+    const types = new Set<EntityType>(ENTITY_TYPES.filter((t) => operators[t] !== 'off'));
+    this.detectOptions = {
+      types,
+      defaultCountry: config.defaultCountry || undefined,
+      person: config.person ?? 'compromise',
+      custom: this.custom,
+    };
+    this.limits = { ...DEFAULT_LIMITS, ...config.limits };
+    this.scanKeys = config.scanKeys ?? true;
+  }
+
+  /** Entities in one string, without replacing anything. */
+  detect(text: string, keyHint?: string): Finding[] {
+    return detect(text, keyHint === undefined ? this.detectOptions : { ...this.detectOptions, keyHint });
+  }
+
+  /**
+   * Returns a protected copy of `value` and the entity counts. Throws BlockedError for what cannot
+   * be made safe (binary data, unsupported objects, limits exceeded).
+   */
+  protect<T>(value: T, pseudonyms: Pseudonymizer = new Pseudonymizer()): ProtectResult<T> {
+    const slots: Slot[] = [];
+    const box = { value: value as unknown };
+    this.collect(value, 0, undefined, slots, new Map(), { nodes: 0, chars: 0 }, (v) => (box.value = v));
+    for (const s of slots) pseudonyms.reserveFrom(s.text);
+    const ctx: OperatorContext = {
+      operators: this.operators,
+      fallback: this.customOperator,
+      key: this.key,
+      pseudonyms,
+    };
+    const counts: Record<string, number> = {};
+    let total = 0;
+    for (const slot of slots) {
+      let findings: Finding[];
+      try {
+        findings = this.detect(slot.text, slot.keyHint);
+      } catch (err) {
+        // A detector failing on some input must not let that input through unscanned.
+        throw new BlockedError(`detector failed: ${(err as Error).message}`);
+      }
+      if (findings.length === 0) continue;
+      for (const f of findings) {
+        counts[f.type] = (counts[f.type] ?? 0) + 1;
+        total++;
+      }
+      slot.assign(applyOperators(slot.text, findings, ctx));
+    }
+    return { value: box.value as T, counts, total };
+  }
+
+  /** Returns a copy of `value` with the pseudonyms of `map` replaced by their originals. */
+  restore<T>(value: T, map: PseudonymMap): { value: T; restored: number } {
+    const slots: Slot[] = [];
+    const box = { value: value as unknown };
+    this.collect(value, 0, undefined, slots, new Map(), { nodes: 0, chars: 0 }, (v) => (box.value = v));
+    let restored = 0;
+    for (const slot of slots) {
+      const r = restoreText(slot.text, map);
+      if (r.restored > 0) {
+        restored += r.restored;
+        slot.assign(r.text);
+      }
+    }
+    return { value: box.value as T, restored };
+  }
+
+  /** Copies containers (keeping shared references and cycles) and lists every text leaf as a slot. */
+  private collect(
+    v: unknown,
+    depth: number,
+    keyHint: string | undefined,
+    slots: Slot[],
+    seen: Map<object, unknown>,
+    budget: { nodes: number; chars: number },
+    set: (v: unknown) => void,
+  ): void {
+    if (++budget.nodes > this.limits.maxNodes)
+      throw new BlockedError(`more than ${this.limits.maxNodes} values`);
+    set(v); // containers replace this with their copy below
+    const text = (s: string, assign: (t: string) => void): void => {
+      budget.chars += s.length;
+      if (budget.chars > this.limits.maxChars)
+        throw new BlockedError(`more than ${this.limits.maxChars} characters`);
+      slots.push({ text: s, keyHint, assign });
+    };
+    switch (typeof v) {
+      case 'string':
+        text(v, (t) => set(t));
+        return;
+      case 'number':
+      case 'bigint':
+        // Phone and card numbers arrive as numbers too; a replaced number becomes a string.
+        if (typeof v === 'number' && !Number.isFinite(v)) return;
+        text(String(v), (t) => set(t));
+        return;
+      case 'boolean':
+      case 'undefined':
+        return;
+      case 'function':
+      case 'symbol':
+        throw new BlockedError(`cannot scan a ${typeof v}`);
+    }
+    if (v === null) return;
+    const obj = v as object;
+    if (seen.has(obj)) {
+      set(seen.get(obj));
+      return;
+    }
+    if (depth >= this.limits.maxDepth) throw new BlockedError(`nested deeper than ${this.limits.maxDepth}`);
+    if (obj instanceof Date) return;
+    if (Buffer.isBuffer(obj) || obj instanceof Uint8Array) {
+      let decoded: string;
+      try {
+        decoded = strictUtf8.decode(obj);
+      } catch {
+        throw new BlockedError('binary data (not UTF-8 text)');
+      }
+      if (hasControlBytes(decoded)) throw new BlockedError('binary data (control bytes)');
+      seen.set(obj, obj);
+      text(decoded, (t) => set(Buffer.from(t, 'utf8')));
+      return;
+    }
+    if (Array.isArray(obj)) {
+      const copy: unknown[] = new Array(obj.length);
+      seen.set(obj, copy);
+      set(copy);
+      for (let i = 0; i < obj.length; i++) {
+        this.collect(obj[i], depth + 1, keyHint, slots, seen, budget, (x) => (copy[i] = x));
+      }
+      return;
+    }
+    if (!isPlainObject(obj)) {
+      throw new BlockedError(`cannot scan a ${obj.constructor?.name ?? 'non-plain object'}`);
+    }
+    const copy: Record<string, unknown> = Object.create(Object.getPrototypeOf(obj));
+    seen.set(obj, copy);
+    set(copy);
+    const source = obj as Record<string, unknown>;
+    for (const k of Object.keys(source)) {
+      let key = k;
+      this.collect(source[k], depth + 1, k, slots, seen, budget, (x) => (copy[key] = x));
+      if (this.scanKeys && k.length > 3) {
+        // Renaming happens after the values' slots, so their setters follow the new key.
+        budget.chars += k.length;
+        slots.push({
+          text: k,
+          assign: (t) => {
+            if (t === key) return;
+            if (Object.prototype.hasOwnProperty.call(copy, t))
+              throw new BlockedError('two keys collide once protected');
+            copy[t] = copy[key];
+            delete copy[key];
+            key = t;
+          },
+        });
+      }
+    }
+  }
+}

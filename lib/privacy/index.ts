@@ -1,0 +1,22 @@
+export * from './types';
+export { detect, resolveOverlaps, compileCustomPatterns, type DetectOptions } from './detectors';
+export { findPersons, type PersonDetector } from './person';
+export {
+  Pseudonymizer,
+  restoreText,
+  isPseudonymMap,
+  maskValue,
+  keyedHash,
+  normalizeForHash,
+  applyOperators,
+  type PseudonymMap,
+} from './operators';
+export {
+  PrivacyGuard,
+  BlockedError,
+  DEFAULT_OPERATORS,
+  DEFAULT_LIMITS,
+  type GuardConfig,
+  type ProtectResult,
+} from './guard';
+export { auditRecord, stableStringify, JsonLinesAuditWriter, type AuditRecord } from './audit';

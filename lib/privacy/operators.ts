@@ -1,0 +1,167 @@
+import { createHmac } from 'node:crypto';
+import type { EntityType, Finding, Operator } from './types';
+
+/**
+ * The pseudonyms issued for one message or session: `<EMAIL_1>` ↔ original. It is the only place
+ * the originals are kept, so it must stay on the gateway (msg._privacy or the session store).
+ */
+export interface PseudonymMap {
+  version: 1;
+  /** token → original text */
+  tokens: Record<string, string>;
+}
+
+const TOKEN_IN_TEXT = /<\s*([A-Z][A-Z0-9_]*_\d+)\s*>/g;
+
+export class Pseudonymizer {
+  private readonly byValue = new Map<string, string>();
+  private readonly next = new Map<string, number>();
+  private readonly reserved = new Set<string>();
+  readonly map: PseudonymMap;
+
+  constructor(existing?: unknown) {
+    this.map = { version: 1, tokens: {} };
+    if (isPseudonymMap(existing)) {
+      for (const [token, value] of Object.entries(existing.tokens)) this.remember(token, value);
+    }
+  }
+
+  private remember(token: string, value: string): void {
+    const m = /^<([A-Z][A-Z0-9_]*)_(\d+)>$/.exec(token);
+    if (!m || typeof value !== 'string') return;
+    this.map.tokens[token] = value;
+    this.byValue.set(`${m[1]}\u0000${value}`, token);
+    this.next.set(m[1], Math.max(this.next.get(m[1]) ?? 1, Number(m[2]) + 1));
+  }
+
+  /** Tokens that already occur in the input must not be issued, or restore would replace them too. */
+  reserveFrom(text: string): void {
+    for (const m of text.matchAll(TOKEN_IN_TEXT)) this.reserved.add(`<${m[1]}>`);
+  }
+
+  /** Same (type, original) → same token, for as long as this map lives. */
+  tokenFor(type: EntityType, value: string): string {
+    const key = `${type}\u0000${value}`;
+    const known = this.byValue.get(key);
+    if (known) return known;
+    let n = this.next.get(type) ?? 1;
+    let token = `<${type}_${n}>`;
+    while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
+    this.next.set(type, n + 1);
+    this.remember(token, value);
+    return token;
+  }
+
+  get size(): number {
+    return Object.keys(this.map.tokens).length;
+  }
+}
+
+export function isPseudonymMap(v: unknown): v is PseudonymMap {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    (v as PseudonymMap).version === 1 &&
+    typeof (v as PseudonymMap).tokens === 'object' &&
+    (v as PseudonymMap).tokens !== null
+  );
+}
+
+/**
+ * Puts the originals back. Models sometimes add spaces inside the brackets (`< EMAIL_1 >`); those
+ * are accepted. Tokens the map does not know are left as they are.
+ */
+export function restoreText(text: string, map: PseudonymMap): { text: string; restored: number } {
+  let restored = 0;
+  const out = text.replace(TOKEN_IN_TEXT, (whole, name: string) => {
+    const original = map.tokens[`<${name}>`];
+    if (typeof original !== 'string') return whole;
+    restored++;
+    return original;
+  });
+  return { text: out, restored };
+}
+
+/** Canonical form for keyed hashes, so `+44 20 7946 0958` and `+442079460958` hash alike. */
+export function normalizeForHash(type: EntityType, value: string): string {
+  switch (type) {
+    case 'EMAIL':
+      return value.toLowerCase();
+    case 'PHONE':
+      return value.replace(/^00/, '+').replace(/[^\d+]/g, '');
+    case 'CARD':
+    case 'NATIONAL_ID':
+      return value.replace(/\D/g, '');
+    case 'IBAN':
+      return value.replace(/\s/g, '').toUpperCase();
+    case 'MAC':
+    case 'IPV6':
+      return value.toLowerCase().replace(/[-.]/g, ':');
+    default:
+      return value;
+  }
+}
+
+export function keyedHash(key: Buffer | string, data: string): string {
+  return createHmac('sha256', key).update(data, 'utf8').digest('hex');
+}
+
+/** Last characters left visible by `mask`, per type; the rest become `*`, separators stay. */
+const MASK_KEEP: Record<string, number> = { CARD: 4, IBAN: 4, PHONE: 2, NATIONAL_ID: 4 };
+
+export function maskValue(type: EntityType, value: string): string {
+  if (type === 'EMAIL') {
+    const at = value.lastIndexOf('@');
+    return value[0] + '***' + value.slice(at);
+  }
+  if (type === 'PERSON')
+    return value.replace(
+      /(\p{L})([\p{L}'’]*)/gu,
+      (_w, first: string, rest: string) => first + '*'.repeat(rest.length),
+    );
+  const keep = MASK_KEEP[type] ?? 0;
+  let seen = 0;
+  const total = (value.match(/[\p{L}\p{N}]/gu) ?? []).length;
+  return value.replace(/[\p{L}\p{N}]/gu, (ch) => (++seen > total - keep ? ch : '*'));
+}
+
+export interface OperatorContext {
+  operators: Readonly<Record<string, Operator>>;
+  /** Operator for types missing from `operators` (custom patterns). */
+  fallback: Operator;
+  key?: Buffer;
+  pseudonyms: Pseudonymizer;
+}
+
+export function operatorFor(type: EntityType, ctx: OperatorContext): Operator {
+  return ctx.operators[type] ?? ctx.fallback;
+}
+
+/** Applies each finding's operator; findings must be non-overlapping and sorted (as `detect` returns them). */
+export function applyOperators(text: string, findings: readonly Finding[], ctx: OperatorContext): string {
+  if (findings.length === 0) return text;
+  let out = '';
+  let at = 0;
+  for (const f of findings) {
+    out += text.slice(at, f.start);
+    out += replacement(f, ctx);
+    at = f.end;
+  }
+  return out + text.slice(at);
+}
+
+function replacement(f: Finding, ctx: OperatorContext): string {
+  switch (operatorFor(f.type, ctx)) {
+    case 'off':
+      return f.value;
+    case 'redact':
+      return `[${f.type}]`;
+    case 'mask':
+      return maskValue(f.type, f.value);
+    case 'hash':
+      if (!ctx.key) throw new Error('hash operator needs a key');
+      return `[${f.type}:${keyedHash(ctx.key, normalizeForHash(f.type, f.value)).slice(0, 16)}]`;
+    case 'pseudonym':
+      return ctx.pseudonyms.tokenFor(f.type, f.value);
+  }
+}
