@@ -1,0 +1,337 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { canonicalJson } from '../signing';
+
+/** `prev` of the first line. */
+export const GENESIS = '0'.repeat(64);
+const RESERVED = ['seq', 'ts', 'prev', 'mac'];
+const AUDIT_KEY_LABEL = 'node-red-contrib-edge-llm/guardrail/audit/v1';
+
+/**
+ * The audit log is JSON lines. Each line is the canonical JSON of one decision plus `seq` (0, 1, 2...),
+ * `ts` (ISO time), `prev` (sha256 of the previous line's text, GENESIS for the first) and, when a key
+ * is set, `mac` (HMAC-SHA256 over the line without `mac`, with a key derived from the signing key).
+ * The chain catches edited, removed, reordered and inserted lines; the `.head` file beside the log
+ * (last seq and hash) catches lines removed from, or edited at, the end; the MACs stop someone without
+ * the key from rewriting the whole chain and head consistently.
+ */
+export interface AuditHead {
+  seq: number;
+  hash: string;
+  mac?: string;
+}
+
+export type AuditProblemCode =
+  | 'unparseable'
+  | 'bad_seq'
+  | 'bad_prev'
+  | 'bad_mac'
+  | 'torn_line'
+  | 'truncated'
+  | 'head_mismatch'
+  | 'head_missing'
+  | 'bad_head';
+
+export interface AuditProblem {
+  /** 1-based line number in the file; absent for problems with the head. */
+  line?: number;
+  code: AuditProblemCode;
+  message: string;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  entries: number;
+  lastSeq: number;
+  problems: AuditProblem[];
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Domain-separated key for audit MACs, so an audit MAC can never pass as an action signature. */
+export function deriveAuditKey(signingKey: string | Buffer): Buffer {
+  return createHmac('sha256', signingKey).update(AUDIT_KEY_LABEL).digest();
+}
+
+function hmac(key: Buffer, text: string): string {
+  return createHmac('sha256', key).update(text).digest('hex');
+}
+
+function sameHex(a: unknown, b: string): boolean {
+  return typeof a === 'string' && a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+export function headPathFor(file: string): string {
+  return `${file}.head`;
+}
+
+function headText(seq: number, hash: string, key: Buffer | undefined): string {
+  return canonicalJson(key ? { seq, hash, mac: hmac(key, canonicalJson({ seq, hash })) } : { seq, hash });
+}
+
+/** Reads the last line of a file from its end, without reading all of it. */
+function readLastLine(fd: number, size: number): { line: string; torn: boolean } {
+  const chunk = 64 * 1024;
+  let buf = Buffer.alloc(0);
+  let pos = size;
+  while (pos > 0) {
+    const n = Math.min(chunk, pos);
+    pos -= n;
+    const part = Buffer.alloc(n);
+    fs.readSync(fd, part, 0, n, pos);
+    buf = Buffer.concat([part, buf]);
+    const body = buf[buf.length - 1] === 0x0a ? buf.subarray(0, buf.length - 1) : buf;
+    const nl = body.lastIndexOf(0x0a);
+    if (nl >= 0 || pos === 0) {
+      return { line: body.subarray(nl + 1).toString('utf8'), torn: buf[buf.length - 1] !== 0x0a };
+    }
+  }
+  return { line: '', torn: false };
+}
+
+export class AuditLog {
+  private seq: number;
+  private hash: string;
+  private fd: number | undefined;
+  private broken: Error | undefined;
+
+  private constructor(
+    readonly file: string,
+    private readonly key: Buffer | undefined,
+    fd: number,
+    seq: number,
+    hash: string,
+  ) {
+    this.fd = fd;
+    this.seq = seq;
+    this.hash = hash;
+  }
+
+  /**
+   * Opens (or creates) a log and resumes its chain. Refuses a log whose last line is torn or does not
+   * match its head file: continuing would hide tampering or a crash that someone should look at.
+   */
+  static open(file: string, opts: { signingKey?: string | Buffer } = {}): AuditLog {
+    const key = opts.signingKey ? deriveAuditKey(opts.signingKey) : undefined;
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const fd = fs.openSync(file, 'a+');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const headFile = headPathFor(file);
+      const head = fs.existsSync(headFile) ? fs.readFileSync(headFile, 'utf8') : undefined;
+      const advice = `check it with the audit verify command, then move ${file} and its .head file aside to start a new log`;
+      if (size === 0) {
+        if (head !== undefined)
+          throw new Error(`audit log ${file} is empty but its head file records entries; ${advice}`);
+        return new AuditLog(file, key, fd, -1, GENESIS);
+      }
+      const { line, torn } = readLastLine(fd, size);
+      if (torn) throw new Error(`audit log ${file} ends in an incomplete line; ${advice}`);
+      let seq: unknown;
+      try {
+        seq = (JSON.parse(line) as { seq?: unknown }).seq;
+      } catch {
+        seq = undefined;
+      }
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) {
+        throw new Error(`audit log ${file} ends in an unreadable line; ${advice}`);
+      }
+      const hash = sha256(line);
+      if (head === undefined) throw new Error(`audit log ${file} has no head file; ${advice}`);
+      if (!headMatches(head, seq, hash, key)) {
+        throw new Error(`audit log ${file} does not match its head file (last entry ${seq}); ${advice}`);
+      }
+      return new AuditLog(file, key, fd, seq, hash);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** Appends one record and returns its seq. Throws if it cannot be written; the caller must not act. */
+  append(record: Record<string, unknown>, now: number = Date.now()): { seq: number; hash: string } {
+    if (this.broken) throw this.broken;
+    if (this.fd === undefined) throw new Error(`audit log ${this.file} is closed`);
+    for (const k of RESERVED)
+      if (Object.hasOwn(record, k)) throw new Error(`audit record may not set "${k}"`);
+    const seq = this.seq + 1;
+    const body = { ...record, seq, ts: new Date(now).toISOString(), prev: this.hash };
+    let line = canonicalJson(body);
+    if (this.key) line = canonicalJson({ ...body, mac: hmac(this.key, line) });
+    const hash = sha256(line);
+    fs.writeSync(this.fd, line + '\n');
+    this.seq = seq;
+    this.hash = hash;
+    try {
+      const headFile = headPathFor(this.file);
+      fs.writeFileSync(`${headFile}.tmp`, headText(seq, hash, this.key) + '\n');
+      fs.renameSync(`${headFile}.tmp`, headFile);
+    } catch (err) {
+      this.broken = new Error(`audit head of ${this.file} could not be written: ${(err as Error).message}`);
+      throw this.broken;
+    }
+    return { seq, hash };
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+function headMatches(text: string, seq: number, hash: string, key: Buffer | undefined): boolean {
+  try {
+    const h = JSON.parse(text) as AuditHead;
+    if (h.seq !== seq || h.hash !== hash) return false;
+    return key ? sameHex(h.mac, hmac(key, canonicalJson({ seq, hash }))) : true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Verifies an audit log's text: every line parses, seq counts up from 0, each `prev` is the hash of
+ * the line before, each `mac` is right (when a key is given), and the end matches the head (when
+ * given). Reports every problem found, each naming its line.
+ */
+export function verifyAuditLog(
+  text: string,
+  opts: { head?: string; requireHead?: boolean; signingKey?: string | Buffer } = {},
+): AuditVerifyResult {
+  const key = opts.signingKey ? deriveAuditKey(opts.signingKey) : undefined;
+  const problems: AuditProblem[] = [];
+  const lines = text.split('\n');
+  const torn = lines[lines.length - 1] !== '';
+  if (!torn) lines.pop();
+  let expectedSeq = 0;
+  let prevHash = GENESIS;
+  let lastSeq = -1;
+  let maxSeq = -1;
+  lines.forEach((line, i) => {
+    const n = i + 1;
+    if (torn && i === lines.length - 1) {
+      problems.push({
+        line: n,
+        code: 'torn_line',
+        message: `line ${n} is incomplete (the file was cut short)`,
+      });
+    }
+    let entry: Record<string, unknown> | undefined;
+    try {
+      const parsed: unknown = JSON.parse(line);
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed))
+        entry = parsed as Record<string, unknown>;
+    } catch {
+      entry = undefined;
+    }
+    if (!entry) {
+      if (!(torn && i === lines.length - 1)) {
+        problems.push({ line: n, code: 'unparseable', message: `line ${n} is not a JSON object` });
+      }
+      expectedSeq++;
+      prevHash = sha256(line);
+      return;
+    }
+    const seq = entry.seq;
+    if (seq !== expectedSeq) {
+      problems.push({
+        line: n,
+        code: 'bad_seq',
+        message: `line ${n} has seq ${JSON.stringify(seq)}, expected ${expectedSeq}: a line was removed, inserted or moved`,
+      });
+    }
+    if (entry.prev !== prevHash) {
+      problems.push({
+        line: n,
+        code: 'bad_prev',
+        message:
+          i === 0
+            ? `line 1 does not start the chain: lines before it were removed, or it was edited`
+            : `line ${n} does not follow line ${n - 1}: line ${n - 1} was edited, or lines were removed, inserted or moved`,
+      });
+    }
+    if (key) {
+      const { mac, ...rest } = entry;
+      let ok: boolean;
+      try {
+        ok = sameHex(mac, hmac(key, canonicalJson(rest)));
+      } catch {
+        ok = false;
+      }
+      if (!ok)
+        problems.push({
+          line: n,
+          code: 'bad_mac',
+          message: `line ${n} has a wrong MAC: it was edited or forged`,
+        });
+    }
+    expectedSeq = (typeof seq === 'number' && Number.isSafeInteger(seq) ? seq : expectedSeq) + 1;
+    lastSeq = typeof seq === 'number' ? seq : lastSeq;
+    if (typeof seq === 'number') maxSeq = Math.max(maxSeq, seq);
+    prevHash = sha256(line);
+  });
+
+  if (opts.head === undefined) {
+    if (opts.requireHead) {
+      problems.push({
+        code: 'head_missing',
+        message: 'the head file is missing, so lines removed from the end would go unseen',
+      });
+    }
+  } else {
+    let head: AuditHead | undefined;
+    try {
+      head = JSON.parse(opts.head) as AuditHead;
+    } catch {
+      head = undefined;
+    }
+    if (!head || typeof head.seq !== 'number' || typeof head.hash !== 'string') {
+      problems.push({ code: 'bad_head', message: 'the head file is not readable' });
+    } else {
+      if (key && !sameHex(head.mac, hmac(key, canonicalJson({ seq: head.seq, hash: head.hash })))) {
+        problems.push({
+          code: 'bad_head',
+          message: 'the head file has a wrong MAC: it was edited or forged',
+        });
+      }
+      const hashes = lines.map(sha256);
+      const at = hashes.lastIndexOf(head.hash);
+      if (at >= 0 && at < lines.length - 1) {
+        problems.push({
+          code: 'head_mismatch',
+          message: `the head records line ${at + 1}, but ${lines.length - at - 1} line(s) follow it: they were appended later`,
+        });
+      } else if (at < 0 && head.seq > maxSeq) {
+        problems.push({
+          code: 'truncated',
+          message: `the log ends at entry ${lastSeq} but the head records entry ${head.seq}: lines were removed from the end`,
+        });
+      } else if (at < 0 || head.seq !== lastSeq) {
+        problems.push({
+          code: 'head_mismatch',
+          message: `the last line (entry ${lastSeq}) is not the one the head records (entry ${head.seq}): it was edited`,
+        });
+      }
+    }
+  }
+  return { ok: problems.length === 0, entries: lines.length, lastSeq, problems };
+}
+
+/** Verifies a log file and, unless `head` is false, the `.head` file beside it (which must exist). */
+export function verifyAuditFile(
+  file: string,
+  opts: { head?: string | false; signingKey?: string | Buffer } = {},
+): AuditVerifyResult {
+  const text = fs.readFileSync(file, 'utf8');
+  const headFile = opts.head === false ? undefined : (opts.head ?? headPathFor(file));
+  const head =
+    headFile !== undefined && fs.existsSync(headFile) ? fs.readFileSync(headFile, 'utf8') : undefined;
+  return verifyAuditLog(text, { head, requireHead: headFile !== undefined, signingKey: opts.signingKey });
+}

@@ -1,0 +1,691 @@
+import { type Action, type SignedAction, signAction } from '../signing';
+import { SetpointTracker, TokenBuckets, setpointKey } from './limits';
+import { FORBIDDEN_KEYS, readPath, resolvePath, templateText } from './paths';
+import {
+  type CompiledAction,
+  type CompiledCondition,
+  type CompiledInterlock,
+  type CompiledParam,
+  type CompiledPolicy,
+  type RateLimitRule,
+  type Scalar,
+  type Source,
+  interlockApplies,
+} from './policy';
+
+export type ReasonCode =
+  | 'malformed_request'
+  | 'malformed_action'
+  | 'invalid_value'
+  | 'forbidden_key'
+  | 'unknown_action'
+  | 'device_not_allowed'
+  | 'unknown_param'
+  | 'missing_param'
+  | 'param_type'
+  | 'param_range'
+  | 'param_enum'
+  | 'param_pattern'
+  | 'param_length'
+  | 'unit_mismatch'
+  | 'interlock'
+  | 'interlock_value_missing'
+  | 'interlock_value_invalid'
+  | 'too_many_steps'
+  | 'budget_exceeded'
+  | 'budget_cost_missing'
+  | 'rate_limited'
+  | 'rate_of_change'
+  | 'approval_required'
+  | 'approval_denied'
+  | 'approval_expired'
+  | 'approval_unknown'
+  | 'approval_malformed'
+  | 'approval_queue_full'
+  | 'evaluation_error';
+
+export interface Reason {
+  code: ReasonCode;
+  /** One sentence for a person. */
+  message: string;
+  /** 0-based index of the plan step (absent for a single action or a plan-wide reason). */
+  step?: number;
+  stepId?: string;
+  action?: string;
+  /** The policy rule involved: interlock id, parameter, budget or rate-limit key. */
+  rule?: string;
+}
+
+export type Outcome = 'approved' | 'needs_approval' | 'rejected';
+
+export interface Decision {
+  outcome: Outcome;
+  kind: 'action' | 'plan' | 'invalid';
+  /** The actions as checked (empty when the request could not be read). */
+  actions: Action[];
+  /** Why it was rejected, or which steps need approval. Empty when approved. */
+  reasons: Reason[];
+  /** The reasons in one or two sentences. */
+  summary: string;
+  policyHash: string;
+  /** One signed action per step, in plan order; only when approved. */
+  signed: SignedAction[];
+}
+
+/** Reads a live value for an interlock; `undefined` when there is none. */
+export type LiveReader = (source: Source, segments: readonly string[]) => unknown;
+
+export interface DecideOptions {
+  /** A person approved this request: actions that need approval may pass. */
+  approvalGranted?: boolean;
+}
+
+export interface GuardrailOptions {
+  key: string | Buffer;
+  now?: () => number;
+  /** Bound on rate-limit buckets and tracked set-points. */
+  maxTrackedKeys?: number;
+}
+
+const ACTION_KEYS = new Set(['action', 'params', 'device', 'id', 'reason']);
+const MAX_DEPTH = 32;
+const MAX_NODES = 100000;
+const HARD_MAX_STEPS = 1000;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  if (v === undefined) return 'nothing';
+  return Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** Refuses anything that is not plain JSON data, and any key that can reach a prototype. */
+function scanData(root: unknown): Reason | undefined {
+  let nodes = 0;
+  const walk = (v: unknown, at: string, depth: number): Reason | undefined => {
+    if (++nodes > MAX_NODES)
+      return { code: 'malformed_request', message: 'The request is too large to check.' };
+    if (depth > MAX_DEPTH)
+      return { code: 'malformed_request', message: `The request is nested too deeply at ${at}.` };
+    if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
+    if (typeof v === 'number') {
+      return Number.isFinite(v)
+        ? undefined
+        : { code: 'invalid_value', message: `${at} is ${v}; only finite numbers are accepted.` };
+    }
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const r = walk(v[i], `${at}[${i}]`, depth + 1);
+        if (r) return r;
+      }
+      return undefined;
+    }
+    if (!isPlainObject(v)) {
+      const what = v === undefined ? 'undefined' : typeof v === 'object' ? 'not plain data' : `a ${typeof v}`;
+      return { code: 'invalid_value', message: `${at} is ${what}; only JSON data is accepted.` };
+    }
+    for (const k of Object.keys(v)) {
+      if (FORBIDDEN_KEYS.includes(k)) {
+        return { code: 'forbidden_key', message: `${at} has the key "${k}", which is never accepted.` };
+      }
+      const r = walk(v[k], `${at}.${k}`, depth + 1);
+      if (r) return r;
+    }
+    return undefined;
+  };
+  return walk(root, 'payload', 0);
+}
+
+function stepLabel(kind: 'action' | 'plan', i: number, a: { id?: unknown; action?: unknown }): string {
+  const name = typeof a.action === 'string' ? a.action : 'action';
+  if (kind === 'action') return name;
+  return `Step ${i + 1}${typeof a.id === 'string' ? ` (${a.id})` : ''}, ${name}`;
+}
+
+function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?: Action; reason?: Reason } {
+  const label = kind === 'plan' ? `Step ${i + 1}` : 'The action';
+  const bad = (message: string): { reason: Reason } => ({
+    reason: { code: 'malformed_action', message, ...(kind === 'plan' ? { step: i } : {}) },
+  });
+  if (!isPlainObject(v)) return bad(`${label} is not an object {action, params}.`);
+  for (const k of Object.keys(v)) {
+    if (!ACTION_KEYS.has(k))
+      return bad(`${label} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
+  }
+  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label} has no action name.`);
+  if (!isPlainObject(v.params)) return bad(`${label} (${v.action}) has no params object.`);
+  if (v.device !== undefined && (typeof v.device !== 'string' || v.device.length === 0)) {
+    return bad(`${label} (${v.action}): device must be a non-empty string.`);
+  }
+  if (v.id !== undefined && (typeof v.id !== 'string' || v.id.length === 0)) {
+    return bad(`${label} (${v.action}): id must be a non-empty string.`);
+  }
+  if (v.reason !== undefined && typeof v.reason !== 'string')
+    return bad(`${label} (${v.action}): reason must be text.`);
+  return { action: v as Action };
+}
+
+function compare(actual: Scalar, op: CompiledCondition['op'], expected: Scalar | Scalar[]): boolean {
+  switch (op) {
+    case '<':
+      return (actual as number) < (expected as number);
+    case '<=':
+      return (actual as number) <= (expected as number);
+    case '>':
+      return (actual as number) > (expected as number);
+    case '>=':
+      return (actual as number) >= (expected as number);
+    case '==':
+      return actual === expected;
+    case '!=':
+      return actual !== expected;
+    case 'in':
+      return (expected as Scalar[]).includes(actual);
+    case 'notIn':
+      return !(expected as Scalar[]).includes(actual);
+  }
+}
+
+const OP_WORDS: Record<CompiledCondition['op'], string> = {
+  '<': 'below',
+  '<=': 'at most',
+  '>': 'above',
+  '>=': 'at least',
+  '==': 'equal to',
+  '!=': 'other than',
+  in: 'one of',
+  notIn: 'none of',
+};
+
+function fillMessage(template: string, action: Action, extra: Record<string, unknown>): string {
+  return template.replace(/\{([A-Za-z_.:-]+)\}/g, (whole, ref: string) => {
+    let v: unknown;
+    if (Object.hasOwn(extra, ref)) v = extra[ref];
+    else if (ref === 'action' || ref === 'device' || ref === 'id') v = action[ref];
+    else if (ref.startsWith('params.')) v = readPath(action.params, [ref.slice(7)]);
+    else return whole;
+    return v === undefined ? '?' : typeof v === 'string' ? v : (JSON.stringify(v) ?? '?');
+  });
+}
+
+interface StepFacts {
+  action: Action;
+  rule: CompiledAction;
+  /** Numeric parameter values after unit handling. */
+  numbers: Map<string, number>;
+}
+
+/**
+ * The guardrail: checks one action or a plan against a compiled policy and, when everything passes,
+ * consumes rate-limit tokens, records set-points and signs each action. Never throws from decide():
+ * an unexpected error is a rejection.
+ */
+export class Guardrail {
+  private readonly buckets: TokenBuckets;
+  private readonly setpoints: SetpointTracker;
+  private readonly now: () => number;
+
+  constructor(
+    readonly policy: CompiledPolicy,
+    private readonly opts: GuardrailOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.buckets = new TokenBuckets(opts.maxTrackedKeys);
+    this.setpoints = new SetpointTracker(opts.maxTrackedKeys);
+  }
+
+  decide(payload: unknown, live: LiveReader, options: DecideOptions = {}): Decision {
+    let kind: Decision['kind'] = 'invalid';
+    let actions: Action[] = [];
+    try {
+      const parsed = this.parseRequest(payload);
+      kind = parsed.kind;
+      if (parsed.reasons.length > 0) return this.result('rejected', kind, parsed.actions, parsed.reasons);
+      actions = parsed.actions;
+      const now = this.now();
+      const reasons: Reason[] = [];
+      const approvals: Reason[] = [];
+      const facts: StepFacts[] = [];
+      actions.forEach((a, i) => {
+        const f = this.checkStep(a, i, kind as 'action' | 'plan', live, reasons, approvals);
+        if (f) facts.push(f);
+      });
+      if (reasons.length === 0) this.checkPlan(facts, kind as 'action' | 'plan', reasons);
+      if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
+      if (approvals.length > 0 && !options.approvalGranted) {
+        return this.result('needs_approval', kind, actions, approvals);
+      }
+      const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons);
+      if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
+      const signed = actions.map((a) =>
+        signAction(a, {
+          key: this.opts.key,
+          policyHash: this.policy.hash,
+          ttlMs: this.policy.signatureTtlMs,
+          now,
+        }),
+      );
+      commit();
+      return { ...this.result('approved', kind, actions, []), signed };
+    } catch (err) {
+      return this.result('rejected', kind, actions, [
+        {
+          code: 'evaluation_error',
+          message: `The guardrail could not evaluate the request: ${(err as Error).message}`,
+        },
+      ]);
+    }
+  }
+
+  /** A decision that did not come from evaluating a request (approval denied, expired...). */
+  result(outcome: Outcome, kind: Decision['kind'], actions: Action[], reasons: Reason[]): Decision {
+    let summary: string;
+    if (outcome === 'approved') {
+      summary =
+        kind === 'plan' ? `Approved: all ${actions.length} steps are within the policy.` : 'Approved.';
+    } else {
+      summary = reasons[0]?.message ?? (outcome === 'rejected' ? 'Rejected.' : 'Needs approval.');
+      if (reasons.length > 1) summary += ` (and ${reasons.length - 1} more)`;
+    }
+    return { outcome, kind, actions, reasons, summary, policyHash: this.policy.hash, signed: [] };
+  }
+
+  private parseRequest(payload: unknown): { kind: Decision['kind']; actions: Action[]; reasons: Reason[] } {
+    const scanned = scanData(payload);
+    if (scanned) return { kind: 'invalid', actions: [], reasons: [scanned] };
+    const malformed = (message: string) => ({
+      kind: 'invalid' as const,
+      actions: [],
+      reasons: [{ code: 'malformed_request' as const, message }],
+    });
+    if (!isPlainObject(payload)) {
+      return malformed('msg.payload must be an action {action, params, device?} or a plan {steps: [...]}.');
+    }
+    const hasSteps = Object.hasOwn(payload, 'steps');
+    if (hasSteps === Object.hasOwn(payload, 'action')) {
+      return malformed(
+        hasSteps
+          ? 'msg.payload has both "steps" and "action": send either one action or one plan.'
+          : 'msg.payload must be an action {action, params, device?} or a plan {steps: [...]}.',
+      );
+    }
+    if (!hasSteps) {
+      const { action, reason } = parseAction(payload, 'action', 0);
+      return action
+        ? { kind: 'action', actions: [action], reasons: [] }
+        : { kind: 'action', actions: [], reasons: [reason!] };
+    }
+    const steps = payload.steps;
+    if (!Array.isArray(steps) || steps.length === 0)
+      return { ...malformed('The plan has no steps.'), kind: 'plan' };
+    if (steps.length > HARD_MAX_STEPS || steps.length > this.policy.maxSteps) {
+      return {
+        kind: 'plan',
+        actions: [],
+        reasons: [
+          {
+            code: 'too_many_steps',
+            message: `The plan has ${steps.length} steps; the policy allows at most ${this.policy.maxSteps}.`,
+          },
+        ],
+      };
+    }
+    const actions: Action[] = [];
+    const reasons: Reason[] = [];
+    const ids = new Set<string>();
+    steps.forEach((s, i) => {
+      const { action, reason } = parseAction(s, 'plan', i);
+      if (reason) reasons.push(reason);
+      if (!action) return;
+      if (action.id !== undefined) {
+        if (ids.has(action.id)) {
+          reasons.push({
+            code: 'malformed_action',
+            step: i,
+            message: `Step ${i + 1} repeats the step id "${action.id}".`,
+          });
+        }
+        ids.add(action.id);
+      }
+      actions.push(action);
+    });
+    return { kind: 'plan', actions: reasons.length ? [] : actions, reasons };
+  }
+
+  private checkStep(
+    a: Action,
+    i: number,
+    kind: 'action' | 'plan',
+    live: LiveReader,
+    reasons: Reason[],
+    approvals: Reason[],
+  ): StepFacts | undefined {
+    const label = stepLabel(kind, i, a);
+    const base: Pick<Reason, 'step' | 'stepId' | 'action'> = {
+      ...(kind === 'plan' ? { step: i } : {}),
+      ...(a.id !== undefined ? { stepId: a.id } : {}),
+      action: a.action,
+    };
+    const add = (code: ReasonCode, message: string, rule?: string) =>
+      reasons.push({ code, message, ...base, ...(rule !== undefined ? { rule } : {}) });
+    const rule = this.policy.actions.get(a.action);
+    if (!rule) {
+      const allowed = [...this.policy.actions.keys()].join(', ');
+      add(
+        'unknown_action',
+        `${kind === 'plan' ? `Step ${i + 1}: ` : ''}"${a.action}" is not an allowed action (allowed: ${allowed}).`,
+      );
+      return undefined;
+    }
+    if (rule.devices && (a.device === undefined || !rule.devices.has(a.device))) {
+      const allowed = [...rule.devices].join(', ');
+      add(
+        'device_not_allowed',
+        a.device === undefined
+          ? `${label}: a device is required (one of ${allowed}).`
+          : `${label}: device "${a.device}" is not allowed for this action (allowed: ${allowed}).`,
+      );
+    }
+    const before = reasons.length;
+    for (const name of Object.keys(a.params)) {
+      if (!rule.params.has(name)) {
+        const known = [...rule.params.keys()];
+        add(
+          'unknown_param',
+          `${label}: unknown parameter "${name}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
+          name,
+        );
+      }
+    }
+    const numbers = new Map<string, number>();
+    for (const p of rule.params.values()) {
+      this.checkParam(p, a.params[p.name], Object.hasOwn(a.params, p.name), label, numbers, add);
+    }
+    if (reasons.length > before) return undefined;
+    for (const il of this.policy.interlocks) {
+      if (interlockApplies(il, rule, a.device)) this.checkInterlock(il, a, label, live, add);
+    }
+    if (rule.requiresApproval) {
+      const why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
+      approvals.push({
+        code: 'approval_required',
+        message: `${label} needs a person's approval${why}.`,
+        ...base,
+      });
+    }
+    return { action: a, rule, numbers };
+  }
+
+  private checkParam(
+    p: CompiledParam,
+    raw: unknown,
+    present: boolean,
+    label: string,
+    numbers: Map<string, number>,
+    add: (code: ReasonCode, message: string, rule?: string) => void,
+  ): void {
+    const name = `${label}: ${p.name}`;
+    if (!present) {
+      if (p.required) add('missing_param', `${name} is required.`, p.name);
+      return;
+    }
+    const numeric = p.type === 'number' || p.type === 'integer';
+    let v = raw;
+    if (
+      isPlainObject(raw) &&
+      numeric &&
+      p.unit !== undefined &&
+      Object.hasOwn(raw, 'value') &&
+      Object.hasOwn(raw, 'unit')
+    ) {
+      if (Object.keys(raw).length !== 2)
+        return add('param_type', `${name} must be {value, unit} and nothing else.`, p.name);
+      if (raw.unit !== p.unit) {
+        return add(
+          'unit_mismatch',
+          `${name} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
+          p.name,
+        );
+      }
+      v = raw.value;
+    }
+    const unit = p.unit ? ` ${p.unit}` : '';
+    if (numeric) {
+      if (typeof v !== 'number') {
+        const hint = typeof v === 'string' ? ' (a number given as text is not accepted)' : '';
+        return add('param_type', `${name} must be a number, not ${show(v)}${hint}.`, p.name);
+      }
+      if (!Number.isFinite(v)) return add('param_type', `${name} must be a finite number, not ${v}.`, p.name);
+      if (p.type === 'integer' && !Number.isInteger(v))
+        return add('param_type', `${name} must be a whole number, not ${v}.`, p.name);
+      if (p.min !== undefined && v < p.min)
+        return add('param_range', `${name} ${v}${unit} is below the minimum of ${p.min}${unit}.`, p.name);
+      if (p.max !== undefined && v > p.max)
+        return add('param_range', `${name} ${v}${unit} is above the maximum of ${p.max}${unit}.`, p.name);
+      numbers.set(p.name, v);
+    } else if (typeof v !== p.type) {
+      return add('param_type', `${name} must be a ${p.type}, not ${show(v)}.`, p.name);
+    }
+    if (p.enum && !p.enum.includes(v as Scalar)) {
+      return add('param_enum', `${name} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`, p.name);
+    }
+    if (typeof v === 'string') {
+      if (p.maxLength !== undefined && v.length > p.maxLength) {
+        return add('param_length', `${name} is longer than ${p.maxLength} characters.`, p.name);
+      }
+      if (p.regex && !p.regex.test(v))
+        return add('param_pattern', `${name} ${show(v)} does not match ${p.pattern}.`, p.name);
+    }
+  }
+
+  private checkInterlock(
+    il: CompiledInterlock,
+    a: Action,
+    label: string,
+    live: LiveReader,
+    add: (code: ReasonCode, message: string, rule?: string) => void,
+  ): void {
+    for (const c of il.conditions) {
+      const path = resolvePath(c.path, a);
+      if (!path.ok) {
+        add(
+          'interlock_value_missing',
+          `${label}: interlock "${il.id}" cannot find its value: ${path.error}.`,
+          il.id,
+        );
+        return;
+      }
+      const where = `${c.source}.${templateText(path.segments)}`;
+      const value = live(c.source, path.segments);
+      if (value === undefined || value === null) {
+        add(
+          'interlock_value_missing',
+          `${label}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
+          il.id,
+        );
+        return;
+      }
+      const ordered = c.op === '<' || c.op === '<=' || c.op === '>' || c.op === '>=';
+      const valid = ordered
+        ? typeof value === 'number' && Number.isFinite(value)
+        : typeof value === 'string' ||
+          typeof value === 'boolean' ||
+          (typeof value === 'number' && Number.isFinite(value));
+      if (!valid) {
+        add(
+          'interlock_value_invalid',
+          `${label}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
+          il.id,
+        );
+        return;
+      }
+      if (!compare(value as Scalar, c.op, c.value)) {
+        const limit = Array.isArray(c.value) ? c.value.map(show).join(', ') : show(c.value);
+        const message = il.message
+          ? fillMessage(il.message, a, { value, limit, path: where })
+          : `${label}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
+        add('interlock', message, il.id);
+        return;
+      }
+    }
+  }
+
+  private checkPlan(facts: StepFacts[], kind: 'action' | 'plan', reasons: Reason[]): void {
+    const totals = new Map<string, number>();
+    for (const [i, f] of facts.entries()) {
+      for (const { budget, cost } of f.rule.costs) {
+        let amount: number | undefined;
+        if (typeof cost === 'number') amount = cost;
+        else {
+          const v = f.numbers.get(cost.param);
+          if (v === undefined) {
+            reasons.push({
+              code: 'budget_cost_missing',
+              message: `${stepLabel(kind, i, f.action)}: ${cost.param} is needed to count the ${budget} budget.`,
+              ...(kind === 'plan' ? { step: i } : {}),
+              action: f.action.action,
+              rule: budget,
+            });
+            continue;
+          }
+          amount = Math.abs(v) * (cost.factor ?? 1);
+        }
+        totals.set(budget, (totals.get(budget) ?? 0) + amount);
+      }
+    }
+    for (const [budget, total] of totals) {
+      const b = this.policy.budgets.get(budget)!;
+      if (total > b.max) {
+        const unit = b.unit ? ` ${b.unit}` : '';
+        const what = kind === 'plan' ? 'The plan' : 'The action';
+        reasons.push({
+          code: 'budget_exceeded',
+          message: `${what} needs ${round(total)}${unit} of ${budget}; the budget is ${b.max}${unit}.`,
+          rule: budget,
+        });
+      }
+    }
+  }
+
+  /** Checks rate limits and rates of change; returns the commit that applies them. */
+  private checkLimits(
+    facts: StepFacts[],
+    kind: 'action' | 'plan',
+    now: number,
+    live: LiveReader,
+    reasons: Reason[],
+  ) {
+    const demand = new Map<string, { limit: RateLimitRule; n: number; what: string; step: number }>();
+    const want = (key: string, limit: RateLimitRule, what: string, step: number) => {
+      const d = demand.get(key);
+      if (d) d.n++;
+      else demand.set(key, { limit, n: 1, what, step });
+    };
+    for (const [i, f] of facts.entries()) {
+      const device = f.action.device;
+      const dev = device === undefined ? '(no device)' : `device ${device}`;
+      for (const l of f.rule.rateLimits) {
+        if (l.per === 'action') want(JSON.stringify(['action', f.rule.name]), l, f.rule.name, i);
+        else
+          want(
+            JSON.stringify(['action-device', f.rule.name, device ?? null]),
+            l,
+            `${f.rule.name} on ${dev}`,
+            i,
+          );
+      }
+      for (const [j, l] of this.policy.rateLimits.entries()) {
+        if (l.per === 'all') want(JSON.stringify(['all', j]), l, 'all actions', i);
+        else want(JSON.stringify(['device', j, device ?? null]), l, dev, i);
+      }
+    }
+    const keys = [...demand.keys()];
+    if (!this.buckets.hasRoom(keys, now)) {
+      reasons.push({
+        code: 'rate_limited',
+        message: 'Too many devices are being rate-limited at once; try again later.',
+      });
+    }
+    for (const [key, d] of demand) {
+      if (this.buckets.available(key, d.limit, now) + 1e-9 < d.n) {
+        const wait = this.buckets.waitSeconds(key, d.limit, d.n, now);
+        const per = `${d.limit.capacity} at once, ${d.limit.refillPerSecond} per second`;
+        reasons.push({
+          code: 'rate_limited',
+          message:
+            d.n > d.limit.capacity
+              ? `${kind === 'plan' ? 'The plan' : 'The action'} needs ${d.n} ${d.what} actions; the rate limit allows ${per}.`
+              : `Rate limit for ${d.what} reached (${per}); try again in ${Math.ceil(wait)} s.`,
+          ...(kind === 'plan' ? { step: d.step } : {}),
+          rule: d.what,
+        });
+      }
+    }
+
+    const tentative = new Map<string, { value: number; at: number }>();
+    for (const [i, f] of facts.entries()) {
+      for (const roc of f.rule.rateOfChange) {
+        const v = f.numbers.get(roc.param);
+        if (v === undefined) continue;
+        const key = setpointKey(f.rule.name, f.action.device, roc.param);
+        const label = stepLabel(kind, i, f.action);
+        const add = (code: ReasonCode, message: string) =>
+          reasons.push({
+            code,
+            message,
+            ...(kind === 'plan' ? { step: i } : {}),
+            action: f.rule.name,
+            rule: roc.param,
+          });
+        let prev = tentative.get(key) ?? this.setpoints.get(key);
+        if (!prev && roc.initial) {
+          const path = resolvePath(roc.initial.path, f.action);
+          const current = path.ok ? live(roc.initial.source, path.segments) : undefined;
+          if (typeof current !== 'number' || !Number.isFinite(current)) {
+            add(
+              'interlock_value_missing',
+              `${label}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
+            );
+            continue;
+          }
+          // With no approved history, the live value counts as set one second ago.
+          prev = { value: current, at: now - 1000 };
+        }
+        if (prev) {
+          const seconds = Math.max(0, now - prev.at) / 1000;
+          const allowed = roc.maxPerSecond * seconds;
+          const change = Math.abs(v - prev.value);
+          if (change > allowed + 1e-9) {
+            const unit = f.rule.params.get(roc.param)?.unit;
+            const u = unit ? ` ${unit}` : '';
+            add(
+              'rate_of_change',
+              `${label}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
+            );
+          }
+        }
+        tentative.set(key, { value: v, at: now });
+      }
+    }
+    if (!this.setpoints.hasRoom([...tentative.keys()])) {
+      reasons.push({
+        code: 'rate_of_change',
+        message: 'Too many set-points are being tracked; the change is refused.',
+      });
+    }
+    return () => {
+      for (const [key, d] of demand) this.buckets.take(key, d.limit, d.n, now);
+      for (const [key, p] of tentative) this.setpoints.set(key, p);
+    };
+  }
+}
+
+function round(n: number): string {
+  return String(Math.round(n * 1000) / 1000);
+}

@@ -1,0 +1,63 @@
+import { verifyAuditFile } from './audit';
+
+const USAGE = `usage: verify-cli <audit.jsonl> [--head <file> | --no-head] [--key-env <VAR>]
+
+Checks a guardrail audit log: every line parses, entries are numbered 0, 1, 2..., each line holds the
+hash of the one before, and the last line matches <audit.jsonl>.head. With --key-env, the signing key
+is read from that environment variable (never from the command line) and each line's MAC is checked.
+Exit status: 0 intact, 1 tampering or damage found, 2 usage or read error.`;
+
+export function main(argv: string[], env: NodeJS.ProcessEnv, out: (line: string) => void): number {
+  let file: string | undefined;
+  let head: string | false | undefined;
+  let keyEnv: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--head' && i + 1 < argv.length) head = argv[++i];
+    else if (arg === '--no-head') head = false;
+    else if (arg === '--key-env' && i + 1 < argv.length) keyEnv = argv[++i];
+    else if (arg === '-h' || arg === '--help') {
+      out(USAGE);
+      return 0;
+    } else if (!arg.startsWith('-') && file === undefined) file = arg;
+    else {
+      out(USAGE);
+      return 2;
+    }
+  }
+  if (!file) {
+    out(USAGE);
+    return 2;
+  }
+  let signingKey: string | undefined;
+  if (keyEnv !== undefined) {
+    signingKey = env[keyEnv];
+    if (!signingKey) {
+      out(`environment variable ${keyEnv} is not set`);
+      return 2;
+    }
+  }
+  let result;
+  try {
+    result = verifyAuditFile(file, { head, signingKey });
+  } catch (err) {
+    out(`cannot read ${file}: ${(err as Error).message}`);
+    return 2;
+  }
+  if (result.ok) {
+    const checks = [
+      head === false ? 'head not checked' : 'head matches',
+      signingKey ? 'MACs valid' : 'MACs not checked',
+    ];
+    out(`OK: ${file}: ${result.entries} entries, chain intact, ${checks.join(', ')}`);
+    return 0;
+  }
+  out(`TAMPERED: ${file}: ${result.problems.length} problem(s) in ${result.entries} entries`);
+  for (const p of result.problems)
+    out(`  ${p.line !== undefined ? `line ${p.line}: ` : ''}[${p.code}] ${p.message}`);
+  return 1;
+}
+
+if (require.main === module) {
+  process.exitCode = main(process.argv.slice(2), process.env, (line) => console.log(line));
+}

@@ -1,0 +1,921 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sinon from 'sinon';
+import { PendingApprovals, parseApprovalDecision } from '../lib/guardrail/approvals';
+import { AuditLog, GENESIS, sha256, verifyAuditFile, verifyAuditLog } from '../lib/guardrail/audit';
+import { type Decision, Guardrail, type LiveReader, type ReasonCode } from '../lib/guardrail/evaluate';
+import { readPath } from '../lib/guardrail/paths';
+import {
+  type CompiledPolicy,
+  type Policy,
+  compilePolicy,
+  parsePolicyText,
+  policyHash,
+} from '../lib/guardrail/policy';
+import { main as verifyCli } from '../lib/guardrail/verify-cli';
+import { verifySignedAction } from '../lib/signing';
+
+const KEY = 'guardrail-test-key';
+
+export const CELL_POLICY: Policy = {
+  name: 'cell 3',
+  version: '1',
+  actions: {
+    set_torque: {
+      params: { torque: { type: 'number', min: 0, max: 10, unit: 'Nm', required: true } },
+      devices: ['arm-1', 'arm-2'],
+      rateOfChange: [{ param: 'torque', maxPerSecond: 2 }],
+    },
+    move_to: {
+      params: {
+        zone: { type: 'string', enum: ['A', 'B', 'C'], required: true },
+        distance: { type: 'number', min: 0, unit: 'm', required: true },
+        speed: { type: 'integer', min: 1, max: 5 },
+      },
+      classes: ['motion'],
+      costs: { travel: { param: 'distance' }, battery: { param: 'distance', factor: 0.5 } },
+    },
+    open_valve: {
+      params: {
+        valve: { type: 'string', pattern: '^V[0-9]{1,3}$', required: true },
+        percent: { type: 'integer', min: 0, max: 100 },
+      },
+      rateLimits: [{ per: 'device', capacity: 2, refillPerSecond: 0.5 }],
+    },
+    wipe_memory: { params: {}, classes: ['destructive'] },
+    beep: {
+      params: { loud: { type: 'boolean' } },
+      rateLimits: [{ per: 'action', capacity: 3, refillPerSecond: 1 }],
+      costs: { battery: 6 },
+    },
+  },
+  interlocks: [
+    {
+      id: 'zone-too-hot',
+      when: { action: 'move_to' },
+      require: { source: 'msg', path: 'sensors.zones.{params.zone}.temperature', op: '<=', value: 80 },
+      message: 'Zone {params.zone} is {value} °C; moving there is allowed only at or below {limit} °C.',
+    },
+    {
+      id: 'line-pressure',
+      when: { action: 'open_valve' },
+      require: [
+        { source: 'flow', path: 'line.pressure', op: '<', value: 6 },
+        { source: 'global', path: 'plant.mode', op: 'in', value: ['run', 'maintenance'] },
+      ],
+    },
+  ],
+  approval: { classes: ['destructive'], timeoutSeconds: 60 },
+  plan: { maxSteps: 20, budgets: { travel: { max: 50, unit: 'm' }, battery: { max: 30, unit: 'min' } } },
+  signature: { ttlSeconds: 30 },
+};
+
+function compile(policy: unknown = CELL_POLICY): CompiledPolicy {
+  const r = compilePolicy(policy);
+  if (!r.ok) throw new Error(r.errors.join('\n'));
+  return r.policy;
+}
+
+interface World {
+  msg?: Record<string, unknown>;
+  flow?: Record<string, unknown>;
+  global?: Record<string, unknown>;
+}
+
+const SAFE: World = {
+  msg: { sensors: { zones: { A: { temperature: 40 }, B: { temperature: 95 }, C: {} } } },
+  flow: { line: { pressure: 3 } },
+  global: { plant: { mode: 'run' } },
+};
+
+function reader(world: World): LiveReader {
+  return (source, segments) => readPath(world[source], segments);
+}
+
+function codes(d: Decision): ReasonCode[] {
+  return d.reasons.map((r) => r.code);
+}
+
+describe('guardrail policy', () => {
+  it('compiles the example policy and names it by a hash of its canonical JSON', () => {
+    const p = compile();
+    assert.match(p.hash, /^[0-9a-f]{64}$/);
+    const reordered = JSON.parse(JSON.stringify({ signature: CELL_POLICY.signature, ...CELL_POLICY }));
+    assert.equal(policyHash(reordered), p.hash);
+    assert.notEqual(policyHash({ ...CELL_POLICY, version: '2' }), p.hash);
+    assert.equal(p.signatureTtlMs, 30000);
+  });
+
+  const invalid: Array<[string, unknown, RegExp]> = [
+    ['no actions', { name: 'x' }, /missing required property "actions"/],
+    ['an empty allow-list', { actions: {} }, /policy\.actions: must NOT have fewer than 1 properties/],
+    [
+      'a misspelt keyword',
+      { actions: { a: { params: { x: { type: 'number', maximum: 3 } } } } },
+      /policy\.actions\.a\.params\.x: unknown property "maximum"/,
+    ],
+    [
+      'an unknown type',
+      { actions: { a: { params: { x: { type: 'float' } } } } },
+      /policy\.actions\.a\.params\.x\.type: must be one of/,
+    ],
+    [
+      'a __proto__ parameter',
+      JSON.parse('{"actions":{"a":{"params":{"__proto__":{"type":"number"}}}}}'),
+      /"__proto__" is not allowed/,
+    ],
+    [
+      'min above max',
+      { actions: { a: { params: { x: { type: 'number', min: 5, max: 1 } } } } },
+      /min \(5\) is greater than max \(1\)/,
+    ],
+    [
+      'a bad regular expression',
+      { actions: { a: { params: { x: { type: 'string', pattern: '(' } } } } },
+      /pattern is not a valid regular expression/,
+    ],
+    [
+      'an enum of the wrong type',
+      { actions: { a: { params: { x: { type: 'integer', enum: [1, 'two'] } } } } },
+      /enum value "two" is not a integer/,
+    ],
+    [
+      'a unit on a string',
+      { actions: { a: { params: { x: { type: 'string', unit: 'm' } } } } },
+      /min, max and unit apply only to number/,
+    ],
+    [
+      'rate of change on a string',
+      {
+        actions: {
+          a: { params: { x: { type: 'string' } }, rateOfChange: [{ param: 'x', maxPerSecond: 1 }] },
+        },
+      },
+      /"x" is not a numeric parameter of a/,
+    ],
+    ['a cost for an undeclared budget', { actions: { a: { costs: { travel: 1 } } } }, /no budget "travel"/],
+    [
+      'an interlock on an unknown action',
+      {
+        actions: { a: {} },
+        interlocks: [
+          { id: 'i', when: { action: 'b' }, require: { source: 'msg', path: 'x', op: '==', value: 1 } },
+        ],
+      },
+      /"b" is not an action of this policy/,
+    ],
+    [
+      'an interlock path naming an unknown parameter',
+      {
+        actions: { a: { params: { z: { type: 'string' } } } },
+        interlocks: [
+          {
+            id: 'i',
+            when: { action: 'a' },
+            require: { source: 'flow', path: 'zones.{params.zone}.t', op: '<', value: 1 },
+          },
+        ],
+      },
+      /\{params\.zone\} is not a parameter of a/,
+    ],
+    [
+      'a numeric comparison with a string',
+      {
+        actions: { a: {} },
+        interlocks: [{ id: 'i', require: { source: 'msg', path: 'x', op: '<', value: 'hot' } }],
+      },
+      /value must be a number/,
+    ],
+    [
+      '"in" without a list',
+      {
+        actions: { a: {} },
+        interlocks: [{ id: 'i', require: { source: 'msg', path: 'x', op: 'in', value: 1 } }],
+      },
+      /needs an array value/,
+    ],
+    [
+      'an unknown source',
+      {
+        actions: { a: {} },
+        interlocks: [{ id: 'i', require: { source: 'env', path: 'x', op: '==', value: 1 } }],
+      },
+      /source: must be one of/,
+    ],
+    [
+      'a duplicate interlock id',
+      {
+        actions: { a: {} },
+        interlocks: [
+          { id: 'i', require: { source: 'msg', path: 'x', op: '==', value: 1 } },
+          { id: 'i', require: { source: 'msg', path: 'y', op: '==', value: 1 } },
+        ],
+      },
+      /duplicate interlock id "i"/,
+    ],
+    [
+      'an approval class no action has',
+      { actions: { a: {} }, approval: { classes: ['danger'] } },
+      /no action has the class "danger"/,
+    ],
+  ];
+  for (const [name, policy, expected] of invalid) {
+    it(`refuses ${name} with a clear error`, () => {
+      const r = compilePolicy(policy);
+      assert.equal(r.ok, false);
+      assert.match(!r.ok ? r.errors.join('\n') : '', expected);
+    });
+  }
+
+  it('reports a JSON syntax error with its line and column', () => {
+    const r = parsePolicyText('{\n  "actions": {,}\n}');
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.errors[0] : '', /line 2, column 15/);
+  });
+});
+
+describe('guardrail evaluation', () => {
+  const sandbox = sinon.createSandbox();
+  let clock: sinon.SinonFakeTimers;
+  let guard: Guardrail;
+  beforeEach(() => {
+    clock = sandbox.useFakeTimers({ now: 1_700_000_000_000 });
+    guard = new Guardrail(compile(), { key: KEY });
+  });
+  afterEach(() => sandbox.restore());
+
+  type Case = [string, unknown, 'approved' | 'needs_approval' | 'rejected', ReasonCode[], World?];
+  const cases: Case[] = [
+    ['an allowed action', { action: 'set_torque', params: { torque: 5 }, device: 'arm-1' }, 'approved', []],
+    ['the maximum exactly', { action: 'set_torque', params: { torque: 2 }, device: 'arm-2' }, 'approved', []],
+    [
+      'a value in the declared unit',
+      { action: 'set_torque', params: { torque: { value: 2, unit: 'Nm' } }, device: 'arm-1' },
+      'approved',
+      [],
+    ],
+    [
+      'a value in another unit',
+      { action: 'set_torque', params: { torque: { value: 2, unit: 'lbf·ft' } }, device: 'arm-1' },
+      'rejected',
+      ['unit_mismatch'],
+    ],
+    [
+      'torque above 10 Nm',
+      { action: 'set_torque', params: { torque: 10.5 }, device: 'arm-1' },
+      'rejected',
+      ['param_range'],
+    ],
+    [
+      'a negative torque',
+      { action: 'set_torque', params: { torque: -1 }, device: 'arm-1' },
+      'rejected',
+      ['param_range'],
+    ],
+    [
+      'an action not on the allow-list',
+      { action: 'self_destruct', params: {} },
+      'rejected',
+      ['unknown_action'],
+    ],
+    [
+      'an unknown parameter',
+      { action: 'set_torque', params: { torque: 1, boost: true }, device: 'arm-1' },
+      'rejected',
+      ['unknown_param'],
+    ],
+    [
+      'a missing required parameter',
+      { action: 'set_torque', params: {}, device: 'arm-1' },
+      'rejected',
+      ['missing_param'],
+    ],
+    [
+      'a device not allowed',
+      { action: 'set_torque', params: { torque: 1 }, device: 'arm-9' },
+      'rejected',
+      ['device_not_allowed'],
+    ],
+    [
+      'no device where one is required',
+      { action: 'set_torque', params: { torque: 1 } },
+      'rejected',
+      ['device_not_allowed'],
+    ],
+    [
+      'a value outside the enum',
+      { action: 'move_to', params: { zone: 'Z', distance: 1 } },
+      'rejected',
+      ['param_enum'],
+    ],
+    [
+      'a fractional integer',
+      { action: 'move_to', params: { zone: 'A', distance: 1, speed: 2.5 } },
+      'rejected',
+      ['param_type'],
+    ],
+    [
+      'a string that fails the pattern',
+      { action: 'open_valve', params: { valve: 'V1; rm -rf' } },
+      'rejected',
+      ['param_pattern'],
+    ],
+    ['a boolean given as a string', { action: 'beep', params: { loud: 'true' } }, 'rejected', ['param_type']],
+    ['a move to a cool zone', { action: 'move_to', params: { zone: 'A', distance: 10 } }, 'approved', []],
+    [
+      'a move to a zone above 80 °C',
+      { action: 'move_to', params: { zone: 'B', distance: 10 } },
+      'rejected',
+      ['interlock'],
+    ],
+    [
+      'a valve opening at low pressure',
+      { action: 'open_valve', params: { valve: 'V12', percent: 50 } },
+      'approved',
+      [],
+    ],
+    [
+      'a valve opening at high pressure',
+      { action: 'open_valve', params: { valve: 'V12' } },
+      'rejected',
+      ['interlock'],
+      { ...SAFE, flow: { line: { pressure: 7 } } },
+    ],
+    [
+      'a valve opening in the wrong plant mode',
+      { action: 'open_valve', params: { valve: 'V1' } },
+      'rejected',
+      ['interlock'],
+      { ...SAFE, global: { plant: { mode: 'stop' } } },
+    ],
+    ['a destructive action', { action: 'wipe_memory', params: {} }, 'needs_approval', ['approval_required']],
+    [
+      'a move that alone exceeds the travel budget',
+      { action: 'move_to', params: { zone: 'A', distance: 51 } },
+      'rejected',
+      ['budget_exceeded'],
+    ],
+  ];
+  for (const [name, payload, outcome, expected, world] of cases) {
+    it(`${outcome}: ${name}`, () => {
+      const d = guard.decide(payload, reader(world ?? SAFE));
+      assert.equal(d.outcome, outcome, d.summary);
+      assert.deepEqual(codes(d), expected);
+      if (outcome !== 'approved')
+        assert.ok(
+          d.reasons.every((r) => /[A-Za-z].*\.$|\)$/.test(r.message)),
+          d.summary,
+        );
+      assert.equal(d.policyHash, guard.policy.hash);
+    });
+  }
+
+  it('explains a rejection in a sentence a person understands', () => {
+    const d = guard.decide({ action: 'set_torque', params: { torque: 12 }, device: 'arm-1' }, reader(SAFE));
+    assert.equal(d.summary, 'set_torque: torque 12 Nm is above the maximum of 10 Nm.');
+    const hot = guard.decide({ action: 'move_to', params: { zone: 'B', distance: 1 } }, reader(SAFE));
+    assert.equal(hot.summary, 'Zone B is 95 °C; moving there is allowed only at or below 80 °C.');
+    assert.equal(hot.reasons[0].rule, 'zone-too-hot');
+  });
+
+  describe('fails closed', () => {
+    const failClosed: Array<[string, unknown, ReasonCode, World?]> = [
+      [
+        'a number given as a string',
+        { action: 'set_torque', params: { torque: '5' }, device: 'arm-1' },
+        'param_type',
+      ],
+      ['NaN', { action: 'set_torque', params: { torque: NaN }, device: 'arm-1' }, 'invalid_value'],
+      ['Infinity', { action: 'move_to', params: { zone: 'A', distance: Infinity } }, 'invalid_value'],
+      [
+        'an own __proto__ key',
+        JSON.parse('{"action":"beep","params":{"__proto__":{"loud":true}}}'),
+        'forbidden_key',
+      ],
+      [
+        'a nested constructor key',
+        { steps: [{ action: 'beep', params: {}, reason: 'x' }], meta: { constructor: 1 } },
+        'forbidden_key',
+      ],
+      ['undefined in the action', { action: 'beep', params: {}, device: undefined }, 'invalid_value'],
+      ['a function in the action', { action: 'beep', params: { loud: () => true } }, 'invalid_value'],
+      ['a Date instead of data', { action: 'beep', params: { loud: new Date() } }, 'invalid_value'],
+      ['a payload that is a string', 'set torque to 5', 'malformed_request'],
+      ['a payload that is null', null, 'malformed_request'],
+      ['both action and steps', { action: 'beep', params: {}, steps: [] }, 'malformed_request'],
+      ['an empty plan', { steps: [] }, 'malformed_request'],
+      ['params missing', { action: 'beep' }, 'malformed_action'],
+      ['an unexpected field on the action', { action: 'beep', params: {}, sudo: true }, 'malformed_action'],
+      [
+        'a missing interlock value',
+        { action: 'move_to', params: { zone: 'C', distance: 1 } },
+        'interlock_value_missing',
+      ],
+      [
+        'no sensor data at all',
+        { action: 'move_to', params: { zone: 'A', distance: 1 } },
+        'interlock_value_missing',
+        {},
+      ],
+      [
+        'an interlock value given as a string',
+        { action: 'open_valve', params: { valve: 'V1' } },
+        'interlock_value_invalid',
+        { ...SAFE, flow: { line: { pressure: '3' } } },
+      ],
+      [
+        'an interlock value that is NaN',
+        { action: 'open_valve', params: { valve: 'V1' } },
+        'interlock_value_invalid',
+        { ...SAFE, flow: { line: { pressure: NaN } } },
+      ],
+      [
+        'an interlock value reached through the prototype',
+        { action: 'open_valve', params: { valve: 'V1' } },
+        'interlock_value_missing',
+        { ...SAFE, flow: Object.create({ line: { pressure: 1 } }) },
+      ],
+    ];
+    for (const [name, payload, code, world] of failClosed) {
+      it(`rejects ${name} (${code})`, () => {
+        const d = guard.decide(payload, reader(world ?? SAFE));
+        assert.equal(d.outcome, 'rejected');
+        assert.equal(d.signed.length, 0);
+        assert.ok(codes(d).includes(code), `${codes(d).join(',')}: ${d.summary}`);
+      });
+    }
+
+    it('rejects when the live reader throws (evaluation error)', () => {
+      const d = guard.decide({ action: 'move_to', params: { zone: 'A', distance: 1 } }, () => {
+        throw new Error('context store offline');
+      });
+      assert.equal(d.outcome, 'rejected');
+      assert.deepEqual(codes(d), ['evaluation_error']);
+      assert.match(d.summary, /context store offline/);
+    });
+
+    it('does not let a template value step out of its path segment', () => {
+      const world = { msg: { sensors: { zones: { A: { temperature: 10 } } } } };
+      const g = new Guardrail(
+        compile({
+          actions: { go: { params: { zone: { type: 'string' } } } },
+          interlocks: [
+            {
+              id: 'hot',
+              require: { source: 'msg', path: 'sensors.zones.{params.zone}.temperature', op: '<', value: 50 },
+            },
+          ],
+        }),
+        { key: KEY },
+      );
+      assert.equal(g.decide({ action: 'go', params: { zone: 'A' } }, reader(world)).outcome, 'approved');
+      for (const zone of ['A.temperature', '__proto__', 'constructor', '']) {
+        const d = g.decide({ action: 'go', params: { zone } }, reader(world));
+        assert.deepEqual(codes(d), ['interlock_value_missing'], zone);
+      }
+    });
+  });
+
+  describe('signatures on approved actions', () => {
+    it('signs each approved action with the policy hash and the policy TTL', () => {
+      const d = guard.decide({ action: 'set_torque', params: { torque: 1 }, device: 'arm-1' }, reader(SAFE));
+      assert.equal(d.signed.length, 1);
+      const [signed] = d.signed;
+      assert.equal(signed.signature.policyHash, guard.policy.hash);
+      assert.equal(signed.signature.expires, Date.now() + 30000);
+      assert.deepEqual(verifySignedAction(signed, { key: KEY }), { ok: true });
+      clock.tick(30000);
+      const late = verifySignedAction(signed, { key: KEY });
+      assert.equal(!late.ok && late.code, 'expired');
+    });
+  });
+
+  describe('plans', () => {
+    const step = (id: string, action: string, params: Record<string, unknown>, device?: string) => ({
+      id,
+      action,
+      params,
+      ...(device ? { device } : {}),
+      reason: `because ${id}`,
+    });
+
+    it('approves a plan within every limit and signs each step in order', () => {
+      const plan = {
+        goal: 'inspect zone A',
+        steps: [
+          step('s1', 'move_to', { zone: 'A', distance: 20 }),
+          step('s2', 'set_torque', { torque: 1 }, 'arm-1'),
+          step('s3', 'beep', { loud: false }),
+        ],
+      };
+      const d = guard.decide(plan, reader(SAFE));
+      assert.equal(d.outcome, 'approved', d.summary);
+      assert.equal(d.kind, 'plan');
+      assert.deepEqual(
+        d.signed.map((s) => s.action.id),
+        ['s1', 's2', 's3'],
+      );
+      assert.equal(d.signed[0].action.reason, 'because s1');
+    });
+
+    it('rejects the whole plan when one step is out of bounds, naming the step', () => {
+      const d = guard.decide(
+        { steps: [step('s1', 'beep', {}), step('s2', 'set_torque', { torque: 11 }, 'arm-1')] },
+        reader(SAFE),
+      );
+      assert.equal(d.outcome, 'rejected');
+      assert.equal(d.signed.length, 0);
+      assert.deepEqual(d.reasons[0], {
+        code: 'param_range',
+        message: 'Step 2 (s2), set_torque: torque 11 Nm is above the maximum of 10 Nm.',
+        step: 1,
+        stepId: 's2',
+        action: 'set_torque',
+        rule: 'torque',
+      });
+    });
+
+    it('enforces plan budgets over all steps (travel and battery)', () => {
+      const moves = [30, 25].map((distance, i) => step(`m${i}`, 'move_to', { zone: 'A', distance }));
+      const d = guard.decide({ steps: moves }, reader(SAFE));
+      assert.deepEqual(codes(d), ['budget_exceeded']);
+      assert.equal(d.summary, 'The plan needs 55 m of travel; the budget is 50 m.');
+      const battery = [
+        step('m', 'move_to', { zone: 'A', distance: 30 }),
+        step('b1', 'beep', {}),
+        step('b2', 'beep', {}),
+      ];
+      assert.equal(guard.decide({ steps: battery }, reader(SAFE)).outcome, 'approved');
+      const over = guard.decide({ steps: [...battery, step('b3', 'beep', {})] }, reader(SAFE));
+      assert.equal(over.summary, 'The plan needs 33 min of battery; the budget is 30 min.');
+    });
+
+    it('limits the number of steps', () => {
+      const steps = Array.from({ length: 21 }, (_, i) => step(`s${i}`, 'beep', {}));
+      const d = guard.decide({ steps }, reader(SAFE));
+      assert.deepEqual(codes(d), ['too_many_steps']);
+    });
+
+    it('rejects repeated step ids and a malformed step', () => {
+      assert.deepEqual(
+        codes(guard.decide({ steps: [step('a', 'beep', {}), step('a', 'beep', {})] }, reader(SAFE))),
+        ['malformed_action'],
+      );
+      assert.deepEqual(codes(guard.decide({ steps: [step('a', 'beep', {}), 'beep'] }, reader(SAFE))), [
+        'malformed_action',
+      ]);
+    });
+
+    it('sends a plan with one step needing approval to approval as a whole', () => {
+      const d = guard.decide({ steps: [step('a', 'beep', {}), step('b', 'wipe_memory', {})] }, reader(SAFE));
+      assert.equal(d.outcome, 'needs_approval');
+      assert.deepEqual(
+        d.reasons.map((r) => [r.code, r.step]),
+        [['approval_required', 1]],
+      );
+      assert.equal(
+        d.reasons[0].message,
+        "Step 2 (b), wipe_memory needs a person's approval (class destructive).",
+      );
+      const granted = guard.decide(
+        { steps: [step('a', 'beep', {}), step('b', 'wipe_memory', {})] },
+        reader(SAFE),
+        {
+          approvalGranted: true,
+        },
+      );
+      assert.equal(granted.outcome, 'approved');
+      assert.equal(granted.signed.length, 2);
+    });
+  });
+
+  describe('rate limits (token buckets, fake timers)', () => {
+    it('allows a burst up to capacity, then refills at the configured rate', () => {
+      const beep = { action: 'beep', params: {} };
+      for (let i = 0; i < 3; i++) assert.equal(guard.decide(beep, reader(SAFE)).outcome, 'approved');
+      const limited = guard.decide(beep, reader(SAFE));
+      assert.deepEqual(codes(limited), ['rate_limited']);
+      assert.match(limited.summary, /try again in 1 s/);
+      clock.tick(999);
+      assert.equal(guard.decide(beep, reader(SAFE)).outcome, 'rejected');
+      clock.tick(1);
+      assert.equal(guard.decide(beep, reader(SAFE)).outcome, 'approved');
+      assert.equal(guard.decide(beep, reader(SAFE)).outcome, 'rejected');
+    });
+
+    it('keeps one bucket per device for per-device limits', () => {
+      const valve = (device: string) => ({ action: 'open_valve', params: { valve: 'V1' }, device });
+      assert.equal(guard.decide(valve('d1'), reader(SAFE)).outcome, 'approved');
+      assert.equal(guard.decide(valve('d1'), reader(SAFE)).outcome, 'approved');
+      assert.deepEqual(codes(guard.decide(valve('d1'), reader(SAFE))), ['rate_limited']);
+      assert.equal(guard.decide(valve('d2'), reader(SAFE)).outcome, 'approved');
+      clock.tick(2000);
+      assert.equal(guard.decide(valve('d1'), reader(SAFE)).outcome, 'approved');
+    });
+
+    it('counts every step of a plan, and a rejected request uses no tokens', () => {
+      const beeps = (n: number) => ({
+        steps: Array.from({ length: n }, (_, i) => ({ action: 'beep', params: {}, id: `b${i}` })),
+      });
+      assert.deepEqual(codes(guard.decide(beeps(4), reader(SAFE))), ['rate_limited']);
+      assert.equal(
+        guard.decide({ steps: [...beeps(2).steps, { action: 'nope', params: {} }] }, reader(SAFE)).outcome,
+        'rejected',
+      );
+      assert.equal(guard.decide(beeps(3), reader(SAFE)).outcome, 'approved');
+      assert.deepEqual(codes(guard.decide(beeps(1), reader(SAFE))), ['rate_limited']);
+    });
+
+    it('applies policy-wide limits per device and for all actions', () => {
+      const g = new Guardrail(
+        compile({
+          actions: { a: {}, b: {} },
+          rateLimits: [
+            { per: 'device', capacity: 1, refillPerSecond: 1 },
+            { per: 'all', capacity: 3, refillPerSecond: 1 },
+          ],
+        }),
+        { key: KEY },
+      );
+      const run = (action: string, device: string) =>
+        g.decide({ action, params: {}, device }, reader({})).outcome;
+      assert.equal(run('a', 'x'), 'approved');
+      assert.equal(run('b', 'x'), 'rejected');
+      assert.equal(run('b', 'y'), 'approved');
+      assert.equal(run('a', 'z'), 'approved');
+      assert.equal(run('a', 'w'), 'rejected');
+    });
+  });
+
+  describe('rate of change (fake timers)', () => {
+    const torque = (t: number, device = 'arm-1') => ({ action: 'set_torque', params: { torque: t }, device });
+
+    it('lets a set-point move at most maxPerSecond per elapsed second', () => {
+      assert.equal(guard.decide(torque(2), reader(SAFE)).outcome, 'approved');
+      clock.tick(1000);
+      const jump = guard.decide(torque(5), reader(SAFE));
+      assert.deepEqual(codes(jump), ['rate_of_change']);
+      assert.equal(
+        jump.summary,
+        'set_torque: torque would move by 3 Nm (from 2 to 5) in 1 s; the limit is 2 Nm per second.',
+      );
+      assert.equal(guard.decide(torque(4), reader(SAFE)).outcome, 'approved');
+      clock.tick(500);
+      assert.equal(guard.decide(torque(3), reader(SAFE)).outcome, 'approved');
+      assert.equal(
+        guard.decide(torque(3, 'arm-2'), reader(SAFE)).outcome,
+        'approved',
+        'devices are tracked apart',
+      );
+    });
+
+    it('counts steps of one plan as happening at once', () => {
+      const d = guard.decide(
+        {
+          steps: [
+            { ...torque(1), id: 'a' },
+            { ...torque(1.5), id: 'b' },
+          ],
+        },
+        reader(SAFE),
+      );
+      assert.deepEqual(codes(d), ['rate_of_change']);
+      assert.equal(d.reasons[0].step, 1);
+    });
+
+    it('reads the present set-point from live state when there is no history, failing closed without it', () => {
+      const g = new Guardrail(
+        compile({
+          actions: {
+            setpoint: {
+              params: { temp: { type: 'number', required: true } },
+              rateOfChange: [
+                { param: 'temp', maxPerSecond: 1, initial: { source: 'global', path: 'oven.temp' } },
+              ],
+            },
+          },
+        }),
+        { key: KEY },
+      );
+      const set = (temp: number) => ({ action: 'setpoint', params: { temp } });
+      assert.deepEqual(codes(g.decide(set(20), reader({}))), ['interlock_value_missing']);
+      assert.deepEqual(codes(g.decide(set(22), reader({ global: { oven: { temp: 20 } } }))), [
+        'rate_of_change',
+      ]);
+      assert.equal(g.decide(set(21), reader({ global: { oven: { temp: 20 } } })).outcome, 'approved');
+    });
+  });
+});
+
+describe('pending approvals', () => {
+  it('hands an approval out once, and refuses after its expiry', () => {
+    const store = new PendingApprovals(2);
+    const entry = store.add({
+      payload: { action: 'a', params: {} },
+      kind: 'action',
+      created: 0,
+      expires: 100,
+      reasons: [],
+    })!;
+    assert.match(entry.id, /^[0-9a-f]{32}$/);
+    assert.equal(store.take(entry.id, 50).status, 'found');
+    assert.equal(store.take(entry.id, 50).status, 'unknown');
+    const late = store.add({ payload: {}, kind: 'action', created: 0, expires: 100, reasons: [] })!;
+    assert.equal(store.take(late.id, 100).status, 'expired');
+  });
+
+  it('is bounded and expires entries in a sweep', () => {
+    const store = new PendingApprovals(1);
+    assert.ok(store.add({ payload: {}, kind: 'action', created: 0, expires: 10, reasons: [] }));
+    assert.equal(store.add({ payload: {}, kind: 'action', created: 0, expires: 10, reasons: [] }), undefined);
+    assert.equal(store.expire(9).length, 0);
+    assert.equal(store.expire(10).length, 1);
+    assert.equal(store.size, 0);
+  });
+
+  it('reads decisions and refuses malformed ones', () => {
+    const id = 'ab'.repeat(16);
+    assert.equal(parseApprovalDecision(undefined), undefined);
+    assert.equal(parseApprovalDecision({ id, expires: 1 }), undefined);
+    assert.deepEqual(parseApprovalDecision({ id, decision: 'approve', approver: 'ana' }), {
+      id,
+      decision: 'approve',
+      approver: 'ana',
+    });
+    assert.ok('error' in (parseApprovalDecision({ id, decision: 'yes' }) as object));
+    assert.ok('error' in (parseApprovalDecision({ id: 'x', decision: 'approve' }) as object));
+  });
+});
+
+describe('audit log', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-audit-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  function writeLog(n: number, signingKey?: string): string {
+    const file = path.join(dir, 'sub', 'audit.jsonl');
+    const log = AuditLog.open(file, { signingKey });
+    for (let i = 0; i < n; i++)
+      log.append({ event: 'decision', decision: i % 2 ? 'rejected' : 'approved', n: i }, 1000 * i);
+    log.close();
+    return file;
+  }
+
+  const lines = (file: string) => fs.readFileSync(file, 'utf8').split('\n').slice(0, -1);
+  const save = (file: string, ls: string[]) => fs.writeFileSync(file, ls.map((l) => l + '\n').join(''));
+  // A line that correctly follows line 3 but takes its successor's place.
+  const forgeAfter = (line: string) => {
+    const prev = JSON.parse(line);
+    return JSON.stringify({ ...prev, seq: prev.seq + 1, prev: sha256(line), decision: 'approved' });
+  };
+  const problemCodes = (file: string, signingKey?: string) =>
+    verifyAuditFile(file, { signingKey }).problems.map((p) => p.code);
+
+  it('writes one canonical JSON line per decision, chained by hash, and verifies intact', () => {
+    const file = writeLog(5);
+    const ls = lines(file);
+    assert.equal(ls.length, 5);
+    const first = JSON.parse(ls[0]);
+    assert.equal(first.prev, GENESIS);
+    assert.equal(first.seq, 0);
+    assert.equal(first.ts, '1970-01-01T00:00:00.000Z');
+    const result = verifyAuditFile(file);
+    assert.deepEqual(result, { ok: true, entries: 5, lastSeq: 4, problems: [] });
+  });
+
+  it('resumes the chain when reopened', () => {
+    const file = writeLog(3);
+    const log = AuditLog.open(file);
+    assert.equal(log.lastSeq, 2);
+    log.append({ event: 'decision' });
+    log.close();
+    assert.equal(verifyAuditFile(file).ok, true);
+    assert.equal(verifyAuditFile(file).entries, 4);
+  });
+
+  const tampering: Array<[string, (ls: string[]) => string[], string[]]> = [
+    [
+      'an edited line',
+      (ls) => ls.map((l, i) => (i === 2 ? l.replace('"approved"', '"rejected"') : l)),
+      ['bad_prev'],
+    ],
+    [
+      'an edited last line',
+      (ls) => ls.map((l, i) => (i === ls.length - 1 ? l.replace('"n":5', '"n":6') : l)),
+      ['head_mismatch'],
+    ],
+    ['a removed line', (ls) => ls.filter((_, i) => i !== 2), ['bad_seq', 'bad_prev']],
+    ['a removed first line', (ls) => ls.slice(1), ['bad_seq', 'bad_prev']],
+    [
+      'two lines swapped',
+      (ls) => [ls[0], ls[2], ls[1], ...ls.slice(3)],
+      ['bad_seq', 'bad_prev', 'bad_seq', 'bad_prev', 'bad_seq', 'bad_prev'],
+    ],
+    ['lines removed from the end', (ls) => ls.slice(0, 4), ['truncated']],
+    ['a duplicated line', (ls) => [...ls.slice(0, 3), ls[2], ...ls.slice(3)], ['bad_seq', 'bad_prev']],
+    [
+      'an inserted forged line',
+      (ls) => [...ls.slice(0, 3), forgeAfter(ls[2]), ...ls.slice(3)],
+      ['bad_seq', 'bad_prev'],
+    ],
+    ['an appended copy of a line', (ls) => [...ls, ls[0]], ['bad_seq', 'bad_prev', 'head_mismatch']],
+    [
+      'a line that is not JSON',
+      (ls) => ls.map((l, i) => (i === 1 ? 'oops' : l)),
+      ['unparseable', 'bad_prev'],
+    ],
+  ];
+  for (const [name, change, expected] of tampering) {
+    it(`detects ${name}`, () => {
+      const file = writeLog(6);
+      save(file, change(lines(file)));
+      assert.deepEqual(problemCodes(file), expected);
+      assert.deepEqual(
+        verifyCli([file], {}, () => undefined),
+        1,
+      );
+    });
+  }
+
+  it('detects truncation in the middle of a line', () => {
+    const file = writeLog(4);
+    const text = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, text.slice(0, text.length - 20));
+    assert.deepEqual(problemCodes(file), ['torn_line', 'truncated']);
+  });
+
+  it('detects a removed head file, and an empty log whose head records entries', () => {
+    const file = writeLog(2);
+    const head = fs.readFileSync(`${file}.head`, 'utf8');
+    fs.rmSync(`${file}.head`);
+    assert.deepEqual(problemCodes(file), ['head_missing']);
+    fs.writeFileSync(`${file}.head`, head);
+    fs.writeFileSync(file, '');
+    assert.deepEqual(problemCodes(file), ['truncated']);
+  });
+
+  it('with the key, detects a rewritten chain whose hashes were recomputed', () => {
+    const file = writeLog(3, KEY);
+    assert.equal(verifyAuditFile(file, { signingKey: KEY }).ok, true);
+    // A forger without the key rebuilds the chain after editing line 1.
+    const forged = AuditLog.open(path.join(dir, 'forged.jsonl'));
+    for (const l of lines(file)) {
+      const entry = JSON.parse(l);
+      for (const k of ['seq', 'ts', 'prev', 'mac']) delete entry[k];
+      forged.append({ ...entry, decision: 'approved' });
+    }
+    forged.close();
+    fs.copyFileSync(path.join(dir, 'forged.jsonl'), file);
+    fs.copyFileSync(path.join(dir, 'forged.jsonl.head'), `${file}.head`);
+    assert.equal(verifyAuditFile(file).ok, true, 'without the key a consistent rewrite passes');
+    assert.deepEqual(problemCodes(file, KEY), ['bad_mac', 'bad_mac', 'bad_mac', 'bad_head']);
+  });
+
+  it('refuses to open a log that does not match its head, or ends in a torn line', () => {
+    const file = writeLog(3);
+    save(file, lines(file).slice(0, 2));
+    assert.throws(() => AuditLog.open(file), /does not match its head/);
+    fs.appendFileSync(file, '{"seq":');
+    assert.throws(() => AuditLog.open(file), /incomplete line/);
+    fs.rmSync(`${file}.head`);
+    save(file, lines(file).slice(0, 2));
+    assert.throws(() => AuditLog.open(file), /no head file/);
+  });
+
+  it('refuses records that would overwrite the chain fields', () => {
+    const log = AuditLog.open(path.join(dir, 'a.jsonl'));
+    assert.throws(() => log.append({ prev: GENESIS }), /may not set "prev"/);
+    log.close();
+  });
+
+  it('verify CLI reports OK, tampering and usage errors by exit status', () => {
+    const file = writeLog(3, KEY);
+    const out: string[] = [];
+    assert.equal(
+      verifyCli([file, '--key-env', 'K'], { K: KEY }, (l) => out.push(l)),
+      0,
+    );
+    assert.match(out.join('\n'), /OK: .*3 entries, chain intact, head matches, MACs valid/);
+    assert.equal(
+      verifyCli([file, '--key-env', 'K'], { K: 'wrong' }, () => undefined),
+      1,
+    );
+    assert.equal(
+      verifyCli([file, '--key-env', 'K'], {}, () => undefined),
+      2,
+    );
+    assert.equal(
+      verifyCli([], {}, () => undefined),
+      2,
+    );
+    assert.equal(
+      verifyCli([path.join(dir, 'missing.jsonl')], {}, () => undefined),
+      2,
+    );
+    assert.equal(verifyAuditLog('').ok, true);
+  });
+});
