@@ -1,0 +1,355 @@
+import * as assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  auditRecord,
+  BlockedError,
+  ENTITY_TYPES,
+  JsonLinesAuditWriter,
+  keyedHash,
+  maskValue,
+  PrivacyGuard,
+  Pseudonymizer,
+  restoreText,
+  stableStringify,
+  type GuardConfig,
+  type Operator,
+} from '../lib/privacy';
+import { cardIssuerKnown, luhnValid, usSsnValid } from '../lib/privacy/checksums';
+import { evaluate, formatScores, type LabelledSet } from '../lib/privacy/evaluate';
+
+const fixture = JSON.parse(
+  readFileSync(join(__dirname, '..', '..', 'test', 'fixtures', 'privacy-labelled.json'), 'utf8'),
+) as LabelledSet & { options: GuardConfig };
+
+/**
+ * Floors a little under what the detectors score on the labelled set (bench/privacy-eval prints
+ * the numbers), so that a regression in any one type fails.
+ */
+const FLOORS: Record<string, { recall: number; precision: number }> = {
+  EMAIL: { recall: 0.95, precision: 0.9 },
+  PHONE: { recall: 0.93, precision: 0.95 },
+  IPV4: { recall: 0.95, precision: 0.95 },
+  IPV6: { recall: 0.9, precision: 0.9 },
+  MAC: { recall: 0.9, precision: 0.9 },
+  CARD: { recall: 0.95, precision: 0.95 },
+  IBAN: { recall: 0.95, precision: 0.95 },
+  NATIONAL_ID: { recall: 0.9, precision: 0.85 },
+  GPS: { recall: 0.9, precision: 0.9 },
+  DOB: { recall: 0.9, precision: 0.9 },
+  PERSON: { recall: 0.9, precision: 0.9 },
+  SECRET: { recall: 0.9, precision: 0.9 },
+  ASSET_TAG: { recall: 0.95, precision: 0.95 },
+  PATIENT_ID: { recall: 0.95, precision: 0.95 },
+};
+
+const allPseudonym = (): GuardConfig['operators'] =>
+  Object.fromEntries(ENTITY_TYPES.map((t): [string, Operator] => [t, 'pseudonym']));
+
+describe('privacy: labelled set', function () {
+  this.timeout(120_000);
+
+  it('holds at least 300 labelled entities over every type', function () {
+    const entities = [...fixture.samples, ...(fixture.json ?? [])].flatMap((s) => s.entities);
+    assert.ok(entities.length >= 300, `${entities.length} entities`);
+    for (const type of Object.keys(FLOORS))
+      assert.ok(
+        entities.some((e) => e.type === type),
+        type,
+      );
+  });
+
+  it('meets the recall and precision floor for each type', function () {
+    const scores = evaluate(new PrivacyGuard(fixture.options), fixture);
+    const failures: string[] = [];
+    for (const [type, floor] of Object.entries(FLOORS)) {
+      const s = scores.find((x) => x.type === type);
+      assert.ok(s, `no score for ${type}`);
+      if (s.recall < floor.recall) failures.push(`${type} recall ${s.recall.toFixed(3)} < ${floor.recall}`);
+      if (s.precision < floor.precision)
+        failures.push(`${type} precision ${s.precision.toFixed(3)} < ${floor.precision}`);
+    }
+    assert.deepEqual(failures, [], '\n' + formatScores(scores));
+  });
+
+  it('round-trips every sample: pseudonymize then restore gives back the exact input', function () {
+    const guard = new PrivacyGuard({
+      ...fixture.options,
+      operators: allPseudonym(),
+      customOperator: 'pseudonym',
+    });
+    let replaced = 0;
+    for (const s of fixture.samples) {
+      const pseudonyms = new Pseudonymizer();
+      const protectedText = guard.protect(s.text, pseudonyms);
+      replaced += protectedText.total;
+      assert.equal(guard.restore(protectedText.value, pseudonyms.map).value, s.text);
+    }
+    for (const s of fixture.json ?? []) {
+      const pseudonyms = new Pseudonymizer();
+      const p = guard.protect(s.value, pseudonyms);
+      // A number that held an entity comes back as its text ("52.3676"); everything else is exact.
+      const numbersAsText = (_k: string, v: unknown) => (typeof v === 'number' ? String(v) : v);
+      assert.equal(
+        JSON.stringify(guard.restore(p.value, pseudonyms.map).value, numbersAsText),
+        JSON.stringify(s.value, numbersAsText),
+      );
+    }
+    assert.ok(replaced >= 280, `only ${replaced} replacements`);
+  });
+});
+
+describe('privacy: checks behind the detectors', function () {
+  it('Luhn and issuer ranges', function () {
+    assert.ok(luhnValid('4111111111111111'));
+    assert.ok(!luhnValid('4111111111111112'));
+    assert.ok(cardIssuerKnown('378282246310005'));
+    assert.ok(!cardIssuerKnown('7992739871300008'));
+  });
+
+  it('US SSN rules', function () {
+    assert.ok(usSsnValid('536', '22', '1234'));
+    for (const [a, g, s] of [
+      ['000', '12', '3456'],
+      ['666', '12', '3456'],
+      ['912', '34', '5678'],
+      ['123', '00', '4567'],
+      ['123', '45', '0000'],
+      ['078', '05', '1120'],
+    ]) {
+      assert.ok(!usSsnValid(a, g, s), `${a}-${g}-${s}`);
+    }
+  });
+
+  it('needs a cue before bare nine digits and before a date of birth', function () {
+    const guard = new PrivacyGuard();
+    assert.deepEqual(
+      guard.detect('ssn 536221234; the spare part number is 536221234').map((f) => f.start),
+      [4],
+    );
+    assert.deepEqual(
+      guard.detect('born 1985-03-12, admitted 2024-02-01').map((f) => [f.type, f.value]),
+      [['DOB', '1985-03-12']],
+    );
+  });
+
+  it('uses field names as cues in JSON', function () {
+    const guard = new PrivacyGuard();
+    const r = guard.protect({
+      dob: '1961-09-14',
+      lat: 52.3676,
+      lon: 4.9041,
+      name: 'Samuel Osei',
+      speed: 54.2,
+    });
+    assert.deepEqual(r.counts, { DOB: 1, GPS: 2, PERSON: 1 });
+    assert.equal(r.value.speed, 54.2);
+  });
+});
+
+describe('privacy: operators', function () {
+  const text = 'Mail jane.doe@example.com or JANE.DOE@EXAMPLE.COM, card 4111 1111 1111 1111.';
+
+  it('redact, mask and keyed hash', function () {
+    const ops = (op: Operator): GuardConfig => ({ operators: { EMAIL: op, CARD: op }, key: 'k1' });
+    assert.equal(
+      new PrivacyGuard(ops('redact')).protect(text).value,
+      'Mail [EMAIL] or [EMAIL], card [CARD].',
+    );
+    assert.equal(
+      new PrivacyGuard(ops('mask')).protect(text).value,
+      'Mail j***@example.com or J***@EXAMPLE.COM, card **** **** **** 1111.',
+    );
+    const hashed = new PrivacyGuard(ops('hash')).protect(text).value;
+    const tags = hashed.match(/\[EMAIL:[0-9a-f]{16}\]/g) ?? [];
+    assert.equal(tags.length, 2);
+    assert.equal(tags[0], tags[1], 'case variants of one address hash alike');
+    assert.equal(tags[0], `[EMAIL:${keyedHash('k1', 'jane.doe@example.com').slice(0, 16)}]`);
+    assert.notEqual(new PrivacyGuard({ ...ops('hash'), key: 'k2' }).protect(text).value, hashed);
+  });
+
+  it('masks names letter by letter', function () {
+    assert.equal(maskValue('PERSON', 'Hans Müller'), 'H*** M*****');
+    assert.equal(maskValue('IBAN', 'DE89 3704 0044 0532 0130 00'), '**** **** **** **** **30 00');
+  });
+
+  it('gives one original value one pseudonym, within a message and across a session', function () {
+    const guard = new PrivacyGuard();
+    const session = new Pseudonymizer();
+    const a = guard.protect({ to: 'ann@example.com', cc: ['bob@example.com', 'ann@example.com'] }, session);
+    assert.deepEqual(a.value, { to: '<EMAIL_1>', cc: ['<EMAIL_2>', '<EMAIL_1>'] });
+    const again = new Pseudonymizer(JSON.parse(JSON.stringify(session.map)));
+    assert.equal(
+      guard.protect('reply to bob@example.com, cc carol@example.com', again).value,
+      'reply to <EMAIL_2>, cc <EMAIL_3>',
+    );
+  });
+
+  it('does not issue a pseudonym that already occurs in the input', function () {
+    const guard = new PrivacyGuard();
+    const p = new Pseudonymizer();
+    const input = { note: 'template token <EMAIL_1> stays', to: 'ann@example.com' };
+    const out = guard.protect(input, p);
+    assert.equal(out.value.to, '<EMAIL_2>');
+    assert.deepEqual(guard.restore(out.value, p.map).value, input);
+  });
+
+  it('restores tokens a model wrote with spaces, and leaves unknown ones', function () {
+    const map = { version: 1 as const, tokens: { '<PERSON_1>': 'Lisa Meyer' } };
+    assert.deepEqual(restoreText('Ask < PERSON_1 > and <PERSON_2>.', map), {
+      text: 'Ask Lisa Meyer and <PERSON_2>.',
+      restored: 1,
+    });
+  });
+
+  it('protects object keys', function () {
+    const guard = new PrivacyGuard();
+    const out = guard.protect({ 'ann@example.com': { visits: 3 } });
+    assert.deepEqual(out.value, { '<EMAIL_1>': { visits: 3 } });
+  });
+});
+
+describe('privacy: configuration', function () {
+  it('rejects bad configurations with a message', function () {
+    assert.throws(() => new PrivacyGuard({ operators: { EMAIL: 'hash' } }), /needs a key/);
+    assert.throws(() => new PrivacyGuard({ operators: { EMAIL: 'shred' as Operator } }), /unknown operator/);
+    assert.throws(
+      () => new PrivacyGuard({ customPatterns: [{ name: 'asset', pattern: 'x' }] }),
+      /upper case/,
+    );
+    assert.throws(() => new PrivacyGuard({ customPatterns: [{ name: 'TAG', pattern: '(' }] }), /TAG/);
+    assert.throws(
+      () => new PrivacyGuard({ customPatterns: [{ name: 'TAG', pattern: 'a*' }] }),
+      /empty string/,
+    );
+    assert.throws(() => new PrivacyGuard({ defaultCountry: 'germany' }), /two upper-case/);
+  });
+
+  it('does not look for types switched off', function () {
+    const guard = new PrivacyGuard({ operators: { EMAIL: 'off' } });
+    assert.equal(guard.protect('ann@example.com, 10.0.0.1').value, 'ann@example.com, <IPV4_1>');
+  });
+
+  it('applies custom patterns only near their context words', function () {
+    const guard = new PrivacyGuard({
+      customPatterns: [
+        { name: 'PATIENT_ID', pattern: '\\b\\d{8}\\b', context: ['patient', 'MRN'], window: 10 },
+      ],
+    });
+    assert.equal(guard.protect('MRN 12345678, order 87654321').value, 'MRN [PATIENT_ID], order 87654321');
+  });
+});
+
+describe('privacy: odd input', function () {
+  const guard = new PrivacyGuard();
+
+  it('keeps cycles and shared references, and leaves the input untouched', function () {
+    const shared = { mail: 'ann@example.com' };
+    const input: Record<string, unknown> = { a: shared, b: shared, list: [shared] };
+    input.self = input;
+    const out = guard.protect(input);
+    const v = out.value as Record<string, Record<string, unknown>>;
+    assert.equal(v.self, v);
+    assert.equal(v.a, v.b);
+    assert.equal(v.a.mail, '<EMAIL_1>');
+    assert.equal(out.total, 1, 'a shared object is scanned once');
+    assert.equal(shared.mail, 'ann@example.com');
+  });
+
+  it('scans UTF-8 buffers and returns buffers', function () {
+    const out = guard.protect(Buffer.from('call +44 20 7946 0958'));
+    assert.ok(Buffer.isBuffer(out.value));
+    assert.equal(out.value.toString(), 'call <PHONE_1>');
+  });
+
+  it('blocks what it cannot make safe', function () {
+    const deep: Record<string, unknown> = {};
+    let at = deep;
+    for (let i = 0; i < 100; i++) at = (at.next = {}) as Record<string, unknown>;
+    const cases: [unknown, RegExp][] = [
+      [Buffer.from([0xff, 0xfe, 0x00, 0x41]), /binary/],
+      [Buffer.from('a\u0000b'), /binary/],
+      [new Map([['k', 'v']]), /Map/],
+      [{ f: () => 1 }, /function/],
+      [deep, /deeper/],
+      ['x'.repeat(5_000_001), /characters/],
+    ];
+    for (const [input, reason] of cases) {
+      assert.throws(
+        () => guard.protect(input),
+        (err: unknown) => err instanceof BlockedError && reason.test(err.reason),
+      );
+    }
+  });
+
+  it('never throws anything but BlockedError on random text', function () {
+    const alphabet = 'aZ09 .,:;@+-_/()[]{}<>°\'"\n\t€ü😀AKIAghp_eyJ';
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let i = 0; i < 300; i++) {
+      const s = Array.from({ length: rnd(400) }, () => alphabet[rnd(alphabet.length)]).join('');
+      guard.protect({ s, n: rnd(1e9) });
+    }
+  });
+
+  it('passes empty and non-text values through', function () {
+    const input = { a: null, b: undefined, c: true, d: new Date(0), e: '', f: NaN, g: [] };
+    assert.deepEqual(guard.protect(input).value, input);
+    assert.equal(guard.protect(undefined).value, undefined);
+  });
+});
+
+describe('privacy: audit', function () {
+  const key = Buffer.from('audit-key');
+
+  it('records counts and a keyed hash, never the values', function () {
+    const input = { text: 'ann@example.com' };
+    const rec = auditRecord({
+      key,
+      node: 'n1',
+      mode: 'protect',
+      input,
+      counts: { EMAIL: 1 },
+      now: new Date(0),
+    });
+    assert.deepEqual(rec, {
+      time: '1970-01-01T00:00:00.000Z',
+      node: 'n1',
+      mode: 'protect',
+      inputHash: keyedHash(key, stableStringify(input)),
+      counts: { EMAIL: 1 },
+      total: 1,
+    });
+    assert.ok(!JSON.stringify(rec).includes('ann@'));
+  });
+
+  it('hashes cyclic input and orders keys', function () {
+    const a: Record<string, unknown> = { b: 1, a: 2 };
+    a.self = a;
+    assert.equal(stableStringify(a), '{"a":2,"b":1,"self":"[cycle]"}');
+  });
+
+  it('appends JSON lines in order', async function () {
+    const dir = mkdtempSync(join(tmpdir(), 'privacy-audit-'));
+    try {
+      const file = join(dir, 'audit.jsonl');
+      const errors: Error[] = [];
+      const writer = new JsonLinesAuditWriter(file, (e) => errors.push(e));
+      for (let i = 0; i < 5; i++)
+        writer.write(auditRecord({ key, node: `n${i}`, mode: 'protect', input: i, counts: {} }));
+      await writer.close();
+      const lines = readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { node: string });
+      assert.deepEqual(
+        lines.map((l) => l.node),
+        ['n0', 'n1', 'n2', 'n3', 'n4'],
+      );
+      assert.deepEqual(errors, []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
