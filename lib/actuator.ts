@@ -164,6 +164,9 @@ export class BrokerConnection extends EventEmitter implements CommandLink {
     });
     this.client = client;
     client.on('connect', () => {
+      // A command is one small packet that waits for an answer: Nagle's algorithm would hold it
+      // back for the peer's delayed ACK (about 40 ms a hop on Linux).
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       void this.onConnect(client);
     });
     client.on('close', () => this.markOffline());

@@ -34,6 +34,7 @@ export class TestBroker {
     const aedes = await Aedes.createBroker();
     const server = net.createServer((socket) => {
       this.sockets.add(socket);
+      socket.setNoDelay(true);
       socket.on('close', () => this.sockets.delete(socket));
       aedes.handle(socket);
     });

@@ -61,6 +61,7 @@ export class SimulatedDevice {
     this.client = client;
     client.on('message', (topic, payload, packet) => this.onCommand(topic, payload, packet));
     client.on('connect', () => {
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       client.subscribe(this.options.topic, { qos: 1 }, () => this.events.emit('subscribed'));
     });
     await this.resubscribed();
@@ -79,6 +80,7 @@ export class SimulatedDevice {
   private onCommand(topic: string, payload: Buffer, packet: mqtt.IPublishPacket): void {
     const envelope = JSON.parse(payload.toString('utf8')) as CommandEnvelope;
     const key = envelope.idempotencyKey;
+    if (typeof key !== 'string' || !envelope.action) return; // not a command (an ack, say)
     this.deliveries.push(key);
     if (this.lose > 0) {
       this.lose--;
