@@ -146,6 +146,15 @@ describe('scheduler', function () {
     await Promise.all([pl, pn]);
   });
 
+  it('gives a request the slot that last ran its affinity key', async function () {
+    const s = new Scheduler({ slots: 3, queueLimit: 5 });
+    const slotOf = (affinity?: string) => s.run(async ({ slot }) => slot, { affinity });
+    assert.equal(await slotOf('plan'), 0);
+    assert.equal(await slotOf('parse'), 1, 'a new key takes a slot that holds no other prefix');
+    assert.equal(await slotOf('parse'), 1, 'not the first free slot, which holds another prefix');
+    assert.equal(await slotOf('plan'), 0);
+  });
+
   it('rejects everything waiting when closed', async function () {
     const s = new Scheduler({ slots: 1, queueLimit: 5 });
     const log: string[] = [];

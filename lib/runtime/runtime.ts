@@ -48,6 +48,38 @@ export function resolveContextSettings(settings: ContextSettings = {}): Resolved
   };
 }
 
+/**
+ * Settings as a person types them in a form: blank means the default, anything else must be a
+ * whole number in range.
+ */
+export function parseContextSettings(raw: {
+  threads?: string;
+  contextSize?: string;
+  sequences?: string;
+  queueLimit?: string;
+  timeout?: string;
+}): ContextSettings {
+  const num = (value: string | undefined, label: string, min: number, max: number): number | undefined => {
+    if (value === undefined || String(value).trim() === '') return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new LlmError(
+        'bad_request',
+        `${label} must be a whole number from ${min} to ${max} (got "${value}").`,
+      );
+    }
+    return n;
+  };
+  const timeoutS = num(raw.timeout, 'Timeout (s)', 1, 3600);
+  return {
+    threads: num(raw.threads, 'Threads', 1, 256),
+    contextSize: num(raw.contextSize, 'Context size', 128, 1_048_576),
+    sequences: num(raw.sequences, 'Sequences', 1, 64),
+    queueLimit: num(raw.queueLimit, 'Queue limit', 0, 100_000),
+    defaultTimeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000,
+  };
+}
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
@@ -63,6 +95,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Who asks (node id): the scheduler is fair between owners. */
   owner?: string;
+  /** Requests sharing a prompt prefix name it here to reuse a sequence that already holds it. */
+  affinity?: string;
   /** Streams text as it is decoded. */
   onText?: (text: string) => void;
   stop?: string[];
@@ -259,6 +293,7 @@ export class ModelRuntime extends EventEmitter {
         {
           priority: options.priority,
           owner: options.owner,
+          affinity: options.affinity,
           signal: options.signal,
           deadline: Date.now() + timeoutMs,
         },

@@ -10,6 +10,11 @@ export interface ScheduleOptions {
   signal?: AbortSignal;
   /** Who asked (a node id or a flow id): requests are served round-robin across owners. */
   owner?: string;
+  /**
+   * Requests with the same key (a prompt prefix) prefer the slot that last ran one, so the
+   * sequence's cached KV state for that prefix is reused instead of evaluated again.
+   */
+  affinity?: string;
 }
 
 export interface SchedulerOptions {
@@ -30,6 +35,7 @@ export interface TaskContext {
 
 interface Pending {
   run: (ctx: TaskContext) => void;
+  affinity: string | undefined;
   fail: (err: LlmError) => void;
   priority: number;
   owner: string;
@@ -44,6 +50,8 @@ interface Pending {
  */
 export class Scheduler {
   private readonly slots: boolean[];
+  /** The affinity key each slot last ran. */
+  private readonly slotKeys: (string | undefined)[];
   private readonly queueLimit: number;
   private readonly agingMs: number;
   private readonly now: () => number;
@@ -53,6 +61,7 @@ export class Scheduler {
 
   constructor(options: SchedulerOptions) {
     this.slots = new Array<boolean>(Math.max(1, options.slots)).fill(false);
+    this.slotKeys = new Array<string | undefined>(this.slots.length).fill(undefined);
     this.queueLimit = Math.max(0, options.queueLimit);
     this.agingMs = options.agingMs ?? 10_000;
     this.now = options.now ?? Date.now;
@@ -85,7 +94,7 @@ export class Scheduler {
     if (deadline !== undefined && deadline <= this.now()) {
       return Promise.reject(new LlmError('timeout', 'The request deadline had already passed.'));
     }
-    const free = this.slots.indexOf(false);
+    const free = this.freeSlot(options.affinity);
     if (free < 0 && this.waiting.length >= this.queueLimit) {
       return Promise.reject(
         new LlmError(
@@ -134,12 +143,14 @@ export class Scheduler {
 
       if (free >= 0 && this.waiting.length === 0) {
         this.slots[free] = true;
+        this.slotKeys[free] = options.affinity;
         start(free);
         return;
       }
 
       const entry: Pending = {
         run: ({ slot }) => start(slot),
+        affinity: options.affinity,
         fail: reject,
         priority: PRIORITIES.indexOf(options.priority ?? 'normal'),
         owner: options.owner ?? '',
@@ -183,16 +194,28 @@ export class Scheduler {
   }
 
   private dispatch(): void {
-    let free = this.slots.indexOf(false);
-    while (free >= 0 && this.waiting.length > 0) {
+    while (this.slots.includes(false) && this.waiting.length > 0) {
       const next = this.pick();
+      const free = this.freeSlot(next.affinity);
       this.waiting.splice(this.waiting.indexOf(next), 1);
       next.cleanup();
       this.slots[free] = true;
+      this.slotKeys[free] = next.affinity;
       this.lastOwner = next.owner;
       next.run({ slot: free, signal: new AbortController().signal });
-      free = this.slots.indexOf(false);
     }
+  }
+
+  /** A free slot that last ran this affinity key, else one that ran none, else any free one. */
+  private freeSlot(affinity: string | undefined): number {
+    let fallback = -1;
+    for (let i = 0; i < this.slots.length; i++) {
+      if (this.slots[i]) continue;
+      if (affinity !== undefined && this.slotKeys[i] === affinity) return i;
+      if (fallback < 0 || (this.slotKeys[fallback] !== undefined && this.slotKeys[i] === undefined))
+        fallback = i;
+    }
+    return fallback;
   }
 
   /** Best effective class first; inside it, the first owner after the last one served (round-robin). */

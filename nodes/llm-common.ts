@@ -1,0 +1,140 @@
+import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
+import { rejectReason } from '../lib/prompt';
+import { LlmError, type LeaseState, type ModelRuntime, type Priority } from '../lib/runtime';
+import type { LlmRuntimeNode } from './types';
+
+/** The settings llm-parse and llm-plan share, as stored by their edit dialogs. */
+export interface GenerationDef {
+  runtime: string;
+  maxTokens: string;
+  temperature: string;
+  timeout: string;
+  priority: string;
+  retries: string;
+}
+
+export interface GenerationSettings {
+  maxTokens: number;
+  temperature: number;
+  timeoutMs: number | undefined;
+  priority: Priority;
+  retries: number;
+}
+
+export function parseGenerationSettings(def: GenerationDef): GenerationSettings {
+  const number = (raw: string, label: string, fallback: number, min: number, max: number): number => {
+    if (raw === undefined || String(raw).trim() === '') return fallback;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${label} must be from ${min} to ${max}.`);
+    return n;
+  };
+  const priority = (def.priority || 'normal') as Priority;
+  if (!['high', 'normal', 'low'].includes(priority)) throw new Error('Priority must be high, normal or low.');
+  const timeoutS = number(def.timeout, 'Timeout', 0, 0, 3600);
+  return {
+    maxTokens: Math.floor(number(def.maxTokens, 'Max tokens', 512, 1, 32768)),
+    temperature: number(def.temperature, 'Temperature', 0, 0, 2),
+    timeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined,
+    priority,
+    retries: Math.floor(number(def.retries, 'Retries', 1, 0, 10)),
+  };
+}
+
+/**
+ * The wiring llm-parse and llm-plan share: the runtime config node, the status that mixes the
+ * runtime's state with the node's own last result, and the one place failures are routed.
+ */
+export class LlmNodeSupport {
+  readonly config: LlmRuntimeNode | undefined;
+  private lastResult: NodeStatus = {};
+  private runtimeReady = false;
+
+  constructor(
+    private readonly RED: NodeAPI,
+    private readonly node: Node,
+    runtimeId: string,
+    private readonly ns: string,
+  ) {
+    this.config = RED.nodes.getNode(runtimeId) as LlmRuntimeNode | undefined;
+    if (!this.config) {
+      node.status({ fill: 'red', shape: 'ring', text: this.t('status.no-runtime') });
+      node.error(this.t('errors.no-runtime'));
+      return;
+    }
+    this.config.register({
+      id: node.id,
+      runtimeStatus: (status: NodeStatus, state: LeaseState | 'config-error') => {
+        this.runtimeReady = state === 'ready';
+        const idle = this.runtimeReady && status.fill === 'green';
+        node.status(idle && this.lastResult.text ? this.lastResult : status);
+      },
+    });
+  }
+
+  t(key: string, params?: Record<string, string | number>): string {
+    return this.RED._(`${this.ns}.${key}`, params);
+  }
+
+  /** The runtime, once loaded; a clear error if it is missing or failed. */
+  async runtime(): Promise<ModelRuntime> {
+    if (!this.config) throw new Error(this.t('errors.no-runtime'));
+    if (this.config.configError) throw new Error(this.config.configError);
+    if (!this.config.lease) throw new Error(this.t('errors.no-runtime'));
+    return this.config.lease.ready;
+  }
+
+  modelName(): string {
+    const lease = this.config?.lease;
+    return lease?.spec.source.split(/[\\/:]/).pop() ?? '';
+  }
+
+  /** Shows progress while a long answer is decoded, a few times a second at most. */
+  progress(): (text: string) => void {
+    let chars = 0;
+    let last = 0;
+    return (text: string) => {
+      chars += text.length;
+      const now = Date.now();
+      if (now - last < 500) return;
+      last = now;
+      this.node.status({ fill: 'blue', shape: 'ring', text: this.t('status.generating', { chars }) });
+    };
+  }
+
+  succeeded(text: string): void {
+    this.lastResult = { fill: 'green', shape: 'dot', text };
+    this.node.status(this.lastResult);
+  }
+
+  /**
+   * An answer that could not be made valid goes to the "rejected" output with its reason code;
+   * anything else (configuration, programming, model load) is an error for a Catch node.
+   */
+  failed(
+    msg: NodeMessageInFlow & { rejected?: unknown },
+    err: unknown,
+    send: (msg: Array<NodeMessage | null>) => void,
+    done: (err?: Error) => void,
+    /** How many answers were tried, reported for invalid and truncated ones. */
+    attempts?: number,
+  ): void {
+    const reason = rejectReason(err);
+    const message = (err as Error)?.message ?? String(err);
+    if (reason) {
+      const retried = attempts && (reason === 'invalid' || reason === 'truncated');
+      msg.rejected = { reason, message, ...(retried ? { attempts } : {}) };
+      this.lastResult = { fill: 'yellow', shape: 'ring', text: this.t('status.rejected', { reason }) };
+      this.node.status(this.lastResult);
+      send([null, msg]);
+      done();
+      return;
+    }
+    this.lastResult = { fill: 'red', shape: 'ring', text: this.t('status.error') };
+    this.node.status(this.lastResult);
+    done(err instanceof Error ? err : new LlmError('bad_request', message));
+  }
+
+  close(): void {
+    this.config?.deregister({ id: this.node.id, runtimeStatus: () => undefined });
+  }
+}

@@ -1,0 +1,27 @@
+import type { Node, NodeDef, NodeStatus } from 'node-red';
+import type { LeaseState, RuntimeLease } from '../lib/runtime';
+
+/** A node that uses a runtime: told of the runtime's state (loading %, ready, busy, error). */
+export interface RuntimeUser {
+  id: string;
+  runtimeStatus(status: NodeStatus, state: LeaseState | 'config-error'): void;
+}
+
+export interface LlmRuntimeNodeDef extends NodeDef {
+  model: string;
+  threads: string;
+  contextSize: string;
+  sequences: string;
+  queueLimit: string;
+  timeout: string;
+}
+
+/** What a node that uses the runtime sees of its llm-runtime config node. */
+export interface LlmRuntimeNode extends Node {
+  lease: RuntimeLease | undefined;
+  configError: string | undefined;
+  register(user: RuntimeUser): void;
+  deregister(user: RuntimeUser): void;
+  /** The status a user node should show now. */
+  currentStatus(): NodeStatus;
+}

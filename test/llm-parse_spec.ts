@@ -1,0 +1,220 @@
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import type { Node } from 'node-red';
+import * as sinon from 'sinon';
+import { MISSION_SCHEMA } from '../lib/parse';
+import { coreNode, initHelper, stopServer, until } from './support/flow';
+import { testModel, testModelsDir } from './support/models';
+
+import runtimeNode = require('../nodes/llm-runtime');
+import parseNode = require('../nodes/llm-parse');
+const helper = initHelper();
+
+type Spied = Node & {
+  status: sinon.SinonSpy;
+  error: sinon.SinonSpy;
+  warn: sinon.SinonSpy;
+  receive: (msg: object) => void;
+};
+
+const small = {
+  type: 'object',
+  properties: { zone: { type: 'string', maxLength: 12 }, level: { type: 'integer', minimum: 0, maximum: 9 } },
+  required: ['zone', 'level'],
+  additionalProperties: false,
+};
+
+function runtime(id: string, model: string, extra: object = {}) {
+  return { id, type: 'llm-runtime', model, sequences: '2', contextSize: '1024', queueLimit: '8', ...extra };
+}
+
+function parse(id: string, rt: string, extra: object = {}) {
+  return {
+    id,
+    type: 'llm-parse',
+    z: 'f1',
+    runtime: rt,
+    schema: JSON.stringify(small),
+    maxTokens: '64',
+    wires: [['valid'], ['rejected']],
+    ...extra,
+  };
+}
+
+const sinks = [
+  { id: 'f1', type: 'tab' },
+  { id: 'valid', type: 'helper', z: 'f1' },
+  { id: 'rejected', type: 'helper', z: 'f1' },
+  {
+    id: 'catcher',
+    type: 'catch',
+    z: 'f1',
+    x: 100,
+    y: 100,
+    scope: null,
+    uncaught: false,
+    wires: [['caught']],
+  },
+  { id: 'caught', type: 'helper', z: 'f1' },
+];
+
+const catchNode = coreNode('common/25-catch.js');
+
+function next(id: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => helper.getNode(id).once('input', resolve));
+}
+
+describe('llm-runtime and llm-parse in a flow (real model)', function () {
+  this.timeout(60_000);
+  let stories: string;
+  before(async function () {
+    stories = await testModel('stories');
+    process.env.EDGE_LLM_MODELS_DIR = testModelsDir();
+  });
+  beforeEach((done) => {
+    helper.startServer(done);
+  });
+  afterEach(async function () {
+    await helper.unload();
+    await stopServer();
+  });
+
+  const load = (flow: object[]) =>
+    helper.load([runtimeNode, parseNode, catchNode], [...sinks, ...flow] as never);
+
+  it('shares one model between two config nodes naming the same file, and parses to valid JSON', async function () {
+    await load([
+      runtime('rt1', stories),
+      runtime('rt2', 'stories260K'),
+      parse('p1', 'rt1'),
+      parse('p2', 'rt2', { wires: [['valid'], ['rejected']] }),
+    ]);
+    const p1 = helper.getNode('p1') as Spied;
+    await until(() => p1.status.args.some(([s]) => s.text?.endsWith('status.ready')), 20_000, 'ready');
+
+    const res = await helper.request().get('/edge-llm/runtimes?probe=1').expect(200);
+    assert.equal(res.body.length, 1, 'one runtime for two config nodes');
+    assert.equal(res.body[0].users, 2);
+    assert.equal(
+      res.body[0].model.sha256,
+      '270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d',
+    );
+    assert.equal(res.body[0].probe.ok, true);
+
+    const out = next('valid');
+    p1.receive({ payload: 'Zone B is at level 3', topic: 't' });
+    const msg = await out;
+    const payload = msg.payload as { zone: string; level: number };
+    assert.equal(typeof payload.zone, 'string');
+    assert.ok(Number.isInteger(payload.level) && payload.level >= 0 && payload.level <= 9);
+    assert.equal(msg.topic, 't', 'the input message is reused');
+    const llm = msg.llm as Record<string, number | string>;
+    assert.ok((llm.tokensOut as number) > 0 && (llm.totalMs as number) > 0);
+    assert.equal(typeof llm.schemaHash, 'string');
+  });
+
+  it('uses the mission spec by default', async function () {
+    await load([
+      runtime('rt1', stories, { contextSize: '2048' }),
+      parse('p1', 'rt1', { schema: '', maxTokens: '400' }),
+    ]);
+    const out = Promise.race([next('valid'), next('rejected')]);
+    (helper.getNode('p1') as Spied).receive({
+      payload: 'Inspect pump 4 and measure vibration. Keep speed under 2 m/s.',
+    });
+    const msg = await out;
+    if (msg.rejected) {
+      // A 260K-parameter story model may run out of tokens on this schema; it must say so.
+      assert.match((msg.rejected as { reason: string }).reason, /truncated|invalid/);
+    } else {
+      assert.deepEqual(
+        Object.keys(msg.payload as object).sort(),
+        Object.keys(MISSION_SCHEMA.properties).sort(),
+      );
+    }
+  });
+
+  it('rejects a truncated answer on the second output with its reason', async function () {
+    await load([runtime('rt1', stories), parse('p1', 'rt1', { maxTokens: '3', retries: '1' })]);
+    const out = next('rejected');
+    (helper.getNode('p1') as Spied).receive({ payload: 'Zone A level 2' });
+    const msg = await out;
+    assert.equal(msg.payload, 'Zone A level 2');
+    assert.deepEqual(
+      {
+        reason: (msg.rejected as { reason: string }).reason,
+        attempts: (msg.rejected as { attempts: number }).attempts,
+      },
+      { reason: 'truncated', attempts: 2 },
+    );
+  });
+
+  it('rejects with timeout when the deadline passes', async function () {
+    await load([runtime('rt1', stories), parse('p1', 'rt1', { timeout: '0.001' })]);
+    const out = next('rejected');
+    (helper.getNode('p1') as Spied).receive({ payload: 'Zone A level 2' });
+    assert.equal(((await out).rejected as { reason: string }).reason, 'timeout');
+  });
+
+  it('rejects with queue_full when the runtime queue is full', async function () {
+    await load([runtime('rt1', stories, { sequences: '1', queueLimit: '0' }), parse('p1', 'rt1')]);
+    const p1 = helper.getNode('p1') as Spied;
+    await until(() => p1.status.args.some(([s]) => s.text?.endsWith('status.ready')), 20_000, 'ready');
+    const out = next('rejected');
+    p1.receive({ payload: 'Zone A level 2' });
+    p1.receive({ payload: 'Zone B level 3' });
+    assert.equal(((await out).rejected as { reason: string }).reason, 'queue_full');
+  });
+
+  it('refuses an invalid schema at deploy with a red status and an error', async function () {
+    await load([
+      runtime('rt1', stories),
+      parse('p1', 'rt1', { schema: '{"type": "object", "properties": {"a": {"type": 7}}}' }),
+    ]);
+    const p1 = helper.getNode('p1') as Spied;
+    assert.ok(p1.status.calledWithMatch({ fill: 'red' }));
+    assert.ok(
+      p1.error.args.some(([m]) => /bad-config: Invalid JSON Schema/.test(String(m))),
+      p1.error.args.join(),
+    );
+  });
+
+  it('sends a refused msg.schema override to a Catch node with the original message', async function () {
+    await load([runtime('rt1', stories), parse('p1', 'rt1')]);
+    const caught = next('caught');
+    (helper.getNode('p1') as Spied).receive({ payload: 'x', schema: { type: 'object' }, _tag: 42 });
+    const msg = await caught;
+    assert.equal(msg._tag, 42);
+    assert.match(String((msg.error as { message: string }).message), /override-refused/);
+  });
+
+  it('follows msg.schema where allowed', async function () {
+    await load([runtime('rt1', stories), parse('p1', 'rt1', { allowOverride: true })]);
+    const out = next('valid');
+    const schema = {
+      type: 'object',
+      properties: { ok: { type: 'boolean' } },
+      required: ['ok'],
+      additionalProperties: false,
+    };
+    (helper.getNode('p1') as Spied).receive({ payload: 'is it ok?', schema });
+    assert.equal(typeof ((await out).payload as { ok: boolean }).ok, 'boolean');
+  });
+
+  it('shows a red status and an error for a missing model, while another flow keeps parsing', async function () {
+    await load([
+      runtime('bad', path.join(testModelsDir(), 'no-such-model.gguf')),
+      runtime('good', stories),
+      parse('pbad', 'bad'),
+      parse('pgood', 'good'),
+    ]);
+    const pbad = helper.getNode('pbad') as Spied;
+    await until(() => pbad.status.args.some(([s]) => s.fill === 'red'), 20_000, 'red status');
+    const caught = next('caught');
+    pbad.receive({ payload: 'Zone A level 2' });
+    assert.match(String(((await caught).error as { message: string }).message), /not found/);
+    const out = next('valid');
+    (helper.getNode('pgood') as Spied).receive({ payload: 'Zone A level 2' });
+    assert.ok(((await out).llm as { tokensOut: number }).tokensOut > 0);
+  });
+});
