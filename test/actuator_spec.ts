@@ -18,7 +18,7 @@ import {
 } from '../lib/actuator';
 import { Outbox } from '../lib/outbox';
 import { signAction, type Action, type SignedAction } from '../lib/signing';
-import { TestBroker } from './support/broker';
+import { MosquittoBroker, TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
 
 const KEY = 'test-signing-key';
@@ -324,6 +324,26 @@ describe('actuator', function () {
     assert.deepEqual(
       d.executions.map((e) => e.idempotencyKey),
       held.map((c) => c.idempotencyKey),
+    );
+  });
+
+  it('over a real MQTT 5 broker, matches the ack by correlation data alone (mosquitto, where installed)', async function () {
+    const mosquitto = await MosquittoBroker.start();
+    if (!mosquitto) this.skip();
+    cleanup.push(() => mosquitto.stop());
+    const d = await device(mosquitto.url, { protocolVersion: 5, propertiesOnly: true });
+    const link = new BrokerConnection({ url: mosquitto.url, protocolVersion: 5 });
+    link.register('test');
+    cleanup.push(() => link.deregister('test'));
+    if (!link.ready) await once(link, 'ready');
+    const { submit, outcomes } = await actuator(link);
+    const command = await submit(sign());
+    await outcomes.until(1);
+    assert.equal(outcomes.failed.length, 0);
+    assert.deepEqual(outcomes.acked[0].info.reply, { ok: true, result: { done: 'set_valve' } });
+    assert.deepEqual(
+      d.executions.map((e) => e.idempotencyKey),
+      [command.idempotencyKey],
     );
   });
 

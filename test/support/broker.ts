@@ -1,4 +1,8 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
 
 /**
@@ -61,4 +65,67 @@ export class TestBroker {
     await closed;
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
+}
+
+/**
+ * Mosquitto, where it is installed, as a second broker for what aedes cannot do: MQTT 5 properties
+ * end to end. `start()` resolves undefined when there is no `mosquitto` binary on the PATH.
+ */
+export class MosquittoBroker {
+  private constructor(
+    readonly port: number,
+    private readonly child: ChildProcess,
+    private readonly dir: string,
+  ) {}
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<MosquittoBroker | undefined> {
+    const binary = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto', '/opt/homebrew/sbin/mosquitto']
+      .concat((process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'mosquitto')))
+      .find((p) => existsSync(p));
+    if (!binary) return undefined;
+    const port = await freePort();
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mosquitto-'));
+    const conf = path.join(dir, 'mosquitto.conf');
+    await fs.writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+    const child = spawn(binary, ['-c', conf], { stdio: 'ignore' });
+    const broker = new MosquittoBroker(port, child, dir);
+    for (let i = 0; i < 100; i++) {
+      if (await canConnect(port)) return broker;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await broker.stop();
+    throw new Error(`mosquitto did not listen on port ${port}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      this.child.kill('SIGTERM');
+      await exited;
+    }
+    await fs.rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

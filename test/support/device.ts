@@ -19,6 +19,11 @@ export interface DeviceOptions {
   loseAcks?: number;
   /** Never ack (executes, then stays silent). */
   silent?: boolean;
+  /**
+   * MQTT 5 only: answer on the response-topic property with the correlation data alone (no key in
+   * the body), and ignore a command that lacks either property.
+   */
+  propertiesOnly?: boolean;
   /** A reason to refuse an action, or undefined to run it. */
   refuse?: (action: CommandEnvelope['action']) => string | undefined;
 }
@@ -103,8 +108,15 @@ export class SimulatedDevice {
       this.loseAcks--;
       return;
     }
-    const responseTopic = packet.properties?.responseTopic ?? envelope.replyTo;
     const correlationData = packet.properties?.correlationData;
+    if (this.options.propertiesOnly) {
+      const responseTopic = packet.properties?.responseTopic;
+      if (!responseTopic || !correlationData) return;
+      const body = { ...reply, idempotencyKey: undefined };
+      this.client?.publish(responseTopic, JSON.stringify(body), { qos: 1, properties: { correlationData } });
+      return;
+    }
+    const responseTopic = packet.properties?.responseTopic ?? envelope.replyTo;
     this.client?.publish(responseTopic, JSON.stringify(reply), {
       qos: 1,
       ...(correlationData ? { properties: { correlationData } } : {}),
