@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalJson } from '../signing';
+import type { Decision } from './evaluate';
 
 /** `prev` of the first line. */
 export const GENESIS = '0'.repeat(64);
@@ -334,4 +335,23 @@ export function verifyAuditFile(
   const head =
     headFile !== undefined && fs.existsSync(headFile) ? fs.readFileSync(headFile, 'utf8') : undefined;
   return verifyAuditLog(text, { head, requireHead: headFile !== undefined, signingKey: opts.signingKey });
+}
+
+/** What the audit log records of a decision: enough to reconstruct it, never the signing key or MACs. */
+export function decisionRecord(
+  event: 'request' | 'approval' | 'approval_expired',
+  d: Decision,
+  extra: { node?: string; msgid?: string; approvalId?: string; approver?: string; comment?: string } = {},
+): Record<string, unknown> {
+  const record: Record<string, unknown> = {
+    event,
+    decision: d.outcome,
+    kind: d.kind,
+    policyHash: d.policyHash,
+    actions: d.actions,
+    reasons: d.reasons,
+    signatures: d.signed.map((s) => ({ nonce: s.signature.nonce, expires: s.signature.expires })),
+  };
+  for (const [k, v] of Object.entries(extra)) if (typeof v === 'string') record[k] = v;
+  return record;
 }

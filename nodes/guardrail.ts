@@ -1,0 +1,276 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import { type PendingApproval, PendingApprovals, parseApprovalDecision } from '../lib/guardrail/approvals';
+import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
+import { type Decision, Guardrail, type LiveReader, type Reason } from '../lib/guardrail/evaluate';
+import { readPath } from '../lib/guardrail/paths';
+import { type CompiledPolicy, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
+
+const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
+
+export interface GuardrailNodeDef extends NodeDef {
+  policySource: 'inline' | 'file';
+  policy: string;
+  policyFile: string;
+  auditLog: string;
+}
+
+export interface GuardrailCredentials {
+  signingKey?: string;
+}
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
+type Done = (err?: Error) => void;
+
+export default function (RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
+  const userDir = (): string => RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+
+  function loadPolicy(def: GuardrailNodeDef): CompiledPolicy {
+    let text = def.policy ?? '';
+    if (def.policySource === 'file') {
+      if (!def.policyFile?.trim()) throw new Error(t('errors.no-policy-file'));
+      const file = path.resolve(userDir(), def.policyFile.trim());
+      try {
+        text = fs.readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new Error(t('errors.policy-file', { file, message: (err as Error).message }), { cause: err });
+      }
+    }
+    if (!text.trim()) throw new Error(t('errors.no-policy'));
+    const parsed = parsePolicyText(text);
+    const compiled = parsed.ok ? compilePolicy(parsed.value) : parsed;
+    if (!compiled.ok) throw new Error(t('errors.bad-policy', { errors: compiled.errors.join('\n') }));
+    return compiled.policy;
+  }
+
+  function GuardrailNode(this: Node<GuardrailCredentials>, def: GuardrailNodeDef): void {
+    RED.nodes.createNode(this, def);
+    const counts = { approved: 0, rejected: 0 };
+    const timers = new Map<string, NodeJS.Timeout>();
+    let guard: Guardrail | undefined;
+    let audit: AuditLog | undefined;
+    let approvals: PendingApprovals | undefined;
+    let configError: string | undefined;
+
+    try {
+      const policy = loadPolicy(def);
+      const key = this.credentials?.signingKey;
+      if (!key) throw new Error(t('errors.no-key'));
+      const auditFile = path.resolve(
+        userDir(),
+        def.auditLog?.trim() || path.join('edge-llm', 'guardrail', `${this.id}.jsonl`),
+      );
+      try {
+        audit = AuditLog.open(auditFile, { signingKey: key });
+      } catch (err) {
+        throw new Error(t('errors.audit', { message: (err as Error).message }), { cause: err });
+      }
+      guard = new Guardrail(policy, { key });
+      approvals = new PendingApprovals(policy.maxPending);
+      this.status({
+        fill: 'green',
+        shape: 'dot',
+        text: t('status.ready', { hash: policy.hash.slice(0, 12) }),
+      });
+    } catch (err) {
+      configError = (err as Error).message;
+      this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
+      this.error(configError);
+    }
+
+    const showStatus = (last: Decision['outcome']): void => {
+      const fill = last === 'approved' ? 'green' : last === 'needs_approval' ? 'yellow' : 'red';
+      this.status({
+        fill,
+        shape: last === 'approved' ? 'dot' : 'ring',
+        text: t('status.summary', {
+          last: t(`status.last.${last}`),
+          approved: counts.approved,
+          pending: approvals?.size ?? 0,
+          rejected: counts.rejected,
+        }),
+      });
+    };
+
+    /** Interlocks read `msg` from the message in hand, flow and global from context as it is now. */
+    const liveFor =
+      (msg: Msg): LiveReader =>
+      (source, segments) => {
+        if (source === 'msg') return readPath(msg, segments);
+        const store = source === 'flow' ? this.context().flow : this.context().global;
+        return readPath(store.get(segments[0]), segments.slice(1));
+      };
+
+    /** Records a decision, then sends it; nothing is sent if it cannot be recorded. */
+    const record = (
+      event: Parameters<typeof decisionRecord>[0],
+      d: Decision,
+      extra: Record<string, string | undefined>,
+    ) => {
+      const { seq } = audit!.append(decisionRecord(event, d, { node: this.id, ...extra }));
+      if (d.outcome === 'approved') counts.approved++;
+      else if (d.outcome === 'rejected') counts.rejected++;
+      return seq;
+    };
+
+    const emit = (msg: Msg, d: Decision, auditSeq: number, send: Send, pending?: PendingApproval): void => {
+      const info = {
+        decision: d.outcome,
+        policyHash: d.policyHash,
+        reasons: d.reasons,
+        message: d.summary,
+        auditSeq,
+      };
+      if (d.outcome === 'needs_approval' && pending) {
+        msg.approval = { id: pending.id, expires: pending.expires, reasons: pending.reasons };
+        msg.guardrail = info;
+        send([null, msg, null]);
+      } else if (d.outcome !== 'approved') {
+        msg.guardrail = info;
+        send([null, null, msg]);
+      } else if (d.kind !== 'plan') {
+        msg.payload = d.signed[0];
+        msg.guardrail = info;
+        send([msg, null, null]);
+      } else {
+        // One message per signed step, as a sequence a join node can put back together.
+        msg.payload = null;
+        const outer = msg.parts;
+        const partsId = RED.util.generateId();
+        const all = [msg, ...d.signed.slice(1).map(() => RED.util.cloneMessage(msg) as Msg)];
+        all.forEach((m, i) => {
+          m.payload = d.signed[i];
+          m.guardrail = { ...info, step: i, stepId: d.signed[i].action.id };
+          // Node-RED's sequence fields beyond id/index/count are untyped: type, len, and the outer parts.
+          (m as Record<string, unknown>).parts = {
+            id: partsId,
+            index: i,
+            count: all.length,
+            type: 'array',
+            len: 1,
+            ...(outer ? { parts: outer } : {}),
+          };
+        });
+        send([all, null, null]);
+      }
+      showStatus(d.outcome);
+    };
+
+    const expireLater = (entry: PendingApproval): void => {
+      const timer = setTimeout(
+        () => {
+          timers.delete(entry.id);
+          const taken = approvals?.take(entry.id, Date.now());
+          if (!guard || !taken || taken.status === 'unknown') return;
+          const reason: Reason = { code: 'approval_expired', message: t('reasons.approval-expired') };
+          const d = guard.result('rejected', entry.kind, [], [reason]);
+          try {
+            const seq = record('approval_expired', d, { approvalId: entry.id, msgid: entry.requestMsgId });
+            const msg = {
+              _msgid: RED.util.generateId(),
+              payload: entry.payload,
+              approval: { id: entry.id },
+            } as Msg;
+            emit(msg, d, seq, (out) => this.send(out));
+          } catch (err) {
+            this.error(t('errors.audit', { message: (err as Error).message }));
+          }
+        },
+        Math.max(0, entry.expires - Date.now()),
+      );
+      timer.unref();
+      timers.set(entry.id, timer);
+    };
+
+    const onRequest = (msg: Msg, send: Send): void => {
+      const g = guard!;
+      let d = g.decide(msg.payload, liveFor(msg));
+      let pending: PendingApproval | undefined;
+      if (d.outcome === 'needs_approval') {
+        const now = Date.now();
+        pending = approvals!.add({
+          payload: msg.payload,
+          kind: d.kind === 'plan' ? 'plan' : 'action',
+          created: now,
+          expires: now + g.policy.approvalTimeoutMs,
+          reasons: d.reasons,
+          requestMsgId: msg._msgid,
+        });
+        if (!pending) {
+          const message = t('reasons.queue-full', { max: g.policy.maxPending });
+          d = g.result('rejected', d.kind, d.actions, [{ code: 'approval_queue_full', message }]);
+        }
+      }
+      let seq: number;
+      try {
+        seq = record('request', d, { msgid: msg._msgid, approvalId: pending?.id });
+      } catch (err) {
+        if (pending) approvals!.take(pending.id, Date.now());
+        throw err;
+      }
+      if (pending) expireLater(pending);
+      emit(msg, d, seq, send, pending);
+    };
+
+    const onApproval = (msg: Msg, send: Send): void => {
+      const g = guard!;
+      const parsed = parseApprovalDecision(msg.approval)!;
+      const reject = (code: Reason['code'], message: string, kind: Decision['kind'] = 'invalid') =>
+        g.result('rejected', kind, [], [{ code, message }]);
+      let d: Decision;
+      let extra: Record<string, string | undefined> = { msgid: msg._msgid };
+      if ('error' in parsed) {
+        d = reject('approval_malformed', parsed.error);
+      } else {
+        extra = { ...extra, approvalId: parsed.id, approver: parsed.approver, comment: parsed.comment };
+        const taken = approvals!.take(parsed.id, Date.now());
+        clearTimeout(timers.get(parsed.id));
+        timers.delete(parsed.id);
+        if (taken.status === 'unknown') {
+          d = reject('approval_unknown', t('reasons.approval-unknown'));
+        } else {
+          msg.payload = taken.entry.payload;
+          if (taken.status === 'expired')
+            d = reject('approval_expired', t('reasons.approval-expired'), taken.entry.kind);
+          else if (parsed.decision === 'reject') {
+            const who = parsed.approver ?? t('reasons.someone');
+            d = reject('approval_denied', t('reasons.approval-denied', { who }), taken.entry.kind);
+          } else d = g.decide(taken.entry.payload, liveFor(msg), { approvalGranted: true });
+        }
+      }
+      emit(msg, d, record('approval', d, extra), send);
+    };
+
+    this.on('input', (msg: Msg, send: Send, done: Done) => {
+      try {
+        if (configError || !guard) throw new Error(configError ?? t('errors.not-ready'));
+        if (parseApprovalDecision(msg.approval) !== undefined) onApproval(msg, send);
+        else onRequest(msg, send);
+        done();
+      } catch (err) {
+        this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+        done(err as Error);
+      }
+    });
+
+    this.on('close', (_removed: boolean, done: () => void) => {
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+      approvals?.clear();
+      try {
+        audit?.close();
+      } catch (err) {
+        this.warn((err as Error).message);
+      }
+      done();
+    });
+  }
+
+  RED.nodes.registerType('guardrail', GuardrailNode as unknown as (this: Node, def: NodeDef) => void, {
+    credentials: { signingKey: { type: 'password' } },
+  });
+}

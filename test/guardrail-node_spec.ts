@@ -1,0 +1,334 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Node, NodeMessage } from 'node-red';
+import sinon, { type SinonSpy } from 'sinon';
+import guardrailNode from '../nodes/guardrail';
+import { verifyAuditFile } from '../lib/guardrail/audit';
+import { type SignedAction, verifySignedAction } from '../lib/signing';
+
+/** The part of node-red-node-test-helper these tests use. */
+interface TestHelper {
+  init(runtimePath: string, settings?: object): void;
+  settings(settings: object): object;
+  startServer(): Promise<void>;
+  stopServer(): Promise<void>;
+  load(nodes: unknown[], flow: object[], credentials?: object): Promise<void>;
+  unload(): Promise<void>;
+  getNode(id: string): SpiedNode;
+}
+type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; warn: SinonSpy; send: SinonSpy };
+type Msg = NodeMessage & Record<string, unknown>;
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require('node-red-node-test-helper') as TestHelper;
+helper.init(require.resolve('node-red'));
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const catchNode = require(
+  require.resolve('@node-red/nodes/core/common/25-catch.js', {
+    paths: [path.dirname(require.resolve('node-red'))],
+  }),
+);
+
+const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
+const KEY = 'guardrail-node-test-key';
+
+const POLICY = {
+  name: 'node test',
+  actions: {
+    set_torque: { params: { torque: { type: 'number', min: 0, max: 10, unit: 'Nm', required: true } } },
+    open_valve: { params: { valve: { type: 'string', required: true } } },
+    wipe_memory: { params: {}, classes: ['destructive'] },
+  },
+  interlocks: [
+    {
+      id: 'line-pressure',
+      when: { action: 'open_valve' },
+      require: { source: 'flow', path: 'line.pressure', op: '<', value: 6 },
+    },
+  ],
+  approval: { classes: ['destructive'], timeoutSeconds: 60 },
+};
+
+/** Messages that reach a helper node, awaited by count. */
+function collect(node: Node) {
+  const messages: Msg[] = [];
+  node.on('input', (msg: Msg) => {
+    messages.push(msg);
+    node.emit('collected');
+  });
+  return {
+    messages,
+    async until(count: number) {
+      while (messages.length < count) await once(node, 'collected');
+    },
+  };
+}
+
+const callsBy = (spy: SinonSpy, node: Node) => spy.getCalls().filter((c) => c.thisValue === node);
+
+describe('guardrail node', function () {
+  const sandbox = sinon.createSandbox();
+  let dir: string;
+
+  beforeEach(async function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-node-'));
+    await helper.startServer();
+  });
+  afterEach(async function () {
+    sandbox.restore();
+    await helper.unload();
+    await helper.stopServer();
+    helper.settings({ userDir: undefined });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  function flow(config: Record<string, unknown> = {}) {
+    return [
+      { id: 'f1', type: 'tab' },
+      {
+        id: 'g',
+        z: 'f1',
+        type: 'guardrail',
+        name: 'guard',
+        policySource: 'inline',
+        policy: JSON.stringify(POLICY),
+        policyFile: '',
+        auditLog: path.join(dir, 'audit.jsonl'),
+        wires: [['ok'], ['wait'], ['no']],
+        ...config,
+      },
+      { id: 'ok', z: 'f1', type: 'helper' },
+      { id: 'wait', z: 'f1', type: 'helper' },
+      { id: 'no', z: 'f1', type: 'helper' },
+      { id: 'c', z: 'f1', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
+      { id: 'caught', z: 'f1', type: 'helper' },
+    ];
+  }
+
+  async function start(
+    config: Record<string, unknown> = {},
+    credentials: object = { g: { signingKey: KEY } },
+  ) {
+    await helper.load([guardrailNode, catchNode], flow(config), credentials);
+    const g = helper.getNode('g');
+    return {
+      g,
+      ok: collect(helper.getNode('ok')),
+      wait: collect(helper.getNode('wait')),
+      no: collect(helper.getNode('no')),
+      caught: collect(helper.getNode('caught')),
+    };
+  }
+
+  it('approves an allowed action and sends it signed on the first output', async function () {
+    const { g, ok } = await start();
+    g.receive({
+      payload: { action: 'set_torque', params: { torque: 4 }, device: 'arm-1' },
+      topic: 'cell-3',
+    } as Msg);
+    await ok.until(1);
+    const msg = ok.messages[0];
+    assert.equal(msg.topic, 'cell-3', 'the message is reused');
+    const signed = msg.payload as SignedAction;
+    assert.deepEqual(signed.action, { action: 'set_torque', params: { torque: 4 }, device: 'arm-1' });
+    assert.deepEqual(verifySignedAction(signed, { key: KEY }), { ok: true });
+    const info = msg.guardrail as { decision: string; policyHash: string; auditSeq: number };
+    assert.equal(info.decision, 'approved');
+    assert.equal(info.policyHash, signed.signature.policyHash);
+    assert.equal(info.auditSeq, 0);
+    const status = callsBy(g.status, g).at(-1)!.args[0];
+    assert.equal(status.fill, 'green');
+    assert.equal(status.text, `${NS}.status.summary`);
+    assert.equal(verifyAuditFile(path.join(dir, 'audit.jsonl'), { signingKey: KEY }).entries, 1);
+  });
+
+  it('sends each step of an approved plan as its own message, in sequence', async function () {
+    const { g, ok } = await start();
+    const steps = [1, 2, 3].map((torque) => ({
+      id: `s${torque}`,
+      action: 'set_torque',
+      params: { torque },
+      reason: 'ramp',
+    }));
+    g.receive({ payload: { goal: 'ramp up', steps } } as Msg);
+    await ok.until(3);
+    const parts = ok.messages.map(
+      (m) => m.parts as { id: string; index: number; count: number; type: string },
+    );
+    assert.deepEqual(
+      parts.map((p) => [p.index, p.count, p.type]),
+      [
+        [0, 3, 'array'],
+        [1, 3, 'array'],
+        [2, 3, 'array'],
+      ],
+    );
+    assert.equal(new Set(parts.map((p) => p.id)).size, 1);
+    assert.deepEqual(
+      ok.messages.map((m) => (m.payload as SignedAction).action.id),
+      ['s1', 's2', 's3'],
+    );
+    for (const m of ok.messages) assert.deepEqual(verifySignedAction(m.payload, { key: KEY }), { ok: true });
+  });
+
+  it('rejects on the third output with reason codes and a sentence, the payload unchanged', async function () {
+    const { g, no, ok } = await start();
+    const payload = { action: 'set_torque', params: { torque: '40' } };
+    g.receive({ payload } as Msg);
+    await no.until(1);
+    const msg = no.messages[0];
+    assert.deepEqual(msg.payload, payload);
+    const info = msg.guardrail as { reasons: Array<{ code: string }>; message: string };
+    assert.deepEqual(
+      info.reasons.map((r) => r.code),
+      ['param_type'],
+    );
+    assert.match(info.message, /torque must be a number/);
+    assert.equal(ok.messages.length, 0);
+    assert.equal(callsBy(g.status, g).at(-1)!.args[0].fill, 'red');
+  });
+
+  it('reads interlock values from flow context, failing closed when they are missing', async function () {
+    const { g, ok, no } = await start();
+    const open = { action: 'open_valve', params: { valve: 'V1' } };
+    g.receive({ payload: open } as Msg);
+    await no.until(1);
+    assert.equal(
+      (no.messages[0].guardrail as { reasons: Array<{ code: string }> }).reasons[0].code,
+      'interlock_value_missing',
+    );
+    g.context().flow.set('line', { pressure: 7 });
+    g.receive({ payload: open } as Msg);
+    await no.until(2);
+    assert.equal(
+      (no.messages[1].guardrail as { reasons: Array<{ code: string }> }).reasons[0].code,
+      'interlock',
+    );
+    g.context().flow.set('line', { pressure: 2 });
+    g.receive({ payload: open } as Msg);
+    await ok.until(1);
+  });
+
+  it('holds an action that needs approval until an approver approves it', async function () {
+    const { g, ok, wait } = await start();
+    g.receive({ payload: { action: 'wipe_memory', params: {} } } as Msg);
+    await wait.until(1);
+    const approval = wait.messages[0].approval as { id: string; expires: number };
+    assert.match(approval.id, /^[0-9a-f]{32}$/);
+    assert.equal(ok.messages.length, 0);
+    g.receive({ approval: { id: approval.id, decision: 'approve', approver: 'ana' } } as unknown as Msg);
+    await ok.until(1);
+    const signed = ok.messages[0].payload as SignedAction;
+    assert.equal(signed.action.action, 'wipe_memory');
+    assert.deepEqual(verifySignedAction(signed, { key: KEY }), { ok: true });
+    const lines = fs
+      .readFileSync(path.join(dir, 'audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => [l.event, l.decision, l.approver]),
+      [
+        ['request', 'needs_approval', undefined],
+        ['approval', 'approved', 'ana'],
+      ],
+    );
+  });
+
+  it('rejects a denied approval, an expired one and one used twice', async function () {
+    const { g, wait, no, ok } = await start();
+    const clock = sandbox.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    g.receive({ payload: { action: 'wipe_memory', params: {} } } as Msg);
+    g.receive({ payload: { action: 'wipe_memory', params: {} } } as Msg);
+    await wait.until(2);
+    const [first, second] = wait.messages.map((m) => (m.approval as { id: string }).id);
+    g.receive({ approval: { id: first, decision: 'reject', approver: 'ben' } } as unknown as Msg);
+    await no.until(1);
+    assert.equal((no.messages[0].guardrail as { message: string }).message, `${NS}.reasons.approval-denied`);
+    assert.deepEqual(no.messages[0].payload, { action: 'wipe_memory', params: {} });
+
+    clock.tick(60_000);
+    await no.until(2);
+    const expired = no.messages[1];
+    assert.equal((expired.approval as { id: string }).id, second);
+    assert.equal(
+      (expired.guardrail as { reasons: Array<{ code: string }> }).reasons[0].code,
+      'approval_expired',
+    );
+
+    g.receive({ approval: { id: second, decision: 'approve' } } as unknown as Msg);
+    g.receive({ approval: { id: first, decision: 'approve' } } as unknown as Msg);
+    await no.until(4);
+    assert.deepEqual(
+      no.messages.slice(2).map((m) => (m.guardrail as { reasons: Array<{ code: string }> }).reasons[0].code),
+      ['approval_unknown', 'approval_unknown'],
+    );
+    assert.equal(ok.messages.length, 0);
+    assert.equal(verifyAuditFile(path.join(dir, 'audit.jsonl'), { signingKey: KEY }).ok, true);
+  });
+
+  it('shows a red status and an error for a bad policy, and sends messages to Catch with the original msg', async function () {
+    const { g, caught, ok, no } = await start({
+      policy: '{"actions": {"a": {"params": {"x": {"type": "float"}}}}}',
+    });
+    assert.equal(callsBy(g.status, g).at(-1)!.args[0].fill, 'red');
+    assert.deepEqual(
+      callsBy(g.error, g).map((c) => c.args[0]),
+      [`${NS}.errors.bad-policy`],
+    );
+    g.receive({ payload: { action: 'a', params: {} }, topic: 'original' } as Msg);
+    await caught.until(1);
+    assert.equal(caught.messages[0].topic, 'original');
+    assert.match((caught.messages[0].error as { message: string }).message, /guardrail\.errors\.bad-policy$/);
+    assert.equal(ok.messages.length + no.messages.length, 0);
+  });
+
+  it('refuses to start without a signing key', async function () {
+    const { g } = await start({}, {});
+    assert.deepEqual(
+      callsBy(g.error, g).map((c) => c.args[0]),
+      [`${NS}.errors.no-key`],
+    );
+  });
+
+  it('loads a policy file and writes the audit log relative to the user folder', async function () {
+    helper.settings({ userDir: dir });
+    fs.mkdirSync(path.join(dir, 'policies'));
+    fs.writeFileSync(path.join(dir, 'policies', 'cell.json'), JSON.stringify(POLICY, null, 2));
+    const { g, ok } = await start({
+      policySource: 'file',
+      policy: '',
+      policyFile: 'policies/cell.json',
+      auditLog: 'logs/g.jsonl',
+    });
+    g.receive({ payload: { action: 'set_torque', params: { torque: 1 } } } as Msg);
+    await ok.until(1);
+    assert.equal(verifyAuditFile(path.join(dir, 'logs', 'g.jsonl'), { signingKey: KEY }).entries, 1);
+  });
+
+  it('approves nothing when the audit log cannot be written, and reports the error to Catch', async function () {
+    const { g, caught, ok } = await start();
+    fs.mkdirSync(path.join(dir, 'audit.jsonl.head.tmp'));
+    g.receive({ payload: { action: 'set_torque', params: { torque: 1 } }, topic: 'original' } as Msg);
+    await caught.until(1);
+    assert.equal(caught.messages[0].topic, 'original');
+    assert.equal(ok.messages.length, 0);
+    g.receive({ payload: { action: 'set_torque', params: { torque: 1 } } } as Msg);
+    await caught.until(2);
+    assert.equal(ok.messages.length, 0);
+  });
+
+  it('refuses to start on an audit log that was tampered with', async function () {
+    const file = path.join(dir, 'audit.jsonl');
+    fs.writeFileSync(file, '{"seq":0}\n');
+    const { g } = await start();
+    assert.deepEqual(
+      callsBy(g.error, g).map((c) => c.args[0]),
+      [`${NS}.errors.audit`],
+    );
+    assert.equal(callsBy(g.status, g).at(-1)!.args[0].fill, 'red');
+  });
+});
