@@ -8,29 +8,14 @@ import sinon, { type SinonSpy } from 'sinon';
 import guardrailNode from '../nodes/guardrail';
 import { verifyAuditFile } from '../lib/guardrail/audit';
 import { type SignedAction, verifySignedAction } from '../lib/signing';
+import { coreNode, initHelper, stopServer } from './support/flow';
 
-/** The part of node-red-node-test-helper these tests use. */
-interface TestHelper {
-  init(runtimePath: string, settings?: object): void;
-  settings(settings: object): object;
-  startServer(): Promise<void>;
-  stopServer(): Promise<void>;
-  load(nodes: unknown[], flow: object[], credentials?: object): Promise<void>;
-  unload(): Promise<void>;
-  getNode(id: string): SpiedNode;
-}
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; warn: SinonSpy; send: SinonSpy };
 type Msg = NodeMessage & Record<string, unknown>;
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const helper = require('node-red-node-test-helper') as TestHelper;
-helper.init(require.resolve('node-red'));
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const catchNode = require(
-  require.resolve('@node-red/nodes/core/common/25-catch.js', {
-    paths: [path.dirname(require.resolve('node-red'))],
-  }),
-);
+const helper = initHelper();
+const catchNode = coreNode('common/25-catch.js');
+const getNode = (id: string) => helper.getNode(id) as unknown as SpiedNode;
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
 const KEY = 'guardrail-node-test-key';
@@ -80,7 +65,7 @@ describe('guardrail node', function () {
   afterEach(async function () {
     sandbox.restore();
     await helper.unload();
-    await helper.stopServer();
+    await stopServer();
     helper.settings({ userDir: undefined });
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -113,13 +98,13 @@ describe('guardrail node', function () {
     credentials: object = { g: { signingKey: KEY } },
   ) {
     await helper.load([guardrailNode, catchNode], flow(config), credentials);
-    const g = helper.getNode('g');
+    const g = getNode('g');
     return {
       g,
-      ok: collect(helper.getNode('ok')),
-      wait: collect(helper.getNode('wait')),
-      no: collect(helper.getNode('no')),
-      caught: collect(helper.getNode('caught')),
+      ok: collect(getNode('ok')),
+      wait: collect(getNode('wait')),
+      no: collect(getNode('no')),
+      caught: collect(getNode('caught')),
     };
   }
 
