@@ -1,0 +1,73 @@
+import * as assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import { NodeRedProcess } from './support/node-red-process';
+import { REPO_ROOT, testModelsDir } from './support/models';
+
+const MODULE = 'node-red-contrib-edge-llm';
+
+describe('the package in a real Node-RED (editor HTTP API)', function () {
+  this.timeout(90_000);
+  let red: NodeRedProcess;
+  let pkg: { 'node-red': { nodes: Record<string, string> } };
+
+  before(async function () {
+    pkg = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8'));
+    red = await NodeRedProcess.start({ flows: [] }, { EDGE_LLM_MODELS_DIR: testModelsDir() });
+  });
+  after(() => red?.stop());
+
+  it('loads every node set of the package without errors', async function () {
+    const sets = (await (await red.get('/nodes')).json()) as Array<{
+      module: string;
+      name: string;
+      enabled: boolean;
+      err?: string;
+      types: string[];
+    }>;
+    const ours = sets.filter((s) => s.module === MODULE);
+    assert.deepEqual(ours.map((s) => s.name).sort(), Object.keys(pkg['node-red'].nodes).sort());
+    for (const set of ours) {
+      assert.equal(set.err, undefined, `${set.name}: ${set.err}`);
+      assert.ok(set.enabled, set.name);
+    }
+  });
+
+  it('serves every node type its edit form and its help', async function () {
+    const html = await (await red.get('/nodes', 'text/html')).text();
+    const sets = (await (await red.get('/nodes')).json()) as Array<{ module: string; types: string[] }>;
+    const types = sets.filter((s) => s.module === MODULE).flatMap((s) => s.types);
+    assert.ok(types.length >= Object.keys(pkg['node-red'].nodes).length);
+    for (const type of types) {
+      assert.match(html, new RegExp(`data-template-name="${type}"`), `${type} edit form`);
+      assert.match(html, new RegExp(`data-help-name="${type}"`), `${type} help`);
+    }
+  });
+
+  it('serves every icon of the package', async function () {
+    const icons = (await (await red.get('/icons')).json()) as Record<string, string[]>;
+    const files = (await readdir(path.join(REPO_ROOT, 'icons'))).filter((f) => f.endsWith('.svg'));
+    assert.deepEqual([...(icons[MODULE] ?? [])].sort(), files.sort());
+    for (const file of files) {
+      const res = await red.get(`/icons/${MODULE}/${file}`, 'image/svg+xml');
+      assert.equal(res.status, 200, file);
+      assert.match(res.headers.get('content-type') ?? '', /svg/);
+      assert.match(await res.text(), /<svg/);
+    }
+  });
+
+  it('serves the message catalog of every node set', async function () {
+    for (const name of Object.keys(pkg['node-red'].nodes)) {
+      const res = await red.get(`/locales/${MODULE}/${name}?lng=en-US`);
+      assert.equal(res.status, 200, name);
+      const catalog = (await res.json()) as Record<string, unknown>;
+      assert.ok(Object.keys(catalog).length > 0, `${name} has strings`);
+    }
+  });
+
+  it('answers the runtimes endpoint', async function () {
+    const res = await red.get('/edge-llm/runtimes');
+    assert.equal(res.status, 200);
+    assert.ok(Array.isArray(await res.json()));
+  });
+});
