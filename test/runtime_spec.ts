@@ -143,6 +143,36 @@ describe('runtime (real inference on the test models)', function () {
       assert.equal(runtime.getMetrics().active, 0);
     });
 
+    it('reuses a warm sequence for the same prefix, and restores a conversation from a KV snapshot', async function () {
+      await acquire({ sequences: 2 });
+      const history = [
+        { role: 'system' as const, content: 'You tell stories about a robot that inspects valves.' },
+        { role: 'user' as const, content: 'Tell me about valve 7.' },
+      ];
+      const file = path.join(tmp, 'conversation.kv');
+      const first = await runtime.chat(history, {
+        maxTokens: 8,
+        affinity: 'mission-1',
+        snapshot: { save: file },
+      });
+      assert.equal(first.prefix, 'cold');
+      const again = await runtime.chat(history, { maxTokens: 8, affinity: 'mission-1' });
+      assert.equal(again.prefix, 'warm');
+
+      // Another runtime (as after a restart) starts from the snapshot instead of the history.
+      await registry.close();
+      registry = new RuntimeRegistry({ modelsDir: testModelsDir(), gpu: false });
+      const fresh = await registry.acquire({ source: stories, settings: { sequences: 2 } }).ready;
+      const resumed = await fresh.chat(history, {
+        maxTokens: 8,
+        affinity: 'mission-1',
+        snapshot: { load: file },
+      });
+      assert.equal(resumed.prefix, 'snapshot');
+      assert.equal(resumed.text, first.text, 'greedy decoding from the restored state gives the same answer');
+      assert.equal(fresh.modelSha256, '270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d');
+    });
+
     it('chats through the model chat wrapper', async function () {
       await acquire({ sequences: 1 });
       const r = await runtime.chat(

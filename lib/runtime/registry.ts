@@ -162,7 +162,7 @@ export class RuntimeRegistry {
         modelKey,
         settings,
         users: 0,
-        runtime: model.model.then((m) => ModelRuntime.create(m, settings)),
+        runtime: model.model.then((m) => ModelRuntime.create(m, settings, identity.sha256)),
       };
       created.runtime.then(
         (r) => (created.resolved = r),

@@ -100,10 +100,18 @@ export interface GenerateOptions {
   /** Streams text as it is decoded. */
   onText?: (text: string) => void;
   stop?: string[];
+  /**
+   * A KV-cache snapshot for this conversation: loaded into the sequence before decoding when the
+   * sequence does not already hold the conversation, and written after. The caller ties the file
+   * to this exact model (see `modelSha256`): a snapshot of another model can crash llama.cpp.
+   */
+  snapshot?: { load?: string; save?: string };
 }
 
 export interface GenerationResult {
   text: string;
+  /** Where the sequence's prefix came from: already in the sequence, a snapshot file, or evaluated. */
+  prefix?: 'warm' | 'snapshot' | 'cold';
   tokensIn: number;
   tokensOut: number;
   queuedMs: number;
@@ -143,14 +151,20 @@ export class ModelRuntime extends EventEmitter {
   private constructor(
     private readonly model: LlamaModel,
     settings: ResolvedContextSettings,
+    /** The sha256 of the model file: what a KV snapshot must be tied to. */
+    readonly modelSha256: string,
   ) {
     super();
     this.settings = settings;
     this.scheduler = new Scheduler({ slots: settings.sequences, queueLimit: settings.queueLimit });
   }
 
-  static async create(model: LlamaModel, settings: ContextSettings = {}): Promise<ModelRuntime> {
-    const runtime = new ModelRuntime(model, resolveContextSettings(settings));
+  static async create(
+    model: LlamaModel,
+    settings: ContextSettings = {},
+    modelSha256 = '',
+  ): Promise<ModelRuntime> {
+    const runtime = new ModelRuntime(model, resolveContextSettings(settings), modelSha256);
     await runtime.open();
     return runtime;
   }
@@ -269,14 +283,15 @@ export class ModelRuntime extends EventEmitter {
     const timeoutMs = options.timeoutMs ?? this.settings.defaultTimeoutMs;
     try {
       return await this.scheduler.run(
-        async ({ slot, signal }) => {
+        async ({ slot, signal, warm }) => {
           const controller = new AbortController();
           const abort = (): void => controller.abort(signal.reason);
           signal.addEventListener('abort', abort, { once: true });
           this.running.add(controller);
           this.emit('change');
           try {
-            return await this.decode(
+            const prefix = await this.restore(this.slots[slot], warm, options.snapshot?.load);
+            const result = await this.decode(
               this.slots[slot],
               input,
               options,
@@ -284,6 +299,9 @@ export class ModelRuntime extends EventEmitter {
               enqueuedAt,
               grammar,
             );
+            if (options.snapshot?.save)
+              await this.slots[slot].sequence.saveStateToFile(options.snapshot.save);
+            return { ...result, prefix };
           } finally {
             signal.removeEventListener('abort', abort);
             this.running.delete(controller);
@@ -302,6 +320,24 @@ export class ModelRuntime extends EventEmitter {
       throw this.failed(err);
     } finally {
       this.emit('change');
+    }
+  }
+
+  private async restore(
+    slot: Slot,
+    warm: boolean,
+    file: string | undefined,
+  ): Promise<'warm' | 'snapshot' | 'cold'> {
+    if (warm) return 'warm';
+    if (!file) return 'cold';
+    try {
+      await slot.sequence.clearHistory();
+      await slot.sequence.loadStateFromFile(file, { acceptRisk: true });
+      return 'snapshot';
+    } catch {
+      // A missing or unreadable snapshot only costs a re-read of the history.
+      await slot.sequence.clearHistory();
+      return 'cold';
     }
   }
 

@@ -31,6 +31,8 @@ export interface SchedulerOptions {
 export interface TaskContext {
   slot: number;
   signal: AbortSignal;
+  /** The slot last ran a request with the same affinity key (its cached state is still there). */
+  warm: boolean;
 }
 
 interface Pending {
@@ -104,7 +106,7 @@ export class Scheduler {
       );
     }
     return new Promise<T>((resolve, reject) => {
-      const start = (slot: number): void => {
+      const start = (slot: number, warm: boolean): void => {
         const controller = new AbortController();
         let timer: NodeJS.Timeout | undefined;
         const onAbort = (): void =>
@@ -125,7 +127,7 @@ export class Scheduler {
         };
         let result: Promise<T>;
         try {
-          result = task({ slot, signal: controller.signal });
+          result = task({ slot, signal: controller.signal, warm });
         } catch (err) {
           result = Promise.reject(err);
         }
@@ -143,13 +145,14 @@ export class Scheduler {
 
       if (free >= 0 && this.waiting.length === 0) {
         this.slots[free] = true;
+        const warm = options.affinity !== undefined && this.slotKeys[free] === options.affinity;
         this.slotKeys[free] = options.affinity;
-        start(free);
+        start(free, warm);
         return;
       }
 
       const entry: Pending = {
-        run: ({ slot }) => start(slot),
+        run: ({ slot, warm }) => start(slot, warm),
         affinity: options.affinity,
         fail: reject,
         priority: PRIORITIES.indexOf(options.priority ?? 'normal'),
@@ -200,9 +203,10 @@ export class Scheduler {
       this.waiting.splice(this.waiting.indexOf(next), 1);
       next.cleanup();
       this.slots[free] = true;
+      const warm = next.affinity !== undefined && this.slotKeys[free] === next.affinity;
       this.slotKeys[free] = next.affinity;
       this.lastOwner = next.owner;
-      next.run({ slot: free, signal: new AbortController().signal });
+      next.run({ slot: free, signal: new AbortController().signal, warm });
     }
   }
 
