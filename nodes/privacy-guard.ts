@@ -1,0 +1,256 @@
+import { randomBytes } from 'node:crypto';
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import {
+  auditRecord,
+  BlockedError,
+  isPseudonymMap,
+  JsonLinesAuditWriter,
+  OPERATORS,
+  PrivacyGuard,
+  Pseudonymizer,
+  type AuditRecord,
+  type CustomPattern,
+  type Operator,
+  type PersonDetector,
+  type PseudonymMap,
+} from '../lib/privacy';
+
+const NS = 'node-red-contrib-edge-llm/privacy-guard:privacy-guard';
+/** Where the pseudonym map travels with the message. Underscore: not for display or logs. */
+const MAP_PROPERTY = '_privacy';
+const SESSION_PREFIX = 'privacy-guard:session:';
+
+interface PrivacyGuardNodeDef extends NodeDef {
+  mode: 'protect' | 'restore';
+  /** Comma-separated message properties, each scanned deep. */
+  fields: string;
+  operators: Record<string, Operator>;
+  customPatterns: string;
+  customOperator: Operator;
+  defaultCountry: string;
+  person: PersonDetector;
+  store: 'msg' | 'flow';
+  sessionProperty: string;
+  audit: 'off' | 'log' | 'file';
+  auditLevel: 'info' | 'debug' | 'trace';
+  auditFile: string;
+  maxChars: string;
+}
+
+interface PrivacyGuardCredentials {
+  key?: string;
+}
+
+type Send = (msg: NodeMessage | (NodeMessage | null)[]) => void;
+type Done = (err?: Error) => void;
+
+export = function (RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
+
+  function parseFields(spec: string | undefined): string[] {
+    const fields = (spec ?? '')
+      .split(',')
+      .map((f) => f.trim().replace(/^msg\./, ''))
+      .filter((f) => f !== '');
+    if (fields.length === 0) return ['payload'];
+    for (const f of fields) {
+      if (f === MAP_PROPERTY || f.startsWith(MAP_PROPERTY + '.'))
+        throw new Error(t('errors.bad-field', { field: f }));
+      try {
+        RED.util.normalisePropertyExpression(f);
+      } catch {
+        throw new Error(t('errors.bad-field', { field: f }));
+      }
+    }
+    return fields;
+  }
+
+  function parsePatterns(text: string | undefined): CustomPattern[] {
+    if (!text || text.trim() === '') return [];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new Error(t('errors.bad-patterns', { reason: (err as Error).message }), { cause: err });
+    }
+    if (!Array.isArray(parsed)) throw new Error(t('errors.bad-patterns', { reason: 'not a JSON array' }));
+    return parsed as CustomPattern[];
+  }
+
+  function PrivacyGuardNode(this: Node<PrivacyGuardCredentials>, def: PrivacyGuardNodeDef): void {
+    RED.nodes.createNode(this, def);
+    const mode = def.mode === 'restore' ? 'restore' : 'protect';
+    let guard: PrivacyGuard | undefined;
+    let fields: string[] = ['payload'];
+    let configError: string | undefined;
+    let writer: JsonLinesAuditWriter | undefined;
+    const key = this.credentials?.key ? Buffer.from(this.credentials.key, 'utf8') : undefined;
+    // Without a configured key the audit hashes still hide the input, but only for this run.
+    const auditKey = key ?? randomBytes(32);
+
+    try {
+      const operators: Record<string, Operator> = {};
+      for (const [type, op] of Object.entries(def.operators ?? {})) {
+        if (OPERATORS.includes(op)) operators[type] = op;
+        else throw new Error(t('errors.bad-operator', { type, operator: String(op) }));
+      }
+      fields = parseFields(def.fields);
+      const maxChars = def.maxChars ? Number(def.maxChars) : undefined;
+      if (maxChars !== undefined && !(Number.isInteger(maxChars) && maxChars > 0)) {
+        throw new Error(t('errors.bad-number', { name: 'maxChars', value: def.maxChars }));
+      }
+      guard = new PrivacyGuard({
+        operators,
+        customPatterns: parsePatterns(def.customPatterns),
+        customOperator: OPERATORS.includes(def.customOperator) ? def.customOperator : 'redact',
+        defaultCountry: def.defaultCountry?.trim().toUpperCase() || undefined,
+        person: def.person === 'rules' || def.person === 'off' ? def.person : 'compromise',
+        key,
+        limits: maxChars ? { maxChars } : undefined,
+      });
+      if (def.audit === 'file') {
+        if (!def.auditFile?.trim()) throw new Error(t('errors.no-audit-file'));
+        writer = new JsonLinesAuditWriter(def.auditFile.trim(), (err) =>
+          this.warn(t('errors.audit-write', { reason: err.message })),
+        );
+      }
+    } catch (err) {
+      configError = (err as Error).message;
+      this.error(t('errors.config', { reason: configError }));
+      this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
+    }
+    if (!configError) this.status({});
+
+    const audit = (input: unknown, counts: Record<string, number>, blocked?: string): void => {
+      if (def.audit !== 'log' && def.audit !== 'file') return;
+      const record: AuditRecord = auditRecord({ key: auditKey, node: this.id, mode, input, counts, blocked });
+      if (writer) writer.write(record);
+      else if (def.auditLevel === 'trace') this.trace(JSON.stringify(record));
+      else if (def.auditLevel === 'debug') this.debug(JSON.stringify(record));
+      else this.log(JSON.stringify(record));
+    };
+
+    const sessionKey = (msg: NodeMessageInFlow): string | undefined => {
+      if (def.store !== 'flow') return undefined;
+      const id = RED.util.getMessageProperty(msg, def.sessionProperty?.trim() || 'sessionId');
+      return typeof id === 'string' || typeof id === 'number' ? SESSION_PREFIX + String(id) : undefined;
+    };
+
+    const loadMap = (msg: NodeMessageInFlow): unknown => {
+      const session = sessionKey(msg);
+      return session ? this.context().flow.get(session) : (msg as Record<string, unknown>)[MAP_PROPERTY];
+    };
+
+    const summary = (counts: Record<string, number>): string =>
+      Object.entries(counts)
+        .map(([type, n]) => `${type} ${n}`)
+        .join(', ');
+
+    const protect = (msg: NodeMessageInFlow, send: Send, done: Done): void => {
+      const g = guard as PrivacyGuard;
+      const pseudonyms = new Pseudonymizer(loadMap(msg));
+      const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
+      const counts: Record<string, number> = {};
+      let results: unknown[];
+      try {
+        results = originals.map((value) => {
+          if (value === undefined) return undefined;
+          const r = g.protect(value, pseudonyms);
+          for (const [type, n] of Object.entries(r.counts)) counts[type] = (counts[type] ?? 0) + n;
+          return r.value;
+        });
+      } catch (err) {
+        const reason =
+          err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
+        audit(originals, counts, reason);
+        this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
+        (msg as Record<string, unknown>).privacy = { blocked: reason };
+        send([null, msg]);
+        done();
+        return;
+      }
+      fields.forEach((f, i) => {
+        if (originals[i] !== undefined) RED.util.setMessageProperty(msg, f, results[i], true);
+      });
+      const session = sessionKey(msg);
+      if (session) this.context().flow.set(session, pseudonyms.map);
+      else if (pseudonyms.size > 0) (msg as Record<string, unknown>)[MAP_PROPERTY] = pseudonyms.map;
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      (msg as Record<string, unknown>).privacy = { counts, total };
+      audit(originals, counts);
+      this.status(
+        total > 0
+          ? { fill: 'green', shape: 'dot', text: summary(counts) }
+          : { fill: 'green', shape: 'ring', text: t('status.clean') },
+      );
+      send([msg, null]);
+      done();
+    };
+
+    const restore = (msg: NodeMessageInFlow, send: Send, done: Done): void => {
+      const g = guard as PrivacyGuard;
+      const map = loadMap(msg);
+      if (!isPseudonymMap(map)) {
+        this.status({ fill: 'yellow', shape: 'ring', text: t('status.no-map') });
+        send([msg, null]);
+        done();
+        return;
+      }
+      let restored = 0;
+      const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
+      try {
+        const results = originals.map((value) => {
+          if (value === undefined) return undefined;
+          const r = g.restore(value, map as PseudonymMap);
+          restored += r.restored;
+          return r.value;
+        });
+        fields.forEach((f, i) => {
+          if (originals[i] !== undefined) RED.util.setMessageProperty(msg, f, results[i], true);
+        });
+      } catch (err) {
+        const reason =
+          err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
+        audit(originals, {}, reason);
+        this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
+        (msg as Record<string, unknown>).privacy = { blocked: reason };
+        send([null, msg]);
+        done();
+        return;
+      }
+      // The originals are back where they belong; the map need not travel further.
+      delete (msg as Record<string, unknown>)[MAP_PROPERTY];
+      audit(originals, { RESTORED: restored });
+      this.status({ fill: 'green', shape: 'dot', text: t('status.restored', { count: restored }) });
+      send([msg, null]);
+      done();
+    };
+
+    this.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
+      if (configError || !guard) {
+        done(new Error(t('errors.config', { reason: configError ?? 'not configured' })));
+        return;
+      }
+      try {
+        if (mode === 'protect') protect(msg, send, done);
+        else restore(msg, send, done);
+      } catch (err) {
+        // Only a fault outside the guard (a context store, a setter) gets here: nothing was sent.
+        this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+        done(err as Error);
+      }
+    });
+
+    this.on('close', (_removed: boolean, done: () => void) => {
+      const finished = writer ? writer.close() : Promise.resolve();
+      finished.then(
+        () => done(),
+        () => done(),
+      );
+    });
+  }
+
+  RED.nodes.registerType('privacy-guard', PrivacyGuardNode as unknown as (this: Node, def: NodeDef) => void, {
+    credentials: { key: { type: 'password' } },
+  });
+};

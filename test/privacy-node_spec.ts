@@ -1,0 +1,281 @@
+import * as assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Node, NodeMessage } from 'node-red';
+import type { SinonSpy } from 'sinon';
+import privacyGuardNode from '../nodes/privacy-guard';
+
+/** The part of node-red-node-test-helper these tests use (it ships no types). */
+interface TestHelper {
+  init(runtimePath: string, settings?: object): void;
+  startServer(): Promise<void>;
+  stopServer(): Promise<void>;
+  load(nodes: unknown[], flow: object[], credentials?: object): Promise<void>;
+  unload(): Promise<void>;
+  getNode(id: string): SpiedNode;
+}
+type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn: SinonSpy; debug: SinonSpy };
+type Msg = NodeMessage & Record<string, unknown>;
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require('node-red-node-test-helper') as TestHelper;
+helper.init(require.resolve('node-red'));
+/** The helper's RED._ returns the key: assertions name keys. */
+const NS = 'node-red-contrib-edge-llm/privacy-guard:privacy-guard';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const catchNode = require(
+  require.resolve('@node-red/nodes/core/common/25-catch.js', {
+    paths: [join(require.resolve('node-red'), '..')],
+  }),
+);
+
+/** Messages that reach a helper node, awaited by count. */
+function collect(node: Node) {
+  const messages: Msg[] = [];
+  node.on('input', (msg: Msg) => {
+    messages.push(msg);
+    node.emit('collected');
+  });
+  return {
+    messages,
+    async until(count: number) {
+      while (messages.length < count) await once(node, 'collected');
+    },
+  };
+}
+
+/** Calls of a helper spy made by one node (the spies sit on Node.prototype). */
+const callsBy = (spy: SinonSpy, node: Node) => spy.getCalls().filter((c) => c.thisValue === node);
+const lastStatus = (node: SpiedNode) =>
+  callsBy(node.status, node).at(-1)?.args[0] as { fill?: string; text?: string };
+
+const TEXT = 'Operator Lisa Meyer (lisa.meyer@example.com, +44 20 7946 0958) reset pump 3 at 10.0.0.7.';
+
+/** A tab with the guard, its two outputs and `extra` nodes (flow context and Catch need the tab). */
+function flow(config: Record<string, unknown> = {}, extra: object[] = []) {
+  const nodes = [
+    {
+      id: 'pg',
+      type: 'privacy-guard',
+      name: 'guard',
+      mode: 'protect',
+      fields: 'payload',
+      wires: [['out'], ['blocked']],
+      ...config,
+    },
+    { id: 'out', type: 'helper' },
+    { id: 'blocked', type: 'helper' },
+    ...extra,
+  ];
+  // x and y make them flow nodes; without them the runtime takes them for config nodes.
+  return [{ id: 'tab', type: 'tab' }, ...nodes.map((n) => ({ ...n, z: 'tab', x: 0, y: 0 }))];
+}
+
+describe('privacy-guard node', function () {
+  this.timeout(30_000);
+  let dir: string;
+
+  beforeEach(async function () {
+    dir = mkdtempSync(join(tmpdir(), 'privacy-node-'));
+    await helper.startServer();
+  });
+
+  afterEach(async function () {
+    await helper.unload();
+    await helper.stopServer();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('protects the payload, keeps the map in msg._privacy and shows the counts', async function () {
+    await helper.load([privacyGuardNode], flow());
+    const pg = helper.getNode('pg');
+    const out = collect(helper.getNode('out'));
+    pg.receive({ payload: TEXT } as NodeMessage);
+    await out.until(1);
+    const msg = out.messages[0];
+    assert.equal(msg.payload, 'Operator <PERSON_1> (<EMAIL_1>, <PHONE_1>) reset pump 3 at <IPV4_1>.');
+    assert.deepEqual(msg.privacy, { counts: { PERSON: 1, EMAIL: 1, PHONE: 1, IPV4: 1 }, total: 4 });
+    assert.equal(
+      (msg._privacy as { tokens: Record<string, string> }).tokens['<EMAIL_1>'],
+      'lisa.meyer@example.com',
+    );
+    assert.deepEqual(lastStatus(pg), {
+      fill: 'green',
+      shape: 'dot',
+      text: 'PERSON 1, EMAIL 1, PHONE 1, IPV4 1',
+    });
+  });
+
+  it('restores the originals into the model answer and drops the map', async function () {
+    await helper.load(
+      [privacyGuardNode],
+      flow({}, [
+        { id: 'rs', type: 'privacy-guard', mode: 'restore', fields: 'payload', wires: [['restored'], []] },
+        { id: 'restored', type: 'helper' },
+      ]),
+    );
+    const out = collect(helper.getNode('out'));
+    const restored = collect(helper.getNode('restored'));
+    helper.getNode('pg').receive({ payload: TEXT } as NodeMessage);
+    await out.until(1);
+    const answer = 'I will e-mail < EMAIL_1 > and call <PHONE_1>; <PERSON_1> is on shift.';
+    helper.getNode('rs').receive({ payload: answer, _privacy: out.messages[0]._privacy } as NodeMessage);
+    await restored.until(1);
+    assert.equal(
+      restored.messages[0].payload,
+      'I will e-mail lisa.meyer@example.com and call +44 20 7946 0958; Lisa Meyer is on shift.',
+    );
+    assert.equal(restored.messages[0]._privacy, undefined);
+  });
+
+  it('round-trips a deep JSON payload and other fields exactly', async function () {
+    await helper.load(
+      [privacyGuardNode],
+      flow({ fields: 'payload, topic', operators: { SECRET: 'pseudonym' } }, [
+        {
+          id: 'rs',
+          type: 'privacy-guard',
+          mode: 'restore',
+          fields: 'payload, topic',
+          wires: [['restored'], []],
+        },
+        { id: 'restored', type: 'helper' },
+      ]),
+    );
+    const payload = {
+      ticket: { reporter: 'Lisa Meyer', contact: ['lisa.meyer@example.com', '+44 20 7946 0958'] },
+      body: 'token ghp_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuVwXyZ12 leaked',
+      n: 7,
+    };
+    const out = collect(helper.getNode('out'));
+    const restored = collect(helper.getNode('restored'));
+    helper.getNode('pg').receive({
+      payload: JSON.parse(JSON.stringify(payload)),
+      topic: 'from lisa.meyer@example.com',
+    } as NodeMessage);
+    await out.until(1);
+    assert.equal(out.messages[0].topic, 'from <EMAIL_1>');
+    assert.ok(!JSON.stringify(out.messages[0].payload).includes('lisa'));
+    helper.getNode('rs').receive(out.messages[0]);
+    await restored.until(1);
+    assert.deepEqual(restored.messages[0].payload, payload);
+    assert.equal(restored.messages[0].topic, 'from lisa.meyer@example.com');
+  });
+
+  it('blocks binary data on the second output and passes nothing on', async function () {
+    await helper.load([privacyGuardNode], flow());
+    const pg = helper.getNode('pg');
+    const out = collect(helper.getNode('out'));
+    const blocked = collect(helper.getNode('blocked'));
+    pg.receive({ payload: Buffer.from([0xff, 0x00, 0xfe, 0x10]) } as NodeMessage);
+    await blocked.until(1);
+    assert.match(String((blocked.messages[0].privacy as { blocked: string }).blocked), /binary/);
+    assert.equal(out.messages.length, 0);
+    assert.equal(lastStatus(pg).fill, 'red');
+  });
+
+  it('handles cycles and huge strings without throwing', async function () {
+    await helper.load([privacyGuardNode], flow({ maxChars: '100000' }));
+    const pg = helper.getNode('pg');
+    const out = collect(helper.getNode('out'));
+    const blocked = collect(helper.getNode('blocked'));
+    const cyclic: Record<string, unknown> = { mail: 'ann@example.com' };
+    cyclic.self = cyclic;
+    pg.receive({ payload: cyclic } as NodeMessage);
+    await out.until(1);
+    const p = out.messages[0].payload as Record<string, unknown>;
+    assert.equal(p.mail, '<EMAIL_1>');
+    assert.equal(p.self, p);
+    pg.receive({ payload: 'x'.repeat(200_000) } as NodeMessage);
+    await blocked.until(1);
+    assert.match(String((blocked.messages[0].privacy as { blocked: string }).blocked), /characters/);
+  });
+
+  it('shares pseudonyms across the messages of a session', async function () {
+    await helper.load([privacyGuardNode], flow({ store: 'flow', sessionProperty: 'mission.id' }));
+    const pg = helper.getNode('pg');
+    const out = collect(helper.getNode('out'));
+    pg.receive({ payload: 'ask bob@example.com', mission: { id: 'm1' } } as NodeMessage);
+    pg.receive({ payload: 'ann@example.com then bob@example.com', mission: { id: 'm1' } } as NodeMessage);
+    pg.receive({ payload: 'ann@example.com', mission: { id: 'm2' } } as NodeMessage);
+    await out.until(3);
+    assert.deepEqual(
+      out.messages.map((m) => m.payload),
+      ['ask <EMAIL_1>', '<EMAIL_2> then <EMAIL_1>', '<EMAIL_1>'],
+    );
+    assert.equal(out.messages[0]._privacy, undefined, 'the map stays in the session store');
+  });
+
+  it('hashes with the key from the credentials', async function () {
+    await helper.load([privacyGuardNode], flow({ operators: { EMAIL: 'hash' } }), {
+      pg: { key: 'secret-key' },
+    });
+    const out = collect(helper.getNode('out'));
+    helper.getNode('pg').receive({ payload: 'ann@example.com' } as NodeMessage);
+    await out.until(1);
+    assert.match(String(out.messages[0].payload), /^\[EMAIL:[0-9a-f]{16}\]$/);
+  });
+
+  it('with a bad configuration shows red, logs an error and sends every message to Catch', async function () {
+    await helper.load(
+      [privacyGuardNode, catchNode],
+      flow({ customPatterns: '[{"name": "TAG", "pattern": "("}]' }, [
+        { id: 'catch', type: 'catch', scope: ['pg'], uncaught: false, wires: [['caught']] },
+        { id: 'caught', type: 'helper' },
+      ]),
+    );
+    const pg = helper.getNode('pg');
+    assert.equal(lastStatus(pg).fill, 'red');
+    assert.equal(callsBy(pg.error, pg)[0].args[0], `${NS}.errors.config`);
+    const caught = collect(helper.getNode('caught'));
+    const out = collect(helper.getNode('out'));
+    pg.receive({ payload: TEXT, marker: 42 } as NodeMessage);
+    await caught.until(1);
+    assert.equal(caught.messages[0].marker, 42);
+    assert.equal(caught.messages[0].payload, TEXT);
+    assert.ok(caught.messages[0].error);
+    assert.equal(out.messages.length, 0);
+  });
+
+  it('a hash operator without a key is a configuration error', async function () {
+    await helper.load([privacyGuardNode], flow({ operators: { EMAIL: 'hash' } }));
+    const pg = helper.getNode('pg');
+    assert.equal(lastStatus(pg).fill, 'red');
+    assert.equal(callsBy(pg.error, pg)[0].args[0], `${NS}.errors.config`);
+  });
+
+  it('writes an audit line per message with counts and a keyed hash, never the values', async function () {
+    const file = join(dir, 'audit.jsonl');
+    await helper.load([privacyGuardNode], flow({ audit: 'file', auditFile: file }), { pg: { key: 'k' } });
+    const out = collect(helper.getNode('out'));
+    const blocked = collect(helper.getNode('blocked'));
+    helper.getNode('pg').receive({ payload: TEXT } as NodeMessage);
+    helper.getNode('pg').receive({ payload: () => 1 } as unknown as NodeMessage);
+    await out.until(1);
+    await blocked.until(1);
+    await helper.unload(); // the close handler waits for the writer
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    assert.equal(lines.length, 2);
+    const [first, second] = lines.map((l) => JSON.parse(l));
+    assert.deepEqual(first.counts, { PERSON: 1, EMAIL: 1, PHONE: 1, IPV4: 1 });
+    assert.equal(first.node, 'pg');
+    assert.match(first.inputHash, /^[0-9a-f]{64}$/);
+    assert.match(second.blocked, /function/);
+    for (const secret of ['Lisa', 'lisa.meyer', '7946', '10.0.0.7'])
+      assert.ok(!lines.join('').includes(secret), secret);
+  });
+
+  it('logs the audit record at the chosen level without the values', async function () {
+    await helper.load([privacyGuardNode], flow({ audit: 'log', auditLevel: 'info' }));
+    const pg = helper.getNode('pg');
+    const out = collect(helper.getNode('out'));
+    pg.receive({ payload: TEXT } as NodeMessage);
+    await out.until(1);
+    const logged = callsBy(pg.log, pg).map((c) => String(c.args[0]));
+    assert.equal(logged.length, 1);
+    assert.match(logged[0], /"inputHash":"[0-9a-f]{64}"/);
+    assert.ok(!logged[0].includes('lisa'));
+  });
+});
