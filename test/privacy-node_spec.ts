@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Node, NodeMessage } from 'node-red';
 import type { SinonSpy } from 'sinon';
 import privacyGuardNode from '../nodes/privacy-guard';
+import { coreNode, initHelper } from './support/flow';
 
 /** The part of node-red-node-test-helper these tests use (it ships no types). */
 interface TestHelper {
@@ -19,17 +20,11 @@ interface TestHelper {
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn: SinonSpy; debug: SinonSpy };
 type Msg = NodeMessage & Record<string, unknown>;
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const helper = require('node-red-node-test-helper') as TestHelper;
-helper.init(require.resolve('node-red'));
+// Through test/support/flow so that the compat run (NODE_RED_PATH) covers Node-RED 5 too.
+const helper = initHelper() as unknown as TestHelper;
+const catchNode = coreNode('common/25-catch.js');
 /** The helper's RED._ returns the key: assertions name keys. */
 const NS = 'node-red-contrib-edge-llm/privacy-guard:privacy-guard';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const catchNode = require(
-  require.resolve('@node-red/nodes/core/common/25-catch.js', {
-    paths: [join(require.resolve('node-red'), '..')],
-  }),
-);
 
 /** Messages that reach a helper node, awaited by count. */
 function collect(node: Node) {
