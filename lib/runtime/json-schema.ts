@@ -96,7 +96,7 @@ export function grammarSchema(schema: JsonSchema, bounds: SchemaBounds = DEFAULT
   return walk(schema) as JsonSchema;
 }
 
-const MAX_ENUMERATED_RANGE = 64;
+const MAX_ENUMERATED_RANGE = 256;
 
 function smallIntegerRange(node: JsonSchema): number[] | undefined {
   if (node.type !== 'integer') return undefined;

@@ -1,0 +1,133 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import {
+  DEFAULT_CATALOGUE,
+  PLAN_INSTRUCTION,
+  assemblePlan,
+  checkSteps,
+  compileCatalogue,
+  completedSteps,
+  describeCatalogue,
+  isPlan,
+  planInput,
+  planSchema,
+  type CompiledCatalogue,
+  type PlanRequest,
+} from '../lib/plan';
+import { buildMessages, generateValidJson, renderTemplate } from '../lib/prompt';
+import { compileSchema, type CompiledSchema } from '../lib/runtime';
+import {
+  LlmNodeSupport,
+  parseGenerationSettings,
+  type GenerationDef,
+  type GenerationSettings,
+} from './llm-common';
+
+interface LlmPlanDef extends NodeDef, GenerationDef {
+  instruction: string;
+  catalogue: string;
+  maxSteps: string;
+}
+
+type PlanMsg = NodeMessageInFlow & {
+  constraints?: unknown;
+  state?: unknown;
+  feedback?: unknown;
+  plan?: PlanRequest['previous'];
+  llm?: unknown;
+};
+
+interface GeneratedPlan {
+  steps: Array<{ action: string; params: Record<string, unknown>; reason: string }>;
+}
+
+const NS = 'node-red-contrib-edge-llm/llm-plan:llm-plan';
+
+export = function (RED: NodeAPI) {
+  function LlmPlan(this: Node, def: LlmPlanDef): void {
+    RED.nodes.createNode(this, def);
+    const support = new LlmNodeSupport(RED, this, def.runtime, NS);
+    let settings: GenerationSettings | undefined;
+    let catalogue: CompiledCatalogue | undefined;
+    let schema: CompiledSchema | undefined;
+    let configError: string | undefined;
+    try {
+      settings = parseGenerationSettings(def);
+      catalogue = compileCatalogue(def.catalogue?.trim() ? JSON.parse(def.catalogue) : DEFAULT_CATALOGUE);
+      const maxSteps = def.maxSteps?.trim() ? Number(def.maxSteps) : 8;
+      if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > 64)
+        throw new Error('Max steps must be 1 to 64.');
+      schema = compileSchema(planSchema(catalogue, maxSteps));
+    } catch (err) {
+      configError = `${support.t('errors.bad-config')}: ${(err as Error).message}`;
+      this.status({ fill: 'red', shape: 'ring', text: support.t('status.config-error') });
+      this.error(configError);
+    }
+    const instruction = def.instruction?.trim() ? def.instruction : PLAN_INSTRUCTION;
+
+    this.on('input', (msg: PlanMsg, send, done) => {
+      void (async () => {
+        if (configError || !settings || !catalogue || !schema) throw new Error(configError);
+        if (msg.payload === undefined || msg.payload === null || msg.payload === '') {
+          throw new Error(support.t('errors.no-mission'));
+        }
+        // A plan sent back (with msg.feedback) is a replan of its own mission.
+        const previous = msg.plan ?? (isPlan(msg.payload) ? msg.payload : undefined);
+        const request: PlanRequest = {
+          mission: isPlan(msg.payload) ? msg.payload.mission : msg.payload,
+          constraints: msg.constraints,
+          state: msg.state,
+          previous,
+          feedback: msg.feedback,
+        };
+        const kept = completedSteps(request);
+        const runtime = await support.runtime();
+        const system = [
+          renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)).trim(),
+          `Actions:\n${describeCatalogue(catalogue)}`,
+          `The answer is one JSON object: {"steps": [{"action", "params", "reason"}, ...]}.`,
+        ].join('\n\n');
+        const messages = buildMessages(system, [], planInput(request, kept));
+        const cat = catalogue;
+        try {
+          const result = await generateValidJson<GeneratedPlan>(
+            runtime,
+            messages,
+            schema,
+            { ...settings, owner: this.id, onText: support.progress() },
+            (value) => checkSteps(cat, value.steps),
+          );
+          msg.payload = assemblePlan(
+            request.mission,
+            kept,
+            result.value.steps,
+            cat.hash,
+            previous !== undefined,
+          );
+          msg.llm = {
+            model: support.modelName(),
+            tokensIn: result.tokensIn,
+            tokensOut: result.tokensOut,
+            ttftMs: result.ttftMs,
+            totalMs: result.totalMs,
+            schemaHash: result.schemaHash,
+            attempts: result.attempts,
+          };
+          support.succeeded(
+            support.t('status.ok', { steps: result.value.steps.length, ms: Math.round(result.totalMs) }),
+          );
+          send([msg, null]);
+          done();
+        } catch (err) {
+          support.failed(msg, err, send, done, settings.retries + 1);
+        }
+      })().catch((err: unknown) => support.failed(msg, err, send, done));
+    });
+
+    this.on('close', (_removed: boolean, done: () => void) => {
+      support.close();
+      done();
+    });
+  }
+
+  RED.nodes.registerType('llm-plan', LlmPlan as unknown as (this: Node, def: NodeDef) => void);
+};
