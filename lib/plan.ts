@@ -119,7 +119,9 @@ export function compileCatalogue(raw: unknown): CompiledCatalogue {
     try {
       byName.set(item.name, ajv.compile(params));
     } catch (err) {
-      throw new Error(`${where} (${item.name}): invalid params schema: ${(err as Error).message}`);
+      throw new Error(`${where} (${item.name}): invalid params schema: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return { name: item.name, description: String(item.description ?? ''), params };
   });
