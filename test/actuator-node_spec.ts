@@ -10,21 +10,11 @@ import brokerNode from '../nodes/edge-mqtt-broker';
 import { signAction, type Action } from '../lib/signing';
 import { TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
+import { callsBy, collect, initHelper, stopServer } from './support/flow';
 
-/** The part of node-red-node-test-helper these tests use (it ships no types). */
-interface TestHelper {
-  init(runtimePath: string, settings?: object): void;
-  startServer(): Promise<void>;
-  stopServer(): Promise<void>;
-  load(nodes: unknown[], flow: object[], credentials?: object): Promise<void>;
-  unload(): Promise<void>;
-  getNode(id: string): SpiedNode;
-}
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn: SinonSpy };
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const helper = require('node-red-node-test-helper') as TestHelper;
-helper.init(require.resolve('node-red'));
+const helper = initHelper();
 
 const KEY = 'shared-guardrail-key';
 const NS = 'node-red-contrib-edge-llm/actuator-out:actuator-out';
@@ -36,24 +26,6 @@ function sign(action: Partial<Action> = {}, key = KEY) {
   );
 }
 
-/** Messages that reach a helper node, awaited by count. */
-function collect(node: Node) {
-  const messages: (NodeMessage & Record<string, unknown>)[] = [];
-  node.on('input', (msg: NodeMessage & Record<string, unknown>) => {
-    messages.push(msg);
-    node.emit('collected');
-  });
-  return {
-    messages,
-    async until(count: number) {
-      while (messages.length < count) await once(node, 'collected');
-    },
-  };
-}
-
-/** Calls of a helper spy made by one node (the spies sit on Node.prototype). */
-const callsBy = (spy: SinonSpy, node: Node) => spy.getCalls().filter((c) => c.thisValue === node);
-
 describe('actuator-out node', function () {
   let dir: string;
   let broker: TestBroker;
@@ -62,11 +34,11 @@ describe('actuator-out node', function () {
   beforeEach(async function () {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'actuator-node-'));
     broker = await TestBroker.start();
-    await helper.startServer();
+    await new Promise<void>((resolve) => helper.startServer(() => resolve()));
   });
   afterEach(async function () {
     await helper.unload();
-    await helper.stopServer();
+    await stopServer();
     for (const d of devices.splice(0)) await d.close();
     await broker.stop();
     await fs.rm(dir, { recursive: true, force: true });
@@ -106,11 +78,11 @@ describe('actuator-out node', function () {
   const credentials = { a1: { signingKey: KEY } };
 
   async function load(overrides: Record<string, unknown> = {}, creds: object = credentials) {
-    await helper.load([brokerNode, actuatorOutNode], flow(overrides), creds);
+    await helper.load([brokerNode, actuatorOutNode], flow(overrides) as never, creds as never);
     return {
-      node: helper.getNode('a1'),
-      acked: collect(helper.getNode('acked')),
-      failed: collect(helper.getNode('failed')),
+      node: (helper.getNode as (id: string) => SpiedNode)('a1'),
+      acked: collect((helper.getNode as (id: string) => SpiedNode)('acked')),
+      failed: collect((helper.getNode as (id: string) => SpiedNode)('failed')),
     };
   }
 

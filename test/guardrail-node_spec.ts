@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +7,7 @@ import sinon, { type SinonSpy } from 'sinon';
 import guardrailNode from '../nodes/guardrail';
 import { verifyAuditFile } from '../lib/guardrail/audit';
 import { type SignedAction, verifySignedAction } from '../lib/signing';
-import { coreNode, initHelper, stopServer } from './support/flow';
+import { callsBy, collect, coreNode, initHelper, stopServer } from './support/flow';
 
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; warn: SinonSpy; send: SinonSpy };
 type Msg = NodeMessage & Record<string, unknown>;
@@ -36,23 +35,6 @@ const POLICY = {
   ],
   approval: { classes: ['destructive'], timeoutSeconds: 60 },
 };
-
-/** Messages that reach a helper node, awaited by count. */
-function collect(node: Node) {
-  const messages: Msg[] = [];
-  node.on('input', (msg: Msg) => {
-    messages.push(msg);
-    node.emit('collected');
-  });
-  return {
-    messages,
-    async until(count: number) {
-      while (messages.length < count) await once(node, 'collected');
-    },
-  };
-}
-
-const callsBy = (spy: SinonSpy, node: Node) => spy.getCalls().filter((c) => c.thisValue === node);
 
 describe('guardrail node', function () {
   const sandbox = sinon.createSandbox();

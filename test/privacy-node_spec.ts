@@ -1,12 +1,11 @@
 import * as assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeMessage } from 'node-red';
 import type { SinonSpy } from 'sinon';
 import privacyGuardNode from '../nodes/privacy-guard';
-import { coreNode, initHelper } from './support/flow';
+import { callsBy, collect, coreNode, initHelper } from './support/flow';
 
 /** The part of node-red-node-test-helper these tests use (it ships no types). */
 interface TestHelper {
@@ -18,7 +17,6 @@ interface TestHelper {
   getNode(id: string): SpiedNode;
 }
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn: SinonSpy; debug: SinonSpy };
-type Msg = NodeMessage & Record<string, unknown>;
 
 // Through test/support/flow so that the compat run (NODE_RED_PATH) covers Node-RED 5 too.
 const helper = initHelper() as unknown as TestHelper;
@@ -26,23 +24,6 @@ const catchNode = coreNode('common/25-catch.js');
 /** The helper's RED._ returns the key: assertions name keys. */
 const NS = 'node-red-contrib-edge-llm/privacy-guard:privacy-guard';
 
-/** Messages that reach a helper node, awaited by count. */
-function collect(node: Node) {
-  const messages: Msg[] = [];
-  node.on('input', (msg: Msg) => {
-    messages.push(msg);
-    node.emit('collected');
-  });
-  return {
-    messages,
-    async until(count: number) {
-      while (messages.length < count) await once(node, 'collected');
-    },
-  };
-}
-
-/** Calls of a helper spy made by one node (the spies sit on Node.prototype). */
-const callsBy = (spy: SinonSpy, node: Node) => spy.getCalls().filter((c) => c.thisValue === node);
 const lastStatus = (node: SpiedNode) =>
   callsBy(node.status, node).at(-1)?.args[0] as { fill?: string; text?: string };
 

@@ -1,5 +1,7 @@
 import * as path from 'node:path';
-import type { NodeInitializer } from 'node-red';
+import { once } from 'node:events';
+import type { Node, NodeInitializer, NodeMessage } from 'node-red';
+import type { SinonSpy } from 'sinon';
 import helper from 'node-red-node-test-helper';
 
 /** The Node-RED the flow tests run on: this package's dev dependency, or NODE_RED_PATH (the compat run). */
@@ -31,3 +33,23 @@ export async function until(predicate: () => boolean, ms = 30_000, what = 'condi
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+export type Msg = NodeMessage & Record<string, unknown>;
+
+/** Messages that reach a helper node, awaited by count. */
+export function collect(node: Node) {
+  const messages: Msg[] = [];
+  node.on('input', (msg: Msg) => {
+    messages.push(msg);
+    node.emit('collected');
+  });
+  return {
+    messages,
+    async until(count: number) {
+      while (messages.length < count) await once(node, 'collected');
+    },
+  };
+}
+
+/** Calls of a helper spy made by one node (the spies sit on Node.prototype). */
+export const callsBy = (spy: SinonSpy, node: Node) => spy.getCalls().filter((c) => c.thisValue === node);
