@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { rejectReason } from '../lib/prompt';
-import { LlmError, type LeaseState, type ModelRuntime, type Priority } from '../lib/runtime';
+import { LlmError, type JsonResult, type LeaseState, type ModelRuntime, type Priority } from '../lib/runtime';
 import type { LlmRuntimeNode } from './types';
 
 /** The settings llm-parse and llm-plan share, as stored by their edit dialogs. */
@@ -101,9 +101,27 @@ export class LlmNodeSupport {
     };
   }
 
-  succeeded(text: string): void {
-    this.lastResult = { fill: 'green', shape: 'dot', text };
+  /** A valid answer: its metadata on `msg.llm`, a green status, the message on the first output. */
+  answered(
+    msg: NodeMessageInFlow & { llm?: unknown },
+    result: JsonResult<unknown> & { attempts: number },
+    statusText: string,
+    send: (msg: Array<NodeMessage | null>) => void,
+    done: () => void,
+  ): void {
+    msg.llm = {
+      model: this.modelName(),
+      tokensIn: result.tokensIn,
+      tokensOut: result.tokensOut,
+      ttftMs: result.ttftMs,
+      totalMs: result.totalMs,
+      schemaHash: result.schemaHash,
+      attempts: result.attempts,
+    };
+    this.lastResult = { fill: 'green', shape: 'dot', text: statusText };
     this.node.status(this.lastResult);
+    send([msg, null]);
+    done();
   }
 
   /**
@@ -134,7 +152,11 @@ export class LlmNodeSupport {
     done(err instanceof Error ? err : new LlmError('bad_request', message));
   }
 
-  close(): void {
-    this.config?.deregister({ id: this.node.id, runtimeStatus: () => undefined });
+  /** Leaves the runtime's users when the node is stopped. */
+  closeWith(): void {
+    this.node.on('close', (_removed: boolean, done: () => void) => {
+      this.config?.deregister({ id: this.node.id, runtimeStatus: () => undefined });
+      done();
+    });
   }
 }

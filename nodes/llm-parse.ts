@@ -71,28 +71,20 @@ export = function (RED: NodeAPI) {
             onText: support.progress(),
           });
           msg.payload = result.value;
-          msg.llm = {
-            model: support.modelName(),
-            tokensIn: result.tokensIn,
-            tokensOut: result.tokensOut,
-            ttftMs: result.ttftMs,
-            totalMs: result.totalMs,
-            schemaHash: result.schemaHash,
-            attempts: result.attempts,
-          };
-          support.succeeded(support.t('status.ok', { ms: Math.round(result.totalMs) }));
-          send([msg, null]);
-          done();
+          support.answered(
+            msg,
+            result,
+            support.t('status.ok', { ms: Math.round(result.totalMs) }),
+            send,
+            done,
+          );
         } catch (err) {
           support.failed(msg, err, send, done, settings.retries + 1);
         }
       })().catch((err: unknown) => support.failed(msg, err, send, done));
     });
 
-    this.on('close', (_removed: boolean, done: () => void) => {
-      support.close();
-      done();
-    });
+    support.closeWith();
   }
 
   RED.nodes.registerType('llm-parse', LlmParse as unknown as (this: Node, def: NodeDef) => void);

@@ -103,30 +103,20 @@ export = function (RED: NodeAPI) {
             cat.hash,
             previous !== undefined,
           );
-          msg.llm = {
-            model: support.modelName(),
-            tokensIn: result.tokensIn,
-            tokensOut: result.tokensOut,
-            ttftMs: result.ttftMs,
-            totalMs: result.totalMs,
-            schemaHash: result.schemaHash,
-            attempts: result.attempts,
-          };
-          support.succeeded(
+          support.answered(
+            msg,
+            result,
             support.t('status.ok', { steps: result.value.steps.length, ms: Math.round(result.totalMs) }),
+            send,
+            done,
           );
-          send([msg, null]);
-          done();
         } catch (err) {
           support.failed(msg, err, send, done, settings.retries + 1);
         }
       })().catch((err: unknown) => support.failed(msg, err, send, done));
     });
 
-    this.on('close', (_removed: boolean, done: () => void) => {
-      support.close();
-      done();
-    });
+    support.closeWith();
   }
 
   RED.nodes.registerType('llm-plan', LlmPlan as unknown as (this: Node, def: NodeDef) => void);
