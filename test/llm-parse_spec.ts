@@ -113,6 +113,35 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     assert.equal(typeof llm.schemaHash, 'string');
   });
 
+  it('frees the model when the last user leaves, and 20 redeploys do not grow the process memory', async function () {
+    const deploy = async () => {
+      await load([
+        runtime('rt1', stories, { sequences: '4' }),
+        runtime('rt2', stories, { sequences: '4' }),
+        parse('p1', 'rt1'),
+      ]);
+      const out = next('valid');
+      (helper.getNode('p1') as Spied).receive({ payload: 'Zone C level 1' });
+      await out;
+      assert.equal((await helper.request().get('/edge-llm/runtimes').expect(200)).body[0].users, 2);
+      await helper.unload();
+      assert.deepEqual(
+        (await helper.request().get('/edge-llm/runtimes').expect(200)).body,
+        [],
+        'freed on redeploy',
+      );
+    };
+    // Allocator pools, grammar and module caches fill during the first deploys.
+    for (let i = 0; i < 8; i++) await deploy();
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    for (let i = 0; i < 20; i++) await deploy();
+    global.gc?.();
+    const grownMb = (process.memoryUsage().rss - before) / 2 ** 20;
+    // A leaked 4-sequence context of this model alone is ~10 MB: 20 leaks would be ~200 MB.
+    assert.ok(grownMb < 40, `RSS grew by ${grownMb.toFixed(1)} MB over 20 redeploys`);
+  });
+
   it('uses the mission spec by default', async function () {
     await load([
       runtime('rt1', stories, { contextSize: '2048' }),
