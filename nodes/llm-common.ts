@@ -1,11 +1,30 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { rejectReason } from '../lib/prompt';
-import { LlmError, type JsonResult, type LeaseState, type ModelRuntime, type Priority } from '../lib/runtime';
+import { rejectReason, type Example } from '../lib/prompt';
+import {
+  canTransition,
+  messagesFor,
+  type MissionState,
+  type MissionUpdate,
+  type SessionRecord,
+  type SessionStore,
+} from '../lib/session';
+import {
+  LlmError,
+  type ChatMessage,
+  type GenerateOptions,
+  type JsonResult,
+  type LeaseState,
+  type ModelRuntime,
+  type Priority,
+} from '../lib/runtime';
+import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
 import type { LlmRuntimeNode } from './types';
 
 /** The settings llm-parse and llm-plan share, as stored by their edit dialogs. */
 export interface GenerationDef {
   runtime: string;
+  /** Optional kv-session-store: continue the conversation and advance the mission of msg.session. */
+  sessions?: string;
   maxTokens: string;
   temperature: string;
   timeout: string;
@@ -41,11 +60,76 @@ export function parseGenerationSettings(def: GenerationDef): GenerationSettings 
 }
 
 /**
+ * The conversation a message continues: its windowed history goes into the prompt, the sequence
+ * that last served it (or its KV snapshot) is reused, and the answer is appended afterwards.
+ */
+export class SessionTurn {
+  private constructor(
+    private readonly store: SessionStore,
+    readonly key: string,
+    readonly record: SessionRecord,
+    private readonly snapshot: { load?: string; save: string } | undefined,
+  ) {}
+
+  static begin(store: SessionStore, key: string, runtime: ModelRuntime): SessionTurn {
+    const record = store.get(key);
+    return new SessionTurn(store, key, record, store.snapshotFor(record, runtime.modelSha256));
+  }
+
+  /** The system prompt, the examples, then as much of the conversation as fits, then the new text. */
+  messages(system: string, examples: Example[], text: string, runtime: ModelRuntime): ChatMessage[] {
+    const windowed = messagesFor(this.record, system, text, this.store.maxTokens, (t) =>
+      runtime.countTokens(t),
+    );
+    const shots: ChatMessage[] = examples.flatMap((e) => [
+      { role: 'user' as const, content: e.input },
+      { role: 'assistant' as const, content: JSON.stringify(e.output) },
+    ]);
+    return [windowed[0], ...shots, ...windowed.slice(1)];
+  }
+
+  options(): Pick<GenerateOptions, 'affinity' | 'snapshot'> {
+    return { affinity: this.record.id, snapshot: this.snapshot };
+  }
+
+  /**
+   * Records the turn and moves the mission along the states `path` allows from where it is
+   * (for example Idle → ReceiveCmd → Parse); a mission elsewhere keeps its state.
+   */
+  async finish(
+    runtime: ModelRuntime,
+    text: string,
+    answer: unknown,
+    path: MissionState[],
+    update: MissionUpdate,
+  ): Promise<MissionState> {
+    await this.store.appendTurn(this.key, text, JSON.stringify(answer), {
+      snapshotFile: this.snapshot?.save,
+      modelSha256: runtime.modelSha256,
+    });
+    let state = this.store.get(this.key).mission.state;
+    for (const next of path) {
+      if (canTransition(state, next)) {
+        this.store.transition(this.key, next);
+        state = next;
+      }
+    }
+    this.store.update(this.key, update);
+    return state;
+  }
+
+  async abandon(): Promise<void> {
+    if (this.snapshot) await this.store.discardSnapshot(this.snapshot.save);
+  }
+}
+
+/**
  * The wiring llm-parse and llm-plan share: the runtime config node, the status that mixes the
  * runtime's state with the node's own last result, and the one place failures are routed.
  */
 export class LlmNodeSupport {
   readonly config: LlmRuntimeNode | undefined;
+  readonly sessions: KvSessionStoreNode | undefined;
   private lastResult: NodeStatus = {};
   private runtimeReady = false;
 
@@ -54,7 +138,11 @@ export class LlmNodeSupport {
     private readonly node: Node,
     runtimeId: string,
     private readonly ns: string,
+    sessionsId?: string,
   ) {
+    this.sessions = sessionsId
+      ? (RED.nodes.getNode(sessionsId) as KvSessionStoreNode | undefined)
+      : undefined;
     this.config = RED.nodes.getNode(runtimeId) as LlmRuntimeNode | undefined;
     if (!this.config) {
       node.status({ fill: 'red', shape: 'ring', text: this.t('status.no-runtime') });
@@ -81,6 +169,14 @@ export class LlmNodeSupport {
     if (this.config.configError) throw new Error(this.config.configError);
     if (!this.config.lease) throw new Error(this.t('errors.no-runtime'));
     return this.config.lease.ready;
+  }
+
+  /** The session turn for a message that names one, when a session store is configured. */
+  sessionTurn(msg: { session?: unknown; topic?: unknown }, runtime: ModelRuntime): SessionTurn | undefined {
+    if (!this.sessions) return undefined;
+    if (!this.sessions.store) throw new Error(this.sessions.configError ?? this.t('errors.no-sessions'));
+    const key = defaultSessionKey(msg);
+    return key === undefined ? undefined : SessionTurn.begin(this.sessions.store, key, runtime);
   }
 
   modelName(): string {
@@ -117,6 +213,8 @@ export class LlmNodeSupport {
       totalMs: result.totalMs,
       schemaHash: result.schemaHash,
       attempts: result.attempts,
+      /** warm: the sequence already held the prompt's start; snapshot: restored from disk; cold: read anew. */
+      prefix: result.prefix,
     };
     this.lastResult = { fill: 'green', shape: 'dot', text: statusText };
     this.node.status(this.lastResult);

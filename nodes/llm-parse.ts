@@ -23,7 +23,7 @@ const NS = 'node-red-contrib-edge-llm/llm-parse:llm-parse';
 export = function (RED: NodeAPI) {
   function LlmParse(this: Node, def: LlmParseDef): void {
     RED.nodes.createNode(this, def);
-    const support = new LlmNodeSupport(RED, this, def.runtime, NS);
+    const support = new LlmNodeSupport(RED, this, def.runtime, NS, def.sessions);
     let settings: GenerationSettings | undefined;
     let schema: CompiledSchema | undefined;
     let examples: Example[] = [];
@@ -63,13 +63,23 @@ export = function (RED: NodeAPI) {
           renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),
           active.schema,
         );
-        const messages = buildMessages(system, active === schema ? examples : [], text);
+        const shots = active === schema ? examples : [];
+        const session = support.sessionTurn(msg, runtime);
+        const messages = session
+          ? session.messages(system, shots, text, runtime)
+          : buildMessages(system, shots, text);
         try {
           const result = await generateValidJson(runtime, messages, active, {
             ...settings,
+            ...session?.options(),
             owner: this.id,
             onText: support.progress(),
           });
+          if (session) {
+            await session.finish(runtime, text, result.value, ['ReceiveCmd', 'Parse'], {
+              spec: result.value,
+            });
+          }
           msg.payload = result.value;
           support.answered(
             msg,
@@ -79,6 +89,7 @@ export = function (RED: NodeAPI) {
             done,
           );
         } catch (err) {
+          await session?.abandon();
           support.failed(msg, err, send, done, settings.retries + 1);
         }
       })().catch((err: unknown) => support.failed(msg, err, send, done));

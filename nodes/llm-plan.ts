@@ -45,7 +45,7 @@ const NS = 'node-red-contrib-edge-llm/llm-plan:llm-plan';
 export = function (RED: NodeAPI) {
   function LlmPlan(this: Node, def: LlmPlanDef): void {
     RED.nodes.createNode(this, def);
-    const support = new LlmNodeSupport(RED, this, def.runtime, NS);
+    const support = new LlmNodeSupport(RED, this, def.runtime, NS, def.sessions);
     let settings: GenerationSettings | undefined;
     let catalogue: CompiledCatalogue | undefined;
     let schema: CompiledSchema | undefined;
@@ -86,14 +86,18 @@ export = function (RED: NodeAPI) {
           `Actions:\n${describeCatalogue(catalogue)}`,
           `The answer is one JSON object: {"steps": [{"action", "params", "reason"}, ...]}.`,
         ].join('\n\n');
-        const messages = buildMessages(system, [], planInput(request, kept));
+        const input = planInput(request, kept);
+        const session = support.sessionTurn(msg, runtime);
+        const messages = session
+          ? session.messages(system, [], input, runtime)
+          : buildMessages(system, [], input);
         const cat = catalogue;
         try {
           const result = await generateValidJson<GeneratedPlan>(
             runtime,
             messages,
             schema,
-            { ...settings, owner: this.id, onText: support.progress() },
+            { ...settings, ...session?.options(), owner: this.id, onText: support.progress() },
             (value) => checkSteps(cat, value.steps),
           );
           msg.payload = assemblePlan(
@@ -103,6 +107,9 @@ export = function (RED: NodeAPI) {
             cat.hash,
             previous !== undefined,
           );
+          if (session) {
+            await session.finish(runtime, input, result.value, ['Execute'], { plan: msg.payload, step: 0 });
+          }
           support.answered(
             msg,
             result,
@@ -111,6 +118,7 @@ export = function (RED: NodeAPI) {
             done,
           );
         } catch (err) {
+          await session?.abandon();
           support.failed(msg, err, send, done, settings.retries + 1);
         }
       })().catch((err: unknown) => support.failed(msg, err, send, done));

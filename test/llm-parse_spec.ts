@@ -8,6 +8,10 @@ import { testModel, testModelsDir } from './support/models';
 
 import runtimeNode = require('../nodes/llm-runtime');
 import parseNode = require('../nodes/llm-parse');
+import storeNode from '../nodes/kv-session-store';
+import { SessionStore } from '../lib/session';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 const helper = initHelper();
 
 type Spied = Node & {
@@ -140,6 +144,55 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     const grownMb = (process.memoryUsage().rss - before) / 2 ** 20;
     // A leaked 4-sequence context of this model alone is ~10 MB: 20 leaks would be ~200 MB.
     assert.ok(grownMb < 40, `RSS grew by ${grownMb.toFixed(1)} MB over 20 redeploys`);
+  });
+
+  it('continues a session: history in the prompt, its sequence reused, the turn stored, the mission advanced', async function () {
+    const dir = await mkdtemp(path.join(tmpdir(), 'edge-llm-parse-sessions-'));
+    helper.settings({ userDir: dir });
+    try {
+      await helper.load([runtimeNode, parseNode, storeNode, catchNode], [
+        ...sinks,
+        { id: 'store', type: 'kv-session-store', maxTokens: '2048' },
+        runtime('rt1', stories),
+        parse('p1', 'rt1', { sessions: 'store' }),
+      ] as never);
+      const p1 = helper.getNode('p1') as Spied;
+      const answers: Array<Record<string, unknown>> = [];
+      for (const text of ['Zone A is at level 2', 'And zone B is at level 5']) {
+        const out = next('valid');
+        p1.receive({ payload: text, session: 'mission-7' });
+        answers.push((await out).llm as Record<string, unknown>);
+      }
+      assert.equal(answers[0].prefix, 'cold');
+      assert.equal(answers[1].prefix, 'warm', 'the session goes back to the sequence that holds it');
+      assert.ok(
+        (answers[1].tokensIn as number) > (answers[0].tokensIn as number),
+        'the history is in the prompt',
+      );
+      const none = next('valid');
+      p1.receive({ payload: 'no session here' });
+      await none;
+      const store = (helper.getNode('store') as unknown as { store: SessionStore }).store;
+      const record = store.get('mission-7');
+      assert.deepEqual(
+        record.conversation.map((m) => m.role),
+        ['user', 'assistant', 'user', 'assistant'],
+      );
+      assert.equal(record.conversation[2].content, 'And zone B is at level 5');
+      assert.equal(record.mission.state, 'Parse', 'Idle → ReceiveCmd → Parse');
+      assert.deepEqual(record.mission.spec, JSON.parse(record.conversation[3].content));
+      assert.equal(
+        record.snapshot?.modelSha256,
+        '270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d',
+      );
+      assert.equal(store.keys().length, 1, 'a message without a session key leaves no session');
+      const kv = await readdir(path.join(dir, 'edge-llm', 'sessions', 'store', 'kv'));
+      assert.ok(kv.length >= 1, 'the KV snapshot is on disk');
+    } finally {
+      await helper.unload();
+      helper.settings({ userDir: undefined });
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('uses the mission spec by default', async function () {

@@ -200,6 +200,11 @@ export class ModelRuntime extends EventEmitter {
     return this.model.llama.gpu;
   }
 
+  /** Tokens this model's tokenizer makes of a text: for windows over a conversation. */
+  countTokens(text: string): number {
+    return this.model.tokenize(text).length;
+  }
+
   getMetrics(): RuntimeMetrics {
     return this.metrics.snapshot({
       queued: this.scheduler.queued,
