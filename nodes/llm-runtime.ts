@@ -102,6 +102,8 @@ export = function (RED: NodeAPI) {
       if (pendingStatus) clearTimeout(pendingStatus);
       users.clear();
       const lease = this.lease;
+      // The runtime may outlive this node (another config node shares it): stop listening to it.
+      lease?.runtime?.off('change', broadcastSoon);
       this.lease = undefined;
       (lease ? lease.release() : Promise.resolve()).then(
         () => done(),
