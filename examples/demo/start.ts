@@ -1,11 +1,43 @@
 /**
- * `npm start`: Node-RED on 127.0.0.1 with this package and every example flow deployed.
- * Ctrl-C stops it cleanly.
+ * `npm start`: Node-RED on 127.0.0.1 with this package and every example flow deployed, an MQTT
+ * broker, and the simulated machines the examples talk to. Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
+import { loadNodeLlamaCpp } from '../../lib/runtime';
+import { DemoBroker } from './broker';
+import { demoCredentials, demoKeys, forDemo, type FlowNode } from './flows';
+import { Simulators } from './simulators';
 import { PACKAGE_ROOT, exampleFlows, nodeRedLauncher, prepareUserDir } from './userdir';
+
+/** The tiny story model the tests use: where it is the only model, the demo runs on it. */
+const FALLBACK_MODEL = 'stories260K.gguf';
+
+/**
+ * The model every runtime of the demo uses: EDGE_LLM_MODEL; else the examples' own model when its
+ * file is in the models directory (no network needed); else the story model where only that is
+ * there; else the examples' model, downloaded now with a progress bar.
+ */
+async function chooseModel(flows: FlowNode[], modelsDir: string): Promise<string | undefined> {
+  if (process.env.EDGE_LLM_MODEL) return process.env.EDGE_LLM_MODEL;
+  const uri = flows.find((n) => n.type === 'llm-runtime')?.model as string | undefined;
+  if (!uri) return undefined;
+  const file = uri.split(/[?#]/)[0].split('/').pop() ?? '';
+  if (existsSync(path.join(modelsDir, file))) return undefined;
+  if (existsSync(path.join(modelsDir, FALLBACK_MODEL))) {
+    console.log(`${file} is not in ${modelsDir}: the demo runs on ${FALLBACK_MODEL}, a 260K-parameter story`);
+    console.log(
+      'model whose answers are well-formed but meaningless. Put an instruct model there for real ones.',
+    );
+    return FALLBACK_MODEL;
+  }
+  console.log(`Downloading ${uri} into ${modelsDir} (once)`);
+  const { resolveModelFile } = await loadNodeLlamaCpp();
+  await resolveModelFile(uri, { directory: modelsDir, fileName: file, cli: true });
+  return undefined;
+}
 
 async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 1880);
@@ -13,38 +45,69 @@ async function main(): Promise<void> {
   const shared = path.resolve(PACKAGE_ROOT, '..', 'shared', 'models');
   const modelsDir =
     process.env.EDGE_LLM_MODELS_DIR ?? (existsSync(shared) ? shared : path.join(userDir, 'models'));
-  // Where only the tiny test models exist (no network to fetch the default), run the demo on one.
-  const model =
-    process.env.EDGE_LLM_MODEL ??
-    (existsSync(path.join(modelsDir, 'stories260K.gguf')) ? 'stories260K.gguf' : undefined);
+  await mkdir(modelsDir, { recursive: true });
 
-  const flows = (await exampleFlows()).map((n) =>
-    model && (n as { type?: string }).type === 'llm-runtime' ? { ...n, model } : n,
-  );
-  const settings = await prepareUserDir(userDir, { port, flows });
+  const examples = (await exampleFlows()) as FlowNode[];
+  const model = await chooseModel(examples, modelsDir);
+  const broker = await DemoBroker.start(Number(process.env.EDGE_LLM_MQTT_PORT ?? 1883), true);
+  const log = (line: string) => console.log(`  [simulator] ${line}`);
+  const simulators = await Simulators.start({ url: broker.url, autoFaultEveryMs: 120_000, log });
+
+  const flows = forDemo(examples, { model, mqttUrl: broker.url });
+  await mkdir(userDir, { recursive: true });
+  const credentials = demoCredentials(flows, await demoKeys(userDir));
+  const settings = await prepareUserDir(userDir, { port, flows, credentials });
 
   console.log(`edge-llm demo: Node-RED user directory ${userDir}`);
   console.log(`models from ${modelsDir}${model ? `, every runtime on ${model}` : ''}`);
-  console.log(`${flows.length} nodes from examples/ deployed`);
+  console.log(`MQTT broker (aedes, MQTT 3.1.1) on ${broker.url}; simulated line and robot connected`);
+  console.log(
+    `${flows.length} nodes from examples/ deployed, keys in ${path.join(userDir, 'demo-keys.json')}`,
+  );
 
   const child = spawn(process.execPath, [nodeRedLauncher(), '--userDir', userDir, '--settings', settings], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, EDGE_LLM_MODELS_DIR: modelsDir },
   });
+  const url = `http://127.0.0.1:${port}`;
   child.stdout.on('data', (chunk: Buffer) => {
     process.stdout.write(chunk);
     if (chunk.toString().includes('Server now running')) {
-      console.log(`\n  Editor:   http://127.0.0.1:${port}/`);
-      console.log(`  Runtimes: http://127.0.0.1:${port}/edge-llm/runtimes?probe=1`);
-      console.log('  Watch the debug sidebar; Ctrl-C stops everything.\n');
+      console.log(`
+  Editor:    ${url}/   (the debug sidebar shows what each example does)
+  Runtimes:  ${url}/edge-llm/runtimes?probe=1
+  Sessions:  ${url}/edge-llm/sessions
+
+  01 Predictive maintenance: a bearing fault starts every 2 minutes (or click "Simulate a bearing
+     fault on pump-2"); tickets go to ${path.join(userDir, 'maintenance-tickets.jsonl')}
+  02 Inspection robot mission: click "Start the inspection mission", then watch ${url}/robot/mission;
+     reports go to ${path.join(userDir, 'robot-mission-reports.jsonl')}
+  03 Privacy-first assistant:
+     curl -s -X POST ${url}/ask -H 'content-type: application/json' \\
+       -d '{"question": "Write a short note to Maria Keller (maria.keller@example.com) about the pump."}'
+     curl -s ${url}/healthz
+
+  Ctrl-C stops Node-RED, the simulators and the broker.
+`);
     }
   });
+
+  let stopping = false;
   const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nstopping Node-RED, then the simulators and the broker');
     child.kill('SIGINT');
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  child.on('exit', (code) => process.exit(code ?? 0));
+  child.on('exit', (code) => {
+    // Node-RED first, so its last MQTT packets and acks still find the broker.
+    void simulators
+      .stop()
+      .then(() => broker.stop())
+      .finally(() => process.exit(code ?? 0));
+  });
 }
 
 main().catch((err: Error) => {

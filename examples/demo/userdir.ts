@@ -1,3 +1,4 @@
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -11,7 +12,12 @@ export interface UserDirOptions {
   flows?: object[];
   /** Extra settings for settings.js, as JSON values. */
   settings?: Record<string, unknown>;
+  /** Credentials of the deployed nodes, by node id: written encrypted, never into flows.json. */
+  credentials?: Record<string, Record<string, string>>;
 }
+
+/** The demo's credentialSecret: its credentials are throwaway, and a fixed secret keeps restarts quiet. */
+const CREDENTIAL_SECRET = 'edge-llm-demo';
 
 /**
  * A Node-RED user directory with this package installed the way `npm install` would (a link in
@@ -35,15 +41,34 @@ export async function prepareUserDir(dir: string, options: UserDirOptions): Prom
     uiHost: '127.0.0.1',
     uiPort: options.port,
     flowFile: 'flows.json',
-    // The demo's credentials are throwaway: a fixed secret keeps restarts quiet.
-    credentialSecret: 'edge-llm-demo',
+    credentialSecret: CREDENTIAL_SECRET,
+    // File nodes with a relative path write into the user directory, next to the flows.
+    fileWorkingDirectory: dir,
     editorTheme: { tours: false, projects: { enabled: false } },
     ...options.settings,
   };
   const settingsFile = path.join(dir, 'settings.js');
   await writeFile(settingsFile, `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
   if (options.flows) await writeFile(path.join(dir, 'flows.json'), JSON.stringify(options.flows, null, 2));
+  if (options.credentials) {
+    await writeFile(
+      path.join(dir, 'flows_cred.json'),
+      JSON.stringify(encryptCredentials(options.credentials)),
+      {
+        mode: 0o600,
+      },
+    );
+  }
   return settingsFile;
+}
+
+/** As Node-RED stores credentials: AES-256-CTR keyed by the sha256 of credentialSecret. */
+function encryptCredentials(credentials: object): { $: string } {
+  const key = createHash('sha256').update(CREDENTIAL_SECRET).digest();
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-256-ctr', key, iv);
+  const text = cipher.update(JSON.stringify(credentials), 'utf8', 'base64') + cipher.final('base64');
+  return { $: iv.toString('hex') + text };
 }
 
 /** Every flow in examples/, each on its own tab, ready to deploy side by side. */
