@@ -1,0 +1,318 @@
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { DemoBroker } from '../examples/demo/broker';
+import { demoCredentials, forDemo, randomDemoKeys, type FlowNode } from '../examples/demo/flows';
+import { Simulators } from '../examples/demo/simulators';
+import { exampleFlows } from '../examples/demo/userdir';
+import { REPO_ROOT, TEST_MODELS, testModel, testModelsDir } from './support/models';
+import { NodeRedProcess, freePort } from './support/node-red-process';
+
+const MODULE = 'node-red-contrib-edge-llm';
+const EXAMPLES = [
+  '01 - Predictive maintenance',
+  '02 - Inspection robot mission',
+  '03 - Privacy-first local assistant',
+];
+
+/** Polls `probe` until it returns something, or fails with what it last saw. */
+async function eventually<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Node-RED's log lines at error level. */
+function errorLines(output: string): string[] {
+  return output.split('\n').filter((l) => /\[error\]/.test(l));
+}
+
+describe('example flows in a real Node-RED, on the demo broker and simulators', function () {
+  // The story model decodes fast, but the suite shares two cores with everything else.
+  this.timeout(180_000);
+  let broker: DemoBroker;
+  let simulators: Simulators;
+  let red: NodeRedProcess;
+  let flows: FlowNode[];
+  let started = 0;
+
+  const byName = (type: string, name: string): FlowNode => {
+    const node = flows.find((n) => n.type === type && n.name === name);
+    assert.ok(node, `${type} "${name}" in the examples`);
+    return node;
+  };
+  const inject = async (name: string): Promise<void> => {
+    const res = await fetch(`${red.url}/inject/${byName('inject', name).id}`, { method: 'POST' });
+    assert.equal(res.status, 200, `inject ${name}`);
+  };
+
+  before(async function () {
+    await testModel('stories');
+    broker = await DemoBroker.start(0);
+    // Robot work at 20 ms per simulated minute; sensors 10 times faster than in the demo.
+    simulators = await Simulators.start({ url: broker.url, msPerMinute: 20, sensorIntervalMs: 100 });
+    flows = forDemo((await exampleFlows()) as FlowNode[], {
+      model: TEST_MODELS.stories.file,
+      mqttUrl: broker.url,
+    });
+    red = await NodeRedProcess.start(
+      { flows, credentials: demoCredentials(flows, randomDemoKeys()) },
+      { EDGE_LLM_MODELS_DIR: testModelsDir() },
+    );
+    started = Date.now();
+  });
+
+  after(async function () {
+    await red?.stop();
+    await simulators?.stop();
+    await broker?.stop();
+  });
+
+  it('lists each example in the editor under Import → Examples', async function () {
+    const list = (await (await red.get(`/library/examples/flows/${MODULE}/`)).json()) as Array<
+      string | { fn: string }
+    >;
+    const files = list.filter((e): e is { fn: string } => typeof e === 'object').map((e) => e.fn);
+    assert.deepEqual(files, EXAMPLES);
+    for (const name of EXAMPLES) {
+      const res = await red.get(`/library/examples/flows/${MODULE}/${encodeURIComponent(name)}`);
+      assert.equal(res.status, 200, name);
+      assert.ok(Array.isArray(await res.json()), name);
+    }
+  });
+
+  it('keeps keys out of the example files: the demo gives them as credentials', async function () {
+    for (const name of EXAMPLES) {
+      const text = await readFile(path.join(REPO_ROOT, 'examples', `${name}.json`), 'utf8');
+      const nodes = JSON.parse(text) as FlowNode[];
+      for (const n of nodes) assert.equal(n.credentials, undefined, `${name}: ${n.type} ${n.id}`);
+      assert.doesNotMatch(text, /signingKey|encryptionKey/, name);
+    }
+    const deployed = (await (await red.get('/flows')).json()) as FlowNode[];
+    const guardrails = deployed.filter((n) => n.type === 'guardrail' || n.type === 'actuator-out');
+    assert.equal(guardrails.length, 4);
+    for (const n of guardrails) assert.equal(n.credentials, undefined);
+  });
+
+  it('deploys every example, and its nodes start without errors', async function () {
+    const deployed = (await (await red.get('/flows')).json()) as FlowNode[];
+    assert.deepEqual(deployed.map((n) => n.id).sort(), flows.map((n) => n.id).sort());
+    await eventually('both MQTT configurations connected', 30_000, async () => {
+      const connected = red.output.match(/\[edge-mqtt-broker:[^\]]+\] connected/g) ?? [];
+      return connected.length >= 2 || undefined;
+    });
+    await eventually('the model ready', 60_000, async () =>
+      red.output.includes('model ready: stories260K.gguf') ? true : undefined,
+    );
+    assert.deepEqual(errorLines(red.output), []);
+  });
+
+  describe('03 Privacy-first local assistant', function () {
+    it('GET /healthz reports the model loaded and answering, with its sha256', async function () {
+      const health = await eventually('healthz ok', 60_000, async () => {
+        const res = await red.get('/healthz');
+        const body = (await res.json()) as {
+          ok: boolean;
+          models: Array<{ file: string; sha256: string; answers: boolean }>;
+        };
+        return res.status === 200 && body.ok ? body : undefined;
+      });
+      const file = await testModel('stories');
+      const sha256 = createHash('sha256')
+        .update(await readFile(file))
+        .digest('hex');
+      assert.equal(health.models.length, 1, 'the three examples share one loaded model');
+      assert.equal(health.models[0].file, TEST_MODELS.stories.file);
+      assert.equal(health.models[0].sha256, sha256);
+      assert.equal(health.models[0].answers, true);
+    });
+
+    it('POST /ask answers with the personal data restored, and the model never saw it', async function () {
+      const question =
+        'Write a short note to Maria Keller (maria.keller@example.com, +49 170 1234567) about the delayed pump.';
+      const res = await fetch(`${red.url}/ask`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ question }),
+      });
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as {
+        answer: string;
+        refers_to: string[];
+        seen_by_model: string;
+        pseudonymised: Record<string, number>;
+      };
+      assert.equal(typeof body.answer, 'string');
+      // The model may only name contacts of the question, as pseudonyms; the reply has the originals.
+      assert.ok(body.refers_to.length >= 1);
+      for (const value of body.refers_to) {
+        assert.ok(['Maria Keller', 'maria.keller@example.com', '+49 170 1234567'].includes(value), value);
+      }
+      assert.doesNotMatch(JSON.stringify([body.answer, body.refers_to]), /<(PERSON|EMAIL|PHONE)_\d+>/);
+      assert.doesNotMatch(body.seen_by_model, /Maria|Keller|example\.com|1234567/);
+      assert.match(body.seen_by_model, /<PERSON_1>.*<EMAIL_1>/);
+      assert.deepEqual(body.pseudonymised, { PERSON: 1, EMAIL: 1, PHONE: 1 });
+    });
+
+    it('POST /ask without a question is a 400', async function () {
+      const res = await fetch(`${red.url}/ask`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({}),
+      });
+      assert.equal(res.status, 400);
+    });
+  });
+
+  describe('01 Predictive maintenance', function () {
+    it('writes a ticket after an injected bearing fault, without the operator name', async function () {
+      // The detector needs a baseline first: 10 readings per asset.
+      await new Promise((r) => setTimeout(r, Math.max(0, started + 3000 - Date.now())));
+      await inject('Simulate a bearing fault on pump-2');
+      const file = path.join(red.userDir, 'maintenance-tickets.jsonl');
+      const ticket = await eventually('a ticket in maintenance-tickets.jsonl', 60_000, async () => {
+        if (!existsSync(file)) return undefined;
+        const lines = (await readFile(file, 'utf8')).trim().split('\n').filter(Boolean);
+        return lines.length ? (JSON.parse(lines[0]) as Record<string, unknown>) : undefined;
+      });
+      assert.equal(ticket.asset, 'pump-2');
+      assert.ok(['medium', 'high', 'critical'].includes(ticket.severity as string));
+      assert.ok((ticket.measurement as { z: number }).z >= 4);
+      assert.ok(Array.isArray(ticket.suggested_spare_parts));
+      assert.doesNotMatch(JSON.stringify(ticket), /Maria|Keller|1234567/);
+    });
+
+    it('records what became of the ticket: done by the machine, or a person decides', async function () {
+      const file = path.join(red.userDir, 'maintenance-actions.jsonl');
+      const outcomes = async (): Promise<Array<{ ticket: string; outcome: string; action?: unknown }>> =>
+        existsSync(file)
+          ? (await readFile(file, 'utf8'))
+              .trim()
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l))
+          : [];
+      const first = await eventually('an outcome in maintenance-actions.jsonl', 60_000, async () => {
+        const all = await outcomes();
+        return all.length ? all[0] : undefined;
+      });
+      assert.match(first.ticket, /^MT-\d{14}-pump-2$/);
+      const OUTCOMES = [
+        'done by the machine',
+        'command failed',
+        'waiting for a person',
+        'escalated to a person',
+      ];
+      assert.ok(OUTCOMES.includes(first.outcome), first.outcome);
+      if (first.outcome === 'waiting for a person') {
+        // A line stop: the person at the gateway approves it, then the machine runs it.
+        await inject('Approve the waiting request');
+        await eventually('the approved command done', 30_000, async () =>
+          (await outcomes()).some((o) => o.outcome === 'done by the machine') ? true : undefined,
+        );
+      }
+      // Whatever the model proposed, a command only ever reached the asset the detector measured.
+      for (const o of await outcomes()) {
+        if (o.outcome === 'done by the machine') {
+          assert.ok(['pump-2', 'line1'].includes((o.action as { device: string }).device));
+        }
+      }
+      const done = (await outcomes()).filter((o) => o.outcome === 'done by the machine').length;
+      assert.equal(simulators.line.executed.length, done);
+    });
+  });
+
+  describe('02 Inspection robot mission', function () {
+    it('runs the mission through the kv-session states to Complete', async function () {
+      await inject('Start the inspection mission');
+      const mission = await eventually('the mission ended', 150_000, async () => {
+        const m = (await (await red.get('/robot/mission')).json()) as {
+          state: string;
+          steps: Array<{ action: string; status: string; params: { zone?: string } }>;
+          data: { adjustments: number };
+        };
+        return ['Complete', 'Failed', 'Aborted'].includes(m.state) ? m : undefined;
+      });
+      assert.equal(mission.state, 'Complete', JSON.stringify(mission));
+      assert.ok(mission.steps.every((s) => s.status !== 'pending'));
+      const done = mission.steps.filter((s) => s.status === 'done');
+      assert.equal(simulators.robot.executed.length, done.length, 'each done step ran once on the robot');
+      // The steam leak heats zone C after the first command: no move into it after that.
+      assert.ok(
+        simulators.robot.executed.slice(1).every((a) => (a.params as { zone?: string }).zone !== 'C'),
+      );
+
+      const sessions = (await (await red.get('/edge-llm/sessions')).json()) as Array<{
+        sessions: Array<{ key: string; state: string }>;
+      }>;
+      const robot = sessions.flatMap((s) => s.sessions).find((s) => s.key === 'robot-1');
+      assert.equal(robot?.state, 'Complete');
+      const reports = await readFile(path.join(red.userDir, 'robot-mission-reports.jsonl'), 'utf8');
+      assert.equal(JSON.parse(reports.trim().split('\n').pop()!).state, 'Complete');
+    });
+  });
+
+  describe('afterwards', function () {
+    it('logged no node errors while the examples ran', function () {
+      assert.deepEqual(errorLines(red.output), []);
+    });
+  });
+});
+
+describe('npm start (examples/demo/start.ts)', function () {
+  this.timeout(120_000);
+
+  it('starts Node-RED, the broker and the simulators, and Ctrl-C stops them all', async function () {
+    await testModel('stories');
+    const dir = await mkdtemp(path.join(tmpdir(), 'edge-llm-demo-'));
+    const port = await freePort();
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'examples', 'demo', 'start.js')], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        EDGE_LLM_DEMO_DIR: dir,
+        EDGE_LLM_MQTT_PORT: '0',
+        EDGE_LLM_MODELS_DIR: testModelsDir(),
+        EDGE_LLM_MODEL: TEST_MODELS.stories.file,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      await eventually('the editor URL printed', 60_000, async () =>
+        output.includes(`Editor:    http://127.0.0.1:${port}/`) ? true : undefined,
+      );
+      const health = await eventually('healthz ok', 60_000, async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+        return res.status === 200 ? ((await res.json()) as { ok: boolean }) : undefined;
+      });
+      assert.equal(health.ok, true);
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      assert.equal(code, 0, output);
+      assert.match(output, /Stopped flows/);
+      assert.deepEqual(errorLines(output), []);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
