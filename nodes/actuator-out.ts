@@ -13,6 +13,7 @@ import {
 } from '../lib/actuator';
 import { Outbox, OutboxFullError } from '../lib/outbox';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
+import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
 
 const NS = 'node-red-contrib-edge-llm/actuator-out:actuator-out';
 const CLOSE_BUDGET_MS = 10_000;
@@ -26,6 +27,8 @@ export interface ActuatorOutNodeDef extends NodeDef {
   outboxSize: string;
   outboxDir: string;
   dryRun: boolean;
+  /** Optional kv-session-store: an outcome moves the message's mission Execute → Monitor. */
+  sessions?: string;
 }
 
 export interface ActuatorOutCredentials {
@@ -137,6 +140,23 @@ export default function (RED: NodeAPI): void {
     }
 
     // ---- outcomes ----
+    const sessions = def.sessions ? (RED.nodes.getNode(def.sessions) as KvSessionStoreNode | null) : null;
+    /** The device's answer is the mission's feedback; the mission moves on to Monitor. */
+    const advanceMission = (
+      msg: NodeMessageInFlow,
+      command: Command,
+      feedback: Record<string, unknown>,
+    ): void => {
+      const key = defaultSessionKey(msg as { session?: unknown; topic?: unknown });
+      if (!sessions?.store || key === undefined) return;
+      try {
+        sessions.store.advance(key, ['Monitor'], {
+          feedback: { action: command.signed.action.action, id: command.signed.action.id, ...feedback },
+        });
+      } catch (err) {
+        this.warn(`${t('errors.session')}: ${(err as Error).message}`);
+      }
+    };
     const settle = (command: Command, outcome: { acked: AckInfo } | { failed: Failure }): void => {
       const entry = pending.get(command.idempotencyKey);
       pending.delete(command.idempotencyKey);
@@ -150,8 +170,10 @@ export default function (RED: NodeAPI): void {
       if ('acked' in outcome) {
         msg.payload = outcome.acked.reply;
         msg.command = commandInfo(command, outcome.acked);
+        advanceMission(msg, command, { ok: true, reply: outcome.acked.reply });
         send([msg, null]);
       } else {
+        advanceMission(msg, command, { ok: false, failure: outcome.failed });
         lastError = outcome.failed.code;
         msg.failure = outcome.failed;
         msg.command = commandInfo(command);

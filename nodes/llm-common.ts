@@ -1,7 +1,6 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { rejectReason, type Example } from '../lib/prompt';
 import {
-  canTransition,
   messagesFor,
   type MissionState,
   type MissionUpdate,
@@ -107,15 +106,7 @@ export class SessionTurn {
       snapshotFile: this.snapshot?.save,
       modelSha256: runtime.modelSha256,
     });
-    let state = this.store.get(this.key).mission.state;
-    for (const next of path) {
-      if (canTransition(state, next)) {
-        this.store.transition(this.key, next);
-        state = next;
-      }
-    }
-    this.store.update(this.key, update);
-    return state;
+    return this.store.advance(this.key, path, update).mission.state;
   }
 
   async abandon(): Promise<void> {

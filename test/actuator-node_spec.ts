@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { Node, NodeMessage, NodeStatus } from 'node-red';
 import type { SinonSpy } from 'sinon';
 import actuatorOutNode from '../nodes/actuator-out';
+import storeNode, { type KvSessionStoreNode } from '../nodes/kv-session-store';
 import brokerNode from '../nodes/edge-mqtt-broker';
 import { signAction, type Action } from '../lib/signing';
 import { TestBroker } from './support/broker';
@@ -142,6 +143,34 @@ describe('actuator-out node', function () {
       assert.equal(d.deliveries.length, 0);
     });
   }
+
+  it('records the outcome as the mission feedback and moves the session from Execute to Monitor', async function () {
+    await device();
+    helper.settings({ userDir: dir });
+    try {
+      await helper.load(
+        [brokerNode, actuatorOutNode, storeNode],
+        [...flow({ sessions: 'store' }), { id: 'store', type: 'kv-session-store' }] as never,
+        credentials as never,
+      );
+      const node = (helper.getNode as (id: string) => SpiedNode)('a1');
+      const acked = collect((helper.getNode as (id: string) => SpiedNode)('acked'));
+      const store = (helper.getNode('store') as unknown as KvSessionStoreNode).store!;
+      for (const state of ['ReceiveCmd', 'Parse', 'Execute'] as const) store.transition('mission-3', state);
+      node.receive({ payload: sign(), session: 'mission-3' } as NodeMessage);
+      await acked.until(1);
+      const mission = store.get('mission-3').mission;
+      assert.equal(mission.state, 'Monitor');
+      assert.deepEqual(mission.feedback, {
+        action: 'set_valve',
+        id: undefined,
+        ok: true,
+        reply: acked.messages[0].payload,
+      });
+    } finally {
+      helper.settings({ userDir: undefined });
+    }
+  });
 
   it('refuses a replayed signature and one that has expired', async function () {
     const d = await device();

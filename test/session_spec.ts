@@ -110,6 +110,19 @@ describe('session store (lib)', function () {
       store.transition('m', 'Idle');
       assert.deepEqual(Object.keys(store.get('m').mission).sort(), ['since', 'state']);
     });
+
+    it('advances along the allowed states of a path and leaves a mission elsewhere where it is', function () {
+      const store = open();
+      assert.equal(store.advance('m', ['ReceiveCmd', 'Parse'], { spec: 1 }).mission.state, 'Parse');
+      assert.equal(store.get('m').mission.spec, 1);
+      assert.equal(
+        store.advance('m', ['Monitor'], { feedback: 'x' }).mission.state,
+        'Parse',
+        'Parse → Monitor is no edge',
+      );
+      assert.equal(store.get('m').mission.feedback, 'x');
+      assert.equal(store.advance('m', ['Execute']).mission.state, 'Execute');
+    });
   });
 
   describe('conversation window', function () {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ChatMessage } from '../runtime';
 import { Sealer, TEMP_MARK, syncFile, writeAtomic, writeAtomicSync } from './files';
-import { SessionError, checkTransition, type MissionState } from './state';
+import { SessionError, canTransition, checkTransition, type MissionState } from './state';
 import { estimateTokens, messageTokens, turnsOf, type CountTokens } from './window';
 
 /** What a mission carries besides its state; all of it the flow's own data. */
@@ -233,6 +233,22 @@ export class SessionStore extends EventEmitter {
     record.mission = { ...kept, ...cleanUpdate(update), state, since: now };
     this.changed(record);
     return structuredClone(record);
+  }
+
+  /**
+   * Moves the mission along the states of `path` that are allowed from where it is (for example
+   * Idle → ReceiveCmd → Parse), then merges `update`: for nodes that advance a mission as a side
+   * effect, where a mission in another state must keep it rather than fail the message.
+   */
+  advance(key: string, path: readonly MissionState[], update: MissionUpdate = {}): SessionRecord {
+    let state = this.live(checkKey(key))?.mission.state ?? 'Idle';
+    for (const next of path) {
+      if (canTransition(state, next)) {
+        this.transition(key, next);
+        state = next;
+      }
+    }
+    return this.update(key, update);
   }
 
   /** Merges `update` into the mission without changing its state. */
