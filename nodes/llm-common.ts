@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { rejectReason, type Example } from '../lib/prompt';
+import { rejectReason, type AttemptOptions, type Example } from '../lib/prompt';
 import {
   messagesFor,
   type MissionState,
@@ -175,8 +175,23 @@ export class LlmNodeSupport {
     return lease?.spec.source.split(/[\\/:]/).pop() ?? '';
   }
 
+  /**
+   * The options of one request: this node's settings, its runtime config node's timeout when the
+   * node sets none (a shared context serves config nodes with other timeouts), the session's
+   * sequence and snapshot, this node as the owner the scheduler is fair to, and progress.
+   */
+  options(settings: GenerationSettings, session: SessionTurn | undefined): AttemptOptions {
+    return {
+      ...settings,
+      timeoutMs: settings.timeoutMs ?? this.config?.lease?.settings.defaultTimeoutMs,
+      ...session?.options(),
+      owner: this.node.id,
+      onText: this.progress(),
+    };
+  }
+
   /** Shows progress while a long answer is decoded, a few times a second at most. */
-  progress(): (text: string) => void {
+  private progress(): (text: string) => void {
     let chars = 0;
     let last = 0;
     return (text: string) => {

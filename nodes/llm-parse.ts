@@ -69,12 +69,12 @@ export = function (RED: NodeAPI) {
           ? session.messages(system, shots, text, runtime)
           : buildMessages(system, shots, text);
         try {
-          const result = await generateValidJson(runtime, messages, active, {
-            ...settings,
-            ...session?.options(),
-            owner: this.id,
-            onText: support.progress(),
-          });
+          const result = await generateValidJson(
+            runtime,
+            messages,
+            active,
+            support.options(settings, session),
+          );
           if (session) {
             await session.finish(runtime, text, result.value, ['ReceiveCmd', 'Parse'], {
               spec: result.value,

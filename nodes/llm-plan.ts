@@ -97,7 +97,7 @@ export = function (RED: NodeAPI) {
             runtime,
             messages,
             schema,
-            { ...settings, ...session?.options(), owner: this.id, onText: support.progress() },
+            support.options(settings, session),
             (value) => checkSteps(cat, value.steps),
           );
           msg.payload = assemblePlan(

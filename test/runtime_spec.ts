@@ -39,6 +39,14 @@ describe('runtime (real inference on the test models)', function () {
       assert.equal(ra, rb, 'same file and settings share one runtime');
       assert.notEqual(ra, rc, 'other settings get their own context');
       assert.equal(registry.loadedModels, 1, 'but one model load');
+      const d = registry.acquire({
+        source: stories,
+        settings: { sequences: 2, queueLimit: 90, defaultTimeoutMs: 5_000 },
+      });
+      assert.equal(await d.ready, ra, 'a queue limit or timeout of its own does not need another context');
+      assert.equal(ra.queueLimit, 90, 'the shared queue holds what the most generous user asks');
+      assert.equal(d.settings.defaultTimeoutMs, 5_000);
+      await d.release();
       const infos = registry.list();
       assert.equal(infos.length, 2);
       assert.equal(infos.find((i) => i.users === 2)?.model.sha256.length, 64);

@@ -62,6 +62,8 @@ interface RuntimeEntry {
 export class RuntimeLease extends EventEmitter {
   status: LeaseStatus = { state: 'resolving', progress: 0 };
   runtime: ModelRuntime | undefined;
+  /** This user's settings; the timeout is applied to its requests, the rest shape the shared context. */
+  settings: ResolvedContextSettings = resolveContextSettings();
   /** Set when this lease counts as a user of a runtime entry. */
   entryId: string | undefined;
   released = false;
@@ -150,7 +152,9 @@ export class RuntimeRegistry {
     if (lease.released) return;
     const settings = resolveContextSettings(lease.spec.settings);
     const modelKey = `${identity.sha256}:${identity.size}`;
-    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${settings.threads}-q${settings.queueLimit}-d${settings.defaultTimeoutMs}`;
+    // Only what shapes the context keys it: users with other queue limits or timeouts share it.
+    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${settings.threads}`;
+    lease.settings = settings;
 
     let entry = this.runtimes.get(id);
     if (!entry) {
@@ -178,6 +182,7 @@ export class RuntimeRegistry {
     }
     entry.users++;
     lease.entryId = id;
+    entry.runtime.then((r) => r.raiseQueueLimit(settings.queueLimit)).catch(() => undefined);
 
     const events = this.models.get(modelKey)?.events;
     const onProgress = (progress: number): void => lease.update({ state: 'loading', progress });
@@ -249,7 +254,7 @@ export class RuntimeRegistry {
         id: entry.id,
         source: entry.source,
         model: { ...identity, gpu: runtime ? runtime.gpu : false },
-        settings: entry.settings,
+        settings: { ...entry.settings, queueLimit: runtime?.queueLimit ?? entry.settings.queueLimit },
         users: entry.users,
         state: runtime ? 'ready' : entry.failed ? 'error' : 'loading',
         metrics: runtime?.getMetrics(),

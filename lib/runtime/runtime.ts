@@ -200,6 +200,15 @@ export class ModelRuntime extends EventEmitter {
     return this.model.llama.gpu;
   }
 
+  /** Another user shares this context and asks for a longer queue. */
+  raiseQueueLimit(limit: number): void {
+    this.scheduler.raiseQueueLimit(limit);
+  }
+
+  get queueLimit(): number {
+    return this.scheduler.limit;
+  }
+
   /** Tokens this model's tokenizer makes of a text: for windows over a conversation. */
   countTokens(text: string): number {
     return this.model.tokenize(text).length;

@@ -54,7 +54,7 @@ export class Scheduler {
   private readonly slots: boolean[];
   /** The affinity key each slot last ran. */
   private readonly slotKeys: (string | undefined)[];
-  private readonly queueLimit: number;
+  private queueLimit: number;
   private readonly agingMs: number;
   private readonly now: () => number;
   private readonly waiting: Pending[] = [];
@@ -75,6 +75,15 @@ export class Scheduler {
 
   get active(): number {
     return this.slots.filter(Boolean).length;
+  }
+
+  /** Several users may share one scheduler: the queue holds as much as the most generous asks. */
+  raiseQueueLimit(limit: number): void {
+    this.queueLimit = Math.max(this.queueLimit, Math.floor(limit));
+  }
+
+  get limit(): number {
+    return this.queueLimit;
   }
 
   get capacity(): number {
