@@ -236,24 +236,40 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
   });
 
   describe('02 Inspection robot mission', function () {
-    it('runs the mission through the kv-session states to Complete', async function () {
+    const missionNow = async () =>
+      (await (await red.get('/robot/mission')).json()) as {
+        state: string;
+        steps: Array<{ action: string; status: string; params: { zone?: string } }>;
+      };
+
+    it('aborts a mission on request', async function () {
+      await inject('Start the inspection mission');
+      await eventually('the mission under way', 30_000, async () =>
+        ['ReceiveCmd', 'Parse', 'Execute', 'Monitor', 'Adjust'].includes((await missionNow()).state)
+          ? true
+          : undefined,
+      );
+      await inject('Abort the mission');
+      await eventually('the mission aborted', 10_000, async () =>
+        (await missionNow()).state === 'Aborted' ? true : undefined,
+      );
+    });
+
+    it('runs a new mission through the kv-session states to Complete', async function () {
+      // The aborted mission's model answers still arrive: they must not touch this one.
+      const before = simulators.robot.executed.length;
       await inject('Start the inspection mission');
       const mission = await eventually('the mission ended', 150_000, async () => {
-        const m = (await (await red.get('/robot/mission')).json()) as {
-          state: string;
-          steps: Array<{ action: string; status: string; params: { zone?: string } }>;
-          data: { adjustments: number };
-        };
+        const m = await missionNow();
         return ['Complete', 'Failed', 'Aborted'].includes(m.state) ? m : undefined;
       });
       assert.equal(mission.state, 'Complete', JSON.stringify(mission));
       assert.ok(mission.steps.every((s) => s.status !== 'pending'));
       const done = mission.steps.filter((s) => s.status === 'done');
-      assert.equal(simulators.robot.executed.length, done.length, 'each done step ran once on the robot');
+      const executed = simulators.robot.executed.slice(before);
+      assert.equal(executed.length, done.length, 'each done step ran once on the robot, and nothing else');
       // The steam leak heats zone C after the first command: no move into it after that.
-      assert.ok(
-        simulators.robot.executed.slice(1).every((a) => (a.params as { zone?: string }).zone !== 'C'),
-      );
+      assert.ok(executed.slice(1).every((a) => (a.params as { zone?: string }).zone !== 'C'));
 
       const sessions = (await (await red.get('/edge-llm/sessions')).json()) as Array<{
         sessions: Array<{ key: string; state: string }>;
