@@ -7,9 +7,13 @@ const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
 export = function (RED: NodeAPI) {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
-  const modelsDir =
-    process.env.EDGE_LLM_MODELS_DIR || path.join(RED.settings.userDir ?? process.cwd(), 'models');
-  const registry = new RuntimeRegistry({ modelsDir });
+  const userDir = RED.settings.userDir ?? process.cwd();
+  const modelsDir = process.env.EDGE_LLM_MODELS_DIR || path.join(userDir, 'models');
+  const registry = new RuntimeRegistry({
+    modelsDir,
+    // In the test helper there is no user directory: hash once per process then.
+    identityCacheFile: RED.settings.userDir ? path.join(userDir, 'edge-llm', 'model-hashes.json') : undefined,
+  });
 
   function LlmRuntime(this: LlmRuntimeNode, def: LlmRuntimeNodeDef): void {
     RED.nodes.createNode(this, def);

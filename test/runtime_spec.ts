@@ -1,8 +1,8 @@
 import * as assert from 'node:assert/strict';
-import { copyFile, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { LlmError, RuntimeRegistry, type ModelRuntime } from '../lib/runtime';
+import { IdentityCache, LlmError, RuntimeRegistry, type ModelRuntime } from '../lib/runtime';
 import { testModel, testModelsDir } from './support/models';
 
 const bounded = {
@@ -57,6 +57,23 @@ describe('runtime (real inference on the test models)', function () {
       await c.release();
       assert.equal(registry.loadedModels, 0);
       assert.equal(registry.list().length, 0);
+    });
+
+    it('remembers model hashes across restarts, and hashes again when the file changes', async function () {
+      const file = path.join(tmp, 'copy.gguf');
+      await copyFile(stories, file);
+      const cacheFile = path.join(tmp, 'hashes', 'model-hashes.json');
+      const real = (await new IdentityCache(cacheFile).identify(file)).sha256;
+      assert.equal(real, '270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d');
+      const stored = JSON.parse(await readFile(cacheFile, 'utf8')) as Record<string, string>;
+      assert.deepEqual(Object.values(stored), [real]);
+      // A new process trusts the stored hash for the same path, size and mtime (marked here to tell)...
+      const marked = 'a'.repeat(64);
+      await writeFile(cacheFile, JSON.stringify({ [Object.keys(stored)[0]]: marked }));
+      assert.equal((await new IdentityCache(cacheFile).identify(file)).sha256, marked);
+      // ...and hashes a file whose mtime moved.
+      await utimes(file, new Date(), new Date(Date.now() + 5_000));
+      assert.equal((await new IdentityCache(cacheFile).identify(file)).sha256, real);
     });
 
     it('reports load progress and ready to every lease', async function () {

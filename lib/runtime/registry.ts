@@ -114,6 +114,8 @@ export interface RegistryOptions {
   /** Where model names are looked up and URIs downloaded to. */
   modelsDir: string;
   gpu?: GpuChoice;
+  /** Where model hashes are remembered across restarts (JSON); none: hashed once per process. */
+  identityCacheFile?: string;
 }
 
 /**
@@ -121,12 +123,14 @@ export interface RegistryOptions {
  * config nodes naming the same file share one load. Contexts are shared by identical settings.
  */
 export class RuntimeRegistry {
-  private readonly identities = new IdentityCache();
+  private readonly identities: IdentityCache;
   private readonly models = new Map<string, ModelEntry>();
   private readonly runtimes = new Map<string, RuntimeEntry>();
   private readonly leases = new Set<RuntimeLease>();
 
-  constructor(private readonly options: RegistryOptions) {}
+  constructor(private readonly options: RegistryOptions) {
+    this.identities = new IdentityCache(options.identityCacheFile);
+  }
 
   acquire(spec: RuntimeSpec): RuntimeLease {
     const lease = new RuntimeLease(spec, (l) => this.release(l));
