@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isPlainObject } from './plain';
 
 /** One action for an actuator, as a plan step or a single request carries it. */
 export interface Action {
@@ -46,12 +47,6 @@ export interface VerifyOptions {
 
 const NONCE_RE = /^[0-9a-f]{32}$/;
 const MAC_RE = /^[0-9a-f]{64}$/;
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
 
 /**
  * JSON with object keys sorted by UTF-16 code units and no whitespace: the same bytes as RFC 8785

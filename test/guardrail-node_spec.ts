@@ -112,6 +112,32 @@ describe('guardrail node', function () {
     assert.equal(verifyAuditFile(path.join(dir, 'audit.jsonl'), { signingKey: KEY }).entries, 1);
   });
 
+  it('approves an action built in a function node (objects from its own vm context)', async function () {
+    await helper.load(
+      [guardrailNode, catchNode, coreNode('function/10-function.js')],
+      [
+        ...flow(),
+        {
+          id: 'fn',
+          z: 'f1',
+          type: 'function',
+          // Sent without Node-RED's clone (as a second message would be), the objects keep the sandbox's prototypes.
+          func: "msg.payload = { action: 'set_torque', params: { torque: 2 } };\nnode.send(msg, false);\nreturn null;",
+          outputs: 1,
+          wires: [['g']],
+        },
+      ] as never,
+      { g: { signingKey: KEY } },
+    );
+    const ok = collect(getNode('ok'));
+    const no = collect(getNode('no'));
+    getNode('fn').receive({ payload: 'go' } as Msg);
+    await Promise.race([ok.until(1), no.until(1)]);
+    assert.deepEqual(no.messages, [], JSON.stringify(no.messages[0]?.guardrail));
+    const signed = ok.messages[0].payload as SignedAction;
+    assert.deepEqual(verifySignedAction(signed, { key: KEY }), { ok: true });
+  });
+
   it('sends each step of an approved plan as its own message, in sequence', async function () {
     const { g, ok } = await start();
     const steps = [1, 2, 3].map((torque) => ({

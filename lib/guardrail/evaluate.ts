@@ -12,6 +12,7 @@ import {
   type Source,
   interlockApplies,
 } from './policy';
+import { isPlainObject } from '../plain';
 
 export type ReasonCode =
   | 'malformed_request'
@@ -91,12 +92,6 @@ const ACTION_KEYS = new Set(['action', 'params', 'device', 'id', 'reason']);
 const MAX_DEPTH = 32;
 const MAX_NODES = 100000;
 const HARD_MAX_STEPS = 1000;
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);

@@ -15,6 +15,7 @@ import {
   type Finding,
   type Operator,
 } from './types';
+import { isPlainObject } from '../plain';
 
 /** A value the guard cannot make safe; the caller must not pass the message on. */
 export class BlockedError extends Error {
@@ -66,11 +67,6 @@ interface Slot {
   text: string;
   keyHint?: string;
   assign(text: string): void;
-}
-
-function isPlainObject(v: object): boolean {
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }
 
 /** NUL and the C0 controls other than tab, newlines and form feed mark binary data. */
