@@ -104,6 +104,14 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
       '270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d',
     );
     assert.equal(res.body[0].probe.ok, true);
+    assert.deepEqual(
+      {
+        architecture: res.body[0].model.info.architecture,
+        trainContextSize: res.body[0].model.info.trainContextSize,
+      },
+      { architecture: 'llama', trainContextSize: 2048 },
+    );
+    assert.ok(res.body[0].model.info.parameters > 200_000);
 
     const out = next('valid');
     p1.receive({ payload: 'Zone B is at level 3', topic: 't' });

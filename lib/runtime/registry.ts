@@ -8,6 +8,7 @@ import {
   ModelRuntime,
   resolveContextSettings,
   type ContextSettings,
+  type ModelInfo,
   type ResolvedContextSettings,
 } from './runtime';
 
@@ -29,7 +30,7 @@ export interface RuntimeSpec {
 export interface RuntimeInfo {
   id: string;
   source: string;
-  model: { path: string; size: number; sha256: string; gpu: string | false };
+  model: { path: string; size: number; sha256: string; gpu: string | false; info?: ModelInfo };
   settings: ResolvedContextSettings;
   users: number;
   state: 'loading' | 'ready' | 'error';
@@ -257,7 +258,7 @@ export class RuntimeRegistry {
       return {
         id: entry.id,
         source: entry.source,
-        model: { ...identity, gpu: runtime ? runtime.gpu : false },
+        model: { ...identity, gpu: runtime ? runtime.gpu : false, info: runtime?.modelInfo },
         settings: { ...entry.settings, queueLimit: runtime?.queueLimit ?? entry.settings.queueLimit },
         users: entry.users,
         state: runtime ? 'ready' : entry.failed ? 'error' : 'loading',

@@ -80,6 +80,18 @@ export function parseContextSettings(raw: {
   };
 }
 
+export interface ModelInfo {
+  name?: string;
+  version?: string;
+  architecture: string;
+  /** llama.cpp's file type (quantization), e.g. 7 = Q8_0, 15 = Q4_K_M. */
+  fileType?: number;
+  parameters: number;
+  trainContextSize: number;
+  /** Whether the file carries its own chat template (else a generic one is used). */
+  chatTemplate: boolean;
+}
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
@@ -193,6 +205,24 @@ export class ModelRuntime extends EventEmitter {
         chat: new LlamaChat({ contextSequence: sequence, chatWrapper }),
       });
     }
+  }
+
+  /** What the model file says of itself: for health checks and the admin endpoint. */
+  get modelInfo(): ModelInfo {
+    const general = this.model.fileInfo.metadata?.general ?? ({} as Record<string, unknown>);
+    const meta = general as Record<string, unknown>;
+    return {
+      name: typeof meta.name === 'string' ? meta.name : undefined,
+      version: typeof meta.version === 'string' ? meta.version : undefined,
+      architecture: String(meta.architecture ?? ''),
+      fileType: typeof meta.file_type === 'number' ? meta.file_type : undefined,
+      parameters: this.model.fileInsights.totalParameters,
+      trainContextSize: this.model.trainContextSize,
+      chatTemplate: Boolean(
+        (this.model.fileInfo.metadata as { tokenizer?: { chat_template?: unknown } })?.tokenizer
+          ?.chat_template,
+      ),
+    };
   }
 
   /** The GPU backend the model runs on (`cuda`, `vulkan`, `metal`), or false on CPU. */
