@@ -259,6 +259,9 @@ export class Editor {
     await page.waitForTimeout(300);
     await page.mouse.click(900, 600);
     await page.waitForTimeout(300);
+    // an example brings its own flow tab: show it, as the person importing would look at it
+    await page.locator('#red-ui-workspace-tabs .red-ui-tab').last().locator('a').first().click();
+    await page.waitForTimeout(300);
   }
 
   /** Every node of the editor's flows (config nodes included) with its defined properties. */
