@@ -166,7 +166,7 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
   },
   guardrail: async ({ editor }, id) => {
     await editor.setCode('node-input-policy-editor', '{"name": "cell", "actions": ');
-    await expectBadgeAfterDone(editor, id, 'guardrail', 'policy');
+    await expectBadgeAfterDone(editor, id, 'guardrail', 'The policy is not valid JSON');
     const policy = JSON.stringify({
       name: 'cell',
       version: '1',
@@ -231,29 +231,10 @@ async function assertFieldError(editor: Editor, selector: string, wrong: boolean
   if (wrong) assert.notEqual(state.border, state.normal, `${selector} is drawn in the error colour`);
 }
 
-/**
- * Editor forms known to accept a bad value, with why: their tests run to the end and then show as
- * pending with this reason, until the form is fixed (then the entry goes).
- */
-const KNOWN_FORM_BUGS: Record<string, string> = {
-  'llm-parse':
-    'schemaOrBlank(v) returns a message string with one parameter; Node-RED reads a string as a ' +
-    'message only from a validator declared (v, opt), otherwise !!"message" === true: an invalid schema passes',
-  'llm-plan':
-    'catalogueOrBlank(v) returns message strings with one parameter; Node-RED coerces them to true, ' +
-    'so every bad catalogue passes',
-};
-
 /** Closes the dialog on a bad code-editor value, checks the node's red triangle and its tooltip, reopens. */
 async function expectBadgeAfterDone(editor: Editor, id: string, type: string, text: string): Promise<void> {
   await editor.done();
   const node = await editor.node(id);
-  if (node?.valid === true && KNOWN_FORM_BUGS[type]) {
-    knownBugsSeen.push(`${type}: ${KNOWN_FORM_BUGS[type]}`);
-    await editor.screenshot(`dialog-${type}-invalid-accepted`);
-    await editor.openDialog(id);
-    return;
-  }
   assert.equal(node?.valid, false, `${type} with a bad value is invalid`);
   assert.ok(await editor.errorBadge(id).isVisible(), `${type} shows the red triangle`);
   const tip = await editor.errorTooltip(id);
@@ -261,7 +242,6 @@ async function expectBadgeAfterDone(editor: Editor, id: string, type: string, te
   await editor.screenshot(`dialog-${type}-invalid`);
   await editor.openDialog(id);
 }
-const knownBugsSeen: string[] = [];
 
 describe('the editor in a real browser (Chromium)', function () {
   this.timeout(60_000);
@@ -389,7 +369,6 @@ describe('the editor in a real browser (Chromium)', function () {
     for (const [i, type] of PALETTE_TYPES.entries()) {
       it(`opens the dialog of ${type}, refuses a bad value visibly and saves a good one`, async function () {
         const { editor } = ctx;
-        knownBugsSeen.length = 0;
         const id = await editor.dropFromPalette(type, 200 + (i % 3) * 250, 100 + Math.floor(i / 3) * 120);
         added.push(id);
         await editor.openDialog(id);
@@ -403,11 +382,6 @@ describe('the editor in a real browser (Chromium)', function () {
         assert.equal(node?.valid, true, `${type} is valid: ${JSON.stringify(node?.validationErrors)}`);
         assert.equal(await editor.errorBadge(id).isVisible(), false, `${type} has no red triangle`);
         if (typeof check === 'function') await check();
-        if (knownBugsSeen.length > 0) {
-          const reasons = knownBugsSeen.splice(0);
-          console.log(`      known form bug (test pending): ${reasons.join('; ')}`);
-          this.skip();
-        }
       });
     }
 
