@@ -325,7 +325,10 @@ const MEMORY_CONFIGS: Array<{ config: MemoryConfig; label: string }> = [
   { config: 'baseline', label: 'Node + node-llama-cpp, no model' },
   { config: 'registry-1', label: '1 node (registry, 1 lease)' },
   { config: 'registry-6', label: '6 nodes, same settings (registry: 1 model, 1 context)' },
-  { config: 'registry-6-distinct', label: '6 nodes, distinct settings (registry: 1 model, 6 contexts)' },
+  {
+    config: 'registry-6-distinct',
+    label: '6 nodes, each its own queue limit (registry: 1 model, 1 shared context)',
+  },
   { config: 'direct-1', label: '1 direct load (loadModel + context)' },
   { config: 'direct-6', label: '6 direct loads (6 × loadModel + context)' },
 ];
