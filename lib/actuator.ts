@@ -456,10 +456,16 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
   async submit(
     signed: unknown,
     opts: { key: string | Buffer; replay: ReplayStore; topicTemplate: string; msgid?: string },
+    /**
+     * Called once the command exists and before it can be sent: the broker may come up (and the
+     * device ack) while the outbox append is still on its way to disk.
+     */
+    onAdmitted?: (command: Command) => void,
   ): Promise<Command> {
     // Checked first so that a full outbox does not use up the signature of an action it refuses.
     if (this.o.outbox.full) throw new OutboxFullError(this.o.outbox.capacity);
     const command = await admit(signed, { ...opts, deadlineMs: this.o.deadlineMs, now: this.o.now() });
+    onAdmitted?.(command);
     await this.o.outbox.append(command);
     this.emit('depth', this.depth);
     this.pump();

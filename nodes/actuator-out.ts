@@ -233,10 +233,18 @@ export default function (RED: NodeAPI): void {
         done();
         return;
       }
-      // submit() resolves in the same turn as it sends, before any ack can be read off the socket,
-      // so the message is waiting here by the time its ack is matched.
-      const command = await actuator!.submit(msg.payload, options);
-      pending.set(command.idempotencyKey, { msg, send, done });
+      // The message waits for its ack from before the command can be sent: the broker may come up
+      // and the device answer while the outbox append is still being written.
+      let admitted: string | undefined;
+      try {
+        await actuator!.submit(msg.payload, options, (command) => {
+          admitted = command.idempotencyKey;
+          pending.set(admitted, { msg, send, done });
+        });
+      } catch (err) {
+        if (admitted) pending.delete(admitted);
+        throw err;
+      }
       showStatus();
     };
 
