@@ -393,6 +393,8 @@ export interface ActuatorEvents {
   acked: [command: Command, info: AckInfo];
   failed: [command: Command, failure: Failure];
   depth: [depth: number];
+  /** The outbox could not be updated on disk; the command may be sent again after a restart. */
+  problem: [error: Error];
 }
 
 interface InFlight {
@@ -592,7 +594,7 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
     if (flight.timer) clearTimeout(flight.timer);
     this.inFlight = undefined;
     if (reply.ok === true) {
-      void this.o.outbox.remove(flight.seq).finally(() => this.emit('depth', this.depth));
+      this.forget(flight.seq);
       this.emit('acked', flight.command, {
         reply,
         attempts: flight.attempts,
@@ -607,12 +609,25 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
     this.pump();
   }
 
+  /**
+   * Drops a settled command from the outbox. A disk that refuses the write (full, failing) must
+   * not become an unhandled rejection, which would end the whole Node-RED process: it is reported
+   * as a 'problem', and the command, still on disk, is sent again after a restart, where the
+   * device's idempotency key stops it running twice.
+   */
+  private forget(seq: number): void {
+    this.o.outbox
+      .remove(seq)
+      .catch((err: unknown) => this.emit('problem', err instanceof Error ? err : new Error(String(err))))
+      .finally(() => this.emit('depth', this.depth));
+  }
+
   private settleFailed(seq: number, command: Command, failure: Failure): void {
     if (this.inFlight?.seq === seq) {
       if (this.inFlight.timer) clearTimeout(this.inFlight.timer);
       this.inFlight = undefined;
     }
-    void this.o.outbox.remove(seq).finally(() => this.emit('depth', this.depth));
+    this.forget(seq);
     this.emit('failed', command, failure);
   }
 }

@@ -192,11 +192,13 @@ export class Outbox<T> {
     } finally {
       await out.close();
     }
-    await this.handle?.close();
-    this.handle = undefined;
+    // The old journal stays open for appends until the new one is in place: a failed rename
+    // leaves a working outbox, not one that says it is closed.
     await fs.rename(tmp, this.file);
-    await syncDir(path.dirname(this.file));
+    const previous = this.handle;
     this.handle = await fs.open(this.file, 'a');
+    await previous?.close();
+    await syncDir(path.dirname(this.file));
     this.deadRecords = 0;
   }
 }

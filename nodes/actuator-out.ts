@@ -201,6 +201,7 @@ export default function (RED: NodeAPI): void {
       actuator.on('acked', (command, info) => settle(command, { acked: info }));
       actuator.on('failed', (command, failure) => settle(command, { failed: failure }));
       actuator.on('depth', showStatus);
+      actuator.on('problem', (err: Error) => this.warn(`${t('errors.outbox-write')}: ${err.message}`));
       connection.on('ready', showStatus);
       connection.on('offline', showStatus);
       broker!.register(this);

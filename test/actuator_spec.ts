@@ -20,6 +20,7 @@ import { Outbox } from '../lib/outbox';
 import { signAction, type Action, type SignedAction } from '../lib/signing';
 import { MosquittoBroker, TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
+import * as sinon from 'sinon';
 
 const KEY = 'test-signing-key';
 const TOPIC = 'plant/{{device}}/cmd/{{action}}';
@@ -58,10 +59,13 @@ describe('actuator', function () {
   let dir: string;
   const cleanup: (() => Promise<unknown>)[] = [];
 
+  const sandbox = sinon.createSandbox();
+
   beforeEach(async function () {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'actuator-'));
   });
   afterEach(async function () {
+    sandbox.restore();
     for (const fn of cleanup.splice(0).reverse()) await fn();
     await fs.rm(dir, { recursive: true, force: true });
   });
@@ -203,6 +207,29 @@ describe('actuator', function () {
     it('an action whose device cannot be a topic level', async function () {
       assert.equal((await refusal(sign({ device: 'valve/../boiler' }))).code, 'bad_topic');
     });
+  });
+
+  it('reports a disk that refuses to drop a settled command as a problem, never an unhandled rejection', async function () {
+    const b = await broker();
+    await device(b.url);
+    const { actuator: a, submit, outcomes, outbox } = await actuator(await connection(b.url));
+    const fault = new Error('ENOSPC: no space left on device');
+    const remove = sandbox.stub(outbox, 'remove').rejects(fault);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const problem = once(a, 'problem');
+      await submit(sign());
+      await outcomes.until(1);
+      assert.deepEqual(await problem, [fault]);
+      assert.equal(outcomes.acked.length, 1, 'the ack is still reported');
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(unhandled, []);
+      assert.ok(remove.calledOnce);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 
   it('sends again with the same idempotency key when an ack is lost, and the device runs it once', async function () {
