@@ -224,23 +224,31 @@ export function planInput(request: PlanRequest, kept: PlanStep[]): string {
   return JSON.stringify(input);
 }
 
-/** Numbers the model's steps after the kept ones: ids are ours, never the model's. */
+/**
+ * Numbers the model's steps after every id the previous plan used (kept or not), so a replan
+ * never gives a new step the id of an old one: ids are ours, never the model's.
+ */
 export function assemblePlan(
   mission: unknown,
   kept: PlanStep[],
   generated: Array<{ action: string; params: Record<string, unknown>; reason: string }>,
   catalogueHash: string,
-  replanned: boolean,
+  previous?: { steps?: PlanStep[] },
 ): Plan {
+  const used = [...kept, ...(Array.isArray(previous?.steps) ? previous.steps : [])]
+    .map((step) => /^s(\d+)$/.exec(String(step?.id))?.[1])
+    .map(Number)
+    .filter(Number.isInteger);
+  const first = Math.max(0, ...used) + 1;
   const steps = [
     ...kept,
     ...generated.map((s, i) => ({
-      id: `s${kept.length + i + 1}`,
+      id: `s${first + i}`,
       action: s.action,
       params: s.params,
       reason: s.reason,
       status: 'pending' as const,
     })),
   ];
-  return { steps, mission, catalogueHash, replanned };
+  return { steps, mission, catalogueHash, replanned: previous !== undefined };
 }

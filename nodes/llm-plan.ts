@@ -80,6 +80,9 @@ export = function (RED: NodeAPI) {
           feedback: msg.feedback,
         };
         const kept = completedSteps(request);
+        // Kept steps come from the message, not the model: they too must be catalogue actions.
+        const keptProblem = checkSteps(catalogue, kept);
+        if (keptProblem) throw new Error(`${support.t('errors.bad-previous-plan')}: ${keptProblem}`);
         const runtime = await support.runtime();
         const system = [
           renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)).trim(),
@@ -100,13 +103,7 @@ export = function (RED: NodeAPI) {
             support.options(settings, session),
             (value) => checkSteps(cat, value.steps),
           );
-          msg.payload = assemblePlan(
-            request.mission,
-            kept,
-            result.value.steps,
-            cat.hash,
-            previous !== undefined,
-          );
+          msg.payload = assemblePlan(request.mission, kept, result.value.steps, cat.hash, previous);
           if (session) {
             await session.finish(runtime, input, result.value, ['Execute'], { plan: msg.payload, step: 0 });
           }

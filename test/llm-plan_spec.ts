@@ -92,37 +92,45 @@ describe('llm-plan (real model)', function () {
   });
 
   describe('replanning', function () {
-    it('keeps completed steps first and numbers new ones after them', function () {
+    it('keeps completed steps first and numbers new ones after every id the old plan used', function () {
       const previous = assemblePlan(
         'm',
         [],
         [
           { action: 'move_to', params: { zone: 'A' }, reason: 'go' },
+          { action: 'set_valve', params: { id: 'V1', position: 10 }, reason: 'skip me' },
           { action: 'read_sensor', params: { sensor: 'gas' }, reason: 'read' },
           { action: 'report', params: { summary: 'x' }, reason: 'tell' },
         ],
         'h',
-        false,
       );
-      const kept = completedSteps({ mission: 'm', previous, feedback: { completed: ['s1'] } });
+      assert.equal(previous.replanned, false);
+      // s2 was skipped, s1 and s3 are done: a zone turned hot before s4.
+      const kept = completedSteps({ mission: 'm', previous, feedback: { completed: ['s1', 's3'] } });
       assert.deepEqual(
         kept.map((s) => [s.id, s.status]),
-        [['s1', 'done']],
+        [
+          ['s1', 'done'],
+          ['s3', 'done'],
+        ],
       );
       const next = assemblePlan(
         'm',
         kept,
         [{ action: 'move_to', params: { zone: 'dock' }, reason: 'hot' }],
         'h',
-        true,
+        previous,
       );
       assert.deepEqual(
         next.steps.map((s) => [s.id, s.action, s.status]),
         [
           ['s1', 'move_to', 'done'],
-          ['s2', 'move_to', 'pending'],
+          ['s3', 'read_sensor', 'done'],
+          ['s5', 'move_to', 'pending'],
         ],
+        'the new step takes no id the old plan used (s2 and s4 included)',
       );
+      assert.equal(next.replanned, true);
     });
 
     it('refuses a catalogue with a bad action at compile time', function () {
@@ -193,7 +201,13 @@ describe('llm-plan (real model)', function () {
       const replanned = (await second).payload as Plan;
       assert.equal(replanned.replanned, true);
       assert.deepEqual(replanned.steps[0], { ...plan.steps[0], status: 'done' });
-      assert.ok(replanned.steps.slice(1).every((s, i) => s.status === 'pending' && s.id === `s${i + 2}`));
+      // New steps are numbered after every id the first plan used.
+      assert.ok(
+        replanned.steps
+          .slice(1)
+          .every((s, i) => s.status === 'pending' && s.id === `s${plan.steps.length + i + 1}`),
+        JSON.stringify(replanned.steps.map((s) => s.id)),
+      );
       assert.deepEqual(replanned.mission, plan.mission);
     });
 
@@ -202,6 +216,23 @@ describe('llm-plan (real model)', function () {
       const p = helper.getNode('p') as Spied;
       assert.ok(p.status.calledWithMatch({ fill: 'red' }));
       assert.ok(p.error.args.some(([m]) => /type "object"/.test(String(m))));
+    });
+
+    it('refuses a replan whose kept steps are not catalogue actions, to a Catch node', async function () {
+      await load(flow());
+      const p = helper.getNode('p') as Spied;
+      const caught = next('caught');
+      const forged = {
+        mission: 'inspect',
+        catalogueHash: 'x',
+        replanned: false,
+        steps: [{ id: 's1', action: 'shutdown_plant', params: {}, reason: 'because', status: 'done' }],
+      };
+      p.receive({ payload: forged, feedback: { completed: ['s1'] } });
+      assert.match(
+        String(((await caught).error as { message: string }).message),
+        /bad-previous-plan.*not in the action catalogue/,
+      );
     });
 
     it('sends an empty mission to a Catch node with the original message', async function () {
