@@ -2,7 +2,8 @@ import * as assert from 'node:assert/strict';
 import { copyFile, mkdtemp, open, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { IdentityCache, LlmError, RuntimeRegistry, type ModelRuntime } from '../lib/runtime';
+import * as sinon from 'sinon';
+import { IdentityCache, LlmError, ModelRuntime, RuntimeRegistry } from '../lib/runtime';
 import { testModel, testModelsDir } from './support/models';
 
 const bounded = {
@@ -74,6 +75,34 @@ describe('runtime (real inference on the test models)', function () {
       // ...and hashes a file whose mtime moved.
       await utimes(file, new Date(), new Date(Date.now() + 5_000));
       assert.equal((await new IdentityCache(cacheFile).identify(file)).sha256, real);
+    });
+
+    it('keeps the model of a healthy runtime when another context on it fails while released', async function () {
+      const sandbox = sinon.createSandbox();
+      try {
+        const healthy = await registry.acquire({ source: stories, settings: { sequences: 1 } }).ready;
+        const create = ModelRuntime.create.bind(ModelRuntime);
+        let fail!: () => void;
+        const failed = new Promise<void>((resolve) => (fail = resolve));
+        sandbox.stub(ModelRuntime, 'create').callsFake(async (model, settings, sha) => {
+          if (settings?.sequences !== 3) return create(model, settings, sha);
+          await failed;
+          throw new Error('not enough memory for the context');
+        });
+        const failing = registry.acquire({ source: stories, settings: { sequences: 3 } });
+        while (failing.status.state !== 'loading') await new Promise((r) => setTimeout(r, 5));
+        const released = failing.release(); // a redeploy while its context is being made
+        fail();
+        await released;
+        await new Promise((r) => setTimeout(r, 20));
+        assert.equal(registry.loadedModels, 1);
+        assert.ok(
+          (await healthy.complete('Once', { maxTokens: 4 })).tokensOut > 0,
+          'the shared model still runs',
+        );
+      } finally {
+        sandbox.restore();
+      }
     });
 
     it('reports load progress and ready to every lease', async function () {

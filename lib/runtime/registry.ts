@@ -235,7 +235,9 @@ export class RuntimeRegistry {
     if (entry.users > 0) return;
     this.runtimes.delete(id);
     const runtime = await entry.runtime.catch(() => undefined);
-    await runtime?.dispose();
+    // A runtime that failed to start has already given its model back (see attach).
+    if (!runtime) return;
+    await runtime.dispose();
     await this.dropModelUser(entry.modelKey);
   }
 
