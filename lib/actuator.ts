@@ -634,9 +634,13 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
 
 function deadlineMessage(command: Command, now: number, sent: boolean): string {
   const waited = Math.round((now - command.enqueuedAt) / 1000);
+  const what =
+    command.deadline === command.signed.signature.expires
+      ? "the guardrail's approval expired"
+      : 'deadline passed';
   return sent
-    ? `deadline passed before the device acked (after ${waited} s)`
-    : `deadline passed while waiting in the outbox for the broker (after ${waited} s); not sent`;
+    ? `${what} before the device acked (after ${waited} s)`
+    : `${what} while waiting in the outbox for the broker (after ${waited} s); not sent`;
 }
 
 /**
@@ -671,7 +675,8 @@ export async function admit(
     idempotencyKey: randomUUID(),
     topic,
     signed: { action: verified.action, signature: verified.signature },
-    deadline: opts.now + opts.deadlineMs,
+    // An approval is for now, not for whenever the broker comes back: never sent after it expires.
+    deadline: Math.min(opts.now + opts.deadlineMs, verified.signature.expires),
     enqueuedAt: opts.now,
     ...(opts.msgid ? { msgid: opts.msgid } : {}),
   };

@@ -331,6 +331,33 @@ describe('actuator', function () {
     );
   });
 
+  it('never sends a command after its guardrail approval expired, whatever its own deadline', async function () {
+    const b = await broker();
+    const d = await device(b.url);
+    const link = await connection(b.url);
+    const clock = { now: Date.now() };
+    const { submit, outcomes } = await actuator(link, {
+      deadlineMs: 600_000,
+      now: () => clock.now,
+      sweepIntervalMs: 20,
+    });
+    await b.stop();
+    if (link.ready) await once(link, 'offline');
+    await submit(sign({}, { ttlMs: 5_000, now: clock.now }));
+    clock.now += 6_000;
+    await outcomes.until(1);
+    assert.equal(outcomes.failed[0].failure.code, 'deadline');
+    assert.match(
+      outcomes.failed[0].failure.message,
+      /approval expired while waiting in the outbox .* not sent/,
+    );
+    const back = d.resubscribed();
+    await b.start();
+    await back;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(d.executions, []);
+  });
+
   it('sends after a restart what the outbox held, with the keys it had', async function () {
     const b = await broker();
     const d = await device(b.url);
