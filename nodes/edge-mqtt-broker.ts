@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { BrokerConnection, type BrokerOptions } from '../lib/actuator';
+import { redactUrl } from '../lib/redact';
 
 const NS = 'node-red-contrib-edge-llm/edge-mqtt-broker:edge-mqtt-broker';
 const URL_SCHEMES = new Set(['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'tls:', 'ws:', 'wss:']);
@@ -43,9 +44,9 @@ export function parseBrokerOptions(
   try {
     scheme = new URL(url).protocol;
   } catch {
-    throw new Error(t('errors.bad-url', { url }));
+    throw new Error(t('errors.bad-url', { url: redactUrl(url) }));
   }
-  if (!URL_SCHEMES.has(scheme)) throw new Error(t('errors.bad-url', { url }));
+  if (!URL_SCHEMES.has(scheme)) throw new Error(t('errors.bad-url', { url: redactUrl(url) }));
   const protocolVersion = Number(def.protocolVersion || 5);
   if (protocolVersion !== 4 && protocolVersion !== 5) {
     throw new Error(t('errors.bad-protocol', { value: String(def.protocolVersion) }));
@@ -86,14 +87,14 @@ export default function (RED: NodeAPI): void {
       let lastLogged = '';
       connection.on('ready', () => {
         lastLogged = '';
-        this.log(t('log.connected', { url: options.url }));
+        this.log(t('log.connected', { url: redactUrl(options.url) }));
       });
-      connection.on('offline', () => this.log(t('log.disconnected', { url: options.url })));
+      connection.on('offline', () => this.log(t('log.disconnected', { url: redactUrl(options.url) })));
       // A broker that stays away fails every reconnect: log each distinct reason once.
       connection.on('connectionError', (err: Error) => {
         if (err.message === lastLogged) return;
         lastLogged = err.message;
-        this.warn(t('log.connection-failed', { url: options.url, message: err.message }));
+        this.warn(t('log.connection-failed', { url: redactUrl(options.url), message: err.message }));
       });
       this.connection = connection;
     } catch (err) {

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import { RuntimeRegistry, parseContextSettings, type LeaseStatus } from '../lib/runtime';
 import type { LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
+import { redactUrl } from '../lib/redact';
 
 const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
@@ -92,7 +93,7 @@ export = function (RED: NodeAPI) {
       this.lease.on('status', (s: LeaseStatus) => {
         if (s.state === 'error') this.error(`${t('errors.load-failed')}: ${s.error?.message ?? ''}`);
         if (s.state === 'ready') {
-          this.log(t('log.ready', { model: def.model }));
+          this.log(t('log.ready', { model: redactUrl(def.model) }));
           this.lease?.runtime?.on('change', broadcastSoon);
         }
         broadcast();

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { LlamaModel } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
+import { redactUrl } from '../redact';
 import { LlmError, isLlmError } from './errors';
 import { getSharedLlama, type GpuChoice } from './llama';
 import type { RuntimeMetrics } from './metrics';
@@ -259,7 +260,7 @@ export class RuntimeRegistry {
       const runtime = entry.resolved;
       return {
         id: entry.id,
-        source: entry.source,
+        source: redactUrl(entry.source),
         model: { ...identity, gpu: runtime ? runtime.gpu : false, info: runtime?.modelInfo },
         settings: { ...entry.settings, queueLimit: runtime?.queueLimit ?? entry.settings.queueLimit },
         users: entry.users,
