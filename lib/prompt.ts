@@ -58,7 +58,7 @@ export function rejectReason(err: unknown): RejectReason | undefined {
 }
 
 export interface AttemptOptions extends GenerateOptions {
-  /** Extra tries after an invalid or truncated answer (each with another seed). */
+  /** Extra tries after an invalid or truncated answer (each with another seed), within one timeoutMs. */
   retries: number;
 }
 
@@ -74,10 +74,23 @@ export async function generateValidJson<T>(
   check?: (value: T) => string | undefined,
 ): Promise<JsonResult<T> & { attempts: number }> {
   let lastError: unknown;
+  // One deadline for the message, however many answers it takes.
+  const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : undefined;
   for (let attempt = 0; attempt <= options.retries; attempt++) {
+    const timeoutMs = deadline === undefined ? undefined : deadline - Date.now();
+    if (timeoutMs !== undefined && timeoutMs <= 0) {
+      throw new LlmError(
+        'timeout',
+        `The request's time ran out after ${attempt} answers that were not valid.`,
+        {
+          cause: lastError,
+        },
+      );
+    }
     try {
       const result = await runtime.generateJson<T>(messages, schema, {
         ...options,
+        timeoutMs,
         seed: (options.seed ?? 0) + attempt,
         temperature: attempt === 0 ? options.temperature : Math.max(options.temperature ?? 0, 0.4),
         affinity: options.affinity ?? prefixKey(messages),

@@ -98,12 +98,15 @@ export class SessionTurn {
   async finish(
     runtime: ModelRuntime,
     text: string,
-    answer: unknown,
+    result: JsonResult<unknown>,
     path: MissionState[],
     update: MissionUpdate,
   ): Promise<MissionState> {
-    await this.store.appendTurn(this.key, text, JSON.stringify(answer), {
-      snapshotFile: this.snapshot?.save,
+    // A snapshot the disk refused (perhaps half written) is never offered for loading.
+    const saved = result.snapshotSaved !== false;
+    if (!saved) await this.abandon();
+    await this.store.appendTurn(this.key, text, JSON.stringify(result.value), {
+      snapshotFile: saved ? this.snapshot?.save : undefined,
       modelSha256: runtime.modelSha256,
     });
     return this.store.advance(this.key, path, update).mission.state;
@@ -122,6 +125,8 @@ export class LlmNodeSupport {
   readonly config: LlmRuntimeNode | undefined;
   readonly sessions: KvSessionStoreNode | undefined;
   private lastResult: NodeStatus = {};
+  private readonly closing = new AbortController();
+  private readonly inFlight = new Set<Promise<unknown>>();
   private runtimeReady = false;
 
   constructor(
@@ -155,11 +160,40 @@ export class LlmNodeSupport {
   }
 
   /** The runtime, once loaded; a clear error if it is missing or failed. */
-  async runtime(): Promise<ModelRuntime> {
+  /**
+   * The runtime, once loaded; a clear error if it is missing or failed. A message does not wait
+   * longer than its timeout for a model that is still downloading or loading.
+   */
+  async runtime(timeoutMs: number | undefined): Promise<ModelRuntime> {
     if (!this.config) throw new Error(this.t('errors.no-runtime'));
     if (this.config.configError) throw new Error(this.config.configError);
-    if (!this.config.lease) throw new Error(this.t('errors.no-runtime'));
-    return this.config.lease.ready;
+    const lease = this.config.lease;
+    if (!lease) throw new Error(this.t('errors.no-runtime'));
+    if (lease.runtime) return lease.runtime;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = timeoutMs ?? lease.settings.defaultTimeoutMs;
+    try {
+      return await Promise.race([
+        lease.ready,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new LlmError('timeout', `The model was not loaded within ${Math.round(limit / 1000)} s.`),
+              ),
+            limit,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Counts a message's handling, so that closing can wait for it (see closeWith). */
+  track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
   }
 
   /** The session turn for a message that names one, when a session store is configured. */
@@ -172,7 +206,17 @@ export class LlmNodeSupport {
 
   modelName(): string {
     const lease = this.config?.lease;
-    return lease?.spec.source.split(/[\\/:]/).pop() ?? '';
+    return (
+      lease?.spec.source
+        .split(/[?#]/)[0]
+        .split(/[\\/:]/)
+        .pop() ?? ''
+    );
+  }
+
+  /** This node's timeout, else its runtime config node's (a shared context serves several). */
+  timeoutMs(settings: GenerationSettings): number | undefined {
+    return settings.timeoutMs ?? this.config?.lease?.settings.defaultTimeoutMs;
   }
 
   /**
@@ -183,8 +227,9 @@ export class LlmNodeSupport {
   options(settings: GenerationSettings, session: SessionTurn | undefined): AttemptOptions {
     return {
       ...settings,
-      timeoutMs: settings.timeoutMs ?? this.config?.lease?.settings.defaultTimeoutMs,
+      timeoutMs: this.timeoutMs(settings),
       ...session?.options(),
+      signal: this.closing.signal,
       owner: this.node.id,
       onText: this.progress(),
     };
@@ -240,6 +285,11 @@ export class LlmNodeSupport {
     /** How many answers were tried, reported for invalid and truncated ones. */
     attempts?: number,
   ): void {
+    if (this.closing.signal.aborted) {
+      // Stopped mid-request: the flow this message belonged to is gone.
+      done();
+      return;
+    }
     const reason = rejectReason(err);
     const message = (err as Error)?.message ?? String(err);
     if (reason) {
@@ -257,10 +307,18 @@ export class LlmNodeSupport {
   }
 
   /** Leaves the runtime's users when the node is stopped. */
+  /**
+   * On close (redeploy, shutdown) the node's queued and running requests are cancelled, so the
+   * shared runtime does not spend minutes on answers nobody will read, and their messages end
+   * without being sent on; closing waits for them (a few seconds at most).
+   */
   closeWith(): void {
     this.node.on('close', (_removed: boolean, done: () => void) => {
+      this.closing.abort(new LlmError('closed', 'The node was stopped (redeploy or shutdown).'));
       this.config?.deregister({ id: this.node.id, runtimeStatus: () => undefined });
-      done();
+      const settled = Promise.allSettled([...this.inFlight]);
+      const limit = new Promise((resolve) => setTimeout(resolve, 10_000).unref());
+      void Promise.race([settled, limit]).then(() => done());
     });
   }
 }

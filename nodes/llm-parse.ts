@@ -49,50 +49,52 @@ export = function (RED: NodeAPI) {
     const instruction = def.instruction?.trim() ? def.instruction : MISSION_INSTRUCTION;
 
     this.on('input', (msg: ParseMsg, send, done) => {
-      void (async () => {
-        if (configError || !settings || !schema) throw new Error(configError);
-        const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? '');
-        if (!text.trim()) throw new Error(support.t('errors.empty-input'));
-        let active = schema;
-        if (msg.schema !== undefined) {
-          if (!def.allowOverride) throw new Error(support.t('errors.override-refused'));
-          active = compileSchema(msg.schema);
-        }
-        const runtime = await support.runtime();
-        const system = systemPrompt(
-          renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),
-          active.schema,
-        );
-        const shots = active === schema ? examples : [];
-        const session = support.sessionTurn(msg, runtime);
-        const messages = session
-          ? session.messages(system, shots, text, runtime)
-          : buildMessages(system, shots, text);
-        try {
-          const result = await generateValidJson(
-            runtime,
-            messages,
-            active,
-            support.options(settings, session),
-          );
-          if (session) {
-            await session.finish(runtime, text, result.value, ['ReceiveCmd', 'Parse'], {
-              spec: result.value,
-            });
+      support.track(
+        (async () => {
+          if (configError || !settings || !schema) throw new Error(configError);
+          const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? '');
+          if (!text.trim()) throw new Error(support.t('errors.empty-input'));
+          let active = schema;
+          if (msg.schema !== undefined) {
+            if (!def.allowOverride) throw new Error(support.t('errors.override-refused'));
+            active = compileSchema(msg.schema);
           }
-          msg.payload = result.value;
-          support.answered(
-            msg,
-            result,
-            support.t('status.ok', { ms: Math.round(result.totalMs) }),
-            send,
-            done,
+          const runtime = await support.runtime(support.timeoutMs(settings));
+          const system = systemPrompt(
+            renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),
+            active.schema,
           );
-        } catch (err) {
-          await session?.abandon();
-          support.failed(msg, err, send, done, settings.retries + 1);
-        }
-      })().catch((err: unknown) => support.failed(msg, err, send, done));
+          const shots = active === schema ? examples : [];
+          const session = support.sessionTurn(msg, runtime);
+          const messages = session
+            ? session.messages(system, shots, text, runtime)
+            : buildMessages(system, shots, text);
+          try {
+            const result = await generateValidJson(
+              runtime,
+              messages,
+              active,
+              support.options(settings, session),
+            );
+            if (session) {
+              await session.finish(runtime, text, result, ['ReceiveCmd', 'Parse'], {
+                spec: result.value,
+              });
+            }
+            msg.payload = result.value;
+            support.answered(
+              msg,
+              result,
+              support.t('status.ok', { ms: Math.round(result.totalMs) }),
+              send,
+              done,
+            );
+          } catch (err) {
+            await session?.abandon();
+            support.failed(msg, err, send, done, settings.retries + 1);
+          }
+        })().catch((err: unknown) => support.failed(msg, err, send, done)),
+      );
     });
 
     support.closeWith();

@@ -256,6 +256,34 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     assert.equal(((await out).rejected as { reason: string }).reason, 'queue_full');
   });
 
+  it('cancels its requests when the node is stopped, and sends nothing on for them', async function () {
+    const long = {
+      type: 'object',
+      properties: { story: { type: 'string', maxLength: 6000 } },
+      required: ['story'],
+    };
+    await load([
+      runtime('rt1', stories, { sequences: '1', contextSize: '2048' }),
+      parse('p1', 'rt1', { schema: JSON.stringify(long), maxTokens: '1900' }),
+      parse('p2', 'rt1'),
+    ]);
+    const p1 = helper.getNode('p1') as Spied;
+    await until(() => p1.status.args.some(([s]) => String(s.text).endsWith('status.ready')), 20_000, 'ready');
+    const outputs: unknown[] = [];
+    for (const id of ['valid', 'rejected', 'caught'])
+      helper.getNode(id).on('input', (m: unknown) => outputs.push(m));
+    for (let i = 0; i < 3; i++) p1.receive({ payload: `Tell story ${i}` });
+    await new Promise((r) => setTimeout(r, 50));
+    const started = Date.now();
+    await (p1 as unknown as { close(removed: boolean): Promise<void> }).close(false);
+    assert.ok(Date.now() - started < 3_000, `closed in ${Date.now() - started} ms`);
+    assert.deepEqual(outputs, [], 'a stopped node sends nothing on');
+    // The shared runtime is free at once for the node that stays.
+    const out = next('valid');
+    (helper.getNode('p2') as Spied).receive({ payload: 'Zone A level 1' });
+    assert.ok(((await out).llm as { totalMs: number }).totalMs < 5_000);
+  });
+
   it('refuses an invalid schema at deploy with a red status and an error', async function () {
     await load([
       runtime('rt1', stories),

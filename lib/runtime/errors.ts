@@ -3,7 +3,16 @@
  * their "rejected" output, so they are part of the public contract.
  */
 export type LlmErrorCode =
-  'queue_full' | 'timeout' | 'cancelled' | 'truncated' | 'invalid' | 'closed' | 'model_load' | 'bad_request';
+  | 'queue_full'
+  | 'timeout'
+  | 'cancelled'
+  | 'truncated'
+  | 'invalid'
+  | 'closed'
+  | 'model_load'
+  | 'bad_request'
+  /** Something failed that is neither the answer's fault nor the caller's (a native error, a full disk). */
+  | 'internal';
 
 export class LlmError extends Error {
   readonly code: LlmErrorCode;

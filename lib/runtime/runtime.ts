@@ -124,6 +124,8 @@ export interface GenerationResult {
   text: string;
   /** Where the sequence's prefix came from: already in the sequence, a snapshot file, or evaluated. */
   prefix?: 'warm' | 'snapshot' | 'cold';
+  /** False when the requested KV snapshot could not be written (the answer stands). */
+  snapshotSaved?: false;
   tokensIn: number;
   tokensOut: number;
   queuedMs: number;
@@ -343,9 +345,14 @@ export class ModelRuntime extends EventEmitter {
               enqueuedAt,
               grammar,
             );
-            if (options.snapshot?.save)
-              await this.slots[slot].sequence.saveStateToFile(options.snapshot.save);
-            return { ...result, prefix };
+            // A snapshot only saves a later re-read: a disk that refuses it must not cost this answer.
+            const saved = options.snapshot?.save
+              ? await this.slots[slot].sequence.saveStateToFile(options.snapshot.save).then(
+                  () => true,
+                  () => false,
+                )
+              : undefined;
+            return { ...result, prefix, ...(saved === false ? { snapshotSaved: false as const } : {}) };
           } finally {
             signal.removeEventListener('abort', abort);
             this.running.delete(controller);
@@ -467,9 +474,10 @@ export class ModelRuntime extends EventEmitter {
   }
 
   private failed(err: unknown): LlmError {
+    // Not the answer's fault, so not worth a retry: it goes to the caller (a Catch node) as is.
     const error = isLlmError(err)
       ? err
-      : new LlmError('invalid', `Generation failed: ${(err as Error)?.message ?? String(err)}`, {
+      : new LlmError('internal', `Generation failed: ${(err as Error)?.message ?? String(err)}`, {
           cause: err,
         });
     if (!(error as { counted?: boolean }).counted) {

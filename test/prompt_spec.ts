@@ -1,0 +1,57 @@
+import * as assert from 'node:assert/strict';
+import * as sinon from 'sinon';
+import { buildMessages, generateValidJson } from '../lib/prompt';
+import { RuntimeRegistry, compileSchema, loadNodeLlamaCpp, type LlmError } from '../lib/runtime';
+import { testModel, testModelsDir } from './support/models';
+
+describe('answers that must validate (real model)', function () {
+  this.timeout(60_000);
+  const sandbox = sinon.createSandbox();
+  let registry: RuntimeRegistry;
+  beforeEach(() => (registry = new RuntimeRegistry({ modelsDir: testModelsDir(), gpu: false })));
+  afterEach(async () => {
+    sandbox.restore();
+    await registry.close();
+  });
+
+  const schema = compileSchema({
+    type: 'object',
+    properties: { zone: { type: 'string', maxLength: 8 } },
+    required: ['zone'],
+  });
+
+  it('keeps one deadline for a message across all its retries', async function () {
+    const runtime = await registry.acquire({ source: await testModel('stories') }).ready;
+    const started = Date.now();
+    let answers = 0;
+    await assert.rejects(
+      generateValidJson(
+        runtime,
+        buildMessages('Name a zone.', [], 'which zone?'),
+        schema,
+        { retries: 1000, timeoutMs: 400, maxTokens: 24 },
+        () => {
+          answers++;
+          return 'never good enough';
+        },
+      ),
+      (e: LlmError) => e.code === 'timeout',
+    );
+    const elapsed = Date.now() - started;
+    assert.ok(answers >= 1 && answers < 1000, `${answers} answers`);
+    assert.ok(elapsed < 2_000, `gave up after ${elapsed} ms, not after 1000 answers`);
+  });
+
+  it('keeps the answer when the KV snapshot cannot be written, and says so', async function () {
+    const runtime = await registry.acquire({ source: await testModel('stories') }).ready;
+    const { LlamaContextSequence } = await loadNodeLlamaCpp();
+    sandbox
+      .stub(LlamaContextSequence.prototype, 'saveStateToFile')
+      .rejects(new Error('ENOSPC: no space left'));
+    const result = await runtime.generateJson(buildMessages('Name a zone.', [], 'which zone?'), schema, {
+      snapshot: { save: '/nonexistent/kv' },
+    });
+    assert.equal(typeof (result.value as { zone: string }).zone, 'string');
+    assert.equal(result.snapshotSaved, false);
+  });
+});
