@@ -47,7 +47,7 @@ export async function resolveModelSource(source: string, options: ResolveOptions
           options.onDownloadProgress?.(totalSize > 0 ? downloadedSize / totalSize : 0),
       });
     } catch (err) {
-      throw new LlmError('model_load', `Could not get model ${spec}: ${(err as Error).message}`, {
+      throw new LlmError('model_load', `Could not get model ${redactUrl(spec)}: ${(err as Error).message}`, {
         cause: err,
       });
     }
