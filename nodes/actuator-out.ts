@@ -85,7 +85,8 @@ export default function (RED: NodeAPI): void {
       retries,
       deadlineMs: Math.round(number(def.deadline, 60, 'deadline', 0.01) * 1000),
       outboxSize,
-      dir: def.outboxDir?.trim() || path.join(userDir, 'edge-llm', 'actuator-out', node.id),
+      // A relative folder is under the user directory, like the guardrail's policy file and audit log.
+      dir: path.resolve(userDir, def.outboxDir?.trim() || path.join('edge-llm', 'actuator-out', node.id)),
     };
   }
 
