@@ -142,6 +142,8 @@ export interface JsonResult<T = unknown> extends GenerationResult {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the schema is the user's, known only at run time
 type JsonGrammar = LlamaJsonSchemaGrammar<any>;
 
+const GRAMMAR_CACHE = 32;
+
 interface Slot {
   sequence: LlamaContextSequence;
   completion: LlamaCompletion;
@@ -300,9 +302,17 @@ export class ModelRuntime extends EventEmitter {
     return { ...result, value: value as T, schemaHash: compiled.hash };
   }
 
+  /**
+   * Grammars by schema, the most recently used last: schemas from msg.schema can be endless, so
+   * only the newest GRAMMAR_CACHE are kept (a dropped grammar is freed by the garbage collector).
+   */
   private grammarFor(compiled: CompiledSchema): Promise<JsonGrammar> {
     let grammar = this.grammars.get(compiled.hash);
-    if (!grammar) {
+    if (grammar) {
+      this.grammars.delete(compiled.hash);
+      this.grammars.set(compiled.hash, grammar);
+    } else {
+      if (this.grammars.size >= GRAMMAR_CACHE) this.grammars.delete(this.grammars.keys().next().value!);
       grammar = this.model.llama
         .createGrammarForJsonSchema(compiled.grammarSchema as never)
         .then((g) => g as JsonGrammar)
