@@ -69,6 +69,8 @@ export class RuntimeLease extends EventEmitter {
   /** Set when this lease counts as a user of a runtime entry. */
   entryId: string | undefined;
   released = false;
+  /** Stops this lease's model download when it is released (a redeploy mid-download). */
+  readonly cancel = new AbortController();
   readonly ready: Promise<ModelRuntime>;
   private settle!: { resolve: (r: ModelRuntime) => void; reject: (e: LlmError) => void };
 
@@ -104,6 +106,7 @@ export class RuntimeLease extends EventEmitter {
 
   release(): Promise<void> {
     if (this.released) return Promise.resolve();
+    this.cancel.abort();
     this.update({ state: 'closed', progress: 0 });
     this.released = true;
     this.removeAllListeners();
@@ -150,6 +153,7 @@ export class RuntimeRegistry {
   private async attach(lease: RuntimeLease): Promise<void> {
     const file = await resolveModelSource(lease.spec.source, {
       modelsDir: this.options.modelsDir,
+      signal: lease.cancel.signal,
       onDownloadProgress: (progress) => lease.update({ state: 'downloading', progress }),
     });
     const identity = await this.identities.identify(file);
