@@ -10,6 +10,7 @@ import { TestBroker } from './support/broker';
 import { REPO_ROOT, testModel, testModelsDir } from './support/models';
 import { NodeRedProcess } from './support/node-red-process';
 import { demoCredentials, forDemo, randomDemoKeys } from '../examples/demo/flows';
+import { Simulators } from '../examples/demo/simulators';
 
 const MODULE = 'node-red-contrib-edge-llm';
 const PKG = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
@@ -70,12 +71,131 @@ const EXAMPLES = existsSync(path.join(REPO_ROOT, 'examples'))
       .sort()
   : [];
 
+/** What runs after an example is deployed, by file name. */
+const EXAMPLE_RUNS: Record<string, (c: Ctx) => Promise<void>> = {
+  '02 - Inspection robot mission.json': runRobotMission,
+};
+
 /**
- * What runs after an example is deployed, by file name: the place for the robot mission to run to
- * Complete and for the debug sidebar to show the plan and the acks once the demo's simulators can
- * be started from a test.
+ * How long the robot mission may take from the click to Complete: at the demo's pace (a simulated
+ * minute a second) the 30-minute battery budget caps the robot's work near 30 s, and the model plans
+ * again at most a few times, a few seconds each. Runs here take about 20 s.
  */
-const EXAMPLE_RUNS: Record<string, (c: Ctx) => Promise<void>> = {};
+const MISSION_MS = 90_000;
+
+/** Polls `probe` until it returns something, or fails with what it last saw. */
+async function eventually<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The id the editor gave the node of this type and name in the imported example. */
+async function nodeNamed(c: Ctx, type: string, name: string): Promise<string> {
+  const found = (await c.editor.flowNodes()).filter((n) => n.type === type && n.name === name);
+  assert.equal(found.length, 1, `one ${type} "${name}" in the imported example`);
+  return found[0].id;
+}
+
+/**
+ * Example 02 as a person runs it with `npm start`: the demo's simulated robot on the broker, a
+ * click on "Start the inspection mission", then the debug sidebar while the mission runs to
+ * Complete. The story model's plans mean nothing; the flow's own logic (guardrail, Monitor,
+ * replanning limits) still brings every mission to an end, and the robot does what was signed.
+ */
+async function runRobotMission(c: Ctx): Promise<void> {
+  const { editor, red } = c;
+  // as examples/demo/start.ts starts them, on the broker the example was pointed at
+  c.simulatorLog = [];
+  c.simulators = await Simulators.start({
+    url: c.broker.url,
+    autoFaultEveryMs: 120_000,
+    log: (line) => c.simulatorLog.push(line),
+  });
+  const telemetry = await nodeNamed(c, 'function', 'Zone temperatures → flow context');
+  const start = await nodeNamed(c, 'inject', 'Start the inspection mission');
+  const plans = await nodeNamed(c, 'debug', 'Plan from the model');
+  const acks = await nodeNamed(c, 'debug', 'Robot acks');
+  const report = await nodeNamed(c, 'debug', 'Mission report');
+  const errors = await nodeNamed(c, 'debug', 'Errors');
+
+  // A person starts the mission once the robot shows up on the canvas: its telemetry is in.
+  await eventually('the robot telemetry on the canvas', 20_000, async () =>
+    /robot in dock/.test(await editor.nodeStatus(telemetry)) ? true : undefined,
+  );
+  const sidebar = await editor.openDebugSidebar();
+  const note = await editor.clickInjectButton(start);
+  assert.match(note, /Successfully injected/, note);
+  await editor.dismissNotifications();
+
+  const mission = await eventually('the mission ended', MISSION_MS, async () => {
+    const m = (await (await red.get('/robot/mission')).json()) as {
+      state: string;
+      steps: Array<{ id: string; action: string; status: string; note?: string }>;
+    };
+    return ['Complete', 'Failed', 'Aborted'].includes(m.state) ? m : undefined;
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}\nsimulators:\n${c.simulatorLog.join('\n')}`);
+  });
+  assert.equal(mission.state, 'Complete', JSON.stringify(mission));
+  const sessions = (await (await red.get('/edge-llm/sessions')).json()) as Array<{
+    sessions: Array<{ key: string; state: string }>;
+  }>;
+  assert.equal(sessions.flatMap((s) => s.sessions).find((s) => s.key === 'robot-1')?.state, 'Complete');
+
+  // What the debug sidebar shows, read from the page: the report comes last, after every ack.
+  const done = mission.steps.filter((s) => s.status === 'done').length;
+  await eventually('the mission report in the debug sidebar', 10_000, async () =>
+    (await editor.debugMessages(report)).length > 0 ? true : undefined,
+  );
+  const shown = {
+    plans: await editor.debugMessages(plans),
+    acks: await editor.debugMessages(acks),
+    report: await editor.debugMessages(report),
+    errors: await editor.debugMessages(errors),
+  };
+  const seen = JSON.stringify(shown, null, 1);
+  assert.ok(shown.plans.length >= 1, `a plan in the debug sidebar: ${seen}`);
+  for (const m of shown.plans) {
+    assert.match(m.meta, /Plan from the model/, seen);
+    assert.match(m.summary, /steps: array\[\d+\]/, `the plan's payload has its steps: ${seen}`);
+  }
+  assert.equal(shown.acks.length, done, `one ack in the debug sidebar per step done: ${seen}`);
+  assert.equal(shown.acks.length, c.simulators.robot.executed.length, 'one ack per command the robot ran');
+  for (const m of shown.acks) {
+    assert.match(m.meta, /Robot acks/, seen);
+    assert.match(m.summary, /idempotencyKey: ".+".*ok: true/, `the robot's ack: ${seen}`);
+  }
+  assert.equal(shown.report.length, 1, seen);
+  assert.match(shown.report[0].summary, /state: "Complete"/, seen);
+  assert.deepEqual(shown.errors, [], 'nothing reached the Catch node');
+
+  // the first plan unfolded, as a person reads what the model proposed
+  await editor.widenSidebar(250);
+  const plan = await editor.unfoldDebugMessage(
+    sidebar.locator(`.red-ui-debug-msg-node-${plans}`).first(),
+    'steps',
+  );
+  const steps = Number(/steps: array\[(\d+)\]/.exec(shown.plans[0].summary)?.[1]);
+  const actions = plan.match(/action: "(move_to|read_sensor|capture_image|set_valve|report)"/g) ?? [];
+  assert.equal(actions.length, steps, `each step of the first plan names a catalogue action: ${plan}`);
+  await editor.screenshot('example-02-complete-canvas');
+  await editor.screenshot('example-02-complete-debug-sidebar', sidebar);
+  // and the report at the end of the list
+  const last = sidebar.locator(`.red-ui-debug-msg-node-${report}`).last();
+  await last.scrollIntoViewIfNeeded();
+  await editor.unfoldDebugMessage(last, 'steps');
+  await editor.screenshot('example-02-complete-debug-sidebar-report', sidebar);
+}
 
 /**
  * An example as imported asks its user for a model, a broker and keys (its comment node says so):
@@ -99,6 +219,9 @@ interface Ctx {
   red: NodeRedProcess;
   broker: TestBroker;
   model: string;
+  /** The demo's simulated line and robot, while an example runs on them. */
+  simulators?: Simulators;
+  simulatorLog: string[];
 }
 
 const SIGNING_KEY = 'editor-test-signing-key-0123456789abcdef';
@@ -262,6 +385,7 @@ describe('the editor in a real browser (Chromium)', function () {
     this.timeout(30_000);
     await ctx.editor?.close();
     await ctx.red?.stop();
+    await ctx.simulators?.stop();
     await ctx.broker?.stop();
   });
 
@@ -406,7 +530,9 @@ describe('the editor in a real browser (Chromium)', function () {
     }
     for (const file of EXAMPLES) {
       const title = file.replace(/\.json$/, '');
-      it(`imports "${title}" through Import → Examples and deploys it`, async function () {
+      const runs = EXAMPLE_RUNS[file] ? ', then runs it from the canvas' : '';
+      it(`imports "${title}" through Import → Examples and deploys it${runs}`, async function () {
+        if (runs) this.timeout(MISSION_MS + 90_000);
         const { editor, red } = ctx;
         await deployFlows(red.url, []);
         await editor.reload();

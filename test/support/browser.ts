@@ -346,17 +346,115 @@ export class Editor {
     return (await note.innerText()).trim();
   }
 
-  /** Closes every open notification (they stack up over the canvas). */
+  /**
+   * Closes every open notification (they stack up over the canvas) through its own `close`, as a
+   * click on it does: one only taken out of the page would still be closed by its timer later,
+   * which then throws in the editor.
+   */
   async dismissNotifications(): Promise<void> {
     await this.page.evaluate(() =>
-      document.querySelectorAll('.red-ui-notification').forEach((n) => n.remove()),
+      document.querySelectorAll<HTMLElement & { close?: () => void }>('.red-ui-notification').forEach((n) => {
+        n.dataset.dismissed = 'yes';
+        if (n.close) n.close();
+        else n.remove();
+      }),
     );
+    // they slide away; one that comes meanwhile stays
+    await this.page.waitForFunction(() => !document.querySelector('.red-ui-notification[data-dismissed]'));
   }
 
-  async screenshot(name: string): Promise<string> {
+  /** The whole window, or only `of` (the debug sidebar, a dialog). */
+  async screenshot(name: string, of?: Locator): Promise<string> {
     await mkdir(ARTIFACTS, { recursive: true });
     const file = path.join(ARTIFACTS, `${name.replace(/[^\w.-]+/g, '_')}.png`);
-    await this.page.screenshot({ path: file });
+    await (of ?? this.page).screenshot({ path: file });
     return file;
+  }
+
+  /** Clicks the button on the left of an inject node and returns the notification it shows. */
+  async clickInjectButton(id: string): Promise<string> {
+    const before = await this.page.locator('.red-ui-notification').count();
+    await this.canvasNode(id).locator('.red-ui-flow-node-button-button').click();
+    const note = this.page.locator('.red-ui-notification').nth(before);
+    await note.waitFor({ state: 'visible' });
+    return (await note.innerText()).trim();
+  }
+
+  /** The status text drawn under a node on the canvas ('' when it shows none). */
+  async nodeStatus(id: string): Promise<string> {
+    const label = this.canvasNode(id).locator('.red-ui-flow-node-status-label');
+    return (await label.count()) > 0 ? ((await label.textContent()) ?? '') : '';
+  }
+
+  /**
+   * Opens the debug sidebar by clicking its tab, as a person does, and returns the sidebar. Node-RED
+   * 4 shows the tab in the sidebar's tab row, or as an icon where the row is too narrow; Node-RED 5
+   * has a tab bar under the canvas whose buttons toggle their tab, and shows debug from the start.
+   */
+  async openDebugSidebar(): Promise<Locator> {
+    const list = this.page.locator('#red-ui-sidebar .red-ui-debug-content-list');
+    if (!(await list.isVisible())) {
+      const tab = this.page.locator(
+        [
+          '#red-ui-tab-debug-link-button:visible',
+          '#red-ui-tab-debug > a:visible',
+          '.red-ui-sidebar-tab-bar button[data-tab-id="debug"]:visible',
+        ].join(', '),
+      );
+      await tab.first().click();
+      await list.waitFor({ state: 'visible' });
+    }
+    return this.page.locator('#red-ui-sidebar');
+  }
+
+  /** Drags the bar between the canvas and the sidebar to the left, making the sidebar wider. */
+  async widenSidebar(by: number): Promise<void> {
+    const bar = await this.page.locator('#red-ui-sidebar-separator').boundingBox();
+    if (!bar) throw new Error('no sidebar separator');
+    const [x, y] = [bar.x + bar.width / 2, bar.y + bar.height / 2];
+    await this.page.mouse.move(x, y);
+    await this.page.mouse.down();
+    await this.page.mouse.move(x - by, y, { steps: 10 });
+    await this.page.mouse.up();
+    await this.page.waitForTimeout(300);
+  }
+
+  /**
+   * Opens a value in a debug message by clicking its rows, as a person unfolds it: the message
+   * itself, then the property `key`, then each entry of it. Returns the text the message then shows.
+   */
+  async unfoldDebugMessage(message: Locator, key: string): Promise<string> {
+    await message.locator('.red-ui-debug-msg-object-header').first().click();
+    // the key of a row, not a key in the one-line summary of a value
+    const row = (k: RegExp) =>
+      message.locator('.red-ui-debug-msg-row > .red-ui-debug-msg-object-key', { hasText: k });
+    await row(new RegExp(`^${key}$`))
+      .first()
+      .click();
+    // entries of an object or array are built when it opens: these are the ones of `key`
+    const entries = row(/^\d+$/);
+    for (let i = 0, n = await entries.count(); i < n; i++) await entries.nth(i).click();
+    // its first line at the top of the list, as a person scrolls to read it
+    await message.evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await this.page.waitForTimeout(200);
+    return message.innerText();
+  }
+
+  /**
+   * The messages of one debug node as the debug sidebar shows them: the node name and property
+   * line, and the one-line summary of the value (`{ steps: array[4], … }`).
+   */
+  debugMessages(debugNodeId: string): Promise<Array<{ meta: string; summary: string }>> {
+    return this.page.evaluate((id) => {
+      const cls = `.red-ui-debug-msg.red-ui-debug-msg-node-${id.replace(/\./g, '_')}`;
+      return [...document.querySelectorAll<HTMLElement>(`#red-ui-sidebar ${cls}`)].map((el) => ({
+        meta: (el.querySelector('.red-ui-debug-msg-meta') as HTMLElement | null)?.innerText ?? '',
+        summary:
+          (el.querySelector('.red-ui-debug-msg-payload') as HTMLElement | null)?.innerText.replace(
+            /\s+/g,
+            ' ',
+          ) ?? '',
+      }));
+    }, debugNodeId);
   }
 }
