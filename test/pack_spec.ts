@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Editor, QUIET_EDITOR_SETTINGS } from './support/browser';
-import { InstalledNodeRed } from './support/installed-node-red';
+import { NodeRedProcess } from './support/node-red-process';
 import { REPO_ROOT } from './support/models';
 
 const run = promisify(execFile);
@@ -26,7 +26,7 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
   let tarball: string;
   let files: string[];
   let pkg: { version: string; 'node-red': { nodes: Record<string, string> } };
-  let red: InstalledNodeRed | undefined;
+  let red: NodeRedProcess | undefined;
 
   before(async function () {
     this.timeout(600_000);
@@ -47,7 +47,7 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
       JSON.stringify({ name: 'node-red-project', private: true }),
     );
     await run('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: userDir, maxBuffer: 64 << 20 });
-    red = await InstalledNodeRed.start(userDir, QUIET_EDITOR_SETTINGS);
+    red = await NodeRedProcess.startInstalled(userDir, QUIET_EDITOR_SETTINGS);
   });
 
   after(async function () {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -25,31 +25,59 @@ export class NodeRedProcess {
   private constructor(
     readonly userDir: string,
     readonly port: number,
+    /** Made for this run (and removed by stop), or one the test prepared itself. */
+    private readonly ownsUserDir: boolean,
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
+  /** In a fresh user directory with this checkout linked in, as `npm install` from a folder would. */
   static async start(
     options: Omit<UserDirOptions, 'port'> = {},
     env: NodeJS.ProcessEnv = {},
   ): Promise<NodeRedProcess> {
     const userDir = await mkdtemp(path.join(tmpdir(), 'edge-llm-nr-'));
-    const red = new NodeRedProcess(userDir, await freePort());
+    const red = new NodeRedProcess(userDir, await freePort(), true);
     const settings = await prepareUserDir(userDir, { ...options, port: red.port });
-    red.child = spawn(process.execPath, [nodeRedLauncher(), '--userDir', userDir, '--settings', settings], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    red.child.stdout?.on('data', (c: Buffer) => (red.output += c.toString()));
-    red.child.stderr?.on('data', (c: Buffer) => (red.output += c.toString()));
+    await red.launch(settings, env);
+    return red;
+  }
+
+  /**
+   * On a user directory whose node_modules an `npm install` filled: nothing is linked from this
+   * checkout, so it loads exactly what was installed.
+   */
+  static async startInstalled(
+    userDir: string,
+    settings: Record<string, unknown> = {},
+  ): Promise<NodeRedProcess> {
+    const red = new NodeRedProcess(userDir, await freePort(), false);
+    const file = path.join(userDir, 'settings.js');
+    const all = { uiHost: '127.0.0.1', uiPort: red.port, flowFile: 'flows.json', ...settings };
+    await writeFile(file, `module.exports = ${JSON.stringify(all, null, 2)};\n`);
+    await red.launch(file, {});
+    return red;
+  }
+
+  private async launch(settingsFile: string, env: NodeJS.ProcessEnv): Promise<void> {
+    const child = spawn(
+      process.execPath,
+      [nodeRedLauncher(), '--userDir', this.userDir, '--settings', settingsFile],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, ...env },
+      },
+    );
+    this.child = child;
+    child.stdout?.on('data', (c: Buffer) => (this.output += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (this.output += c.toString()));
     const end = Date.now() + 60_000;
-    while (!red.output.includes('Server now running')) {
-      if (red.child.exitCode !== null || Date.now() > end) {
-        throw new Error(`Node-RED did not start:\n${red.output}`);
+    while (!this.output.includes('Server now running')) {
+      if (child.exitCode !== null || Date.now() > end) {
+        throw new Error(`Node-RED did not start:\n${this.output}`);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    return red;
   }
 
   get(route: string, accept = 'application/json'): Promise<Response> {
@@ -65,6 +93,6 @@ export class NodeRedProcess {
       await exited;
       clearTimeout(timer);
     }
-    await rm(this.userDir, { recursive: true, force: true });
+    if (this.ownsUserDir) await rm(this.userDir, { recursive: true, force: true });
   }
 }
