@@ -1,5 +1,11 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { rejectReason, type AttemptOptions, type Example } from '../lib/prompt';
+import {
+  buildMessages,
+  generateValidJson,
+  rejectReason,
+  type AttemptOptions,
+  type Example,
+} from '../lib/prompt';
 import {
   messagesFor,
   type MissionState,
@@ -9,6 +15,7 @@ import {
 } from '../lib/session';
 import {
   LlmError,
+  type CompiledSchema,
   type ChatMessage,
   type GenerateOptions,
   type JsonResult,
@@ -18,6 +25,9 @@ import {
 } from '../lib/runtime';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
 import type { LlmRuntimeNode } from './types';
+
+type Send = (msg: Array<NodeMessage | null>) => void;
+type Done = (err?: Error) => void;
 
 /** The settings llm-parse and llm-plan share, as stored by their edit dialogs. */
 export interface GenerationDef {
@@ -191,7 +201,7 @@ export class LlmNodeSupport {
   }
 
   /** Counts a message's handling, so that closing can wait for it (see closeWith). */
-  track(work: Promise<unknown>): void {
+  private track(work: Promise<unknown>): void {
     this.inFlight.add(work);
     void work.finally(() => this.inFlight.delete(work));
   }
@@ -246,6 +256,65 @@ export class LlmNodeSupport {
       last = now;
       this.node.status({ fill: 'blue', shape: 'ring', text: this.t('status.generating', { chars }) });
     };
+  }
+
+  /**
+   * The node's input handler: `handle` does the work and ends the message; anything it throws
+   * ends the message through failed(). Closing the node waits for handlers still running.
+   */
+  onInput<M extends NodeMessageInFlow>(handle: (msg: M, send: Send, done: Done) => Promise<void>): void {
+    this.node.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
+      this.track(handle(msg as M, send, done).catch((err: unknown) => this.failed(msg, err, send, done)));
+    });
+  }
+
+  /**
+   * Asks the model for JSON on behalf of one message and ends the message: the session's history
+   * and sequence when the message names one, retries within one deadline, then the answer on the
+   * first output (with the mission advanced) or the reason on the second.
+   */
+  async ask<T>(
+    msg: NodeMessageInFlow & { llm?: unknown },
+    send: Send,
+    done: Done,
+    request: {
+      settings: GenerationSettings;
+      runtime: ModelRuntime;
+      system: string;
+      examples: Example[];
+      text: string;
+      schema: CompiledSchema;
+      check?: (value: T) => string | undefined;
+      /** What a valid answer becomes: msg.payload, the mission's next states and data, the status text. */
+      deliver: (result: JsonResult<T>) => {
+        payload: unknown;
+        path: MissionState[];
+        update: MissionUpdate;
+        status: string;
+      };
+    },
+  ): Promise<void> {
+    const { runtime, settings, system, examples, text } = request;
+    const session = this.sessionTurn(msg, runtime);
+    const messages = session
+      ? session.messages(system, examples, text, runtime)
+      : buildMessages(system, examples, text);
+    try {
+      const result = await generateValidJson<T>(
+        runtime,
+        messages,
+        request.schema,
+        this.options(settings, session),
+        request.check,
+      );
+      const answer = request.deliver(result);
+      msg.payload = answer.payload;
+      if (session) await session.finish(runtime, text, result, answer.path, answer.update);
+      this.answered(msg, result, answer.status, send, done);
+    } catch (err) {
+      await session?.abandon();
+      this.failed(msg, err, send, done, settings.retries + 1);
+    }
   }
 
   /** A valid answer: its metadata on `msg.llm`, a green status, the message on the first output. */

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/parse';
-import { buildMessages, generateValidJson, renderTemplate, type Example } from '../lib/prompt';
+import { renderTemplate, type Example } from '../lib/prompt';
 import { compileSchema, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
@@ -48,53 +48,33 @@ export = function (RED: NodeAPI) {
     }
     const instruction = def.instruction?.trim() ? def.instruction : MISSION_INSTRUCTION;
 
-    this.on('input', (msg: ParseMsg, send, done) => {
-      support.track(
-        (async () => {
-          if (configError || !settings || !schema) throw new Error(configError);
-          const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? '');
-          if (!text.trim()) throw new Error(support.t('errors.empty-input'));
-          let active = schema;
-          if (msg.schema !== undefined) {
-            if (!def.allowOverride) throw new Error(support.t('errors.override-refused'));
-            active = compileSchema(msg.schema);
-          }
-          const runtime = await support.runtime(support.timeoutMs(settings));
-          const system = systemPrompt(
-            renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),
-            active.schema,
-          );
-          const shots = active === schema ? examples : [];
-          const session = support.sessionTurn(msg, runtime);
-          const messages = session
-            ? session.messages(system, shots, text, runtime)
-            : buildMessages(system, shots, text);
-          try {
-            const result = await generateValidJson(
-              runtime,
-              messages,
-              active,
-              support.options(settings, session),
-            );
-            if (session) {
-              await session.finish(runtime, text, result, ['ReceiveCmd', 'Parse'], {
-                spec: result.value,
-              });
-            }
-            msg.payload = result.value;
-            support.answered(
-              msg,
-              result,
-              support.t('status.ok', { ms: Math.round(result.totalMs) }),
-              send,
-              done,
-            );
-          } catch (err) {
-            await session?.abandon();
-            support.failed(msg, err, send, done, settings.retries + 1);
-          }
-        })().catch((err: unknown) => support.failed(msg, err, send, done)),
-      );
+    support.onInput<ParseMsg>(async (msg, send, done) => {
+      if (configError || !settings || !schema) throw new Error(configError);
+      const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? '');
+      if (!text.trim()) throw new Error(support.t('errors.empty-input'));
+      let active = schema;
+      if (msg.schema !== undefined) {
+        if (!def.allowOverride) throw new Error(support.t('errors.override-refused'));
+        active = compileSchema(msg.schema);
+      }
+      const runtime = await support.runtime(support.timeoutMs(settings));
+      await support.ask(msg, send, done, {
+        settings,
+        runtime,
+        system: systemPrompt(
+          renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),
+          active.schema,
+        ),
+        examples: active === schema ? examples : [],
+        text,
+        schema: active,
+        deliver: (result) => ({
+          payload: result.value,
+          path: ['ReceiveCmd', 'Parse'],
+          update: { spec: result.value },
+          status: support.t('status.ok', { ms: Math.round(result.totalMs) }),
+        }),
+      });
     });
 
     support.closeWith();

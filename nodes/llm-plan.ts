@@ -13,7 +13,7 @@ import {
   type CompiledCatalogue,
   type PlanRequest,
 } from '../lib/plan';
-import { buildMessages, generateValidJson, renderTemplate } from '../lib/prompt';
+import { renderTemplate } from '../lib/prompt';
 import { compileSchema, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
@@ -64,63 +64,51 @@ export = function (RED: NodeAPI) {
     }
     const instruction = def.instruction?.trim() ? def.instruction : PLAN_INSTRUCTION;
 
-    this.on('input', (msg: PlanMsg, send, done) => {
-      support.track(
-        (async () => {
-          if (configError || !settings || !catalogue || !schema) throw new Error(configError);
-          if (msg.payload === undefined || msg.payload === null || msg.payload === '') {
-            throw new Error(support.t('errors.no-mission'));
-          }
-          // A plan sent back (with msg.feedback) is a replan of its own mission.
-          const previous = msg.plan ?? (isPlan(msg.payload) ? msg.payload : undefined);
-          const request: PlanRequest = {
-            mission: isPlan(msg.payload) ? msg.payload.mission : msg.payload,
-            constraints: msg.constraints,
-            state: msg.state,
-            previous,
-            feedback: msg.feedback,
+    support.onInput<PlanMsg>(async (msg, send, done) => {
+      if (configError || !settings || !catalogue || !schema) throw new Error(configError);
+      if (msg.payload === undefined || msg.payload === null || msg.payload === '') {
+        throw new Error(support.t('errors.no-mission'));
+      }
+      // A plan sent back (with msg.feedback) is a replan of its own mission.
+      const previous = msg.plan ?? (isPlan(msg.payload) ? msg.payload : undefined);
+      const request: PlanRequest = {
+        mission: isPlan(msg.payload) ? msg.payload.mission : msg.payload,
+        constraints: msg.constraints,
+        state: msg.state,
+        previous,
+        feedback: msg.feedback,
+      };
+      const kept = completedSteps(request);
+      // Kept steps come from the message, not the model: they too must be catalogue actions.
+      const keptProblem = checkSteps(catalogue, kept);
+      if (keptProblem) throw new Error(`${support.t('errors.bad-previous-plan')}: ${keptProblem}`);
+      const runtime = await support.runtime(support.timeoutMs(settings));
+      const cat = catalogue;
+      await support.ask<GeneratedPlan>(msg, send, done, {
+        settings,
+        runtime,
+        system: [
+          renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)).trim(),
+          `Actions:\n${describeCatalogue(cat)}`,
+          `The answer is one JSON object: {"steps": [{"action", "params", "reason"}, ...]}.`,
+        ].join('\n\n'),
+        examples: [],
+        text: planInput(request, kept),
+        schema,
+        check: (value) => checkSteps(cat, value.steps),
+        deliver: (result) => {
+          const plan = assemblePlan(request.mission, kept, result.value.steps, cat.hash, previous);
+          return {
+            payload: plan,
+            path: ['Execute'],
+            update: { plan, step: 0 },
+            status: support.t('status.ok', {
+              steps: result.value.steps.length,
+              ms: Math.round(result.totalMs),
+            }),
           };
-          const kept = completedSteps(request);
-          // Kept steps come from the message, not the model: they too must be catalogue actions.
-          const keptProblem = checkSteps(catalogue, kept);
-          if (keptProblem) throw new Error(`${support.t('errors.bad-previous-plan')}: ${keptProblem}`);
-          const runtime = await support.runtime(support.timeoutMs(settings));
-          const system = [
-            renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)).trim(),
-            `Actions:\n${describeCatalogue(catalogue)}`,
-            `The answer is one JSON object: {"steps": [{"action", "params", "reason"}, ...]}.`,
-          ].join('\n\n');
-          const input = planInput(request, kept);
-          const session = support.sessionTurn(msg, runtime);
-          const messages = session
-            ? session.messages(system, [], input, runtime)
-            : buildMessages(system, [], input);
-          const cat = catalogue;
-          try {
-            const result = await generateValidJson<GeneratedPlan>(
-              runtime,
-              messages,
-              schema,
-              support.options(settings, session),
-              (value) => checkSteps(cat, value.steps),
-            );
-            msg.payload = assemblePlan(request.mission, kept, result.value.steps, cat.hash, previous);
-            if (session) {
-              await session.finish(runtime, input, result, ['Execute'], { plan: msg.payload, step: 0 });
-            }
-            support.answered(
-              msg,
-              result,
-              support.t('status.ok', { steps: result.value.steps.length, ms: Math.round(result.totalMs) }),
-              send,
-              done,
-            );
-          } catch (err) {
-            await session?.abandon();
-            support.failed(msg, err, send, done, settings.retries + 1);
-          }
-        })().catch((err: unknown) => support.failed(msg, err, send, done)),
-      );
+        },
+      });
     });
 
     support.closeWith();
