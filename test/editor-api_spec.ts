@@ -18,14 +18,7 @@ describe('the package in a real Node-RED (editor HTTP API)', function () {
   after(() => red?.stop());
 
   it('loads every node set of the package without errors', async function () {
-    const sets = (await (await red.get('/nodes')).json()) as Array<{
-      module: string;
-      name: string;
-      enabled: boolean;
-      err?: string;
-      types: string[];
-    }>;
-    const ours = sets.filter((s) => s.module === MODULE);
+    const ours = await red.nodeSets(MODULE);
     assert.deepEqual(ours.map((s) => s.name).sort(), Object.keys(pkg['node-red'].nodes).sort());
     for (const set of ours) {
       assert.equal(set.err, undefined, `${set.name}: ${set.err}`);
@@ -35,8 +28,7 @@ describe('the package in a real Node-RED (editor HTTP API)', function () {
 
   it('serves every node type its edit form and its help', async function () {
     const html = await (await red.get('/nodes', 'text/html')).text();
-    const sets = (await (await red.get('/nodes')).json()) as Array<{ module: string; types: string[] }>;
-    const types = sets.filter((s) => s.module === MODULE).flatMap((s) => s.types);
+    const types = (await red.nodeSets(MODULE)).flatMap((s) => s.types);
     assert.ok(types.length >= Object.keys(pkg['node-red'].nodes).length);
     for (const type of types) {
       assert.match(html, new RegExp(`data-template-name="${type}"`), `${type} edit form`);

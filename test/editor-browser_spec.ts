@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { deployFlows, Editor, QUIET_EDITOR_SETTINGS, sameJson } from './support/browser';
 import { TestBroker } from './support/broker';
 import { REPO_ROOT, testModel, testModelsDir } from './support/models';
-import { NodeRedProcess } from './support/node-red-process';
+import { NodeRedProcess, eventually } from './support/node-red-process';
 import { demoCredentials, forDemo, randomDemoKeys } from '../examples/demo/flows';
 import { Simulators } from '../examples/demo/simulators';
 
@@ -82,22 +82,6 @@ const EXAMPLE_RUNS: Record<string, (c: Ctx) => Promise<void>> = {
  * again at most a few times, a few seconds each. Runs here take about 20 s.
  */
 const MISSION_MS = 90_000;
-
-/** Polls `probe` until it returns something, or fails with what it last saw. */
-async function eventually<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** The id the editor gave the node of this type and name in the imported example. */
 async function nodeNamed(c: Ctx, type: string, name: string): Promise<string> {

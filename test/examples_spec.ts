@@ -10,7 +10,7 @@ import { demoCredentials, forDemo, randomDemoKeys, type FlowNode } from '../exam
 import { Simulators } from '../examples/demo/simulators';
 import { exampleFlows } from '../examples/demo/userdir';
 import { REPO_ROOT, TEST_MODELS, testModel, testModelsDir } from './support/models';
-import { NodeRedProcess, freePort } from './support/node-red-process';
+import { NodeRedProcess, eventually, freePort } from './support/node-red-process';
 
 const MODULE = 'node-red-contrib-edge-llm';
 const EXAMPLES = [
@@ -18,22 +18,6 @@ const EXAMPLES = [
   '02 - Inspection robot mission',
   '03 - Privacy-first local assistant',
 ];
-
-/** Polls `probe` until it returns something, or fails with what it last saw. */
-async function eventually<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** Node-RED's log lines at error level. */
 function errorLines(output: string): string[] {

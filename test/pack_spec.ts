@@ -88,15 +88,7 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
   });
 
   it('loads every node of the package in Node-RED, without a load error', async function () {
-    const sets = (await (await red!.get('/nodes')).json()) as Array<{
-      module: string;
-      name: string;
-      version: string;
-      enabled: boolean;
-      err?: string;
-      types: string[];
-    }>;
-    const ours = sets.filter((s) => s.module === MODULE);
+    const ours = await red!.nodeSets(MODULE);
     assert.deepEqual(ours.map((s) => s.name).sort(), Object.keys(pkg['node-red'].nodes).sort());
     for (const set of ours) {
       assert.equal(set.err, undefined, `${set.name}: ${set.err}`);
@@ -107,8 +99,7 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
   });
 
   it('shows every node in the editor palette, with its icon', async function () {
-    const sets = (await (await red!.get('/nodes')).json()) as Array<{ module: string; types: string[] }>;
-    const types = sets.filter((s) => s.module === MODULE).flatMap((s) => s.types);
+    const types = (await red!.nodeSets(MODULE)).flatMap((s) => s.types);
     const editor = await Editor.open(red!.url);
     try {
       const palette = await editor.page.evaluate(

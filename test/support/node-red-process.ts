@@ -5,6 +5,15 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { nodeRedLauncher, prepareUserDir, type UserDirOptions } from '../../examples/demo/userdir';
 
+export interface NodeSet {
+  module: string;
+  name: string;
+  version: string;
+  enabled: boolean;
+  err?: string;
+  types: string[];
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -14,6 +23,26 @@ export function freePort(): Promise<number> {
     });
     server.on('error', reject);
   });
+}
+
+/** Polls `probe` until it returns something, or fails with what it last saw. */
+export async function eventually<T>(
+  what: string,
+  ms: number,
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** A real Node-RED in its own process, with this package installed in a fresh user directory. */
@@ -82,6 +111,12 @@ export class NodeRedProcess {
 
   get(route: string, accept = 'application/json'): Promise<Response> {
     return fetch(`${this.url}${route}`, { headers: { Accept: accept } });
+  }
+
+  /** The node sets a module brought into this Node-RED, as the editor's /nodes lists them. */
+  async nodeSets(module: string): Promise<NodeSet[]> {
+    const sets = (await (await this.get('/nodes')).json()) as NodeSet[];
+    return sets.filter((s) => s.module === module);
   }
 
   async stop(): Promise<void> {
