@@ -3,7 +3,7 @@
  * folder's own lockfile (installed on first use), while the first run used Node-RED 4 on Node 20.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..', '..', '..');
@@ -15,8 +15,19 @@ if (!existsSync(path.join(nodeRed, 'package.json'))) {
   execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: compat, stdio: 'inherit' });
 }
 
-const node22 = path.join(compat, 'node_modules', '.bin', 'node');
+// The binary itself, not node_modules/.bin/node: npm ci does not always link a bin called "node".
+const node22 = path.join(compat, 'node_modules', `node-${process.platform}-${process.arch}`, 'bin', 'node');
 if (!existsSync(node22)) {
+  const binary = `node-${process.platform}-${process.arch}`;
+  const listed = Object.keys(
+    (JSON.parse(readFileSync(path.join(compat, 'package.json'), 'utf8')) as { optionalDependencies?: object })
+      .optionalDependencies ?? {},
+  );
+  if (listed.includes(binary)) {
+    // Listed for this platform but not installed: the run would be silently lost, so fail.
+    console.error(`test/compat lists ${binary} but ${node22} is missing: the Node-RED 5 run cannot start.`);
+    process.exit(1);
+  }
   console.log(
     `No Node 22 binary for ${process.platform}-${process.arch} in test/compat: Node-RED 5 run skipped.`,
   );
