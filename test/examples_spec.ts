@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DemoBroker } from '../examples/demo/broker';
@@ -273,11 +273,13 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
 });
 
 describe('npm start (examples/demo/start.ts)', function () {
-  this.timeout(120_000);
+  this.timeout(180_000);
 
-  it('starts Node-RED, the broker and the simulators, and Ctrl-C stops them all', async function () {
-    await testModel('stories');
-    const dir = await mkdtemp(path.join(tmpdir(), 'edge-llm-demo-'));
+  /** One `npm start` in `dir`; `whileUp` runs once the example flows answer, then Ctrl-C. */
+  async function runDemo(
+    dir: string,
+    whileUp: (port: number, output: () => string) => Promise<void>,
+  ): Promise<string> {
     const port = await freePort();
     const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'examples', 'demo', 'start.js')], {
       env: {
@@ -298,11 +300,13 @@ describe('npm start (examples/demo/start.ts)', function () {
       await eventually('the editor URL printed', 60_000, async () =>
         output.includes(`Editor:    http://127.0.0.1:${port}/`) ? true : undefined,
       );
+      // Started: the example's own health check answers (Ctrl-C before that races the nodes' start).
       const health = await eventually('healthz ok', 60_000, async () => {
         const res = await fetch(`http://127.0.0.1:${port}/healthz`);
         return res.status === 200 ? ((await res.json()) as { ok: boolean }) : undefined;
       });
       assert.equal(health.ok, true);
+      await whileUp(port, () => output);
       child.kill('SIGINT');
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       const code = await exited;
@@ -310,8 +314,56 @@ describe('npm start (examples/demo/start.ts)', function () {
       assert.equal(code, 0, output);
       assert.match(output, /Stopped flows/);
       assert.deepEqual(errorLines(output), []);
+      return output;
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }
+
+  it('starts Node-RED, the broker and the simulators, and Ctrl-C stops them all', async function () {
+    await testModel('stories');
+    const dir = await mkdtemp(path.join(tmpdir(), 'edge-llm-demo-'));
+    try {
+      await runDemo(dir, async (port, soFar) => {
+        // The inject node "Simulate a bearing fault on pump-2" of example 01, as if clicked.
+        const res = await fetch(`http://127.0.0.1:${port}/inject/9be804e7dec106a7`, { method: 'POST' });
+        assert.equal(res.status, 200);
+        // The simulators' lines say when they happened.
+        await eventually('a simulator line with its time', 30_000, async () =>
+          /^\d\d:\d\d:\d\d\.\d{3} \[simulator\] line: bearing fault on pump-2/m.test(soFar())
+            ? true
+            : undefined,
+        );
+      });
+      // No consent dialog on an offline gateway: telemetry and update checks are off.
+      const settings = await readFile(path.join(dir, 'settings.js'), 'utf8');
+      assert.match(settings, /"updateNotification": false/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps a user's edits to the demo flows across restarts, and redeploys untouched ones", async function () {
+    await testModel('stories');
+    const dir = await mkdtemp(path.join(tmpdir(), 'edge-llm-demo-'));
+    const flowsFile = path.join(dir, 'flows.json');
+    const noop = async (): Promise<void> => {};
+    try {
+      await runDemo(dir, noop);
+      const deployed = await readFile(flowsFile, 'utf8');
+      // Untouched: deployed again (a new broker port reaches the flows), nothing said about edits.
+      const second = await runDemo(dir, noop);
+      assert.doesNotMatch(second, /holds your edits/);
+      assert.notEqual(await readFile(flowsFile, 'utf8'), '');
+
+      const edited = JSON.parse(deployed) as FlowNode[];
+      edited.push({ id: 'user-note', type: 'comment', z: edited[0].z ?? edited[0].id, name: 'my note' });
+      await writeFile(flowsFile, JSON.stringify(edited));
+      const third = await runDemo(dir, noop);
+      assert.match(third, /flows\.json holds your edits: kept/);
+      const kept = JSON.parse(await readFile(flowsFile, 'utf8')) as FlowNode[];
+      assert.ok(kept.some((n) => n.id === 'user-note' && n.name === 'my note'));
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

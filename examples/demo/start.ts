@@ -3,8 +3,9 @@
  * broker, and the simulated machines the examples talk to. Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadNodeLlamaCpp } from '../../lib/runtime';
 import { DemoBroker } from './broker';
@@ -39,6 +40,25 @@ async function chooseModel(flows: FlowNode[], modelsDir: string): Promise<string
   return undefined;
 }
 
+/** Where the demo notes the sha256 of the flows.json it deployed last. */
+const DEPLOYED_MARK = 'demo-deployed.sha256';
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/**
+ * Whether flows.json holds edits of the user's: it differs from what the demo deployed last. Those
+ * are kept (and their credentials with them); an untouched or missing flows.json is deployed anew, so
+ * that a changed model or broker port reaches it. EDGE_LLM_DEMO_RESET=1 deploys the examples anyway.
+ */
+async function userEditedFlows(userDir: string): Promise<boolean> {
+  if (process.env.EDGE_LLM_DEMO_RESET === '1') return false;
+  const flowsFile = path.join(userDir, 'flows.json');
+  if (!existsSync(flowsFile)) return false;
+  const mark = path.join(userDir, DEPLOYED_MARK);
+  const deployed = existsSync(mark) ? (await readFile(mark, 'utf8')).trim() : '';
+  return sha256(await readFile(flowsFile, 'utf8')) !== deployed;
+}
+
 async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 1880);
   const userDir = process.env.EDGE_LLM_DEMO_DIR ?? path.join(PACKAGE_ROOT, '.node-red-demo');
@@ -50,20 +70,30 @@ async function main(): Promise<void> {
   const examples = (await exampleFlows()) as FlowNode[];
   const model = await chooseModel(examples, modelsDir);
   const broker = await DemoBroker.start(Number(process.env.EDGE_LLM_MQTT_PORT ?? 1883), true);
-  const log = (line: string) => console.log(`  [simulator] ${line}`);
+  const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 23)} [simulator] ${line}`);
   const simulators = await Simulators.start({ url: broker.url, autoFaultEveryMs: 120_000, log });
 
-  const flows = forDemo(examples, { model, mqttUrl: broker.url });
   await mkdir(userDir, { recursive: true });
-  const credentials = demoCredentials(flows, await demoKeys(userDir));
+  const keep = await userEditedFlows(userDir);
+  const flows = keep ? undefined : forDemo(examples, { model, mqttUrl: broker.url });
+  const credentials = flows && demoCredentials(flows, await demoKeys(userDir));
   const settings = await prepareUserDir(userDir, { port, flows, credentials });
+  if (flows) {
+    const written = await readFile(path.join(userDir, 'flows.json'), 'utf8');
+    await writeFile(path.join(userDir, DEPLOYED_MARK), sha256(written) + '\n');
+  }
 
   console.log(`edge-llm demo: Node-RED user directory ${userDir}`);
   console.log(`models from ${modelsDir}${model ? `, every runtime on ${model}` : ''}`);
   console.log(`MQTT broker (aedes, MQTT 3.1.1) on ${broker.url}; simulated line and robot connected`);
-  console.log(
-    `${flows.length} nodes from examples/ deployed, keys in ${path.join(userDir, 'demo-keys.json')}`,
-  );
+  if (flows) {
+    console.log(
+      `${flows.length} nodes from examples/ deployed, keys in ${path.join(userDir, 'demo-keys.json')}`,
+    );
+  } else {
+    console.log('flows.json holds your edits: kept as they are (EDGE_LLM_DEMO_RESET=1 deploys the examples');
+    console.log(`again; they point at the broker and model of the run that deployed them)`);
+  }
 
   const child = spawn(process.execPath, [nodeRedLauncher(), '--userDir', userDir, '--settings', settings], {
     stdio: ['ignore', 'pipe', 'inherit'],

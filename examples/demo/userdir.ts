@@ -45,6 +45,8 @@ export async function prepareUserDir(dir: string, options: UserDirOptions): Prom
     // File nodes with a relative path write into the user directory, next to the flows.
     fileWorkingDirectory: dir,
     editorTheme: { tours: false, projects: { enabled: false } },
+    // A gateway is often offline, and the demo should open on the flows, not on a consent dialog.
+    telemetry: { enabled: false, updateNotification: false },
     ...options.settings,
   };
   const settingsFile = path.join(dir, 'settings.js');
