@@ -97,6 +97,16 @@ class MqttDevice {
 // Example 01: a packaging line with vibration sensors, and machines that take commands
 // ---------------------------------------------------------------------------------------------
 
+export interface VibrationReading {
+  asset: string;
+  line: string;
+  ts: number;
+  speed_pct: number;
+  /** Vibration velocity, mm/s. */
+  samples: number[];
+  note?: string;
+}
+
 interface Asset {
   speedPct: number;
   fault?: { until: number; note: string };
@@ -150,16 +160,23 @@ export class PackagingLine extends MqttDevice {
     return line;
   }
 
-  startFault({ asset, note }: { asset?: string; note?: string }): void {
+  startFault({ asset, note }: { asset?: string; note?: string }, now = Date.now()): void {
     const state = asset ? this.assets.get(asset) : undefined;
     if (!asset || !state) return;
     this.faults++;
-    state.fault = { until: Date.now() + FAULT_MS, note: String(note ?? '').slice(0, 300) };
+    state.fault = { until: now + FAULT_MS, note: String(note ?? '').slice(0, 300) };
     this.log(`line: bearing fault on ${asset} (vibration x${FAULT_FACTOR} for ${FAULT_MS / 1000} s)`);
   }
 
   private publishReadings(): void {
-    const now = Date.now();
+    for (const reading of this.readings()) {
+      this.publish(`plant/${LINE}/${reading.asset}/vibration`, reading);
+    }
+  }
+
+  /** One reading of each asset at time `now`: what its sensor publishes (tests read it directly). */
+  readings(now = Date.now()): VibrationReading[] {
+    const readings: VibrationReading[] = [];
     for (const [asset, state] of this.assets) {
       if (state.fault && state.fault.until < now) state.fault = undefined;
       if (state.restoreAt && state.restoreAt < now) {
@@ -174,7 +191,7 @@ export class PackagingLine extends MqttDevice {
         const wave = rms * Math.SQRT2 * Math.sin(phase + (2 * Math.PI * i) / 8);
         return Math.round((wave + (Math.random() - 0.5) * 0.1 * HEALTHY_RMS) * 1000) / 1000;
       });
-      this.publish(`plant/${LINE}/${asset}/vibration`, {
+      readings.push({
         asset,
         line: LINE,
         ts: now,
@@ -183,9 +200,11 @@ export class PackagingLine extends MqttDevice {
         ...(state.fault?.note ? { note: state.fault.note } : {}),
       });
     }
+    return readings;
   }
 
-  private async run(action: Action): Promise<Outcome> {
+  /** Runs a command as the machine would, at time `now` (tests call it directly). */
+  async run(action: Action, now = Date.now()): Promise<Outcome> {
     const params = (action.params ?? {}) as Record<string, unknown>;
     const device = action.device ?? '';
     const asset = this.assets.get(device);
@@ -194,16 +213,16 @@ export class PackagingLine extends MqttDevice {
       asset.speedPct = Math.max(0, asset.speedPct - params.percent);
       // Less load on the bearing: the fault's vibration is gone until the repair.
       asset.fault = undefined;
-      asset.restoreAt = Date.now() + REPAIR_MS;
+      asset.restoreAt = now + REPAIR_MS;
       outcome = { ok: true, result: { device, speed_pct: asset.speedPct } };
     } else if (action.action === 'schedule_inspection' && asset && typeof params.within_hours === 'number') {
-      const at = new Date(Date.now() + params.within_hours * 3600_000).toISOString();
+      const at = new Date(now + params.within_hours * 3600_000).toISOString();
       outcome = { ok: true, result: { device, inspection_at: at } };
     } else if (action.action === 'stop_line' && device === LINE) {
       for (const a of this.assets.values()) {
         a.speedPct = 0;
         a.fault = undefined;
-        a.restoreAt = Date.now() + REPAIR_MS;
+        a.restoreAt = now + REPAIR_MS;
       }
       outcome = { ok: true, result: { device, stopped: true } };
     } else {
