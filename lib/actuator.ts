@@ -14,7 +14,13 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import { Outbox, OutboxFullError } from './outbox';
-import { verifySignedAction, type Action, type SignedAction, type VerifyResult } from './signing';
+import {
+  snapshotJson,
+  verifySignedAction,
+  type Action,
+  type SignedAction,
+  type VerifyResult,
+} from './signing';
 
 // ---------------------------------------------------------------------------------------------
 // Wire format
@@ -660,12 +666,11 @@ export async function admit(
 ): Promise<Command> {
   // The copy is what gets verified, stored and sent: nothing that still holds the message can
   // change the action between the check and the send.
-  let copy: unknown;
-  try {
-    copy = JSON.parse(JSON.stringify(signed ?? null));
-  } catch (err) {
-    throw new CommandRefused('malformed', `the action cannot be serialised: ${(err as Error).message}`);
-  }
+  // A getter or Proxy is refused without being called: it could answer differently each time.
+  const snap = snapshotJson(signed ?? null, { root: 'payload', maxDepth: 64, maxNodes: 100_000 });
+  if (!snap.ok)
+    throw new CommandRefused('malformed', `the signed action is not plain data: ${snap.problem.message}`);
+  const copy = snap.value;
   const verdict = verifySignedAction(copy, { key: opts.key, now: opts.now, seen: opts.replay.seen });
   await opts.replay.flush();
   if (!verdict.ok) throw new CommandRefused(verdict.code, verdict.message);

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { types } from 'node:util';
 import { isPlainObject } from './plain';
 
 /** One action for an actuator, as a plan step or a single request carries it. */
@@ -113,6 +114,133 @@ export function canonicalJson(value: unknown): string {
   return parts.join('');
 }
 
+export type SnapshotProblemCode =
+  'not_data' | 'accessor' | 'proxy' | 'non_finite' | 'forbidden_key' | 'too_deep' | 'too_large' | 'too_long';
+
+export interface SnapshotProblem {
+  code: SnapshotProblemCode;
+  /** Where, as `root.a.b[2]`. */
+  at: string;
+  message: string;
+}
+
+export interface SnapshotOptions {
+  /** The name of the root in messages (default `payload`). */
+  root?: string;
+  maxDepth?: number;
+  /** Most values (objects, arrays and scalars together). */
+  maxNodes?: number;
+  /** Longest string, in UTF-16 code units. */
+  maxStringLength?: number;
+  /** Keys refused anywhere (e.g. `__proto__`). */
+  forbiddenKeys?: readonly string[];
+}
+
+export type SnapshotResult = { ok: true; value: unknown } | { ok: false; problem: SnapshotProblem };
+
+/**
+ * Whether `proto`, an object's prototype, is some realm's Object.prototype. Reads only own data
+ * properties through descriptors, so no getter and no Proxy trap runs.
+ */
+function isObjectPrototype(proto: object): boolean {
+  if (types.isProxy(proto) || Object.getPrototypeOf(proto) !== null) return false;
+  const ctor = Object.getOwnPropertyDescriptor(proto, 'constructor');
+  if (!ctor || !('value' in ctor) || typeof ctor.value !== 'function' || types.isProxy(ctor.value))
+    return false;
+  const name = Object.getOwnPropertyDescriptor(ctor.value, 'name');
+  const protoOf = Object.getOwnPropertyDescriptor(ctor.value, 'prototype');
+  return name?.value === 'Object' && protoOf?.value === proto;
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object') return 'not plain data';
+  return `a ${typeof v}`;
+}
+
+/**
+ * One deep copy of plain JSON data, taken without running any code of the value's own: a Proxy
+ * (anywhere) and an accessor property (a getter or setter) are refused without being called, as are
+ * class instances, functions, undefined, symbols, bigints, non-finite numbers and array holes. What
+ * comes back is made of fresh objects and arrays that nothing else holds, so whatever is checked,
+ * signed, recorded and sent is the same data: a value read twice cannot change in between.
+ */
+export function snapshotJson(value: unknown, opts: SnapshotOptions = {}): SnapshotResult {
+  const maxDepth = opts.maxDepth ?? 64;
+  const maxNodes = opts.maxNodes ?? 1_000_000;
+  const maxString = opts.maxStringLength ?? Number.MAX_SAFE_INTEGER;
+  const forbidden = opts.forbiddenKeys ?? [];
+  let nodes = 0;
+  let problem: SnapshotProblem | undefined;
+  const fail = (code: SnapshotProblemCode, at: string, message: string): undefined => {
+    problem = { code, at, message };
+    return undefined;
+  };
+  const copy = (v: unknown, at: string, depth: number): unknown => {
+    if (++nodes > maxNodes) return fail('too_large', at, `the request has more than ${maxNodes} values`);
+    switch (typeof v) {
+      case 'string':
+        return v.length > maxString
+          ? fail(
+              'too_long',
+              at,
+              `${at} is a text of ${v.length} characters; at most ${maxString} are accepted`,
+            )
+          : v;
+      case 'number':
+        return Number.isFinite(v)
+          ? v
+          : fail('non_finite', at, `${at} is ${v}; only finite numbers are accepted`);
+      case 'boolean':
+        return v;
+      case 'object':
+        break;
+      default:
+        return fail('not_data', at, `${at} is ${describeValue(v)}; only JSON data is accepted`);
+    }
+    if (v === null) return null;
+    if (types.isProxy(v)) return fail('proxy', at, `${at} is a Proxy; only plain JSON data is accepted`);
+    if (depth >= maxDepth) return fail('too_deep', at, `the request is nested too deeply at ${at}`);
+    if (Array.isArray(v)) {
+      const n = v.length;
+      const out = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) {
+        const where = `${at}[${i}]`;
+        const d = Object.getOwnPropertyDescriptor(v, i);
+        if (!d) return fail('not_data', where, `${where} is a hole; only JSON data is accepted`);
+        if (!('value' in d))
+          return fail('accessor', where, `${where} is a getter or setter; only plain data is accepted`);
+        const c = copy(d.value, where, depth + 1);
+        if (problem) return undefined;
+        out[i] = c;
+      }
+      return out;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== null && !isObjectPrototype(proto)) {
+      return fail('not_data', at, `${at} is not plain data; only JSON data is accepted`);
+    }
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v)) {
+      const where = `${at}.${k}`;
+      if (forbidden.includes(k))
+        return fail('forbidden_key', where, `${at} has the key "${k}", which is never accepted`);
+      const d = Object.getOwnPropertyDescriptor(v, k)!;
+      if (!('value' in d))
+        return fail('accessor', where, `${where} is a getter or setter; only plain data is accepted`);
+      const c = copy(d.value, where, depth + 1);
+      if (problem) return undefined;
+      if (k === '__proto__')
+        Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+      else out[k] = c;
+    }
+    return out;
+  };
+  const value2 = copy(value, opts.root ?? 'payload', 0);
+  return problem ? { ok: false, problem } : { ok: true, value: value2 };
+}
+
 function checkKey(key: string | Buffer): void {
   if (!(typeof key === 'string' || Buffer.isBuffer(key)) || key.length === 0) {
     throw new TypeError('signing key must be a non-empty string or Buffer');
@@ -147,6 +275,16 @@ function checkActionShape(action: unknown): string | undefined {
  * afterwards cannot change what was signed.
  */
 export function signAction(action: Action, opts: SignOptions): SignedAction {
+  const shapeError = checkActionShape(action);
+  if (shapeError) throw new TypeError(`signAction: ${shapeError}`);
+  return signSnapshot(JSON.parse(canonicalJson(action)) as Action, opts);
+}
+
+/**
+ * Signs an action that is already a private copy (from `snapshotJson`, held by nobody else), without
+ * copying it again: the signed action is that object.
+ */
+export function signSnapshot(action: Action, opts: SignOptions): SignedAction {
   checkKey(opts.key);
   const shapeError = checkActionShape(action);
   if (shapeError) throw new TypeError(`signAction: ${shapeError}`);
@@ -154,18 +292,17 @@ export function signAction(action: Action, opts: SignOptions): SignedAction {
     throw new TypeError('signAction: policyHash must be a non-empty string');
   }
   if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new TypeError('signAction: ttlMs must be > 0');
-  const copy = JSON.parse(canonicalJson(action)) as Action;
   const now = opts.now ?? Date.now();
   const expires = Math.floor(now + opts.ttlMs);
   const nonce = randomBytes(16).toString('hex');
   return {
-    action: copy,
+    action,
     signature: {
       alg: 'HMAC-SHA256',
       policyHash: opts.policyHash,
       expires,
       nonce,
-      mac: computeMac(opts.key, copy, opts.policyHash, expires, nonce),
+      mac: computeMac(opts.key, action, opts.policyHash, expires, nonce),
     },
   };
 }

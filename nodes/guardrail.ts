@@ -193,7 +193,7 @@ export default function (RED: NodeAPI): void {
       if (d.outcome === 'needs_approval') {
         const now = Date.now();
         pending = approvals!.add({
-          payload: msg.payload,
+          payload: d.request,
           kind: d.kind === 'plan' ? 'plan' : 'action',
           created: now,
           expires: now + g.policy.approvalTimeoutMs,

@@ -204,6 +204,31 @@ describe('actuator', function () {
       assert.equal(err.code, 'replayed');
     });
 
+    it('a signed action with a getter or a Proxy, without calling either', async function () {
+      const signed = sign();
+      let reads = 0;
+      const params = {
+        get open() {
+          reads++;
+          return true;
+        },
+      };
+      const getter = { ...signed, action: { ...signed.action, params } };
+      const err = await refusal(getter);
+      assert.equal(err.code, 'malformed');
+      assert.match(err.message, /payload\.action\.params\.open is a getter or setter/);
+      assert.equal(reads, 0);
+      let traps = 0;
+      const proxy = new Proxy(signed.action, {
+        get: (t, k) => {
+          traps++;
+          return Reflect.get(t, k);
+        },
+      });
+      assert.equal((await refusal({ ...signed, action: proxy })).code, 'malformed');
+      assert.equal(traps, 0);
+    });
+
     it('an action whose device cannot be a topic level', async function () {
       assert.equal((await refusal(sign({ device: 'valve/../boiler' }))).code, 'bad_topic');
     });

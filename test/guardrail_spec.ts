@@ -478,6 +478,84 @@ describe('guardrail evaluation', () => {
     });
   });
 
+  describe('one snapshot: what is checked is what is signed (failure 2)', () => {
+    it('signs exactly the data it checked, and later changes to the message change nothing', () => {
+      const payload = { action: 'set_torque', params: { torque: 5 }, device: 'arm-1' };
+      const d = guard.decide(payload, reader(SAFE));
+      assert.equal(d.outcome, 'approved');
+      payload.params.torque = 50;
+      payload.action = 'wipe_memory';
+      assert.deepEqual(d.signed[0].action, { action: 'set_torque', params: { torque: 5 }, device: 'arm-1' });
+      assert.equal(d.signed[0].action, d.actions[0], 'the action recorded is the action signed');
+      assert.deepEqual(verifySignedAction(d.signed[0], { key: KEY }), { ok: true });
+    });
+
+    it('rejects a parameter getter (checked as 5, signed as 50) without calling it', () => {
+      let reads = 0;
+      const params = {
+        get torque() {
+          return ++reads === 1 ? 5 : 50;
+        },
+      };
+      const d = guard.decide({ action: 'set_torque', params, device: 'arm-1' }, reader(SAFE));
+      assert.equal(d.outcome, 'rejected');
+      assert.deepEqual(codes(d), ['invalid_value']);
+      assert.equal(d.summary, 'payload.params.torque is a getter or setter; only plain data is accepted.');
+      assert.equal(reads, 0);
+      assert.deepEqual(d.signed, []);
+    });
+
+    it('rejects an action-name getter (read_sensor, then shutdown_plant) without calling it', () => {
+      let reads = 0;
+      const payload = {
+        get action() {
+          return ++reads === 1 ? 'beep' : 'wipe_memory';
+        },
+        params: {},
+      };
+      const d = guard.decide(payload, reader(SAFE));
+      assert.deepEqual(codes(d), ['invalid_value']);
+      assert.equal(reads, 0);
+    });
+
+    it('rejects a Proxy (an object from a function node) without running any trap', () => {
+      let traps = 0;
+      const handler: ProxyHandler<object> = new Proxy(
+        {},
+        {
+          get: () => () => {
+            traps++;
+            throw new Error('trap ran');
+          },
+        },
+      );
+      for (const payload of [
+        new Proxy({ action: 'beep', params: {} }, handler),
+        { action: 'beep', params: new Proxy({}, handler) },
+        { steps: new Proxy([{ action: 'beep', params: {} }], handler) },
+        { steps: [{ action: 'beep', params: new Proxy({ loud: true }, handler) }] },
+      ]) {
+        const d = guard.decide(payload, reader(SAFE));
+        assert.deepEqual(codes(d), ['invalid_value'], d.summary);
+        assert.match(d.summary, /is a Proxy/);
+      }
+      assert.equal(traps, 0);
+    });
+
+    it('the same request as plain data is approved (the other side of the boundary)', () => {
+      const d = guard.decide({ action: 'beep', params: { loud: true } }, reader(SAFE));
+      assert.equal(d.outcome, 'approved');
+    });
+
+    it('bounds every text of a request: 65,536 characters are read, 65,537 are not', () => {
+      const at = (n: number) => guard.decide({ action: 'x'.repeat(n), params: {} }, reader(SAFE));
+      assert.deepEqual(codes(at(65536)), ['unknown_action']);
+      const long = at(65537);
+      assert.deepEqual(codes(long), ['malformed_request']);
+      assert.match(long.summary, /payload\.action is a text of 65537 characters; at most 65536 are accepted/);
+    });
+  });
+
   describe('signatures on approved actions', () => {
     it('signs each approved action with the policy hash and the policy TTL', () => {
       const d = guard.decide({ action: 'set_torque', params: { torque: 1 }, device: 'arm-1' }, reader(SAFE));

@@ -1,4 +1,10 @@
-import { type Action, type SignedAction, signAction } from '../signing';
+import {
+  type Action,
+  type SignedAction,
+  type SnapshotProblemCode,
+  signSnapshot,
+  snapshotJson,
+} from '../signing';
 import { SetpointTracker, TokenBuckets, setpointKey } from './limits';
 import { FORBIDDEN_KEYS, readPath, resolvePath, templateText } from './paths';
 import {
@@ -71,6 +77,11 @@ export interface Decision {
   policyHash: string;
   /** One signed action per step, in plan order; only when approved. */
   signed: SignedAction[];
+  /**
+   * The snapshot of the request that was checked (plain JSON, held by nobody else): what a pending
+   * approval keeps and checks again. Absent when the request could not be read.
+   */
+  request?: unknown;
 }
 
 /** Reads a live value for an interlock; `undefined` when there is none. */
@@ -91,6 +102,8 @@ export interface GuardrailOptions {
 const ACTION_KEYS = new Set(['action', 'params', 'device', 'id', 'reason']);
 const MAX_DEPTH = 32;
 const MAX_NODES = 100000;
+/** Longest text anywhere in a request: far beyond any parameter, short enough to check and record. */
+const MAX_STRING = 65536;
 const HARD_MAX_STEPS = 1000;
 
 function show(v: unknown): string {
@@ -100,41 +113,32 @@ function show(v: unknown): string {
   return Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
-/** Refuses anything that is not plain JSON data, and any key that can reach a prototype. */
-function scanData(root: unknown): Reason | undefined {
-  let nodes = 0;
-  const walk = (v: unknown, at: string, depth: number): Reason | undefined => {
-    if (++nodes > MAX_NODES)
-      return { code: 'malformed_request', message: 'The request is too large to check.' };
-    if (depth > MAX_DEPTH)
-      return { code: 'malformed_request', message: `The request is nested too deeply at ${at}.` };
-    if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
-    if (typeof v === 'number') {
-      return Number.isFinite(v)
-        ? undefined
-        : { code: 'invalid_value', message: `${at} is ${v}; only finite numbers are accepted.` };
-    }
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) {
-        const r = walk(v[i], `${at}[${i}]`, depth + 1);
-        if (r) return r;
-      }
-      return undefined;
-    }
-    if (!isPlainObject(v)) {
-      const what = v === undefined ? 'undefined' : typeof v === 'object' ? 'not plain data' : `a ${typeof v}`;
-      return { code: 'invalid_value', message: `${at} is ${what}; only JSON data is accepted.` };
-    }
-    for (const k of Object.keys(v)) {
-      if (FORBIDDEN_KEYS.includes(k)) {
-        return { code: 'forbidden_key', message: `${at} has the key "${k}", which is never accepted.` };
-      }
-      const r = walk(v[k], `${at}.${k}`, depth + 1);
-      if (r) return r;
-    }
-    return undefined;
-  };
-  return walk(root, 'payload', 0);
+const SNAPSHOT_CODES: Record<SnapshotProblemCode, ReasonCode> = {
+  not_data: 'invalid_value',
+  accessor: 'invalid_value',
+  proxy: 'invalid_value',
+  non_finite: 'invalid_value',
+  forbidden_key: 'forbidden_key',
+  too_deep: 'malformed_request',
+  too_large: 'malformed_request',
+  too_long: 'malformed_request',
+};
+
+/**
+ * The one copy of a request that is checked, signed, recorded and sent: plain JSON data only,
+ * taken without calling a getter or a Proxy trap (they are refused), and with no key that can reach
+ * a prototype.
+ */
+export function snapshotRequest(payload: unknown): { value: unknown } | { reason: Reason } {
+  const snap = snapshotJson(payload, {
+    root: 'payload',
+    maxDepth: MAX_DEPTH,
+    maxNodes: MAX_NODES,
+    maxStringLength: MAX_STRING,
+    forbiddenKeys: FORBIDDEN_KEYS,
+  });
+  if (snap.ok) return { value: snap.value };
+  return { reason: { code: SNAPSHOT_CODES[snap.problem.code], message: `${snap.problem.message}.` } };
 }
 
 function stepLabel(kind: 'action' | 'plan', i: number, a: { id?: unknown; action?: unknown }): string {
@@ -239,7 +243,12 @@ export class Guardrail {
     let kind: Decision['kind'] = 'invalid';
     let actions: Action[] = [];
     try {
-      const parsed = this.parseRequest(payload);
+      // Everything below sees only this copy: a getter or Proxy cannot answer one way when checked
+      // and another when signed.
+      const snap = snapshotRequest(payload);
+      if ('reason' in snap) return this.result('rejected', 'invalid', [], [snap.reason]);
+      const request = snap.value;
+      const parsed = this.parseRequest(request);
       kind = parsed.kind;
       if (parsed.reasons.length > 0) return this.result('rejected', kind, parsed.actions, parsed.reasons);
       actions = parsed.actions;
@@ -254,12 +263,12 @@ export class Guardrail {
       if (reasons.length === 0) this.checkPlan(facts, kind as 'action' | 'plan', reasons);
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       if (approvals.length > 0 && !options.approvalGranted) {
-        return this.result('needs_approval', kind, actions, approvals);
+        return { ...this.result('needs_approval', kind, actions, approvals), request };
       }
       const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons);
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       const signed = actions.map((a) =>
-        signAction(a, {
+        signSnapshot(a, {
           key: this.opts.key,
           policyHash: this.policy.hash,
           ttlMs: this.policy.signatureTtlMs,
@@ -267,7 +276,7 @@ export class Guardrail {
         }),
       );
       commit();
-      return { ...this.result('approved', kind, actions, []), signed };
+      return { ...this.result('approved', kind, actions, []), signed, request };
     } catch (err) {
       return this.result('rejected', kind, actions, [
         {
@@ -292,8 +301,6 @@ export class Guardrail {
   }
 
   private parseRequest(payload: unknown): { kind: Decision['kind']; actions: Action[]; reasons: Reason[] } {
-    const scanned = scanData(payload);
-    if (scanned) return { kind: 'invalid', actions: [], reasons: [scanned] };
     const malformed = (message: string) => ({
       kind: 'invalid' as const,
       actions: [],
