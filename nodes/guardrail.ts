@@ -7,6 +7,7 @@ import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
 import { type Decision, Guardrail, type LiveReader, type Reason } from '../lib/guardrail/evaluate';
 import { readPath } from '../lib/guardrail/paths';
 import { type CompiledPolicy, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
+import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
 
@@ -19,6 +20,11 @@ export interface GuardrailNodeDef extends NodeDef {
 
 export interface GuardrailCredentials {
   signingKey?: string;
+}
+
+/** What actuator-out nodes ask a running guardrail: which policy it holds, signed with its key. */
+export interface GuardrailNode extends Node<GuardrailCredentials> {
+  policyAnnouncement(): PolicyAnnouncement | undefined;
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -47,8 +53,23 @@ export default function (RED: NodeAPI): void {
     return compiled.policy;
   }
 
-  function GuardrailNode(this: Node<GuardrailCredentials>, def: GuardrailNodeDef): void {
+  function GuardrailNode(this: GuardrailNode, def: GuardrailNodeDef): void {
     RED.nodes.createNode(this, def);
+    let announcement: PolicyAnnouncement | undefined;
+    this.policyAnnouncement = () => announcement;
+    /** Says which policy this node approves under now (none after a bad deploy), and which it held before. */
+    const announce = (policyHash: string | null): void => {
+      const key = this.credentials?.signingKey;
+      if (!key) return;
+      try {
+        const file = path.join(userDir(), 'edge-llm', 'guardrail', `${this.id}.policy.json`);
+        const history = recordPolicy(file, policyHash, Date.now());
+        announcement = announcePolicy(key, { node: this.id, ...history });
+      } catch (err) {
+        announcement = undefined;
+        this.warn(t('errors.announce', { message: (err as Error).message }));
+      }
+    };
     const counts = { approved: 0, rejected: 0 };
     const timers = new Map<string, NodeJS.Timeout>();
     let guard: Guardrail | undefined;
@@ -71,6 +92,7 @@ export default function (RED: NodeAPI): void {
       }
       guard = new Guardrail(policy, { key });
       approvals = new PendingApprovals(policy.maxPending);
+      announce(policy.hash);
       this.status({
         fill: 'green',
         shape: 'dot',
@@ -78,6 +100,8 @@ export default function (RED: NodeAPI): void {
       });
     } catch (err) {
       configError = (err as Error).message;
+      guard = undefined;
+      announce(null);
       this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
       this.error(configError);
     }
