@@ -706,6 +706,51 @@ describe('guardrail evaluation', () => {
       assert.deepEqual(codes(guard.decide(beeps(1), reader(SAFE))), ['rate_limited']);
     });
 
+    it('rejects a request over a rate limit instead of asking a person to approve it (failure 3)', () => {
+      const g = new Guardrail(
+        compile({
+          actions: {
+            flush_line: {
+              classes: ['destructive'],
+              rateLimits: [{ per: 'action', capacity: 1, refillPerSecond: 0.1 }],
+            },
+          },
+          approval: { classes: ['destructive'] },
+        }),
+        { key: KEY },
+      );
+      const flush = { action: 'flush_line', params: {} };
+      assert.equal(g.decide(flush, reader({})).outcome, 'needs_approval', 'within the limit: to a person');
+      assert.equal(g.decide(flush, reader({}), { approvalGranted: true }).outcome, 'approved');
+      const over = g.decide(flush, reader({}));
+      assert.equal(over.outcome, 'rejected', 'over the limit: never to a person');
+      assert.deepEqual(codes(over), ['rate_limited']);
+      clock.tick(9999);
+      assert.equal(g.decide(flush, reader({})).outcome, 'rejected');
+      clock.tick(1);
+      assert.equal(g.decide(flush, reader({})).outcome, 'needs_approval', 'refilled: to a person again');
+    });
+
+    it('rejects a set-point jump that needs approval rather than asking for it', () => {
+      const g = new Guardrail(
+        compile({
+          actions: {
+            set_pressure: {
+              params: { bar: { type: 'number', required: true } },
+              requiresApproval: true,
+              rateOfChange: [{ param: 'bar', maxPerSecond: 1 }],
+            },
+          },
+        }),
+        { key: KEY },
+      );
+      const set = (bar: number) => ({ action: 'set_pressure', params: { bar } });
+      assert.equal(g.decide(set(2), reader({}), { approvalGranted: true }).outcome, 'approved');
+      clock.tick(1000);
+      assert.deepEqual(codes(g.decide(set(3.5), reader({}))), ['rate_of_change']);
+      assert.equal(g.decide(set(3), reader({})).outcome, 'needs_approval');
+    });
+
     it('applies policy-wide limits per device and for all actions', () => {
       const g = new Guardrail(
         compile({

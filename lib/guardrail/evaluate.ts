@@ -262,11 +262,13 @@ export class Guardrail {
       });
       if (reasons.length === 0) this.checkPlan(facts, kind as 'action' | 'plan', reasons);
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
+      // Limits first: a request over a rate limit is rejected, not put before a person who might
+      // approve it. They are checked again, and only then applied, when the approval comes.
+      const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons);
+      if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       if (approvals.length > 0 && !options.approvalGranted) {
         return { ...this.result('needs_approval', kind, actions, approvals), request };
       }
-      const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons);
-      if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       const signed = actions.map((a) =>
         signSnapshot(a, {
           key: this.opts.key,
