@@ -314,6 +314,46 @@ describe('guardrail node', function () {
     assert.equal(ok.messages.length, 0);
   });
 
+  it('keeps its rate limits across a redeploy: the 6th valve command within a minute is refused', async function () {
+    helper.settings({ userDir: dir });
+    const policy = JSON.stringify({
+      actions: {
+        set_valve: {
+          params: { id: { type: 'string', required: true } },
+          rateLimits: [{ per: 'action', by: ['id'], max: 5, windowSeconds: 60 }],
+        },
+      },
+    });
+    const config = {
+      policy,
+      auditLog: 'audit.jsonl',
+      anchorFile: 'anchors/audit.anchor.jsonl',
+      anchorInterval: '0',
+    };
+    const first = await start(config);
+    for (let i = 0; i < 5; i++)
+      first.g.receive({ payload: { action: 'set_valve', params: { id: 'V1' } } } as Msg);
+    await first.ok.until(5);
+    await helper.unload();
+
+    const second = await start(config);
+    second.g.receive({ payload: { action: 'set_valve', params: { id: 'V1' } } } as Msg);
+    await second.no.until(1);
+    const info = second.no.messages[0].guardrail as { reasons: Array<{ code: string }> };
+    assert.deepEqual(
+      info.reasons.map((r) => r.code),
+      ['rate_limited'],
+    );
+    await helper.unload();
+    const file = path.join(dir, 'audit.jsonl');
+    const verdict = verifyAuditFile(file, {
+      signingKey: KEY,
+      anchor: path.join(dir, 'anchors', 'audit.anchor.jsonl'),
+    });
+    assert.deepEqual(verdict.problems, []);
+    assert.equal(verdict.entries, 6);
+  });
+
   it('refuses to start on an audit log that was tampered with', async function () {
     const file = path.join(dir, 'audit.jsonl');
     fs.writeFileSync(file, '{"seq":0}\n');

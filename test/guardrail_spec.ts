@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import nodeFs = require('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sinon from 'sinon';
 import { PendingApprovals, parseApprovalDecision } from '../lib/guardrail/approvals';
-import { AuditLog, GENESIS, sha256, verifyAuditFile, verifyAuditLog } from '../lib/guardrail/audit';
+import {
+  AuditLog,
+  GENESIS,
+  decisionRecord,
+  sha256,
+  verifyAuditFile,
+  verifyAuditLog,
+} from '../lib/guardrail/audit';
+import { LimitState } from '../lib/guardrail/state';
 import { type Decision, Guardrail, type LiveReader, type ReasonCode } from '../lib/guardrail/evaluate';
 import { readPath } from '../lib/guardrail/paths';
 import {
@@ -1040,5 +1049,221 @@ describe('audit log', () => {
       2,
     );
     assert.equal(verifyAuditLog('').ok, true);
+  });
+});
+
+describe('limits kept on disk (failure 4)', () => {
+  const sandbox = sinon.createSandbox();
+  let dir: string;
+  let clock: sinon.SinonFakeTimers;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-state-'));
+    clock = sandbox.useFakeTimers({ now: 1_700_000_000_000, toFake: ['Date'] });
+  });
+  afterEach(() => {
+    sandbox.restore();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const VALVES = compile({
+    actions: {
+      set_valve: {
+        params: { id: { type: 'string', required: true }, position: { type: 'integer', min: 0, max: 100 } },
+        rateLimits: [{ per: 'action', by: ['id'], max: 5, windowSeconds: 60 }],
+        rateOfChange: [{ param: 'position', by: ['id'], maxPerSecond: 10 }],
+      },
+    },
+  });
+  const valve = (id: string, position = 10) => ({ action: 'set_valve', params: { id, position } });
+
+  it('refuses the 6th valve command within a minute after a redeploy, and allows it a minute later', async () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    const first = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    for (let i = 0; i < 5; i++) assert.equal(first.decide(valve('V1'), reader({})).outcome, 'approved');
+    await first.limits.state.close();
+
+    const second = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    const sixth = second.decide(valve('V1'), reader({}));
+    assert.deepEqual(codes(sixth), ['rate_limited']);
+    assert.match(sixth.summary, /at most 5 in any 60 s/);
+    assert.equal(
+      second.decide(valve('V2'), reader({})).outcome,
+      'approved',
+      'another valve has its own window',
+    );
+    clock.tick(60_000);
+    assert.equal(second.decide(valve('V1'), reader({})).outcome, 'approved');
+    await second.limits.state.close();
+  });
+
+  it('keeps set-points across a restart: a jump is still a jump', async () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    const first = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    assert.equal(first.decide(valve('V1', 10), reader({})).outcome, 'approved');
+    await first.limits.state.sync();
+    clock.tick(1000);
+    const second = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    assert.deepEqual(codes(second.decide(valve('V1', 21), reader({}))), ['rate_of_change']);
+    assert.equal(second.decide(valve('V1', 20), reader({})).outcome, 'approved');
+  });
+
+  it('ignores a torn last line (a crash mid-append) and refuses a journal damaged before it', () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    fs.writeFileSync(file, '{"k":"s:x","v":{"value":1,"at":0}}\n{"k":"s:y","v":');
+    const state = LimitState.open(file);
+    assert.deepEqual(state.get('s:x'), { value: 1, at: 0 });
+    assert.equal(state.has('s:y'), false);
+    fs.writeFileSync(file, 'oops\n{"k":"s:x","v":1}\n{"k":"s:y","v":2}\n');
+    assert.throws(() => LimitState.open(file), /damaged at line 1/);
+  });
+
+  it('rewrites the journal atomically, leaving only live keys', async () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    const state = LimitState.open(file);
+    for (let i = 0; i < 3000; i++) {
+      state.set('s:x', { value: i, at: 0 });
+      await state.sync();
+    }
+    await state.close();
+    assert.ok(fs.readFileSync(file, 'utf8').split('\n').length < 1100);
+    assert.equal(fs.existsSync(`${file}.tmp`), false);
+    assert.deepEqual(LimitState.open(file).get('s:x'), { value: 2999, at: 0 });
+  });
+});
+
+describe('audit log: bounded lines, group commit, anchors (failures 5, 6, 7)', () => {
+  const sandbox = sinon.createSandbox();
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-audit2-'));
+  });
+  afterEach(() => {
+    sandbox.restore();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('records a long action name as a prefix, its length and its sha256, in a short line', async () => {
+    const guard = new Guardrail(compile(), { key: KEY });
+    const file = path.join(dir, 'a.jsonl');
+    const log = AuditLog.open(file, { signingKey: KEY });
+    for (const n of [256, 65536, 10 * 1024 * 1024]) {
+      const name = 'x'.repeat(n);
+      const d = guard.decide({ action: name, params: {} }, reader(SAFE));
+      assert.equal(d.outcome, 'rejected');
+      assert.ok(d.summary.length < 400, `the reason is short (${d.summary.length})`);
+      await log.append(decisionRecord('request', d)).durable;
+    }
+    await log.close();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    assert.ok(
+      lines.every((l) => l.length < 2048),
+      lines.map((l) => l.length).join(', '),
+    );
+    assert.equal(
+      JSON.parse(lines[0]).actions[0].action,
+      'x'.repeat(256),
+      'up to 256 characters are kept whole',
+    );
+    assert.equal(
+      JSON.parse(lines[1]).actions[0].action,
+      `${'x'.repeat(64)}… [65536 characters, sha256 ${sha256('x'.repeat(65536))}]`,
+    );
+    assert.deepEqual(JSON.parse(lines[2]).actions, [], 'refused before it was read as an action');
+    assert.equal(verifyAuditFile(file, { signingKey: KEY }).ok, true);
+  });
+
+  it('writes a burst of decisions with one fsync, each durable before it resolves', async () => {
+    const file = path.join(dir, 'a.jsonl');
+    const log = AuditLog.open(file, { signingKey: KEY });
+    // The real module object (the namespace import above is a copy of getters).
+    const fsyncs = sandbox.spy(nodeFs, 'fdatasync');
+    const written = Array.from({ length: 1000 }, (_, i) => log.append({ event: 'decision', n: i }));
+    assert.equal(fs.readFileSync(file, 'utf8'), '', 'nothing is durable, so nothing may be sent yet');
+    let durableLines = -1;
+    await written[0].durable.then(() => {
+      durableLines = fs.readFileSync(file, 'utf8').trim().split('\n').length;
+    });
+    await Promise.all(written.map((w) => w.durable));
+    assert.equal(durableLines, 1000);
+    assert.equal(fsyncs.callCount, 1);
+    await log.close();
+    assert.equal(verifyAuditFile(file, { signingKey: KEY }).entries, 1000);
+  });
+
+  it('fails every decision of a batch that cannot be written, and every one after it', async () => {
+    const file = path.join(dir, 'a.jsonl');
+    const log = AuditLog.open(file, { signingKey: KEY });
+    fs.mkdirSync(`${file}.head.tmp`);
+    const a = log.append({ event: 'decision' });
+    const b = log.append({ event: 'decision' });
+    await assert.rejects(a.durable, /could not be written/);
+    await assert.rejects(b.durable, /could not be written/);
+    assert.throws(() => log.append({ event: 'decision' }), /could not be written/);
+    await log.close();
+  });
+
+  function anchoredLog(n: number, signingKey?: string) {
+    const file = path.join(dir, 'a.jsonl');
+    const anchor = path.join(dir, 'elsewhere', 'a.anchor.jsonl');
+    fs.mkdirSync(path.dirname(anchor));
+    const log = AuditLog.open(file, { signingKey, anchor: { file: anchor, intervalMs: 0 } });
+    return (async () => {
+      for (let i = 0; i < n; i++) await log.append({ event: 'decision', decision: 'rejected', n: i }).durable;
+      await log.close();
+      return { file, anchor };
+    })();
+  }
+
+  it('without the key, detects a rewritten chain (head recomputed) by its anchors', async () => {
+    const { file, anchor } = await anchoredLog(4);
+    assert.equal(verifyAuditFile(file, { anchor }).ok, true);
+    const forged = AuditLog.open(path.join(dir, 'forged.jsonl'));
+    for (const l of fs.readFileSync(file, 'utf8').trim().split('\n')) {
+      const entry = JSON.parse(l);
+      for (const k of ['seq', 'ts', 'prev', 'mac']) delete entry[k];
+      forged.append({ ...entry, decision: 'approved' });
+    }
+    await forged.close();
+    fs.copyFileSync(path.join(dir, 'forged.jsonl'), file);
+    fs.copyFileSync(path.join(dir, 'forged.jsonl.head'), `${file}.head`);
+    assert.equal(verifyAuditFile(file).ok, true, 'the chain and head alone are consistent');
+    const codesOf = verifyAuditFile(file, { anchor }).problems.map((p) => p.code);
+    assert.ok(codesOf.length > 0 && codesOf.every((c) => c === 'anchor_mismatch'), codesOf.join());
+    const out: string[] = [];
+    assert.equal(
+      verifyCli([file, '--anchor', anchor], {}, (l) => out.push(l)),
+      1,
+    );
+    assert.match(out.join('\n'), /anchor_mismatch/);
+  });
+
+  it('without the key, detects a dropped last line (head recomputed) by its anchors', async () => {
+    const { file, anchor } = await anchoredLog(4);
+    const lines = fs.readFileSync(file, 'utf8').split('\n').slice(0, 3);
+    fs.writeFileSync(file, lines.map((l) => l + '\n').join(''));
+    fs.writeFileSync(`${file}.head`, JSON.stringify({ seq: 2, hash: sha256(lines[2]) }));
+    assert.equal(verifyAuditFile(file).ok, true, 'the head alone is fooled');
+    assert.deepEqual(
+      verifyAuditFile(file, { anchor }).problems.map((p) => p.code),
+      ['anchor_truncated'],
+    );
+    const out: string[] = [];
+    assert.equal(
+      verifyCli([file, '--anchor', anchor], {}, (l) => out.push(l)),
+      1,
+    );
+  });
+
+  it('with the key, refuses an anchor file that was edited', async () => {
+    const { file, anchor } = await anchoredLog(2, KEY);
+    assert.equal(
+      verifyCli([file, '--key-env', 'K', '--anchor', anchor], { K: KEY }, () => undefined),
+      0,
+    );
+    const a = JSON.parse(fs.readFileSync(anchor, 'utf8').trim().split('\n')[0]);
+    fs.writeFileSync(anchor, JSON.stringify({ ...a, seq: 0, hash: sha256('x') }) + '\n');
+    assert.deepEqual(
+      verifyAuditFile(file, { signingKey: KEY, anchor }).problems.map((p) => p.code),
+      ['bad_anchor'],
+    );
   });
 });

@@ -1,21 +1,26 @@
 import { verifyAuditFile } from './audit';
 
-const USAGE = `usage: verify-cli <audit.jsonl> [--head <file> | --no-head] [--key-env <VAR>]
+const USAGE = `usage: verify-cli <audit.jsonl> [--head <file> | --no-head] [--key-env <VAR>] [--anchor <file>]
 
 Checks a guardrail audit log: every line parses, entries are numbered 0, 1, 2..., each line holds the
 hash of the one before, and the last line matches <audit.jsonl>.head. With --key-env, the signing key
 is read from that environment variable (never from the command line) and each line's MAC is checked.
+With --anchor, each anchor in that file (the guardrail's anchor file, or a saved copy of its
+retained anchor message) must match its line: without the key, this is what shows a chain rewritten
+with its hashes recomputed, or lines cut from the end.
 Exit status: 0 intact, 1 tampering or damage found, 2 usage or read error.`;
 
 export function main(argv: string[], env: NodeJS.ProcessEnv, out: (line: string) => void): number {
   let file: string | undefined;
   let head: string | false | undefined;
   let keyEnv: string | undefined;
+  let anchor: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--head' && i + 1 < argv.length) head = argv[++i];
     else if (arg === '--no-head') head = false;
     else if (arg === '--key-env' && i + 1 < argv.length) keyEnv = argv[++i];
+    else if (arg === '--anchor' && i + 1 < argv.length) anchor = argv[++i];
     else if (arg === '-h' || arg === '--help') {
       out(USAGE);
       return 0;
@@ -39,7 +44,7 @@ export function main(argv: string[], env: NodeJS.ProcessEnv, out: (line: string)
   }
   let result;
   try {
-    result = verifyAuditFile(file, { head, signingKey });
+    result = verifyAuditFile(file, { head, signingKey, anchor });
   } catch (err) {
     out(`cannot read ${file}: ${(err as Error).message}`);
     return 2;
@@ -48,6 +53,7 @@ export function main(argv: string[], env: NodeJS.ProcessEnv, out: (line: string)
     const checks = [
       head === false ? 'head not checked' : 'head matches',
       signingKey ? 'MACs valid' : 'MACs not checked',
+      ...(anchor ? ['anchors match'] : []),
     ];
     out(`OK: ${file}: ${result.entries} entries, chain intact, ${checks.join(', ')}`);
     return 0;
