@@ -1267,3 +1267,408 @@ describe('audit log: bounded lines, group commit, anchors (failures 5, 6, 7)', (
     );
   });
 });
+
+describe('policy v2 rules, each at its boundary', () => {
+  const sandbox = sinon.createSandbox();
+  let clock: sinon.SinonFakeTimers;
+  const T0 = 1_700_000_000_000;
+  beforeEach(() => {
+    clock = sandbox.useFakeTimers({ now: T0, toFake: ['Date'] });
+  });
+  afterEach(() => sandbox.restore());
+  const g = (policy: Policy) => new Guardrail(compile(policy), { key: KEY });
+
+  describe('approval by a condition on parameters', () => {
+    const guard = () =>
+      g({
+        actions: {
+          set_valve: {
+            params: {
+              id: { type: 'string', required: true },
+              position: { type: 'integer', min: 0, max: 100 },
+            },
+            approvalWhen: [{ param: 'position', op: '>', value: 90 }],
+          },
+        },
+      });
+    const valve = (params: Record<string, unknown>) => ({
+      action: 'set_valve',
+      params: { id: 'V1', ...params },
+    });
+
+    it('asks a person only when position > 90', () => {
+      const gr = guard();
+      assert.equal(gr.decide(valve({ position: 90 }), reader({})).outcome, 'approved');
+      const d = gr.decide(valve({ position: 91 }), reader({}));
+      assert.equal(d.outcome, 'needs_approval');
+      assert.equal(d.summary, "set_valve needs a person's approval when position is above 90.");
+      assert.equal(
+        gr.decide(valve({ position: 91 }), reader({}), { approvalGranted: true }).outcome,
+        'approved',
+      );
+    });
+
+    it('asks a person when the parameter the condition reads is not given', () => {
+      assert.equal(guard().decide(valve({}), reader({})).outcome, 'needs_approval');
+    });
+  });
+
+  describe('rate limits keyed by a parameter, and sliding windows', () => {
+    const guard = (limit: Record<string, unknown>) =>
+      g({
+        actions: {
+          set_valve: {
+            params: { id: { type: 'string', required: true } },
+            rateLimits: [{ per: 'action', by: ['id'], ...limit } as never],
+          },
+        },
+      });
+    const valve = (id: string) => ({ action: 'set_valve', params: { id } });
+
+    it('a window lets at most 5 through in any 60 s, where a 5/60 s bucket let 9 through in a minute', () => {
+      const bucket = guard({ capacity: 5, refillPerSecond: 5 / 60 });
+      const window = guard({ max: 5, windowSeconds: 60 });
+      const count = (gr: Guardrail) => {
+        let n = 0;
+        for (let s = 0; s < 60; s++) {
+          clock.setSystemTime(T0 + s * 1000);
+          if (gr.decide(valve('V1'), reader({})).outcome === 'approved') n++;
+        }
+        return n;
+      };
+      const throughBucket = count(bucket);
+      clock.setSystemTime(T0);
+      const throughWindow = count(window);
+      assert.ok(throughBucket > 5, `the bucket let ${throughBucket} through`);
+      assert.equal(throughWindow, 5);
+    });
+
+    it('slides: each approval leaves the window exactly windowSeconds later', () => {
+      const gr = guard({ max: 5, windowSeconds: 60 });
+      for (let i = 0; i < 3; i++) assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      clock.tick(30_000);
+      for (let i = 0; i < 2; i++) assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      const limited = gr.decide(valve('V1'), reader({}));
+      assert.deepEqual(codes(limited), ['rate_limited']);
+      assert.match(
+        limited.summary,
+        /set_valve for id "V1" reached \(at most 5 in any 60 s\); try again in 30 s/,
+      );
+      clock.tick(29_999);
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'rejected');
+      clock.tick(1);
+      for (let i = 0; i < 3; i++) assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'rejected');
+    });
+
+    it('keeps one limit per valve id, and one per device', () => {
+      const gr = guard({ max: 1, windowSeconds: 60 });
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'rejected');
+      assert.equal(gr.decide(valve('V2'), reader({})).outcome, 'approved');
+      const perDevice = g({
+        actions: { beep: { rateLimits: [{ per: 'device', max: 1, windowSeconds: 10 }] } },
+      });
+      const beep = (device: string) => ({ action: 'beep', params: {}, device });
+      assert.equal(perDevice.decide(beep('d1'), reader({})).outcome, 'approved');
+      assert.equal(perDevice.decide(beep('d1'), reader({})).outcome, 'rejected');
+      assert.equal(perDevice.decide(beep('d2'), reader({})).outcome, 'approved');
+    });
+  });
+
+  describe('rate of change per key, and a bound for the first command after a deploy', () => {
+    const policy: Policy = {
+      actions: {
+        set_joint: {
+          params: {
+            joint: { type: 'string', required: true },
+            angle: { type: 'number', unit: 'deg', required: true },
+          },
+          rateOfChange: [{ param: 'angle', by: ['joint'], maxPerSecond: 10, first: { min: -5, max: 5 } }],
+        },
+      },
+    };
+    const joint = (j: string, angle: number) => ({ action: 'set_joint', params: { joint: j, angle } });
+
+    it('bounds the first value after a deploy, then the change per joint', () => {
+      const gr = g(policy);
+      const first = gr.decide(joint('j1', 5.5), reader({}));
+      assert.deepEqual(codes(first), ['rate_of_change']);
+      assert.equal(
+        first.summary,
+        'set_joint: the first angle after a deploy must be between -5 and 5 deg, not 5.5 deg.',
+      );
+      assert.equal(gr.decide(joint('j1', 5), reader({})).outcome, 'approved');
+      assert.equal(
+        gr.decide(joint('j2', -5), reader({})).outcome,
+        'approved',
+        'each joint has its own first',
+      );
+      clock.tick(1000);
+      assert.deepEqual(codes(gr.decide(joint('j1', 15.5), reader({}))), ['rate_of_change']);
+      assert.equal(gr.decide(joint('j1', 15), reader({})).outcome, 'approved', 'j1 moves 10 in 1 s');
+      assert.equal(gr.decide(joint('j2', 5), reader({})).outcome, 'approved', 'j2 is tracked apart');
+    });
+
+    it('applies the first-command bound again after a redeploy, whatever the saved history says', async () => {
+      const state = LimitState.memory();
+      const before = new Guardrail(compile(policy), { key: KEY, state });
+      assert.equal(before.decide(joint('j1', 5), reader({})).outcome, 'approved');
+      clock.tick(3_600_000);
+      const after = new Guardrail(compile(policy), { key: KEY, state });
+      assert.deepEqual(codes(after.decide(joint('j1', 40), reader({}))), ['rate_of_change']);
+      assert.equal(after.decide(joint('j1', 4), reader({})).outcome, 'approved');
+    });
+  });
+
+  describe('interlock readings with a time and a maximum age', () => {
+    const guard = () =>
+      g({
+        actions: { move_to: { params: { zone: { type: 'string', required: true } } } },
+        interlocks: [
+          {
+            id: 'zone-too-hot',
+            require: {
+              source: 'flow',
+              path: 'zones.{params.zone}.temperature',
+              op: '<=',
+              value: 80,
+              maxAgeSeconds: 60,
+              timestampPath: 'zones.{params.zone}.ts',
+            },
+          },
+        ],
+      });
+    const move = { action: 'move_to', params: { zone: 'A' } };
+    const at = (ts: unknown, temperature = 40) => reader({ flow: { zones: { A: { temperature, ts } } } });
+
+    it('accepts a reading 60 s old and refuses one older', () => {
+      assert.equal(guard().decide(move, at(T0 - 60_000)).outcome, 'approved');
+      const old = guard().decide(move, at(T0 - 60_001));
+      assert.deepEqual(codes(old), ['interlock_stale']);
+      assert.match(old.summary, /60\.001 s old; at most 60 s is accepted/);
+      assert.deepEqual(codes(guard().decide(move, at(T0 - 3_600_000))), ['interlock_stale'], 'an hour old');
+    });
+
+    it('takes ISO times, refuses a reading with no time, and one dated more than 5 s ahead', () => {
+      assert.equal(guard().decide(move, at(new Date(T0 - 1000).toISOString())).outcome, 'approved');
+      assert.deepEqual(codes(guard().decide(move, at(undefined))), ['interlock_value_missing']);
+      assert.deepEqual(codes(guard().decide(move, at('yesterday'))), ['interlock_value_invalid']);
+      assert.equal(guard().decide(move, at(T0 + 5000)).outcome, 'approved');
+      assert.deepEqual(codes(guard().decide(move, at(T0 + 5001))), ['interlock_value_invalid']);
+    });
+
+    it('still compares the value of a fresh reading', () => {
+      assert.deepEqual(codes(guard().decide(move, at(T0, 81))), ['interlock']);
+    });
+  });
+
+  describe('travel from the site map, and budgets over a mission', () => {
+    const base = (extra: Partial<Policy> = {}): Policy => ({
+      actions: {
+        move_to: {
+          params: { zone: { type: 'string', required: true } },
+          moves: { to: 'zone' },
+          costs: { travel: { travel: true } },
+        },
+      },
+      siteMap: {
+        unit: 'm',
+        home: 'dock',
+        zones: { dock: { x: 0, y: 0 }, A: { x: 30, y: 0 }, B: { x: 30, y: 40 } },
+      },
+      plan: { budgets: { travel: { max: 45, unit: 'm' } } },
+      ...extra,
+    });
+    const move = (zone: string, extra: Record<string, unknown> = {}) => ({
+      action: 'move_to',
+      params: { zone },
+      ...extra,
+    });
+    const plan = (...zones: string[]) => ({ steps: zones.map((z, i) => ({ id: `s${i}`, ...move(z) })) });
+
+    it('measures travel between zones itself: 20 moves that would each declare 0 m are counted', () => {
+      const gr = g(base({ plan: { maxSteps: 20, budgets: { travel: { max: 45, unit: 'm' } } } }));
+      assert.equal(gr.decide(plan('A'), reader({})).outcome, 'approved', 'dock → A is 30 m');
+      const gr2 = g(base({ plan: { maxSteps: 20, budgets: { travel: { max: 45, unit: 'm' } } } }));
+      const back = gr2.decide(plan('A', 'dock'), reader({}));
+      assert.equal(back.summary, 'The plan needs 60 m of travel; the budget is 45 m.');
+      const zigzag = Array.from({ length: 20 }, (_, i) => (i % 2 ? 'dock' : 'A'));
+      assert.deepEqual(codes(gr2.decide(plan(...zigzag), reader({}))), ['budget_exceeded']);
+    });
+
+    it('counts 45 m exactly as within a 45 m budget, and 50 m as over it', () => {
+      const gr = g(
+        base({
+          siteMap: { home: 'dock', zones: { dock: { x: 0, y: 0 }, E: { x: 45, y: 0 }, F: { x: 0, y: 50 } } },
+        }),
+      );
+      assert.equal(gr.decide(move('E'), reader({})).outcome, 'approved');
+      const gr2 = g(
+        base({
+          siteMap: { home: 'dock', zones: { dock: { x: 0, y: 0 }, E: { x: 45, y: 0 }, F: { x: 0, y: 50 } } },
+        }),
+      );
+      assert.deepEqual(codes(gr2.decide(move('F'), reader({}))), ['budget_exceeded']);
+    });
+
+    it('starts from where its last approved move took the device, or reads where it is', () => {
+      const gr = g(base());
+      assert.equal(gr.decide(move('A'), reader({})).outcome, 'approved');
+      assert.deepEqual(codes(gr.decide(move('dock'), reader({}))), [], 'A → dock is 30 m');
+      const live = g(
+        base({ siteMap: { ...base().siteMap!, position: { source: 'msg', path: 'robot.zone' } } }),
+      );
+      assert.equal(
+        live.decide(move('B'), reader({ msg: { robot: { zone: 'A' } } })).outcome,
+        'approved',
+        '40 m',
+      );
+      assert.deepEqual(codes(live.decide(move('B'), reader({ msg: { robot: { zone: 'dock' } } }))), [
+        'budget_exceeded',
+      ]);
+      assert.deepEqual(codes(live.decide(move('B'), reader({}))), ['position_unknown']);
+    });
+
+    it('finds the shortest path on a graph, and refuses a zone the map does not have', () => {
+      const gr = g(
+        base({
+          siteMap: {
+            home: 'dock',
+            paths: [
+              { from: 'dock', to: 'A', distance: 20 },
+              { from: 'A', to: 'B', distance: 20 },
+              { from: 'dock', to: 'B', distance: 50 },
+            ],
+          },
+        }),
+      );
+      assert.equal(gr.decide(plan('B'), reader({})).outcome, 'approved', 'dock → A → B is 40 m, not 50');
+      assert.deepEqual(codes(gr.decide(move('Z'), reader({}))), ['travel_unknown']);
+    });
+
+    it('sums a mission budget over requests: three 40 m moves do not pass a 45 m budget', () => {
+      const missionPolicy = base({
+        siteMap: { home: 'dock', zones: { dock: { x: 0, y: 0 }, A: { x: 40, y: 0 } } },
+        plan: { budgets: { travel: { max: 85, unit: 'm', per: 'mission' } } },
+        mission: { source: 'msg', path: 'missionId' },
+      });
+      const gr = g(missionPolicy);
+      const m1 = reader({ msg: { missionId: 'm-1' } });
+      assert.equal(gr.decide(move('A'), m1).outcome, 'approved', '40 of 85 m');
+      assert.equal(gr.decide(move('dock'), m1).outcome, 'approved', '80 of 85 m');
+      const third = gr.decide(move('A'), m1);
+      assert.deepEqual(codes(third), ['budget_exceeded']);
+      assert.equal(
+        third.summary,
+        'The action needs 40 m of travel; mission "m-1" has used 80 m of its 85 m.',
+      );
+      assert.equal(
+        gr.decide(move('A'), reader({ msg: { missionId: 'm-2' } })).outcome,
+        'approved',
+        'a new mission',
+      );
+      assert.deepEqual(codes(gr.decide(move('dock'), reader({}))), ['mission_unknown']);
+    });
+
+    it('does not charge a mission for a request it rejects or one waiting for a person', () => {
+      const gr = g({
+        ...base({
+          plan: { budgets: { travel: { max: 45, unit: 'm', per: 'mission' } } },
+          mission: { source: 'msg', path: 'missionId' },
+        }),
+        approval: { classes: ['motion'] },
+        actions: {
+          move_to: { ...base().actions.move_to, classes: ['motion'] },
+        },
+      });
+      const m = reader({ msg: { missionId: 'm' } });
+      assert.equal(gr.decide(move('A'), m).outcome, 'needs_approval');
+      assert.equal(
+        gr.decide(move('A'), m, { approvalGranted: true }).outcome,
+        'approved',
+        'still 30 of 45 m',
+      );
+    });
+  });
+
+  describe('the schema and the deploy check', () => {
+    const invalid: Array<[string, unknown, RegExp]> = [
+      [
+        'a limit that is both a bucket and a window',
+        {
+          actions: {
+            a: { rateLimits: [{ per: 'action', capacity: 1, refillPerSecond: 1, max: 1, windowSeconds: 1 }] },
+          },
+        },
+        /rateLimits\[0\]: must match exactly one schema/,
+      ],
+      [
+        'a limit keyed by a parameter the action lacks',
+        { actions: { a: { rateLimits: [{ per: 'action', by: ['id'], max: 1, windowSeconds: 1 }] } } },
+        /rateLimits\[0\]\.by: "id" is not a parameter of a/,
+      ],
+      [
+        'an approval condition on an unknown parameter',
+        { actions: { a: { approvalWhen: [{ param: 'p', op: '>', value: 1 }] } } },
+        /approvalWhen\[0\]: "p" is not a parameter of a/,
+      ],
+      [
+        'a move without a site map',
+        { actions: { a: { params: { z: { type: 'string' } }, moves: { to: 'z' } } } },
+        /no policy\.siteMap/,
+      ],
+      [
+        'travel cost on an action that does not move',
+        { actions: { a: { costs: { t: { travel: true } } } }, plan: { budgets: { t: { max: 1 } } } },
+        /travel is counted only for an action with "moves"/,
+      ],
+      [
+        'a mission budget without a mission',
+        { actions: { a: {} }, plan: { budgets: { t: { max: 1, per: 'mission' } } } },
+        /no policy\.mission/,
+      ],
+      [
+        'a site map with zones and paths',
+        {
+          actions: { a: {} },
+          siteMap: { zones: { A: { x: 0, y: 0 } }, paths: [{ from: 'A', to: 'B', distance: 1 }] },
+        },
+        /not both or neither/,
+      ],
+      [
+        'a maximum age without the time path',
+        {
+          actions: { a: {} },
+          interlocks: [
+            { id: 'i', require: { source: 'msg', path: 'x', op: '<', value: 1, maxAgeSeconds: 5 } },
+          ],
+        },
+        /must have property timestampPath when property maxAgeSeconds is present/,
+      ],
+      [
+        'a first-command bound upside down',
+        {
+          actions: {
+            a: {
+              params: { v: { type: 'number' } },
+              rateOfChange: [{ param: 'v', maxPerSecond: 1, first: { min: 2, max: 1 } }],
+            },
+          },
+        },
+        /first: min \(2\) is greater than max \(1\)/,
+      ],
+    ];
+    for (const [name, policy, expected] of invalid) {
+      it(`refuses ${name} with a clear error`, () => {
+        const r = compilePolicy(policy);
+        assert.equal(r.ok, false);
+        assert.match(!r.ok ? r.errors.join('\n') : '', expected);
+      });
+    }
+
+    it('still accepts a v1 policy as it was', () => {
+      assert.equal(compilePolicy(CELL_POLICY).ok, true);
+    });
+  });
+});
