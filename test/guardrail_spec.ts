@@ -1672,3 +1672,94 @@ describe('policy v2 rules, each at its boundary', () => {
     });
   });
 });
+
+describe("example 02's policy: the robot's four limits", () => {
+  const sandbox = sinon.createSandbox();
+  beforeEach(() => sandbox.useFakeTimers({ now: 1_700_000_000_000, toFake: ['Date'] }));
+  afterEach(() => sandbox.restore());
+
+  const example = JSON.parse(
+    fs.readFileSync(
+      path.join(__dirname, '..', '..', 'examples', '02 - Inspection robot mission.json'),
+      'utf8',
+    ),
+  ) as Array<{ type: string; policy?: string }>;
+  const policy = compile(JSON.parse(example.find((n) => n.type === 'guardrail')!.policy!));
+  const zones = { dock: 24, A: 46, B: 52, C: 86, D: 49 };
+  const world = (robotZone = 'dock', missionId = 'm-1'): World => ({
+    msg: { missionId, state: { robot: { zone: robotZone } } },
+    flow: { zones: Object.fromEntries(Object.entries(zones).map(([z, t]) => [z, { temperature: t }])) },
+  });
+  const step = (id: string, action: string, params: Record<string, unknown>) => ({
+    id,
+    action,
+    params,
+    device: 'robot-1',
+    reason: id,
+  });
+  const decide = (steps: unknown[], w = world()) =>
+    new Guardrail(policy, { key: KEY }).decide({ steps }, reader(w));
+
+  it('approves a plan within all four', () => {
+    const d = decide([
+      step('s1', 'move_to', { zone: 'A', speed: 1.5 }),
+      step('s2', 'read_sensor', { sensor: 'temperature' }),
+      step('s3', 'set_valve', { id: 'V1', position: 40, torque: 10 }),
+      step('s4', 'move_to', { zone: 'B' }),
+      step('s5', 'report', { summary: 'ok' }),
+    ]);
+    assert.equal(d.outcome, 'approved', d.summary);
+  });
+
+  it('rejects a move faster than 1.5 m/min', () => {
+    const d = decide([step('s1', 'move_to', { zone: 'A', speed: 1.6 })]);
+    assert.deepEqual(codes(d), ['param_range']);
+    assert.match(d.summary, /speed 1\.6 m\/min is above the maximum of 1\.5 m\/min/);
+  });
+
+  it('rejects a plan that needs more than 30 min of battery, measured on the site map', () => {
+    // dock → D → dock → B: 24 + 24 + 12 m at 1.5 m/min is 40 min.
+    const d = decide([
+      step('s1', 'move_to', { zone: 'D' }),
+      step('s2', 'move_to', { zone: 'dock' }),
+      step('s3', 'move_to', { zone: 'B' }),
+    ]);
+    assert.deepEqual(codes(d), ['budget_exceeded']);
+    assert.match(d.summary, /needs 40\.00\d min of battery; mission "m-1" has used 0 min of its 30 min/);
+  });
+
+  it('counts the battery over the whole mission, not per plan', () => {
+    const guard = new Guardrail(policy, { key: KEY });
+    const first = guard.decide(
+      { steps: [step('s1', 'move_to', { zone: 'D' }), step('s2', 'read_sensor', { sensor: 'gas' })] },
+      reader(world()),
+    );
+    assert.equal(first.outcome, 'approved', '16.5 of 30 min');
+    const back = guard.decide({ steps: [step('s3', 'move_to', { zone: 'dock' })] }, reader(world('D')));
+    assert.deepEqual(codes(back), ['budget_exceeded'], '16.5 + 16 min is over 30');
+    assert.match(back.summary, /mission "m-1" has used 16\.50\d min of its 30 min/);
+    const nearer = guard.decide({ steps: [step('s3', 'move_to', { zone: 'B' })] }, reader(world('D')));
+    assert.equal(nearer.outcome, 'approved', '16.5 + 8 min');
+    const other = guard.decide(
+      { steps: [step('s1', 'move_to', { zone: 'D' })] },
+      reader(world('dock', 'm-2')),
+    );
+    assert.equal(other.outcome, 'approved', 'another mission has its own battery');
+  });
+
+  it('rejects a move into a zone above 80 °C', () => {
+    const d = decide([step('s1', 'move_to', { zone: 'C' })]);
+    assert.deepEqual(codes(d), ['interlock']);
+    assert.equal(d.reasons[0].message, 'Zone C is 86 °C; the robot may not enter a zone above 80 °C.');
+  });
+
+  it('rejects a valve turned with more than 10 Nm', () => {
+    const d = decide([step('s1', 'set_valve', { id: 'V2', position: 50, torque: 10.5 })]);
+    assert.deepEqual(codes(d), ['param_range']);
+    assert.match(d.summary, /torque 10\.5 Nm is above the maximum of 10 Nm/);
+  });
+
+  it('asks a person before a valve is opened past 90 %', () => {
+    assert.equal(decide([step('s1', 'set_valve', { id: 'V2', position: 95 })]).outcome, 'needs_approval');
+  });
+});
