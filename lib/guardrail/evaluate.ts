@@ -896,13 +896,15 @@ export class Guardrail {
         tentative.set(key, { value: v, at: now });
       }
     }
-    const keys = [
+    const most = demand.size + tentative.size + effects.positions.size + (effects.mission ? 1 : 0);
+    // The keys are listed only when they might not fit (rarely): this runs for every decision.
+    const keys = () => [
       ...[...demand].map(([k, d]) => (isBucket(d.limit) ? `b:${k}` : `w:${k}`)),
       ...[...tentative.keys()].map((k) => `s:${k}`),
       ...[...effects.positions.keys()].map((k) => `p:${k}`),
       ...(effects.mission ? [`m:${effects.mission.id}`] : []),
     ];
-    if (!this.limits.hasRoom(keys, now)) {
+    if (!this.limits.fits(most) && !this.limits.hasRoom(keys(), now)) {
       reasons.push({
         code: 'rate_limited',
         message: 'The guardrail is tracking as many limits as it may; the request is refused.',

@@ -139,6 +139,11 @@ export class Limits {
   }
 
   // ---- bound ----
+  /** Whether `n` more keys fit even if all are new. */
+  fits(n: number): boolean {
+    return this.state.size + n <= this.maxKeys;
+  }
+
   /** Whether `keys` (prefixed: `b:`, `w:`, `s:`, `p:`, `m:`) fit, dropping what no longer limits. */
   hasRoom(keys: readonly string[], now: number): boolean {
     const fits = () => this.state.size + keys.filter((k) => !this.state.has(k)).length <= this.maxKeys;
