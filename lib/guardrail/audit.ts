@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalJson } from '../signing';
+import { canonicalJson, hmacSha256Hex } from '../signing';
 import type { Decision } from './evaluate';
 
 /** `prev` of the first line. */
@@ -61,7 +61,25 @@ export function deriveAuditKey(signingKey: string | Buffer): Buffer {
 }
 
 function hmac(key: Buffer, text: string): string {
-  return createHmac('sha256', key).update(text).digest('hex');
+  return hmacSha256Hex(key, text);
+}
+
+const keyText = new Map<string, string>();
+function quotedKey(k: string): string {
+  let q = keyText.get(k);
+  if (q === undefined) {
+    q = JSON.stringify(k);
+    if (keyText.size < 256) keyText.set(k, q);
+  }
+  return q;
+}
+
+/** A value already written as canonical JSON, put into an audit line as it is. */
+export class RawJson {
+  constructor(readonly text: string) {}
+  toJSON(): unknown {
+    return JSON.parse(this.text);
+  }
 }
 
 function sameHex(a: unknown, b: string): boolean {
@@ -213,9 +231,28 @@ export class AuditLog {
     for (const k of RESERVED)
       if (Object.hasOwn(record, k)) throw new Error(`audit record may not set "${k}"`);
     const seq = this.seq + 1;
-    const body = { ...record, seq, ts: new Date(now).toISOString(), prev: this.hash };
-    let line = canonicalJson(body);
-    if (this.key) line = canonicalJson({ ...body, mac: hmac(this.key, line) });
+    // Each top-level value is written once; the line with its MAC is the same canonical JSON as
+    // canonicalJson({...body, mac}) would give, without writing the body twice.
+    const fields: Array<[string, string]> = [];
+    for (const k of Object.keys(record)) {
+      const v = record[k];
+      if (v !== undefined) fields.push([k, v instanceof RawJson ? v.text : canonicalJson(v)]);
+    }
+    fields.push(['seq', String(seq)], ['ts', `"${new Date(now).toISOString()}"`], ['prev', `"${this.hash}"`]);
+    fields.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const join = (fs2: Array<[string, string]>) => {
+      let out = '{';
+      for (let i = 0; i < fs2.length; i++) out += (i > 0 ? ',' : '') + quotedKey(fs2[i][0]) + ':' + fs2[i][1];
+      return out + '}';
+    };
+    let line = join(fields);
+    if (this.key) {
+      const mac = hmac(this.key, line);
+      let at = fields.findIndex(([k]) => k > 'mac');
+      if (at < 0) at = fields.length;
+      fields.splice(at, 0, ['mac', `"${mac}"`]);
+      line = join(fields);
+    }
     const hash = sha256(line);
     this.seq = seq;
     this.hash = hash;
@@ -593,21 +630,35 @@ export function boundText(text: string): string {
   return `${text.slice(0, 64)}… [${text.length} characters, sha256 ${sha256(text)}]`;
 }
 
+/** Whether a value holds a text (or key) longer than AUDIT_MAX_TEXT. */
+function hasLongText(v: unknown): boolean {
+  if (typeof v === 'string') return v.length > AUDIT_MAX_TEXT;
+  if (Array.isArray(v)) return v.some(hasLongText);
+  if (typeof v === 'object' && v !== null)
+    return Object.entries(v).some(([k, x]) => k.length > AUDIT_MAX_TEXT || hasLongText(x));
+  return false;
+}
+
 function bound(v: unknown): unknown {
+  if (!hasLongText(v)) return v;
+  return boundCopy(v);
+}
+
+function boundCopy(v: unknown): unknown {
   if (typeof v === 'string') return boundText(v);
-  if (Array.isArray(v)) return v.map(bound);
+  if (Array.isArray(v)) return v.map(boundCopy);
   if (typeof v === 'object' && v !== null) {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
       const key = boundText(k);
       if (key === '__proto__')
         Object.defineProperty(out, key, {
-          value: bound(x),
+          value: boundCopy(x),
           enumerable: true,
           writable: true,
           configurable: true,
         });
-      else out[key] = bound(x);
+      else out[key] = boundCopy(x);
     }
     return out;
   }
@@ -624,13 +675,13 @@ export function decisionRecord(
   d: Decision,
   extra: { node?: string; msgid?: string; approvalId?: string; approver?: string; comment?: string } = {},
 ): Record<string, unknown> {
-  let actions = bound(d.actions);
-  const json = canonicalJson(actions);
-  if (json.length > AUDIT_MAX_ACTIONS_JSON) {
+  const bounded = bound(d.actions);
+  let actions: unknown = new RawJson(canonicalJson(bounded));
+  if ((actions as RawJson).text.length > AUDIT_MAX_ACTIONS_JSON) {
     actions = {
       count: d.actions.length,
       sha256: sha256(canonicalJson(d.actions)),
-      first: (actions as unknown[])[0],
+      first: (bounded as unknown[])[0],
     };
   }
   const record: Record<string, unknown> = {
