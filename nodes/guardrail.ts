@@ -6,7 +6,7 @@ import { type PendingApproval, PendingApprovals, parseApprovalDecision } from '.
 import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
 import { type Decision, Guardrail, type LiveReader, type Reason } from '../lib/guardrail/evaluate';
 import { readPath } from '../lib/guardrail/paths';
-import { type CompiledPolicy, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
+import { type CompiledPolicy, POLICY_SCHEMA, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
 import { LimitState } from '../lib/guardrail/state';
 import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
@@ -324,6 +324,27 @@ export default function (RED: NodeAPI): void {
         .finally(() => done());
     });
   }
+
+  // The editor validates a policy with the same JSON Schema and deploy check as the node.
+  RED.httpAdmin.get(
+    '/edge-llm/guardrail/policy-schema',
+    RED.auth.needsPermission('guardrail.read'),
+    (_req, res) => {
+      res.json(POLICY_SCHEMA);
+    },
+  );
+  RED.httpAdmin.post(
+    '/edge-llm/guardrail/check-policy',
+    RED.auth.needsPermission('guardrail.read'),
+    (req, res) => {
+      const body = req.body as { policy?: unknown } | undefined;
+      const parsed = parsePolicyText(typeof body?.policy === 'string' ? body.policy : '');
+      const compiled = parsed.ok ? compilePolicy(parsed.value) : parsed;
+      res.json(
+        compiled.ok ? { ok: true, policyHash: compiled.policy.hash } : { ok: false, errors: compiled.errors },
+      );
+    },
+  );
 
   RED.nodes.registerType('guardrail', GuardrailNode as unknown as (this: Node, def: NodeDef) => void, {
     credentials: { signingKey: { type: 'password' } },

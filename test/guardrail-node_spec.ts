@@ -354,6 +354,32 @@ describe('guardrail node', function () {
     assert.equal(verdict.entries, 6);
   });
 
+  it('gives the editor the policy schema and the same check as a deploy', async function () {
+    await start();
+    const schema = await helper.request().get('/edge-llm/guardrail/policy-schema').expect(200);
+    assert.deepEqual(schema.body.required, ['actions']);
+    assert.ok(schema.body.properties.siteMap, 'the v2 rules are in it');
+    const good = await helper
+      .request()
+      .post('/edge-llm/guardrail/check-policy')
+      .send({ policy: JSON.stringify(POLICY) })
+      .expect(200);
+    assert.equal(good.body.ok, true);
+    assert.match(good.body.policyHash, /^[0-9a-f]{64}$/);
+    const bad = await helper
+      .request()
+      .post('/edge-llm/guardrail/check-policy')
+      .send({
+        policy:
+          '{"actions": {"a": {"rateLimits": [{"per": "action", "by": ["id"], "max": 1, "windowSeconds": 1}]}}}',
+      })
+      .expect(200);
+    assert.deepEqual(bad.body, {
+      ok: false,
+      errors: ['policy.actions.a.rateLimits[0].by: "id" is not a parameter of a'],
+    });
+  });
+
   it('refuses to start on an audit log that was tampered with', async function () {
     const file = path.join(dir, 'audit.jsonl');
     fs.writeFileSync(file, '{"seq":0}\n');

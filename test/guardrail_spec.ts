@@ -1763,3 +1763,26 @@ describe("example 02's policy: the robot's four limits", () => {
     assert.equal(decide([step('s1', 'set_valve', { id: 'V2', position: 95 })]).outcome, 'needs_approval');
   });
 });
+
+describe("the node help's example policy", () => {
+  it('is a valid policy that uses every v2 rule', () => {
+    const help = fs.readFileSync(
+      path.join(__dirname, '..', '..', 'nodes', 'locales', 'en-US', 'guardrail.html'),
+      'utf8',
+    );
+    const pre = /<pre>([\s\S]*?)<\/pre/.exec(help)![1].replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+    const r = compilePolicy(JSON.parse(pre));
+    assert.equal(r.ok, true, r.ok ? '' : r.errors.join('\n'));
+    for (const rule of [
+      'approvalWhen',
+      '"by"',
+      'windowSeconds',
+      '"first"',
+      'maxAgeSeconds',
+      'siteMap',
+      '"moves"',
+      '"per": "mission"',
+    ])
+      assert.ok(pre.includes(rule), rule);
+  });
+});
