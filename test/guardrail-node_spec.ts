@@ -42,6 +42,8 @@ describe('guardrail node', function () {
 
   beforeEach(async function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-node-'));
+    // The node keeps its limits and policy history in the user folder: a fresh one per test.
+    helper.settings({ userDir: dir });
     await helper.startServer();
   });
   afterEach(async function () {
