@@ -134,6 +134,8 @@ export interface AuditOptions {
 /** Something written and fsynced in the same batch as the audit lines (the guardrail's limits). */
 export interface AuditCompanion {
   sync(): Promise<void>;
+  /** The same, synchronously (at close). */
+  syncNow?(): void;
 }
 
 interface Waiter {
@@ -366,6 +368,7 @@ export class AuditLog {
         this.pending = [];
         this.writeHead(this.seq, this.hash);
       }
+      for (const c of this.companions) c.syncNow?.();
       this.maybeAnchor(this.seq, this.hash, true);
       for (const w of waiters) w.resolve();
     } catch (err) {
