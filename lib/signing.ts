@@ -339,7 +339,10 @@ function computeMac(
   expires: number,
   nonce: string,
 ) {
-  return hmacSha256Hex(key, canonicalJson({ action, policyHash, expires, nonce }));
+  // canonicalJson({ action, policyHash, expires, nonce }), written with its keys already in order.
+  if (!Number.isFinite(expires)) throw new TypeError('canonicalJson: non-finite number at $.expires');
+  const text = `{"action":${canonicalJson(action)},"expires":${JSON.stringify(expires)},"nonce":${JSON.stringify(nonce)},"policyHash":${JSON.stringify(policyHash)}}`;
+  return hmacSha256Hex(key, text);
 }
 
 /** Nonces come from one CSPRNG read per 256 of them: the same randomness, fewer calls. */
