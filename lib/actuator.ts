@@ -127,10 +127,16 @@ export class BrokerConnection extends EventEmitter implements CommandLink {
     if (this.users.size === 0) await this.end();
   }
 
-  async publish(topic: string, payload: string, properties?: PublishProperties): Promise<void> {
+  async publish(
+    topic: string,
+    payload: string,
+    properties?: PublishProperties,
+    opts: { retain?: boolean } = {},
+  ): Promise<void> {
     if (!this.client || !this.isReady) throw new Error('not connected to the broker');
     await this.client.publishAsync(topic, payload, {
       qos: 1,
+      ...(opts.retain ? { retain: true } : {}),
       ...(properties && this.protocolVersion === 5 ? { properties } : {}),
     });
   }

@@ -8,6 +8,7 @@ import { type Decision, Guardrail, type LiveReader, type Reason } from '../lib/g
 import { readPath } from '../lib/guardrail/paths';
 import { type CompiledPolicy, POLICY_SCHEMA, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
 import { LimitState } from '../lib/guardrail/state';
+import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
@@ -20,6 +21,9 @@ export interface GuardrailNodeDef extends NodeDef {
   /** Optional second file the audit log's head is copied to, every `anchorInterval` seconds. */
   anchorFile?: string;
   anchorInterval?: string;
+  /** Optional edge-mqtt-broker: the head is also published there, retained, on `anchorTopic`. */
+  anchorBroker?: string;
+  anchorTopic?: string;
 }
 
 export interface GuardrailCredentials {
@@ -79,6 +83,7 @@ export default function (RED: NodeAPI): void {
     let guard: Guardrail | undefined;
     let audit: AuditLog | undefined;
     let state: LimitState | undefined;
+    let anchorBroker: EdgeMqttBrokerNode | undefined;
     let approvals: PendingApprovals | undefined;
     let configError: string | undefined;
 
@@ -94,10 +99,31 @@ export default function (RED: NodeAPI): void {
       const anchorSeconds = Number(def.anchorInterval?.trim() || 10);
       if (!Number.isFinite(anchorSeconds) || anchorSeconds < 0)
         throw new Error(t('errors.bad-anchor-interval', { value: String(def.anchorInterval) }));
+      const broker = def.anchorBroker
+        ? ((RED.nodes.getNode(def.anchorBroker) as EdgeMqttBrokerNode | null) ?? undefined)
+        : undefined;
+      const anchorTopic = def.anchorTopic?.trim() || `edge-llm/guardrail/${this.id}/anchor`;
+      if (def.anchorBroker && !broker?.connection)
+        throw new Error(t('errors.anchor-broker', { message: broker?.configError ?? '' }));
+      if (broker) {
+        broker.register(this);
+        anchorBroker = broker;
+      }
+      // A retained message on the broker keeps the latest head; one not sent (broker away) is
+      // replaced by the next, which holds everything before it.
+      const publish = broker
+        ? (anchor: unknown) => {
+            broker.connection
+              ?.publish(anchorTopic, JSON.stringify(anchor), undefined, { retain: true })
+              .catch((err: Error) => this.warn(t('errors.anchor-publish', { message: err.message })));
+          }
+        : undefined;
       try {
         audit = AuditLog.open(auditFile, {
           signingKey: key,
-          ...(anchorFile ? { anchor: { file: anchorFile, intervalMs: anchorSeconds * 1000 } } : {}),
+          ...(anchorFile || publish
+            ? { anchor: { file: anchorFile, intervalMs: anchorSeconds * 1000, publish } }
+            : {}),
         });
       } catch (err) {
         throw new Error(t('errors.audit', { message: (err as Error).message }), { cause: err });
@@ -319,6 +345,7 @@ export default function (RED: NodeAPI): void {
       (async () => {
         await audit?.close();
         await state?.close();
+        await anchorBroker?.deregister(this);
       })()
         .catch((err: Error) => this.warn(err.message))
         .finally(() => done());

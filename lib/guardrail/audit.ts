@@ -607,13 +607,17 @@ function checkAnchors(
 /** Verifies a log file and, unless `head` is false, the `.head` file beside it (which must exist). */
 export function verifyAuditFile(
   file: string,
-  opts: { head?: string | false; signingKey?: string | Buffer; anchor?: string } = {},
+  opts: { head?: string | false; signingKey?: string | Buffer; anchor?: string; anchorText?: string } = {},
 ): AuditVerifyResult {
   const text = fs.readFileSync(file, 'utf8');
   const headFile = opts.head === false ? undefined : (opts.head ?? headPathFor(file));
   const head =
     headFile !== undefined && fs.existsSync(headFile) ? fs.readFileSync(headFile, 'utf8') : undefined;
-  const anchors = opts.anchor !== undefined ? fs.readFileSync(opts.anchor, 'utf8') : undefined;
+  const fromFile = opts.anchor !== undefined ? fs.readFileSync(opts.anchor, 'utf8') : undefined;
+  const anchors =
+    fromFile === undefined && opts.anchorText === undefined
+      ? undefined
+      : [fromFile, opts.anchorText].filter((t) => t !== undefined).join('\n');
   return verifyAuditLog(text, {
     head,
     requireHead: headFile !== undefined,
