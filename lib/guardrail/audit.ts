@@ -323,9 +323,7 @@ export class AuditLog {
         if (err) return reject(err);
         fs.fdatasync(fd, (err2) => (err2 ? reject(err2) : resolve()));
       });
-    }).then(() => {
-      if (text) this.writeHead(seq, hash);
-    });
+    }).then(() => (text ? this.writeHeadAsync(seq, hash) : undefined));
     Promise.all([written, companions])
       .then(
         () => {
@@ -378,6 +376,18 @@ export class AuditLog {
       fs.closeSync(fd);
       this.fd = undefined;
     }
+  }
+
+  /** As writeHead, off the event loop: a batch's messages wait for it, the next decisions do not. */
+  private writeHeadAsync(seq: number, hash: string): Promise<void> {
+    const headFile = headPathFor(this.file);
+    return fs.promises
+      .writeFile(`${headFile}.tmp`, headText(seq, hash, this.key) + '\n')
+      .then(() => fs.promises.rename(`${headFile}.tmp`, headFile))
+      .catch((err: Error) => {
+        this.broken = new Error(`audit head of ${this.file} could not be written: ${err.message}`);
+        throw this.broken;
+      });
   }
 
   private writeHead(seq: number, hash: string): void {
