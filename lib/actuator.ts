@@ -13,8 +13,15 @@ import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
+import type { PolicyTrust } from './guardrail/trust';
 import { Outbox, OutboxFullError } from './outbox';
-import { verifySignedAction, type Action, type SignedAction, type VerifyResult } from './signing';
+import {
+  snapshotJson,
+  verifySignedAction,
+  type Action,
+  type SignedAction,
+  type VerifyResult,
+} from './signing';
 
 // ---------------------------------------------------------------------------------------------
 // Wire format
@@ -120,10 +127,16 @@ export class BrokerConnection extends EventEmitter implements CommandLink {
     if (this.users.size === 0) await this.end();
   }
 
-  async publish(topic: string, payload: string, properties?: PublishProperties): Promise<void> {
+  async publish(
+    topic: string,
+    payload: string,
+    properties?: PublishProperties,
+    opts: { retain?: boolean } = {},
+  ): Promise<void> {
     if (!this.client || !this.isReady) throw new Error('not connected to the broker');
     await this.client.publishAsync(topic, payload, {
       qos: 1,
+      ...(opts.retain ? { retain: true } : {}),
       ...(properties && this.protocolVersion === 5 ? { properties } : {}),
     });
   }
@@ -302,7 +315,7 @@ export class ReplayStore {
 // ---------------------------------------------------------------------------------------------
 // Admission: signature and topic
 
-export type RefusalCode = Extract<VerifyResult, { ok: false }>['code'] | 'bad_topic';
+export type RefusalCode = Extract<VerifyResult, { ok: false }>['code'] | 'bad_topic' | 'stale_policy';
 
 export class CommandRefused extends Error {
   readonly code: RefusalCode;
@@ -361,7 +374,8 @@ export interface Command {
   msgid?: string;
 }
 
-export type FailureCode = 'deadline' | 'ack_timeout' | 'device_rejected' | 'outbox_full' | 'stopped';
+export type FailureCode =
+  'deadline' | 'ack_timeout' | 'device_rejected' | 'outbox_full' | 'stopped' | 'stale_policy';
 
 export interface Failure {
   code: FailureCode;
@@ -387,6 +401,12 @@ export interface ActuatorOptions {
   now?: () => number;
   /** How often to look for expired commands while the broker is unreachable. */
   sweepIntervalMs?: number;
+  /**
+   * Which guardrail policies are trusted now. A command not yet sent whose policy is no longer
+   * trusted fails with `stale_policy`; while no guardrail has said which policy it holds, commands
+   * wait. Without it every policy is trusted.
+   */
+  trust?: PolicyTrust;
 }
 
 export interface ActuatorEvents {
@@ -406,7 +426,8 @@ interface InFlight {
 }
 
 export class Actuator extends EventEmitter<ActuatorEvents> {
-  private readonly o: Required<ActuatorOptions>;
+  private readonly o: Required<Omit<ActuatorOptions, 'trust'>> & Pick<ActuatorOptions, 'trust'>;
+  private trustTimer: NodeJS.Timeout | undefined;
   private inFlight: InFlight | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -457,7 +478,13 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
    */
   async submit(
     signed: unknown,
-    opts: { key: string | Buffer; replay: ReplayStore; topicTemplate: string; msgid?: string },
+    opts: {
+      key: string | Buffer;
+      replay: ReplayStore;
+      topicTemplate: string;
+      msgid?: string;
+      trust?: PolicyTrust;
+    },
     /**
      * Called once the command exists and before it can be sent: the broker may come up (and the
      * device ack) while the outbox append is still on its way to disk.
@@ -466,7 +493,12 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
   ): Promise<Command> {
     // Checked first so that a full outbox does not use up the signature of an action it refuses.
     if (this.o.outbox.full) throw new OutboxFullError(this.o.outbox.capacity);
-    const command = await admit(signed, { ...opts, deadlineMs: this.o.deadlineMs, now: this.o.now() });
+    const command = await admit(signed, {
+      ...opts,
+      trust: opts.trust ?? this.o.trust,
+      deadlineMs: this.o.deadlineMs,
+      now: this.o.now(),
+    });
     onAdmitted?.(command);
     await this.o.outbox.append(command);
     this.emit('depth', this.depth);
@@ -501,6 +533,16 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
         continue;
       }
       if (!this.o.link.ready) break;
+      // Checked again before the first send: the policy may have changed while it waited.
+      const verdict = this.o.trust?.check(head.item.signed.signature.policyHash, this.o.now());
+      if (verdict && !verdict.ok) {
+        if (verdict.unknown) {
+          this.waitForTrust();
+          return;
+        }
+        this.settleFailed(head.seq, head.item, { code: 'stale_policy', message: verdict.message });
+        continue;
+      }
       this.inFlight = { seq: head.seq, command: head.item, attempts: 0, firstSentAt: this.o.now() };
       this.send(this.inFlight);
       return;
@@ -573,8 +615,21 @@ export class Actuator extends EventEmitter<ActuatorEvents> {
     this.sweepTimer = undefined;
   }
 
+  /** No guardrail has said which policy it holds yet (it may be starting): look again shortly. */
+  private waitForTrust(): void {
+    if (this.trustTimer || this.stopped) return;
+    this.trustTimer = setTimeout(() => {
+      this.trustTimer = undefined;
+      this.sweep();
+      this.pump();
+    }, this.o.sweepIntervalMs);
+    this.trustTimer.unref();
+  }
+
   private clearTimers(): void {
     if (this.inFlight?.timer) clearTimeout(this.inFlight.timer);
+    if (this.trustTimer) clearTimeout(this.trustTimer);
+    this.trustTimer = undefined;
     this.stopSweep();
   }
 
@@ -656,20 +711,22 @@ export async function admit(
     deadlineMs: number;
     now: number;
     msgid?: string;
+    trust?: PolicyTrust;
   },
 ): Promise<Command> {
   // The copy is what gets verified, stored and sent: nothing that still holds the message can
   // change the action between the check and the send.
-  let copy: unknown;
-  try {
-    copy = JSON.parse(JSON.stringify(signed ?? null));
-  } catch (err) {
-    throw new CommandRefused('malformed', `the action cannot be serialised: ${(err as Error).message}`);
-  }
+  // A getter or Proxy is refused without being called: it could answer differently each time.
+  const snap = snapshotJson(signed ?? null, { root: 'payload', maxDepth: 64, maxNodes: 100_000 });
+  if (!snap.ok)
+    throw new CommandRefused('malformed', `the signed action is not plain data: ${snap.problem.message}`);
+  const copy = snap.value;
   const verdict = verifySignedAction(copy, { key: opts.key, now: opts.now, seen: opts.replay.seen });
   await opts.replay.flush();
   if (!verdict.ok) throw new CommandRefused(verdict.code, verdict.message);
   const verified = copy as SignedAction;
+  const trusted = opts.trust?.check(verified.signature.policyHash, opts.now);
+  if (trusted && !trusted.ok) throw new CommandRefused('stale_policy', trusted.message);
   const topic = renderTopic(opts.topicTemplate, verified.action);
   return {
     idempotencyKey: randomUUID(),

@@ -1,4 +1,5 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type Hash, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { types } from 'node:util';
 import { isPlainObject } from './plain';
 
 /** One action for an actuator, as a plan step or a single request carries it. */
@@ -55,6 +56,59 @@ const MAC_RE = /^[0-9a-f]{64}$/;
  * turned into null, because a signature over silently altered data would approve something else.
  */
 export function canonicalJson(value: unknown): string {
+  // The fast writer gives up on the first problem; the careful one below then says where it is.
+  try {
+    return fastCanonical(value, 0);
+  } catch (err) {
+    if (err !== NOT_JSON) throw err;
+  }
+  return describedCanonicalJson(value);
+}
+
+const NOT_JSON = Symbol('not JSON');
+/** Deeper than any request the guardrail reads (64): a cycle ends here too. */
+const MAX_CANONICAL_DEPTH = 256;
+
+/** Printable ASCII without `"` and `\\`: JSON.stringify would return it quoted and unchanged. */
+const PLAIN_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const quote = (s: string): string => (s.length < 256 && PLAIN_TEXT.test(s) ? `"${s}"` : JSON.stringify(s));
+
+function fastCanonical(v: unknown, depth: number): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'string':
+      return quote(v);
+    case 'number':
+      if (!Number.isFinite(v)) throw NOT_JSON;
+      return JSON.stringify(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      throw NOT_JSON;
+  }
+  if (depth > MAX_CANONICAL_DEPTH) throw NOT_JSON;
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (!(i in v)) throw NOT_JSON;
+      out += (i > 0 ? ',' : '') + fastCanonical(v[i], depth + 1);
+    }
+    return out + ']';
+  }
+  if (!isPlainObject(v)) throw NOT_JSON;
+  const keys = Object.keys(v);
+  if (keys.length > 1) keys.sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    out += (i > 0 ? ',' : '') + quote(k) + ':' + fastCanonical(v[k], depth + 1);
+  }
+  return out + '}';
+}
+
+function describedCanonicalJson(value: unknown): string {
   const parts: string[] = [];
   const stack = new Set<object>();
   const write = (v: unknown, where: string): void => {
@@ -113,10 +167,169 @@ export function canonicalJson(value: unknown): string {
   return parts.join('');
 }
 
+export type SnapshotProblemCode =
+  'not_data' | 'accessor' | 'proxy' | 'non_finite' | 'forbidden_key' | 'too_deep' | 'too_large' | 'too_long';
+
+export interface SnapshotProblem {
+  code: SnapshotProblemCode;
+  /** Where, as `root.a.b[2]`. */
+  at: string;
+  message: string;
+}
+
+export interface SnapshotOptions {
+  /** The name of the root in messages (default `payload`). */
+  root?: string;
+  maxDepth?: number;
+  /** Most values (objects, arrays and scalars together). */
+  maxNodes?: number;
+  /** Longest string, in UTF-16 code units. */
+  maxStringLength?: number;
+  /** Keys refused anywhere (e.g. `__proto__`). */
+  forbiddenKeys?: readonly string[];
+}
+
+export type SnapshotResult = { ok: true; value: unknown } | { ok: false; problem: SnapshotProblem };
+
+/**
+ * Whether `proto`, an object's prototype, is some realm's Object.prototype. Reads only own data
+ * properties through descriptors, so no getter and no Proxy trap runs.
+ */
+function isObjectPrototype(proto: object): boolean {
+  if (types.isProxy(proto) || Object.getPrototypeOf(proto) !== null) return false;
+  const ctor = Object.getOwnPropertyDescriptor(proto, 'constructor');
+  if (!ctor || !('value' in ctor) || typeof ctor.value !== 'function' || types.isProxy(ctor.value))
+    return false;
+  const name = Object.getOwnPropertyDescriptor(ctor.value, 'name');
+  const protoOf = Object.getOwnPropertyDescriptor(ctor.value, 'prototype');
+  return name?.value === 'Object' && protoOf?.value === proto;
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object') return 'not plain data';
+  return `a ${typeof v}`;
+}
+
+/**
+ * One deep copy of plain JSON data, taken without running any code of the value's own: a Proxy
+ * (anywhere) and an accessor property (a getter or setter) are refused without being called, as are
+ * class instances, functions, undefined, symbols, bigints, non-finite numbers and array holes. What
+ * comes back is made of fresh objects and arrays that nothing else holds, so whatever is checked,
+ * signed, recorded and sent is the same data: a value read twice cannot change in between.
+ */
+export function snapshotJson(value: unknown, opts: SnapshotOptions = {}): SnapshotResult {
+  const maxDepth = opts.maxDepth ?? 64;
+  const maxNodes = opts.maxNodes ?? 1_000_000;
+  const maxString = opts.maxStringLength ?? Number.MAX_SAFE_INTEGER;
+  const forbidden = opts.forbiddenKeys ?? [];
+  const root = opts.root ?? 'payload';
+  // Where the walk is, as keys; turned into text only when something is refused.
+  const trail: Array<string | number> = [];
+  let nodes = 0;
+  let problem: SnapshotProblem | undefined;
+  const here = (): string => root + trail.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
+  const fail = (code: SnapshotProblemCode, message: (at: string) => string): undefined => {
+    const at = here();
+    problem = { code, at, message: message(at) };
+    return undefined;
+  };
+  const copy = (v: unknown, depth: number): unknown => {
+    if (++nodes > maxNodes) return fail('too_large', () => `the request has more than ${maxNodes} values`);
+    switch (typeof v) {
+      case 'string':
+        return v.length > maxString
+          ? fail(
+              'too_long',
+              (at) => `${at} is a text of ${v.length} characters; at most ${maxString} are accepted`,
+            )
+          : v;
+      case 'number':
+        return Number.isFinite(v)
+          ? v
+          : fail('non_finite', (at) => `${at} is ${v}; only finite numbers are accepted`);
+      case 'boolean':
+        return v;
+      case 'object':
+        break;
+      default:
+        return fail('not_data', (at) => `${at} is ${describeValue(v)}; only JSON data is accepted`);
+    }
+    if (v === null) return null;
+    if (types.isProxy(v)) return fail('proxy', (at) => `${at} is a Proxy; only plain JSON data is accepted`);
+    if (depth >= maxDepth) return fail('too_deep', (at) => `the request is nested too deeply at ${at}`);
+    if (Array.isArray(v)) {
+      const n = v.length;
+      const out = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) {
+        trail.push(i);
+        const d = Object.getOwnPropertyDescriptor(v, i);
+        if (!d) return fail('not_data', (at) => `${at} is a hole; only JSON data is accepted`);
+        if (!('value' in d))
+          return fail('accessor', (at) => `${at} is a getter or setter; only plain data is accepted`);
+        const c = copy(d.value, depth + 1);
+        if (problem) return undefined;
+        out[i] = c;
+        trail.pop();
+      }
+      return out;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== null && proto !== Object.prototype && !isObjectPrototype(proto)) {
+      return fail('not_data', (at) => `${at} is not plain data; only JSON data is accepted`);
+    }
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v)) {
+      if (forbidden.includes(k))
+        return fail('forbidden_key', (at) => `${at} has the key "${k}", which is never accepted`);
+      trail.push(k);
+      const d = Object.getOwnPropertyDescriptor(v, k)!;
+      if (!('value' in d))
+        return fail('accessor', (at) => `${at} is a getter or setter; only plain data is accepted`);
+      const c = copy(d.value, depth + 1);
+      if (problem) return undefined;
+      if (k === '__proto__')
+        Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+      else out[k] = c;
+      trail.pop();
+    }
+    return out;
+  };
+  const result = copy(value, 0);
+  return problem ? { ok: false, problem } : { ok: true, value: result };
+}
+
 function checkKey(key: string | Buffer): void {
   if (!(typeof key === 'string' || Buffer.isBuffer(key)) || key.length === 0) {
     throw new TypeError('signing key must be a non-empty string or Buffer');
   }
+}
+
+/**
+ * HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once and the hash state copied
+ * for each MAC: the same bytes as createHmac, without setting the key up again every time.
+ */
+const padCache = new Map<string | Buffer, { inner: Hash; outer: Hash }>();
+
+export function hmacSha256Hex(key: string | Buffer, text: string): string {
+  let pads = padCache.get(key);
+  if (!pads) {
+    let k = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+    if (k.length > 64) k = createHash('sha256').update(k).digest();
+    const ipad = Buffer.alloc(64, 0x36);
+    const opad = Buffer.alloc(64, 0x5c);
+    for (let i = 0; i < k.length; i++) {
+      ipad[i] ^= k[i];
+      opad[i] ^= k[i];
+    }
+    pads = { inner: createHash('sha256').update(ipad), outer: createHash('sha256').update(opad) };
+    // A handful of keys per process; a Buffer key is kept by identity, so bound the cache.
+    if (padCache.size >= 32) padCache.clear();
+    padCache.set(key, pads);
+  }
+  const inner = pads.inner.copy().update(text, 'utf8').digest();
+  return pads.outer.copy().update(inner).digest('hex');
 }
 
 function computeMac(
@@ -126,9 +339,23 @@ function computeMac(
   expires: number,
   nonce: string,
 ) {
-  return createHmac('sha256', key)
-    .update(canonicalJson({ action, policyHash, expires, nonce }))
-    .digest('hex');
+  // canonicalJson({ action, policyHash, expires, nonce }), written with its keys already in order.
+  if (!Number.isFinite(expires)) throw new TypeError('canonicalJson: non-finite number at $.expires');
+  const text = `{"action":${canonicalJson(action)},"expires":${JSON.stringify(expires)},"nonce":${JSON.stringify(nonce)},"policyHash":${JSON.stringify(policyHash)}}`;
+  return hmacSha256Hex(key, text);
+}
+
+/** Nonces come from one CSPRNG read per 256 of them: the same randomness, fewer calls. */
+let noncePool = Buffer.alloc(0);
+let nonceAt = 0;
+function newNonce(): string {
+  if (nonceAt + 16 > noncePool.length) {
+    noncePool = randomBytes(4096);
+    nonceAt = 0;
+  }
+  const nonce = noncePool.toString('hex', nonceAt, nonceAt + 16);
+  nonceAt += 16;
+  return nonce;
 }
 
 function checkActionShape(action: unknown): string | undefined {
@@ -147,6 +374,16 @@ function checkActionShape(action: unknown): string | undefined {
  * afterwards cannot change what was signed.
  */
 export function signAction(action: Action, opts: SignOptions): SignedAction {
+  const shapeError = checkActionShape(action);
+  if (shapeError) throw new TypeError(`signAction: ${shapeError}`);
+  return signSnapshot(JSON.parse(canonicalJson(action)) as Action, opts);
+}
+
+/**
+ * Signs an action that is already a private copy (from `snapshotJson`, held by nobody else), without
+ * copying it again: the signed action is that object.
+ */
+export function signSnapshot(action: Action, opts: SignOptions): SignedAction {
   checkKey(opts.key);
   const shapeError = checkActionShape(action);
   if (shapeError) throw new TypeError(`signAction: ${shapeError}`);
@@ -154,18 +391,17 @@ export function signAction(action: Action, opts: SignOptions): SignedAction {
     throw new TypeError('signAction: policyHash must be a non-empty string');
   }
   if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new TypeError('signAction: ttlMs must be > 0');
-  const copy = JSON.parse(canonicalJson(action)) as Action;
   const now = opts.now ?? Date.now();
   const expires = Math.floor(now + opts.ttlMs);
-  const nonce = randomBytes(16).toString('hex');
+  const nonce = newNonce();
   return {
-    action: copy,
+    action,
     signature: {
       alg: 'HMAC-SHA256',
       policyHash: opts.policyHash,
       expires,
       nonce,
-      mac: computeMac(opts.key, copy, opts.policyHash, expires, nonce),
+      mac: computeMac(opts.key, action, opts.policyHash, expires, nonce),
     },
   };
 }

@@ -11,7 +11,9 @@ import {
   type Command,
   type Failure,
 } from '../lib/actuator';
+import { type PolicyTrust, fixedTrust, parsePolicyHashes, trustPolicy } from '../lib/guardrail/trust';
 import { Outbox, OutboxFullError } from '../lib/outbox';
+import type { GuardrailNode } from './guardrail';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
 
@@ -27,6 +29,10 @@ export interface ActuatorOutNodeDef extends NodeDef {
   outboxSize: string;
   outboxDir: string;
   dryRun: boolean;
+  /** Blank: the policies of the running guardrail nodes with the same key; else fixed policy hashes. */
+  trustedPolicies?: string;
+  /** Seconds a guardrail's previous policy stays trusted after it changed (default 0). */
+  policyGrace?: string;
   /** Optional kv-session-store: an outcome moves the message's mission Execute → Monitor. */
   sessions?: string;
 }
@@ -42,6 +48,8 @@ interface Settings {
   deadlineMs: number;
   outboxSize: number;
   dir: string;
+  trustedPolicies: string[] | undefined;
+  policyGraceMs: number;
 }
 
 type Send = (msg: NodeMessage | (NodeMessage | null)[]) => void;
@@ -79,7 +87,11 @@ export default function (RED: NodeAPI): void {
       );
     }
     const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+    const hashes = def.trustedPolicies?.trim() ? parsePolicyHashes(def.trustedPolicies) : undefined;
+    if (hashes && 'error' in hashes) throw new Error(t('errors.bad-policies', { problem: hashes.error }));
     return {
+      trustedPolicies: hashes,
+      policyGraceMs: Math.round(number(def.policyGrace ?? '', 0, 'policyGrace', 0) * 1000),
       topic,
       ackTimeoutMs: Math.round(number(def.ackTimeout, 5, 'ackTimeout', 0.01) * 1000),
       retries,
@@ -140,6 +152,27 @@ export default function (RED: NodeAPI): void {
       this.error(configError);
     }
 
+    // ---- which guardrail policies are trusted ----
+    /** The signed announcements of the guardrail nodes running now; trustPolicy keeps those with our key. */
+    const announcements = (): unknown[] => {
+      const out: unknown[] = [];
+      RED.nodes.eachNode((n) => {
+        if (n.type !== 'guardrail') return;
+        const guardrail = RED.nodes.getNode(n.id) as GuardrailNode | null;
+        const a = guardrail?.policyAnnouncement?.();
+        if (a) out.push(a);
+      });
+      return out;
+    };
+    const trust: PolicyTrust | undefined = !settings
+      ? undefined
+      : settings.trustedPolicies
+        ? fixedTrust(settings.trustedPolicies)
+        : {
+            check: (policyHash, now) =>
+              trustPolicy(policyHash, announcements(), key!, { graceMs: settings!.policyGraceMs, now }),
+          };
+
     // ---- outcomes ----
     const sessions = def.sessions ? (RED.nodes.getNode(def.sessions) as KvSessionStoreNode | null) : null;
     /** The device's answer is the mission's feedback; the mission moves on to Monitor. */
@@ -198,6 +231,7 @@ export default function (RED: NodeAPI): void {
         ackTimeoutMs: s.ackTimeoutMs,
         retries: s.retries,
         deadlineMs: s.deadlineMs,
+        trust,
       });
       actuator.on('acked', (command, info) => settle(command, { acked: info }));
       actuator.on('failed', (command, failure) => settle(command, { failed: failure }));
@@ -222,7 +256,7 @@ export default function (RED: NodeAPI): void {
       await ready;
       if (configError || !settings || !replay) throw new Error(configError ?? t('errors.not-ready'));
       if (closing) throw new Error(t('errors.closing'));
-      const options = { key: key!, replay, topicTemplate: settings.topic, msgid: msg._msgid };
+      const options = { key: key!, replay, topicTemplate: settings.topic, msgid: msg._msgid, trust };
       if (dryRun) {
         const command = await admit(msg.payload, {
           ...options,
@@ -252,13 +286,19 @@ export default function (RED: NodeAPI): void {
 
     this.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
       accept(msg, send, done).catch((err: Error) => {
+        // One outcome per message. A refused command (signature, policy, topic, full outbox) is an
+        // answer the flow is expected to handle: the failed output only. Anything else is an error
+        // (not configured, stopping, a disk that fails): Catch only.
         if (err instanceof CommandRefused || err instanceof OutboxFullError) {
-          // Not accepted: reported on the failed output and, as an error, to a Catch this.
           lastError = err.code;
           msg.failure = { code: err.code, message: err.message };
           send([null, msg]);
           showStatus();
+          done();
+          return;
         }
+        lastError = 'error';
+        showStatus();
         done(err);
       });
     });

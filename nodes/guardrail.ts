@@ -6,7 +6,10 @@ import { type PendingApproval, PendingApprovals, parseApprovalDecision } from '.
 import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
 import { type Decision, Guardrail, type LiveReader, type Reason } from '../lib/guardrail/evaluate';
 import { readPath } from '../lib/guardrail/paths';
-import { type CompiledPolicy, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
+import { type CompiledPolicy, POLICY_SCHEMA, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
+import { LimitState } from '../lib/guardrail/state';
+import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
+import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
 
@@ -15,10 +18,21 @@ export interface GuardrailNodeDef extends NodeDef {
   policy: string;
   policyFile: string;
   auditLog: string;
+  /** Optional second file the audit log's head is copied to, every `anchorInterval` seconds. */
+  anchorFile?: string;
+  anchorInterval?: string;
+  /** Optional edge-mqtt-broker: the head is also published there, retained, on `anchorTopic`. */
+  anchorBroker?: string;
+  anchorTopic?: string;
 }
 
 export interface GuardrailCredentials {
   signingKey?: string;
+}
+
+/** What actuator-out nodes ask a running guardrail: which policy it holds, signed with its key. */
+export interface GuardrailNode extends Node<GuardrailCredentials> {
+  policyAnnouncement(): PolicyAnnouncement | undefined;
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -47,12 +61,29 @@ export default function (RED: NodeAPI): void {
     return compiled.policy;
   }
 
-  function GuardrailNode(this: Node<GuardrailCredentials>, def: GuardrailNodeDef): void {
+  function GuardrailNode(this: GuardrailNode, def: GuardrailNodeDef): void {
     RED.nodes.createNode(this, def);
+    let announcement: PolicyAnnouncement | undefined;
+    this.policyAnnouncement = () => announcement;
+    /** Says which policy this node approves under now (none after a bad deploy), and which it held before. */
+    const announce = (policyHash: string | null): void => {
+      const key = this.credentials?.signingKey;
+      if (!key) return;
+      try {
+        const file = path.join(userDir(), 'edge-llm', 'guardrail', `${this.id}.policy.json`);
+        const history = recordPolicy(file, policyHash, Date.now());
+        announcement = announcePolicy(key, { node: this.id, ...history });
+      } catch (err) {
+        announcement = undefined;
+        this.warn(t('errors.announce', { message: (err as Error).message }));
+      }
+    };
     const counts = { approved: 0, rejected: 0 };
     const timers = new Map<string, NodeJS.Timeout>();
     let guard: Guardrail | undefined;
     let audit: AuditLog | undefined;
+    let state: LimitState | undefined;
+    let anchorBroker: EdgeMqttBrokerNode | undefined;
     let approvals: PendingApprovals | undefined;
     let configError: string | undefined;
 
@@ -64,13 +95,49 @@ export default function (RED: NodeAPI): void {
         userDir(),
         def.auditLog?.trim() || path.join('edge-llm', 'guardrail', `${this.id}.jsonl`),
       );
+      const anchorFile = def.anchorFile?.trim() ? path.resolve(userDir(), def.anchorFile.trim()) : undefined;
+      const anchorSeconds = Number(def.anchorInterval?.trim() || 10);
+      if (!Number.isFinite(anchorSeconds) || anchorSeconds < 0)
+        throw new Error(t('errors.bad-anchor-interval', { value: String(def.anchorInterval) }));
+      const broker = def.anchorBroker
+        ? ((RED.nodes.getNode(def.anchorBroker) as EdgeMqttBrokerNode | null) ?? undefined)
+        : undefined;
+      const anchorTopic = def.anchorTopic?.trim() || `edge-llm/guardrail/${this.id}/anchor`;
+      if (def.anchorBroker && !broker?.connection)
+        throw new Error(t('errors.anchor-broker', { message: broker?.configError ?? '' }));
+      if (broker) {
+        broker.register(this);
+        anchorBroker = broker;
+      }
+      // A retained message on the broker keeps the latest head; one not sent (broker away) is
+      // replaced by the next, which holds everything before it.
+      const publish = broker
+        ? (anchor: unknown) => {
+            broker.connection
+              ?.publish(anchorTopic, JSON.stringify(anchor), undefined, { retain: true })
+              .catch((err: Error) => this.warn(t('errors.anchor-publish', { message: err.message })));
+          }
+        : undefined;
       try {
-        audit = AuditLog.open(auditFile, { signingKey: key });
+        audit = AuditLog.open(auditFile, {
+          signingKey: key,
+          ...(anchorFile || publish
+            ? { anchor: { file: anchorFile, intervalMs: anchorSeconds * 1000, publish } }
+            : {}),
+        });
       } catch (err) {
         throw new Error(t('errors.audit', { message: (err as Error).message }), { cause: err });
       }
-      guard = new Guardrail(policy, { key });
+      try {
+        // Rate limits, set-points, positions and mission budgets outlive a redeploy and a restart.
+        state = LimitState.open(path.join(userDir(), 'edge-llm', 'guardrail', `${this.id}.state.jsonl`));
+      } catch (err) {
+        throw new Error(t('errors.state', { message: (err as Error).message }), { cause: err });
+      }
+      audit.attach(state);
+      guard = new Guardrail(policy, { key, state });
       approvals = new PendingApprovals(policy.maxPending);
+      announce(policy.hash);
       this.status({
         fill: 'green',
         shape: 'dot',
@@ -78,6 +145,8 @@ export default function (RED: NodeAPI): void {
       });
     } catch (err) {
       configError = (err as Error).message;
+      guard = undefined;
+      announce(null);
       this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
       this.error(configError);
     }
@@ -105,16 +174,20 @@ export default function (RED: NodeAPI): void {
         return readPath(store.get(segments[0]), segments.slice(1));
       };
 
-    /** Records a decision, then sends it; nothing is sent if it cannot be recorded. */
+    /**
+     * Records a decision; it may be sent once `durable` resolves (its audit line and the limits it
+     * used are on disk, written in one batch with the decisions around it). Nothing is sent if it
+     * cannot be recorded.
+     */
     const record = (
       event: Parameters<typeof decisionRecord>[0],
       d: Decision,
       extra: Record<string, string | undefined>,
     ) => {
-      const { seq } = audit!.append(decisionRecord(event, d, { node: this.id, ...extra }));
+      const written = audit!.append(decisionRecord(event, d, { node: this.id, ...extra }));
       if (d.outcome === 'approved') counts.approved++;
       else if (d.outcome === 'rejected') counts.rejected++;
-      return seq;
+      return written;
     };
 
     const emit = (msg: Msg, d: Decision, auditSeq: number, send: Send, pending?: PendingApproval): void => {
@@ -168,17 +241,19 @@ export default function (RED: NodeAPI): void {
           if (!guard || !taken || taken.status === 'unknown') return;
           const reason: Reason = { code: 'approval_expired', message: t('reasons.approval-expired') };
           const d = guard.result('rejected', entry.kind, [], [reason]);
-          try {
-            const seq = record('approval_expired', d, { approvalId: entry.id, msgid: entry.requestMsgId });
-            const msg = {
-              _msgid: RED.util.generateId(),
-              payload: entry.payload,
-              approval: { id: entry.id },
-            } as Msg;
+          const msg = {
+            _msgid: RED.util.generateId(),
+            payload: entry.payload,
+            approval: { id: entry.id },
+          } as Msg;
+          void (async () => {
+            const { seq, durable } = record('approval_expired', d, {
+              approvalId: entry.id,
+              msgid: entry.requestMsgId,
+            });
+            await durable;
             emit(msg, d, seq, (out) => this.send(out));
-          } catch (err) {
-            this.error(t('errors.audit', { message: (err as Error).message }));
-          }
+          })().catch((err: Error) => this.error(t('errors.audit', { message: err.message }), msg));
         },
         Math.max(0, entry.expires - Date.now()),
       );
@@ -186,14 +261,14 @@ export default function (RED: NodeAPI): void {
       timers.set(entry.id, timer);
     };
 
-    const onRequest = (msg: Msg, send: Send): void => {
+    const onRequest = async (msg: Msg, send: Send): Promise<void> => {
       const g = guard!;
       let d = g.decide(msg.payload, liveFor(msg));
       let pending: PendingApproval | undefined;
       if (d.outcome === 'needs_approval') {
         const now = Date.now();
         pending = approvals!.add({
-          payload: msg.payload,
+          payload: d.request,
           kind: d.kind === 'plan' ? 'plan' : 'action',
           created: now,
           expires: now + g.policy.approvalTimeoutMs,
@@ -207,7 +282,9 @@ export default function (RED: NodeAPI): void {
       }
       let seq: number;
       try {
-        seq = record('request', d, { msgid: msg._msgid, approvalId: pending?.id });
+        const written = record('request', d, { msgid: msg._msgid, approvalId: pending?.id });
+        seq = written.seq;
+        await written.durable;
       } catch (err) {
         if (pending) approvals!.take(pending.id, Date.now());
         throw err;
@@ -216,7 +293,7 @@ export default function (RED: NodeAPI): void {
       emit(msg, d, seq, send, pending);
     };
 
-    const onApproval = (msg: Msg, send: Send): void => {
+    const onApproval = async (msg: Msg, send: Send): Promise<void> => {
       const g = guard!;
       const parsed = parseApprovalDecision(msg.approval)!;
       const reject = (code: Reason['code'], message: string, kind: Decision['kind'] = 'invalid') =>
@@ -242,33 +319,59 @@ export default function (RED: NodeAPI): void {
           } else d = g.decide(taken.entry.payload, liveFor(msg), { approvalGranted: true });
         }
       }
-      emit(msg, d, record('approval', d, extra), send);
+      const { seq, durable } = record('approval', d, extra);
+      await durable;
+      emit(msg, d, seq, send);
     };
 
     this.on('input', (msg: Msg, send: Send, done: Done) => {
-      try {
+      (async () => {
         if (configError || !guard) throw new Error(configError ?? t('errors.not-ready'));
-        if (parseApprovalDecision(msg.approval) !== undefined) onApproval(msg, send);
-        else onRequest(msg, send);
-        done();
-      } catch (err) {
-        this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
-        done(err as Error);
-      }
+        if (parseApprovalDecision(msg.approval) !== undefined) await onApproval(msg, send);
+        else await onRequest(msg, send);
+      })().then(
+        () => done(),
+        (err: Error) => {
+          this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+          done(err);
+        },
+      );
     });
 
     this.on('close', (_removed: boolean, done: () => void) => {
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
       approvals?.clear();
-      try {
-        audit?.close();
-      } catch (err) {
-        this.warn((err as Error).message);
-      }
-      done();
+      (async () => {
+        await audit?.close();
+        await state?.close();
+        await anchorBroker?.deregister(this);
+      })()
+        .catch((err: Error) => this.warn(err.message))
+        .finally(() => done());
     });
   }
+
+  // The editor validates a policy with the same JSON Schema and deploy check as the node.
+  RED.httpAdmin.get(
+    '/edge-llm/guardrail/policy-schema',
+    RED.auth.needsPermission('guardrail.read'),
+    (_req, res) => {
+      res.json(POLICY_SCHEMA);
+    },
+  );
+  RED.httpAdmin.post(
+    '/edge-llm/guardrail/check-policy',
+    RED.auth.needsPermission('guardrail.read'),
+    (req, res) => {
+      const body = req.body as { policy?: unknown } | undefined;
+      const parsed = parsePolicyText(typeof body?.policy === 'string' ? body.policy : '');
+      const compiled = parsed.ok ? compilePolicy(parsed.value) : parsed;
+      res.json(
+        compiled.ok ? { ok: true, policyHash: compiled.policy.hash } : { ok: false, errors: compiled.errors },
+      );
+    },
+  );
 
   RED.nodes.registerType('guardrail', GuardrailNode as unknown as (this: Node, def: NodeDef) => void, {
     credentials: { signingKey: { type: 'password' } },

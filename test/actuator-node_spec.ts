@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { Node, NodeMessage, NodeStatus } from 'node-red';
 import type { SinonSpy } from 'sinon';
 import actuatorOutNode from '../nodes/actuator-out';
+import guardrailNode from '../nodes/guardrail';
 import storeNode, { type KvSessionStoreNode } from '../nodes/kv-session-store';
 import brokerNode from '../nodes/edge-mqtt-broker';
 import { signAction, type Action } from '../lib/signing';
@@ -18,12 +19,14 @@ type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn
 const helper = initHelper();
 
 const KEY = 'shared-guardrail-key';
+/** The policy the tests' signatures name; trusted as a fixed hash unless a test runs a guardrail. */
+const POLICY_HASH = 'a1'.repeat(32);
 const NS = 'node-red-contrib-edge-llm/actuator-out:actuator-out';
 
 function sign(action: Partial<Action> = {}, key = KEY) {
   return signAction(
     { action: 'set_valve', params: { open: true }, device: 'valve-1', ...action },
-    { key, policyHash: 'policy-1', ttlMs: 60_000 },
+    { key, policyHash: POLICY_HASH, ttlMs: 60_000 },
   );
 }
 
@@ -69,6 +72,7 @@ describe('actuator-out node', function () {
         retries: '5',
         deadline: '60',
         outboxDir: path.join(dir, 'outbox'),
+        trustedPolicies: POLICY_HASH,
         wires: [['acked'], ['failed']],
         ...overrides,
       },
@@ -127,22 +131,54 @@ describe('actuator-out node', function () {
     ['signed with another key', () => sign({}, 'not-the-key'), 'bad_signature'],
     ['without a signature', () => ({ action: sign().action }), 'missing_signature'],
   ] as const) {
-    it(`refuses an action ${name}: failed output and an error to Catch, nothing sent`, async function () {
+    it(`refuses an action ${name}: the failed output only (no error to Catch), nothing sent`, async function () {
       const d = await device();
       const { node, acked, failed } = await load();
       const msg = { payload: make(), _msgid: 'bad' } as NodeMessage;
-      const errored = once(node, 'call:error');
       node.receive(msg);
       await failed.until(1);
-      await errored;
 
+      assert.equal(failed.messages[0]._msgid, 'bad');
       assert.equal((failed.messages[0].failure as { code: string }).code, code);
-      const [call] = callsBy(node.error, node);
-      assert.equal((call.args[1] as NodeMessage)._msgid, 'bad');
+      assert.deepEqual(callsBy(node.error, node), [], 'a refusal is not also an error');
       assert.equal(acked.messages.length, 0);
       assert.equal(d.deliveries.length, 0);
     });
   }
+
+  it('gives each malformed input one outcome: the failed output, never also Catch', async function () {
+    await device();
+    const { node, failed } = await load();
+    const inputs = [undefined, 'set the valve', 42, { action: { action: 'set_valve', params: {} } }];
+    for (const [i, payload] of inputs.entries()) node.receive({ payload, _msgid: `m${i}` } as NodeMessage);
+    await failed.until(inputs.length);
+    assert.deepEqual(
+      failed.messages.map((m) => [m._msgid, (m.failure as { code: string }).code]),
+      [
+        ['m0', 'missing_signature'],
+        ['m1', 'malformed'],
+        ['m2', 'malformed'],
+        ['m3', 'missing_signature'],
+      ],
+    );
+    assert.deepEqual(callsBy(node.error, node), []);
+  });
+
+  it('refuses commands beyond a full outbox on the failed output only (outbox_full)', async function () {
+    await device();
+    const { node, failed } = await load({ outboxSize: '1' });
+    await connected(node);
+    await broker.stop();
+    for (let i = 0; i < 11; i++)
+      node.receive({ payload: sign({ params: { step: i } }), _msgid: `m${i}` } as NodeMessage);
+    await failed.until(10);
+    assert.deepEqual(
+      failed.messages.map((m) => (m.failure as { code: string }).code),
+      Array(10).fill('outbox_full'),
+    );
+    assert.deepEqual(callsBy(node.error, node), []);
+    await broker.start();
+  });
 
   it('records the outcome as the mission feedback and moves the session from Execute to Monitor', async function () {
     await device();
@@ -180,7 +216,12 @@ describe('actuator-out node', function () {
     await acked.until(1);
     node.receive({ payload: structuredClone(signed) } as NodeMessage);
     node.receive({
-      payload: signAction(signed.action, { key: KEY, policyHash: 'p', ttlMs: 1, now: Date.now() - 1000 }),
+      payload: signAction(signed.action, {
+        key: KEY,
+        policyHash: POLICY_HASH,
+        ttlMs: 1,
+        now: Date.now() - 1000,
+      }),
     } as NodeMessage);
     await failed.until(2);
     assert.deepEqual(
@@ -247,6 +288,121 @@ describe('actuator-out node', function () {
     );
   });
 
+  describe('trusts only the policy its guardrail holds now (stale_policy)', function () {
+    const policy = (max: number) =>
+      JSON.stringify({
+        actions: { set_valve: { params: { nm: { type: 'number', min: 0, max, unit: 'Nm' } } } },
+      });
+    /** A guardrail and an actuator-out with one key; approved actions go to 'signed', not to the actuator. */
+    async function loadWithGuardrail(max: number, overrides: Record<string, unknown> = {}) {
+      helper.settings({ userDir: dir });
+      const nodes = [
+        ...flow({ trustedPolicies: '', ...overrides }),
+        {
+          id: 'g',
+          type: 'guardrail',
+          policySource: 'inline',
+          policy: policy(max),
+          auditLog: 'audit.jsonl',
+          wires: [['signed'], [], ['refused']],
+        },
+        { id: 'signed', type: 'helper' },
+        { id: 'refused', type: 'helper' },
+      ];
+      await helper.load(
+        [brokerNode, actuatorOutNode, guardrailNode],
+        nodes as never,
+        {
+          a1: { signingKey: KEY },
+          g: { signingKey: KEY },
+        } as never,
+      );
+      const get = (id: string) => helper.getNode(id) as unknown as SpiedNode;
+      return {
+        node: get('a1'),
+        guardrail: get('g'),
+        acked: collect(get('acked')),
+        failed: collect(get('failed')),
+        signed: collect(get('signed')),
+      };
+    }
+    afterEach(() => helper.settings({ userDir: undefined }));
+    const torque = (nm: number) => ({ payload: { action: 'set_valve', params: { nm }, device: 'valve-1' } });
+
+    it('refuses nm 9 signed under nm <= 10 once the policy says nm <= 8, and executes what the new one signs', async function () {
+      const d = await device();
+      const before = await loadWithGuardrail(10);
+      before.guardrail.receive(torque(9) as NodeMessage);
+      await before.signed.until(1);
+      const old = before.signed.messages[0].payload;
+      await helper.unload();
+
+      const after = await loadWithGuardrail(8);
+      after.node.receive({ payload: old, _msgid: 'old' } as NodeMessage);
+      await after.failed.until(1);
+      const failure = after.failed.messages[0].failure as { code: string; message: string };
+      assert.equal(failure.code, 'stale_policy');
+      assert.match(failure.message, /no longer holds/);
+      assert.equal(d.deliveries.length, 0);
+
+      after.guardrail.receive(torque(7) as NodeMessage);
+      await after.signed.until(1);
+      after.node.receive({ payload: after.signed.messages[0].payload } as NodeMessage);
+      await after.acked.until(1);
+      assert.deepEqual(
+        d.executions.map((e) => e.action.params.nm),
+        [7],
+      );
+    });
+
+    it('accepts the previous policy within the grace period the actuator is given', async function () {
+      const d = await device();
+      const before = await loadWithGuardrail(10);
+      before.guardrail.receive(torque(9) as NodeMessage);
+      await before.signed.until(1);
+      const old = before.signed.messages[0].payload;
+      await helper.unload();
+      const after = await loadWithGuardrail(8, { policyGrace: '60' });
+      after.node.receive({ payload: old } as NodeMessage);
+      await after.acked.until(1);
+      assert.deepEqual(
+        d.executions.map((e) => e.action.params.nm),
+        [9],
+      );
+    });
+
+    it('accepts the same policy again after a redeploy that did not change it', async function () {
+      const d = await device();
+      const before = await loadWithGuardrail(10);
+      before.guardrail.receive(torque(9) as NodeMessage);
+      await before.signed.until(1);
+      const old = before.signed.messages[0].payload;
+      await helper.unload();
+      const after = await loadWithGuardrail(10);
+      after.node.receive({ payload: old } as NodeMessage);
+      await after.acked.until(1);
+      assert.equal(d.executions.length, 1);
+    });
+
+    it('trusts no policy while no guardrail with its key is running', async function () {
+      const d = await device();
+      const { node, failed } = await load({ trustedPolicies: '' });
+      node.receive({ payload: sign() } as NodeMessage);
+      await failed.until(1);
+      assert.equal((failed.messages[0].failure as { code: string }).code, 'stale_policy');
+      assert.match((failed.messages[0].failure as { message: string }).message, /no guardrail/);
+      assert.equal(d.deliveries.length, 0);
+    });
+
+    it('refuses a policy that is not in its fixed list', async function () {
+      await device();
+      const { node, failed } = await load({ trustedPolicies: 'b2'.repeat(32) });
+      node.receive({ payload: sign() } as NodeMessage);
+      await failed.until(1);
+      assert.equal((failed.messages[0].failure as { code: string }).code, 'stale_policy');
+    });
+  });
+
   it('in dry run logs what it would send and sends nothing', async function () {
     const d = await device();
     const { node, acked } = await load({ dryRun: true, broker: '' });
@@ -264,8 +420,15 @@ describe('actuator-out node', function () {
       [`${NS}.errors.no-key`],
     );
     assert.equal(callsBy(node.status, node)[0].args[0].fill, 'red');
-    const errored = once(node, 'call:error');
-    node.receive({ payload: sign() } as NodeMessage);
-    await errored;
+    const failed = collect((helper.getNode as (id: string) => SpiedNode)('failed'));
+    node.receive({ payload: sign(), _msgid: 'unconfigured' } as NodeMessage);
+    while (callsBy(node.error, node).length < 2) await once(node, 'call:error');
+    const call = callsBy(node.error, node)[1];
+    assert.equal(
+      (call.args[1] as NodeMessage)._msgid,
+      'unconfigured',
+      'the error reaches Catch with the original message',
+    );
+    assert.equal(failed.messages.length, 0, 'an error is not also a failed command');
   });
 });

@@ -17,6 +17,7 @@ import {
   type PublishProperties,
 } from '../lib/actuator';
 import { Outbox } from '../lib/outbox';
+import { type PolicyTrust, announcePolicy, fixedTrust, trustPolicy } from '../lib/guardrail/trust';
 import { signAction, type Action, type SignedAction } from '../lib/signing';
 import { MosquittoBroker, TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
@@ -204,8 +205,132 @@ describe('actuator', function () {
       assert.equal(err.code, 'replayed');
     });
 
+    it('a signed action with a getter or a Proxy, without calling either', async function () {
+      const signed = sign();
+      let reads = 0;
+      const params = {
+        get open() {
+          reads++;
+          return true;
+        },
+      };
+      const getter = { ...signed, action: { ...signed.action, params } };
+      const err = await refusal(getter);
+      assert.equal(err.code, 'malformed');
+      assert.match(err.message, /payload\.action\.params\.open is a getter or setter/);
+      assert.equal(reads, 0);
+      let traps = 0;
+      const proxy = new Proxy(signed.action, {
+        get: (t, k) => {
+          traps++;
+          return Reflect.get(t, k);
+        },
+      });
+      assert.equal((await refusal({ ...signed, action: proxy })).code, 'malformed');
+      assert.equal(traps, 0);
+    });
+
     it('an action whose device cannot be a topic level', async function () {
       assert.equal((await refusal(sign({ device: 'valve/../boiler' }))).code, 'bad_topic');
+    });
+  });
+
+  describe('policy trust (stale_policy)', function () {
+    const P1 = '1'.repeat(64);
+    const P2 = '2'.repeat(64);
+    const T = 1_700_000_000_000;
+    const announcement = (
+      policyHash: string | null,
+      previous: { policyHash: string; until: number }[] = [],
+    ) => announcePolicy(KEY, { node: 'g1', policyHash, since: T, previous });
+
+    it('trusts the policy a guardrail with its key holds, and nothing else', function () {
+      assert.deepEqual(trustPolicy(P1, [announcement(P1)], KEY, { graceMs: 0, now: T }), { ok: true });
+      const stale = trustPolicy(P2, [announcement(P1)], KEY, { graceMs: 0, now: T });
+      assert.equal(!stale.ok && stale.code, 'stale_policy');
+      assert.equal(!stale.ok && stale.unknown, false);
+    });
+
+    it('ignores announcements made with another key, and one altered after signing', function () {
+      const foreign = announcePolicy('another-key', { node: 'g1', policyHash: P1, since: T, previous: [] });
+      const v = trustPolicy(P1, [foreign], KEY, { graceMs: 0, now: T });
+      assert.equal(!v.ok && v.unknown, true);
+      const altered = { ...announcement(P2), policyHash: P1 };
+      assert.equal(trustPolicy(P1, [altered], KEY, { graceMs: 0, now: T }).ok, false);
+    });
+
+    it('trusts the previous policy for the grace period after it changed, and not a millisecond longer', function () {
+      const a = announcement(P2, [{ policyHash: P1, until: T }]);
+      assert.equal(trustPolicy(P1, [a], KEY, { graceMs: 0, now: T }).ok, false, 'grace 0: at once');
+      assert.equal(trustPolicy(P1, [a], KEY, { graceMs: 5000, now: T + 4999 }).ok, true);
+      assert.equal(trustPolicy(P1, [a], KEY, { graceMs: 5000, now: T + 5000 }).ok, false);
+    });
+
+    it('trusts nothing of a guardrail that has no policy (a bad deploy)', function () {
+      const a = announcement(null, [{ policyHash: P1, until: T }]);
+      assert.equal(trustPolicy(P1, [a], KEY, { graceMs: 0, now: T + 1 }).ok, false);
+    });
+
+    it('refuses at admission a command signed under a policy it does not trust', async function () {
+      const link = new FakeLink();
+      const { actuator: a, replay } = await actuator(link);
+      const err = await a
+        .submit(sign(), { key: KEY, replay, topicTemplate: TOPIC, trust: fixedTrust([P1]) })
+        .then(
+          () => assert.fail('accepted'),
+          (e: unknown) => e as CommandRefused,
+        );
+      assert.equal(err.code, 'stale_policy');
+      assert.deepEqual(link.published, []);
+    });
+
+    it('fails a waiting command whose policy went stale before it was sent, and sends what is trusted', async function () {
+      const link = new FakeLink();
+      let trusted = new Set(['policy-1']);
+      const trust: PolicyTrust = {
+        check: (hash) =>
+          trusted.has(hash)
+            ? { ok: true }
+            : { ok: false, code: 'stale_policy', unknown: false, message: 'stale' },
+      };
+      const { actuator: a, replay, outcomes } = await actuator(link, { trust });
+      const opts = { key: KEY, replay, topicTemplate: TOPIC };
+      await a.submit(sign({ params: { n: 1 } }), opts);
+      trusted = new Set(['policy-2']);
+      await a.submit(
+        signAction(
+          { action: 'set_valve', params: { n: 2 }, device: 'valve-1' },
+          { key: KEY, policyHash: 'policy-2', ttlMs: 60_000 },
+        ),
+        opts,
+      );
+      link.ready = true;
+      link.emit('ready');
+      assert.equal(outcomes.failed.length, 1);
+      assert.equal(outcomes.failed[0].failure.code, 'stale_policy');
+      assert.equal(outcomes.failed[0].command.signed.action.params.n, 1);
+      assert.deepEqual(
+        link.published.map((p) => JSON.parse(p.payload).action.params.n),
+        [2],
+      );
+    });
+
+    it('holds waiting commands while no guardrail has said which policy it holds', async function () {
+      const link = new FakeLink();
+      let known = false;
+      const trust: PolicyTrust = {
+        check: () =>
+          known ? { ok: true } : { ok: false, code: 'stale_policy', unknown: true, message: 'nobody yet' },
+      };
+      const { actuator: a, replay, outcomes } = await actuator(link, { trust, sweepIntervalMs: 20 });
+      await a.submit(sign(), { key: KEY, replay, topicTemplate: TOPIC, trust: fixedTrust(['policy-1']) });
+      link.ready = true;
+      link.emit('ready');
+      await new Promise((r) => setTimeout(r, 60));
+      assert.deepEqual(link.published, []);
+      assert.equal(outcomes.count, 0);
+      known = true;
+      while (link.published.length === 0) await new Promise((r) => setTimeout(r, 10));
     });
   });
 

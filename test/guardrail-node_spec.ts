@@ -5,6 +5,10 @@ import * as path from 'node:path';
 import type { Node, NodeMessage } from 'node-red';
 import sinon, { type SinonSpy } from 'sinon';
 import guardrailNode from '../nodes/guardrail';
+import brokerNode from '../nodes/edge-mqtt-broker';
+import { run as verifyRun } from '../lib/guardrail/verify-cli';
+import { sha256 } from '../lib/guardrail/audit';
+import { TestBroker } from './support/broker';
 import { verifyAuditFile } from '../lib/guardrail/audit';
 import { type SignedAction, verifySignedAction } from '../lib/signing';
 import { callsBy, collect, coreNode, initHelper, stopServer } from './support/flow';
@@ -42,6 +46,8 @@ describe('guardrail node', function () {
 
   beforeEach(async function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-node-'));
+    // The node keeps its limits and policy history in the user folder: a fresh one per test.
+    helper.settings({ userDir: dir });
     await helper.startServer();
   });
   afterEach(async function () {
@@ -312,6 +318,127 @@ describe('guardrail node', function () {
     g.receive({ payload: { action: 'set_torque', params: { torque: 1 } } } as Msg);
     await caught.until(2);
     assert.equal(ok.messages.length, 0);
+  });
+
+  it('keeps its rate limits across a redeploy: the 6th valve command within a minute is refused', async function () {
+    helper.settings({ userDir: dir });
+    const policy = JSON.stringify({
+      actions: {
+        set_valve: {
+          params: { id: { type: 'string', required: true } },
+          rateLimits: [{ per: 'action', by: ['id'], max: 5, windowSeconds: 60 }],
+        },
+      },
+    });
+    const config = {
+      policy,
+      auditLog: 'audit.jsonl',
+      anchorFile: 'anchors/audit.anchor.jsonl',
+      anchorInterval: '0',
+    };
+    const first = await start(config);
+    for (let i = 0; i < 5; i++)
+      first.g.receive({ payload: { action: 'set_valve', params: { id: 'V1' } } } as Msg);
+    await first.ok.until(5);
+    await helper.unload();
+
+    const second = await start(config);
+    second.g.receive({ payload: { action: 'set_valve', params: { id: 'V1' } } } as Msg);
+    await second.no.until(1);
+    const info = second.no.messages[0].guardrail as { reasons: Array<{ code: string }> };
+    assert.deepEqual(
+      info.reasons.map((r) => r.code),
+      ['rate_limited'],
+    );
+    await helper.unload();
+    const file = path.join(dir, 'audit.jsonl');
+    const verdict = verifyAuditFile(file, {
+      signingKey: KEY,
+      anchor: path.join(dir, 'anchors', 'audit.anchor.jsonl'),
+    });
+    assert.deepEqual(verdict.problems, []);
+    assert.equal(verdict.entries, 6);
+  });
+
+  it('gives the editor the policy schema and the same check as a deploy', async function () {
+    await start();
+    const schema = await helper.request().get('/edge-llm/guardrail/policy-schema').expect(200);
+    assert.deepEqual(schema.body.required, ['actions']);
+    assert.ok(schema.body.properties.siteMap, 'the v2 rules are in it');
+    const good = await helper
+      .request()
+      .post('/edge-llm/guardrail/check-policy')
+      .send({ policy: JSON.stringify(POLICY) })
+      .expect(200);
+    assert.equal(good.body.ok, true);
+    assert.match(good.body.policyHash, /^[0-9a-f]{64}$/);
+    const bad = await helper
+      .request()
+      .post('/edge-llm/guardrail/check-policy')
+      .send({
+        policy:
+          '{"actions": {"a": {"rateLimits": [{"per": "action", "by": ["id"], "max": 1, "windowSeconds": 1}]}}}',
+      })
+      .expect(200);
+    assert.deepEqual(bad.body, {
+      ok: false,
+      errors: ['policy.actions.a.rateLimits[0].by: "id" is not a parameter of a'],
+    });
+  });
+
+  it('publishes the head as a retained MQTT anchor that audit-verify --anchor-mqtt checks', async function () {
+    const mqttBroker = await TestBroker.start();
+    try {
+      await helper.load(
+        [guardrailNode, catchNode, brokerNode],
+        [
+          ...flow({ anchorBroker: 'mb', anchorTopic: 'plant/audit/anchor', anchorInterval: '0' }),
+          {
+            id: 'mb',
+            type: 'edge-mqtt-broker',
+            url: mqttBroker.url,
+            protocolVersion: '4',
+            reconnectPeriod: '0.1',
+          },
+        ] as never,
+        { g: { signingKey: KEY } },
+      );
+      const g = getNode('g');
+      const no = collect(getNode('no'));
+      const ok = collect(getNode('ok'));
+      const link = (helper.getNode('mb') as unknown as { connection: { ready: boolean } }).connection;
+      while (!link.ready) await new Promise((r) => setTimeout(r, 20));
+      g.receive({ payload: { action: 'set_torque', params: { torque: 40 } } } as Msg);
+      g.receive({ payload: { action: 'set_torque', params: { torque: 4 } } } as Msg);
+      await no.until(1);
+      await ok.until(1);
+      // Both lines are durable and their batch's anchor published; let the broker take it.
+      await new Promise((r) => setTimeout(r, 100));
+      await helper.unload();
+      const file = path.join(dir, 'audit.jsonl');
+      const out: string[] = [];
+      const args = [file, '--anchor-mqtt', mqttBroker.url, '--anchor-topic', 'plant/audit/anchor'];
+      assert.equal(await verifyRun(args, {}, (l) => out.push(l)), 0, out.join('\n'));
+      assert.match(out.join('\n'), /anchors match/);
+      // Without the key: the last line dropped and the head recomputed. The retained anchor shows it.
+      const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+      fs.writeFileSync(
+        file,
+        lines
+          .slice(0, -1)
+          .map((l) => l + '\n')
+          .join(''),
+      );
+      fs.writeFileSync(
+        `${file}.head`,
+        JSON.stringify({ seq: lines.length - 2, hash: sha256(lines.at(-2)!) }),
+      );
+      const after: string[] = [];
+      assert.equal(await verifyRun(args, {}, (l) => after.push(l)), 1);
+      assert.match(after.join('\n'), /anchor_truncated/);
+    } finally {
+      await mqttBroker.stop();
+    }
   });
 
   it('refuses to start on an audit log that was tampered with', async function () {

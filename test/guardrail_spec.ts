@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import nodeFs = require('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sinon from 'sinon';
 import { PendingApprovals, parseApprovalDecision } from '../lib/guardrail/approvals';
-import { AuditLog, GENESIS, sha256, verifyAuditFile, verifyAuditLog } from '../lib/guardrail/audit';
+import {
+  AuditLog,
+  GENESIS,
+  decisionRecord,
+  sha256,
+  verifyAuditFile,
+  verifyAuditLog,
+} from '../lib/guardrail/audit';
+import { LimitState } from '../lib/guardrail/state';
 import { type Decision, Guardrail, type LiveReader, type ReasonCode } from '../lib/guardrail/evaluate';
 import { readPath } from '../lib/guardrail/paths';
 import {
@@ -478,6 +487,84 @@ describe('guardrail evaluation', () => {
     });
   });
 
+  describe('one snapshot: what is checked is what is signed (failure 2)', () => {
+    it('signs exactly the data it checked, and later changes to the message change nothing', () => {
+      const payload = { action: 'set_torque', params: { torque: 5 }, device: 'arm-1' };
+      const d = guard.decide(payload, reader(SAFE));
+      assert.equal(d.outcome, 'approved');
+      payload.params.torque = 50;
+      payload.action = 'wipe_memory';
+      assert.deepEqual(d.signed[0].action, { action: 'set_torque', params: { torque: 5 }, device: 'arm-1' });
+      assert.equal(d.signed[0].action, d.actions[0], 'the action recorded is the action signed');
+      assert.deepEqual(verifySignedAction(d.signed[0], { key: KEY }), { ok: true });
+    });
+
+    it('rejects a parameter getter (checked as 5, signed as 50) without calling it', () => {
+      let reads = 0;
+      const params = {
+        get torque() {
+          return ++reads === 1 ? 5 : 50;
+        },
+      };
+      const d = guard.decide({ action: 'set_torque', params, device: 'arm-1' }, reader(SAFE));
+      assert.equal(d.outcome, 'rejected');
+      assert.deepEqual(codes(d), ['invalid_value']);
+      assert.equal(d.summary, 'payload.params.torque is a getter or setter; only plain data is accepted.');
+      assert.equal(reads, 0);
+      assert.deepEqual(d.signed, []);
+    });
+
+    it('rejects an action-name getter (read_sensor, then shutdown_plant) without calling it', () => {
+      let reads = 0;
+      const payload = {
+        get action() {
+          return ++reads === 1 ? 'beep' : 'wipe_memory';
+        },
+        params: {},
+      };
+      const d = guard.decide(payload, reader(SAFE));
+      assert.deepEqual(codes(d), ['invalid_value']);
+      assert.equal(reads, 0);
+    });
+
+    it('rejects a Proxy (an object from a function node) without running any trap', () => {
+      let traps = 0;
+      const handler: ProxyHandler<object> = new Proxy(
+        {},
+        {
+          get: () => () => {
+            traps++;
+            throw new Error('trap ran');
+          },
+        },
+      );
+      for (const payload of [
+        new Proxy({ action: 'beep', params: {} }, handler),
+        { action: 'beep', params: new Proxy({}, handler) },
+        { steps: new Proxy([{ action: 'beep', params: {} }], handler) },
+        { steps: [{ action: 'beep', params: new Proxy({ loud: true }, handler) }] },
+      ]) {
+        const d = guard.decide(payload, reader(SAFE));
+        assert.deepEqual(codes(d), ['invalid_value'], d.summary);
+        assert.match(d.summary, /is a Proxy/);
+      }
+      assert.equal(traps, 0);
+    });
+
+    it('the same request as plain data is approved (the other side of the boundary)', () => {
+      const d = guard.decide({ action: 'beep', params: { loud: true } }, reader(SAFE));
+      assert.equal(d.outcome, 'approved');
+    });
+
+    it('bounds every text of a request: 65,536 characters are read, 65,537 are not', () => {
+      const at = (n: number) => guard.decide({ action: 'x'.repeat(n), params: {} }, reader(SAFE));
+      assert.deepEqual(codes(at(65536)), ['unknown_action']);
+      const long = at(65537);
+      assert.deepEqual(codes(long), ['malformed_request']);
+      assert.match(long.summary, /payload\.action is a text of 65537 characters; at most 65536 are accepted/);
+    });
+  });
+
   describe('signatures on approved actions', () => {
     it('signs each approved action with the policy hash and the policy TTL', () => {
       const d = guard.decide({ action: 'set_torque', params: { torque: 1 }, device: 'arm-1' }, reader(SAFE));
@@ -626,6 +713,51 @@ describe('guardrail evaluation', () => {
       );
       assert.equal(guard.decide(beeps(3), reader(SAFE)).outcome, 'approved');
       assert.deepEqual(codes(guard.decide(beeps(1), reader(SAFE))), ['rate_limited']);
+    });
+
+    it('rejects a request over a rate limit instead of asking a person to approve it (failure 3)', () => {
+      const g = new Guardrail(
+        compile({
+          actions: {
+            flush_line: {
+              classes: ['destructive'],
+              rateLimits: [{ per: 'action', capacity: 1, refillPerSecond: 0.1 }],
+            },
+          },
+          approval: { classes: ['destructive'] },
+        }),
+        { key: KEY },
+      );
+      const flush = { action: 'flush_line', params: {} };
+      assert.equal(g.decide(flush, reader({})).outcome, 'needs_approval', 'within the limit: to a person');
+      assert.equal(g.decide(flush, reader({}), { approvalGranted: true }).outcome, 'approved');
+      const over = g.decide(flush, reader({}));
+      assert.equal(over.outcome, 'rejected', 'over the limit: never to a person');
+      assert.deepEqual(codes(over), ['rate_limited']);
+      clock.tick(9999);
+      assert.equal(g.decide(flush, reader({})).outcome, 'rejected');
+      clock.tick(1);
+      assert.equal(g.decide(flush, reader({})).outcome, 'needs_approval', 'refilled: to a person again');
+    });
+
+    it('rejects a set-point jump that needs approval rather than asking for it', () => {
+      const g = new Guardrail(
+        compile({
+          actions: {
+            set_pressure: {
+              params: { bar: { type: 'number', required: true } },
+              requiresApproval: true,
+              rateOfChange: [{ param: 'bar', maxPerSecond: 1 }],
+            },
+          },
+        }),
+        { key: KEY },
+      );
+      const set = (bar: number) => ({ action: 'set_pressure', params: { bar } });
+      assert.equal(g.decide(set(2), reader({}), { approvalGranted: true }).outcome, 'approved');
+      clock.tick(1000);
+      assert.deepEqual(codes(g.decide(set(3.5), reader({}))), ['rate_of_change']);
+      assert.equal(g.decide(set(3), reader({})).outcome, 'needs_approval');
     });
 
     it('applies policy-wide limits per device and for all actions', () => {
@@ -917,5 +1049,740 @@ describe('audit log', () => {
       2,
     );
     assert.equal(verifyAuditLog('').ok, true);
+  });
+});
+
+describe('limits kept on disk (failure 4)', () => {
+  const sandbox = sinon.createSandbox();
+  let dir: string;
+  let clock: sinon.SinonFakeTimers;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-state-'));
+    clock = sandbox.useFakeTimers({ now: 1_700_000_000_000, toFake: ['Date'] });
+  });
+  afterEach(() => {
+    sandbox.restore();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const VALVES = compile({
+    actions: {
+      set_valve: {
+        params: { id: { type: 'string', required: true }, position: { type: 'integer', min: 0, max: 100 } },
+        rateLimits: [{ per: 'action', by: ['id'], max: 5, windowSeconds: 60 }],
+        rateOfChange: [{ param: 'position', by: ['id'], maxPerSecond: 10 }],
+      },
+    },
+  });
+  const valve = (id: string, position = 10) => ({ action: 'set_valve', params: { id, position } });
+
+  it('refuses the 6th valve command within a minute after a redeploy, and allows it a minute later', async () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    const first = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    for (let i = 0; i < 5; i++) assert.equal(first.decide(valve('V1'), reader({})).outcome, 'approved');
+    await first.limits.state.close();
+
+    const second = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    const sixth = second.decide(valve('V1'), reader({}));
+    assert.deepEqual(codes(sixth), ['rate_limited']);
+    assert.match(sixth.summary, /at most 5 in any 60 s/);
+    assert.equal(
+      second.decide(valve('V2'), reader({})).outcome,
+      'approved',
+      'another valve has its own window',
+    );
+    clock.tick(60_000);
+    assert.equal(second.decide(valve('V1'), reader({})).outcome, 'approved');
+    await second.limits.state.close();
+  });
+
+  it('keeps set-points across a restart: a jump is still a jump', async () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    const first = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    assert.equal(first.decide(valve('V1', 10), reader({})).outcome, 'approved');
+    await first.limits.state.sync();
+    clock.tick(1000);
+    const second = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });
+    assert.deepEqual(codes(second.decide(valve('V1', 21), reader({}))), ['rate_of_change']);
+    assert.equal(second.decide(valve('V1', 20), reader({})).outcome, 'approved');
+  });
+
+  it('ignores a torn last line (a crash mid-append) and refuses a journal damaged before it', () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    fs.writeFileSync(file, '{"k":"s:x","v":{"value":1,"at":0}}\n{"k":"s:y","v":');
+    const state = LimitState.open(file);
+    assert.deepEqual(state.get('s:x'), { value: 1, at: 0 });
+    assert.equal(state.has('s:y'), false);
+    fs.writeFileSync(file, 'oops\n{"k":"s:x","v":1}\n{"k":"s:y","v":2}\n');
+    assert.throws(() => LimitState.open(file), /damaged at line 1/);
+  });
+
+  it('rewrites the journal atomically, leaving only live keys', async () => {
+    const file = path.join(dir, 'g.state.jsonl');
+    const state = LimitState.open(file);
+    for (let i = 0; i < 3000; i++) {
+      state.set('s:x', { value: i, at: 0 });
+      await state.sync();
+    }
+    await state.close();
+    assert.ok(fs.readFileSync(file, 'utf8').split('\n').length < 1100);
+    assert.equal(fs.existsSync(`${file}.tmp`), false);
+    assert.deepEqual(LimitState.open(file).get('s:x'), { value: 2999, at: 0 });
+  });
+});
+
+describe('audit log: bounded lines, group commit, anchors (failures 5, 6, 7)', () => {
+  const sandbox = sinon.createSandbox();
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-audit2-'));
+  });
+  afterEach(() => {
+    sandbox.restore();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('records a long action name as a prefix, its length and its sha256, in a short line', async () => {
+    const guard = new Guardrail(compile(), { key: KEY });
+    const file = path.join(dir, 'a.jsonl');
+    const log = AuditLog.open(file, { signingKey: KEY });
+    for (const n of [256, 65536, 10 * 1024 * 1024]) {
+      const name = 'x'.repeat(n);
+      const d = guard.decide({ action: name, params: {} }, reader(SAFE));
+      assert.equal(d.outcome, 'rejected');
+      assert.ok(d.summary.length < 400, `the reason is short (${d.summary.length})`);
+      await log.append(decisionRecord('request', d)).durable;
+    }
+    await log.close();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    assert.ok(
+      lines.every((l) => l.length < 2048),
+      lines.map((l) => l.length).join(', '),
+    );
+    assert.equal(
+      JSON.parse(lines[0]).actions[0].action,
+      'x'.repeat(256),
+      'up to 256 characters are kept whole',
+    );
+    assert.equal(
+      JSON.parse(lines[1]).actions[0].action,
+      `${'x'.repeat(64)}… [65536 characters, sha256 ${sha256('x'.repeat(65536))}]`,
+    );
+    assert.deepEqual(JSON.parse(lines[2]).actions, [], 'refused before it was read as an action');
+    assert.equal(verifyAuditFile(file, { signingKey: KEY }).ok, true);
+  });
+
+  it('writes a burst of decisions with one fsync, each durable before it resolves', async () => {
+    const file = path.join(dir, 'a.jsonl');
+    const log = AuditLog.open(file, { signingKey: KEY });
+    // The real module object (the namespace import above is a copy of getters).
+    const fsyncs = sandbox.spy(nodeFs, 'fdatasync');
+    const written = Array.from({ length: 1000 }, (_, i) => log.append({ event: 'decision', n: i }));
+    assert.equal(fs.readFileSync(file, 'utf8'), '', 'nothing is durable, so nothing may be sent yet');
+    let durableLines = -1;
+    await written[0].durable.then(() => {
+      durableLines = fs.readFileSync(file, 'utf8').trim().split('\n').length;
+    });
+    await Promise.all(written.map((w) => w.durable));
+    assert.equal(durableLines, 1000);
+    assert.equal(fsyncs.callCount, 1);
+    await log.close();
+    assert.equal(verifyAuditFile(file, { signingKey: KEY }).entries, 1000);
+  });
+
+  it('fails every decision of a batch that cannot be written, and every one after it', async () => {
+    const file = path.join(dir, 'a.jsonl');
+    const log = AuditLog.open(file, { signingKey: KEY });
+    fs.mkdirSync(`${file}.head.tmp`);
+    const a = log.append({ event: 'decision' });
+    const b = log.append({ event: 'decision' });
+    await assert.rejects(a.durable, /could not be written/);
+    await assert.rejects(b.durable, /could not be written/);
+    assert.throws(() => log.append({ event: 'decision' }), /could not be written/);
+    await log.close();
+  });
+
+  function anchoredLog(n: number, signingKey?: string) {
+    const file = path.join(dir, 'a.jsonl');
+    const anchor = path.join(dir, 'elsewhere', 'a.anchor.jsonl');
+    fs.mkdirSync(path.dirname(anchor));
+    const log = AuditLog.open(file, { signingKey, anchor: { file: anchor, intervalMs: 0 } });
+    return (async () => {
+      for (let i = 0; i < n; i++) await log.append({ event: 'decision', decision: 'rejected', n: i }).durable;
+      await log.close();
+      return { file, anchor };
+    })();
+  }
+
+  it('without the key, detects a rewritten chain (head recomputed) by its anchors', async () => {
+    const { file, anchor } = await anchoredLog(4);
+    assert.equal(verifyAuditFile(file, { anchor }).ok, true);
+    const forged = AuditLog.open(path.join(dir, 'forged.jsonl'));
+    for (const l of fs.readFileSync(file, 'utf8').trim().split('\n')) {
+      const entry = JSON.parse(l);
+      for (const k of ['seq', 'ts', 'prev', 'mac']) delete entry[k];
+      forged.append({ ...entry, decision: 'approved' });
+    }
+    await forged.close();
+    fs.copyFileSync(path.join(dir, 'forged.jsonl'), file);
+    fs.copyFileSync(path.join(dir, 'forged.jsonl.head'), `${file}.head`);
+    assert.equal(verifyAuditFile(file).ok, true, 'the chain and head alone are consistent');
+    const codesOf = verifyAuditFile(file, { anchor }).problems.map((p) => p.code);
+    assert.ok(codesOf.length > 0 && codesOf.every((c) => c === 'anchor_mismatch'), codesOf.join());
+    const out: string[] = [];
+    assert.equal(
+      verifyCli([file, '--anchor', anchor], {}, (l) => out.push(l)),
+      1,
+    );
+    assert.match(out.join('\n'), /anchor_mismatch/);
+  });
+
+  it('without the key, detects a dropped last line (head recomputed) by its anchors', async () => {
+    const { file, anchor } = await anchoredLog(4);
+    const lines = fs.readFileSync(file, 'utf8').split('\n').slice(0, 3);
+    fs.writeFileSync(file, lines.map((l) => l + '\n').join(''));
+    fs.writeFileSync(`${file}.head`, JSON.stringify({ seq: 2, hash: sha256(lines[2]) }));
+    assert.equal(verifyAuditFile(file).ok, true, 'the head alone is fooled');
+    assert.deepEqual(
+      verifyAuditFile(file, { anchor }).problems.map((p) => p.code),
+      ['anchor_truncated'],
+    );
+    const out: string[] = [];
+    assert.equal(
+      verifyCli([file, '--anchor', anchor], {}, (l) => out.push(l)),
+      1,
+    );
+  });
+
+  it('with the key, refuses an anchor file that was edited', async () => {
+    const { file, anchor } = await anchoredLog(2, KEY);
+    assert.equal(
+      verifyCli([file, '--key-env', 'K', '--anchor', anchor], { K: KEY }, () => undefined),
+      0,
+    );
+    const a = JSON.parse(fs.readFileSync(anchor, 'utf8').trim().split('\n')[0]);
+    fs.writeFileSync(anchor, JSON.stringify({ ...a, seq: 0, hash: sha256('x') }) + '\n');
+    assert.deepEqual(
+      verifyAuditFile(file, { signingKey: KEY, anchor }).problems.map((p) => p.code),
+      ['bad_anchor'],
+    );
+  });
+});
+
+describe('policy v2 rules, each at its boundary', () => {
+  const sandbox = sinon.createSandbox();
+  let clock: sinon.SinonFakeTimers;
+  const T0 = 1_700_000_000_000;
+  beforeEach(() => {
+    clock = sandbox.useFakeTimers({ now: T0, toFake: ['Date'] });
+  });
+  afterEach(() => sandbox.restore());
+  const g = (policy: Policy) => new Guardrail(compile(policy), { key: KEY });
+
+  describe('approval by a condition on parameters', () => {
+    const guard = () =>
+      g({
+        actions: {
+          set_valve: {
+            params: {
+              id: { type: 'string', required: true },
+              position: { type: 'integer', min: 0, max: 100 },
+            },
+            approvalWhen: [{ param: 'position', op: '>', value: 90 }],
+          },
+        },
+      });
+    const valve = (params: Record<string, unknown>) => ({
+      action: 'set_valve',
+      params: { id: 'V1', ...params },
+    });
+
+    it('asks a person only when position > 90', () => {
+      const gr = guard();
+      assert.equal(gr.decide(valve({ position: 90 }), reader({})).outcome, 'approved');
+      const d = gr.decide(valve({ position: 91 }), reader({}));
+      assert.equal(d.outcome, 'needs_approval');
+      assert.equal(d.summary, "set_valve needs a person's approval when position is above 90.");
+      assert.equal(
+        gr.decide(valve({ position: 91 }), reader({}), { approvalGranted: true }).outcome,
+        'approved',
+      );
+    });
+
+    it('asks a person when the parameter the condition reads is not given', () => {
+      assert.equal(guard().decide(valve({}), reader({})).outcome, 'needs_approval');
+    });
+  });
+
+  describe('rate limits keyed by a parameter, and sliding windows', () => {
+    const guard = (limit: Record<string, unknown>) =>
+      g({
+        actions: {
+          set_valve: {
+            params: { id: { type: 'string', required: true } },
+            rateLimits: [{ per: 'action', by: ['id'], ...limit } as never],
+          },
+        },
+      });
+    const valve = (id: string) => ({ action: 'set_valve', params: { id } });
+
+    it('a window lets at most 5 through in any 60 s, where a 5/60 s bucket let 9 through in a minute', () => {
+      const bucket = guard({ capacity: 5, refillPerSecond: 5 / 60 });
+      const window = guard({ max: 5, windowSeconds: 60 });
+      const count = (gr: Guardrail) => {
+        let n = 0;
+        for (let s = 0; s < 60; s++) {
+          clock.setSystemTime(T0 + s * 1000);
+          if (gr.decide(valve('V1'), reader({})).outcome === 'approved') n++;
+        }
+        return n;
+      };
+      const throughBucket = count(bucket);
+      clock.setSystemTime(T0);
+      const throughWindow = count(window);
+      assert.ok(throughBucket > 5, `the bucket let ${throughBucket} through`);
+      assert.equal(throughWindow, 5);
+    });
+
+    it('slides: each approval leaves the window exactly windowSeconds later', () => {
+      const gr = guard({ max: 5, windowSeconds: 60 });
+      for (let i = 0; i < 3; i++) assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      clock.tick(30_000);
+      for (let i = 0; i < 2; i++) assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      const limited = gr.decide(valve('V1'), reader({}));
+      assert.deepEqual(codes(limited), ['rate_limited']);
+      assert.match(
+        limited.summary,
+        /set_valve for id "V1" reached \(at most 5 in any 60 s\); try again in 30 s/,
+      );
+      clock.tick(29_999);
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'rejected');
+      clock.tick(1);
+      for (let i = 0; i < 3; i++) assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'rejected');
+    });
+
+    it('keeps one limit per valve id, and one per device', () => {
+      const gr = guard({ max: 1, windowSeconds: 60 });
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'approved');
+      assert.equal(gr.decide(valve('V1'), reader({})).outcome, 'rejected');
+      assert.equal(gr.decide(valve('V2'), reader({})).outcome, 'approved');
+      const perDevice = g({
+        actions: { beep: { rateLimits: [{ per: 'device', max: 1, windowSeconds: 10 }] } },
+      });
+      const beep = (device: string) => ({ action: 'beep', params: {}, device });
+      assert.equal(perDevice.decide(beep('d1'), reader({})).outcome, 'approved');
+      assert.equal(perDevice.decide(beep('d1'), reader({})).outcome, 'rejected');
+      assert.equal(perDevice.decide(beep('d2'), reader({})).outcome, 'approved');
+    });
+  });
+
+  describe('rate of change per key, and a bound for the first command after a deploy', () => {
+    const policy: Policy = {
+      actions: {
+        set_joint: {
+          params: {
+            joint: { type: 'string', required: true },
+            angle: { type: 'number', unit: 'deg', required: true },
+          },
+          rateOfChange: [{ param: 'angle', by: ['joint'], maxPerSecond: 10, first: { min: -5, max: 5 } }],
+        },
+      },
+    };
+    const joint = (j: string, angle: number) => ({ action: 'set_joint', params: { joint: j, angle } });
+
+    it('bounds the first value after a deploy, then the change per joint', () => {
+      const gr = g(policy);
+      const first = gr.decide(joint('j1', 5.5), reader({}));
+      assert.deepEqual(codes(first), ['rate_of_change']);
+      assert.equal(
+        first.summary,
+        'set_joint: the first angle after a deploy must be between -5 and 5 deg, not 5.5 deg.',
+      );
+      assert.equal(gr.decide(joint('j1', 5), reader({})).outcome, 'approved');
+      assert.equal(
+        gr.decide(joint('j2', -5), reader({})).outcome,
+        'approved',
+        'each joint has its own first',
+      );
+      clock.tick(1000);
+      assert.deepEqual(codes(gr.decide(joint('j1', 15.5), reader({}))), ['rate_of_change']);
+      assert.equal(gr.decide(joint('j1', 15), reader({})).outcome, 'approved', 'j1 moves 10 in 1 s');
+      assert.equal(gr.decide(joint('j2', 5), reader({})).outcome, 'approved', 'j2 is tracked apart');
+    });
+
+    it('applies the first-command bound again after a redeploy, whatever the saved history says', async () => {
+      const state = LimitState.memory();
+      const before = new Guardrail(compile(policy), { key: KEY, state });
+      assert.equal(before.decide(joint('j1', 5), reader({})).outcome, 'approved');
+      clock.tick(3_600_000);
+      const after = new Guardrail(compile(policy), { key: KEY, state });
+      assert.deepEqual(codes(after.decide(joint('j1', 40), reader({}))), ['rate_of_change']);
+      assert.equal(after.decide(joint('j1', 4), reader({})).outcome, 'approved');
+    });
+  });
+
+  describe('interlock readings with a time and a maximum age', () => {
+    const guard = () =>
+      g({
+        actions: { move_to: { params: { zone: { type: 'string', required: true } } } },
+        interlocks: [
+          {
+            id: 'zone-too-hot',
+            require: {
+              source: 'flow',
+              path: 'zones.{params.zone}.temperature',
+              op: '<=',
+              value: 80,
+              maxAgeSeconds: 60,
+              timestampPath: 'zones.{params.zone}.ts',
+            },
+          },
+        ],
+      });
+    const move = { action: 'move_to', params: { zone: 'A' } };
+    const at = (ts: unknown, temperature = 40) => reader({ flow: { zones: { A: { temperature, ts } } } });
+
+    it('accepts a reading 60 s old and refuses one older', () => {
+      assert.equal(guard().decide(move, at(T0 - 60_000)).outcome, 'approved');
+      const old = guard().decide(move, at(T0 - 60_001));
+      assert.deepEqual(codes(old), ['interlock_stale']);
+      assert.match(old.summary, /60\.001 s old; at most 60 s is accepted/);
+      assert.deepEqual(codes(guard().decide(move, at(T0 - 3_600_000))), ['interlock_stale'], 'an hour old');
+    });
+
+    it('takes ISO times, refuses a reading with no time, and one dated more than 5 s ahead', () => {
+      assert.equal(guard().decide(move, at(new Date(T0 - 1000).toISOString())).outcome, 'approved');
+      assert.deepEqual(codes(guard().decide(move, at(undefined))), ['interlock_value_missing']);
+      assert.deepEqual(codes(guard().decide(move, at('yesterday'))), ['interlock_value_invalid']);
+      assert.equal(guard().decide(move, at(T0 + 5000)).outcome, 'approved');
+      assert.deepEqual(codes(guard().decide(move, at(T0 + 5001))), ['interlock_value_invalid']);
+    });
+
+    it('still compares the value of a fresh reading', () => {
+      assert.deepEqual(codes(guard().decide(move, at(T0, 81))), ['interlock']);
+    });
+  });
+
+  describe('travel from the site map, and budgets over a mission', () => {
+    const base = (extra: Partial<Policy> = {}): Policy => ({
+      actions: {
+        move_to: {
+          params: { zone: { type: 'string', required: true } },
+          moves: { to: 'zone' },
+          costs: { travel: { travel: true } },
+        },
+      },
+      siteMap: {
+        unit: 'm',
+        home: 'dock',
+        zones: { dock: { x: 0, y: 0 }, A: { x: 30, y: 0 }, B: { x: 30, y: 40 } },
+      },
+      plan: { budgets: { travel: { max: 45, unit: 'm' } } },
+      ...extra,
+    });
+    const move = (zone: string, extra: Record<string, unknown> = {}) => ({
+      action: 'move_to',
+      params: { zone },
+      ...extra,
+    });
+    const plan = (...zones: string[]) => ({ steps: zones.map((z, i) => ({ id: `s${i}`, ...move(z) })) });
+
+    it('measures travel between zones itself: 20 moves that would each declare 0 m are counted', () => {
+      const gr = g(base({ plan: { maxSteps: 20, budgets: { travel: { max: 45, unit: 'm' } } } }));
+      assert.equal(gr.decide(plan('A'), reader({})).outcome, 'approved', 'dock → A is 30 m');
+      const gr2 = g(base({ plan: { maxSteps: 20, budgets: { travel: { max: 45, unit: 'm' } } } }));
+      const back = gr2.decide(plan('A', 'dock'), reader({}));
+      assert.equal(back.summary, 'The plan needs 60 m of travel; the budget is 45 m.');
+      const zigzag = Array.from({ length: 20 }, (_, i) => (i % 2 ? 'dock' : 'A'));
+      assert.deepEqual(codes(gr2.decide(plan(...zigzag), reader({}))), ['budget_exceeded']);
+    });
+
+    it('counts 45 m exactly as within a 45 m budget, and 50 m as over it', () => {
+      const gr = g(
+        base({
+          siteMap: { home: 'dock', zones: { dock: { x: 0, y: 0 }, E: { x: 45, y: 0 }, F: { x: 0, y: 50 } } },
+        }),
+      );
+      assert.equal(gr.decide(move('E'), reader({})).outcome, 'approved');
+      const gr2 = g(
+        base({
+          siteMap: { home: 'dock', zones: { dock: { x: 0, y: 0 }, E: { x: 45, y: 0 }, F: { x: 0, y: 50 } } },
+        }),
+      );
+      assert.deepEqual(codes(gr2.decide(move('F'), reader({}))), ['budget_exceeded']);
+    });
+
+    it('starts from where its last approved move took the device, or reads where it is', () => {
+      const gr = g(base());
+      assert.equal(gr.decide(move('A'), reader({})).outcome, 'approved');
+      assert.deepEqual(codes(gr.decide(move('dock'), reader({}))), [], 'A → dock is 30 m');
+      const live = g(
+        base({ siteMap: { ...base().siteMap!, position: { source: 'msg', path: 'robot.zone' } } }),
+      );
+      assert.equal(
+        live.decide(move('B'), reader({ msg: { robot: { zone: 'A' } } })).outcome,
+        'approved',
+        '40 m',
+      );
+      assert.deepEqual(codes(live.decide(move('B'), reader({ msg: { robot: { zone: 'dock' } } }))), [
+        'budget_exceeded',
+      ]);
+      assert.deepEqual(codes(live.decide(move('B'), reader({}))), ['position_unknown']);
+    });
+
+    it('finds the shortest path on a graph, and refuses a zone the map does not have', () => {
+      const gr = g(
+        base({
+          siteMap: {
+            home: 'dock',
+            paths: [
+              { from: 'dock', to: 'A', distance: 20 },
+              { from: 'A', to: 'B', distance: 20 },
+              { from: 'dock', to: 'B', distance: 50 },
+            ],
+          },
+        }),
+      );
+      assert.equal(gr.decide(plan('B'), reader({})).outcome, 'approved', 'dock → A → B is 40 m, not 50');
+      assert.deepEqual(codes(gr.decide(move('Z'), reader({}))), ['travel_unknown']);
+    });
+
+    it('sums a mission budget over requests: three 40 m moves do not pass a 45 m budget', () => {
+      const missionPolicy = base({
+        siteMap: { home: 'dock', zones: { dock: { x: 0, y: 0 }, A: { x: 40, y: 0 } } },
+        plan: { budgets: { travel: { max: 85, unit: 'm', per: 'mission' } } },
+        mission: { source: 'msg', path: 'missionId' },
+      });
+      const gr = g(missionPolicy);
+      const m1 = reader({ msg: { missionId: 'm-1' } });
+      assert.equal(gr.decide(move('A'), m1).outcome, 'approved', '40 of 85 m');
+      assert.equal(gr.decide(move('dock'), m1).outcome, 'approved', '80 of 85 m');
+      const third = gr.decide(move('A'), m1);
+      assert.deepEqual(codes(third), ['budget_exceeded']);
+      assert.equal(
+        third.summary,
+        'The action needs 40 m of travel; mission "m-1" has used 80 m of its 85 m.',
+      );
+      assert.equal(
+        gr.decide(move('A'), reader({ msg: { missionId: 'm-2' } })).outcome,
+        'approved',
+        'a new mission',
+      );
+      assert.deepEqual(codes(gr.decide(move('dock'), reader({}))), ['mission_unknown']);
+    });
+
+    it('does not charge a mission for a request it rejects or one waiting for a person', () => {
+      const gr = g({
+        ...base({
+          plan: { budgets: { travel: { max: 45, unit: 'm', per: 'mission' } } },
+          mission: { source: 'msg', path: 'missionId' },
+        }),
+        approval: { classes: ['motion'] },
+        actions: {
+          move_to: { ...base().actions.move_to, classes: ['motion'] },
+        },
+      });
+      const m = reader({ msg: { missionId: 'm' } });
+      assert.equal(gr.decide(move('A'), m).outcome, 'needs_approval');
+      assert.equal(
+        gr.decide(move('A'), m, { approvalGranted: true }).outcome,
+        'approved',
+        'still 30 of 45 m',
+      );
+    });
+  });
+
+  describe('the schema and the deploy check', () => {
+    const invalid: Array<[string, unknown, RegExp]> = [
+      [
+        'a limit that is both a bucket and a window',
+        {
+          actions: {
+            a: { rateLimits: [{ per: 'action', capacity: 1, refillPerSecond: 1, max: 1, windowSeconds: 1 }] },
+          },
+        },
+        /rateLimits\[0\]: must match exactly one schema/,
+      ],
+      [
+        'a limit keyed by a parameter the action lacks',
+        { actions: { a: { rateLimits: [{ per: 'action', by: ['id'], max: 1, windowSeconds: 1 }] } } },
+        /rateLimits\[0\]\.by: "id" is not a parameter of a/,
+      ],
+      [
+        'an approval condition on an unknown parameter',
+        { actions: { a: { approvalWhen: [{ param: 'p', op: '>', value: 1 }] } } },
+        /approvalWhen\[0\]: "p" is not a parameter of a/,
+      ],
+      [
+        'a move without a site map',
+        { actions: { a: { params: { z: { type: 'string' } }, moves: { to: 'z' } } } },
+        /no policy\.siteMap/,
+      ],
+      [
+        'travel cost on an action that does not move',
+        { actions: { a: { costs: { t: { travel: true } } } }, plan: { budgets: { t: { max: 1 } } } },
+        /travel is counted only for an action with "moves"/,
+      ],
+      [
+        'a mission budget without a mission',
+        { actions: { a: {} }, plan: { budgets: { t: { max: 1, per: 'mission' } } } },
+        /no policy\.mission/,
+      ],
+      [
+        'a site map with zones and paths',
+        {
+          actions: { a: {} },
+          siteMap: { zones: { A: { x: 0, y: 0 } }, paths: [{ from: 'A', to: 'B', distance: 1 }] },
+        },
+        /not both or neither/,
+      ],
+      [
+        'a maximum age without the time path',
+        {
+          actions: { a: {} },
+          interlocks: [
+            { id: 'i', require: { source: 'msg', path: 'x', op: '<', value: 1, maxAgeSeconds: 5 } },
+          ],
+        },
+        /must have property timestampPath when property maxAgeSeconds is present/,
+      ],
+      [
+        'a first-command bound upside down',
+        {
+          actions: {
+            a: {
+              params: { v: { type: 'number' } },
+              rateOfChange: [{ param: 'v', maxPerSecond: 1, first: { min: 2, max: 1 } }],
+            },
+          },
+        },
+        /first: min \(2\) is greater than max \(1\)/,
+      ],
+    ];
+    for (const [name, policy, expected] of invalid) {
+      it(`refuses ${name} with a clear error`, () => {
+        const r = compilePolicy(policy);
+        assert.equal(r.ok, false);
+        assert.match(!r.ok ? r.errors.join('\n') : '', expected);
+      });
+    }
+
+    it('still accepts a v1 policy as it was', () => {
+      assert.equal(compilePolicy(CELL_POLICY).ok, true);
+    });
+  });
+});
+
+describe("example 02's policy: the robot's four limits", () => {
+  const sandbox = sinon.createSandbox();
+  beforeEach(() => sandbox.useFakeTimers({ now: 1_700_000_000_000, toFake: ['Date'] }));
+  afterEach(() => sandbox.restore());
+
+  const example = JSON.parse(
+    fs.readFileSync(
+      path.join(__dirname, '..', '..', 'examples', '02 - Inspection robot mission.json'),
+      'utf8',
+    ),
+  ) as Array<{ type: string; policy?: string }>;
+  const policy = compile(JSON.parse(example.find((n) => n.type === 'guardrail')!.policy!));
+  const zones = { dock: 24, A: 46, B: 52, C: 86, D: 49 };
+  const world = (robotZone = 'dock', missionId = 'm-1'): World => ({
+    msg: { missionId, state: { robot: { zone: robotZone } } },
+    flow: { zones: Object.fromEntries(Object.entries(zones).map(([z, t]) => [z, { temperature: t }])) },
+  });
+  const step = (id: string, action: string, params: Record<string, unknown>) => ({
+    id,
+    action,
+    params,
+    device: 'robot-1',
+    reason: id,
+  });
+  const decide = (steps: unknown[], w = world()) =>
+    new Guardrail(policy, { key: KEY }).decide({ steps }, reader(w));
+
+  it('approves a plan within all four', () => {
+    const d = decide([
+      step('s1', 'move_to', { zone: 'A', speed: 1.5 }),
+      step('s2', 'read_sensor', { sensor: 'temperature' }),
+      step('s3', 'set_valve', { id: 'V1', position: 40, torque: 10 }),
+      step('s4', 'move_to', { zone: 'B' }),
+      step('s5', 'report', { summary: 'ok' }),
+    ]);
+    assert.equal(d.outcome, 'approved', d.summary);
+  });
+
+  it('rejects a move faster than 1.5 m/min', () => {
+    const d = decide([step('s1', 'move_to', { zone: 'A', speed: 1.6 })]);
+    assert.deepEqual(codes(d), ['param_range']);
+    assert.match(d.summary, /speed 1\.6 m\/min is above the maximum of 1\.5 m\/min/);
+  });
+
+  it('rejects a plan that needs more than 30 min of battery, measured on the site map', () => {
+    // dock → D → dock → B: 24 + 24 + 12 m at 1.5 m/min is 40 min.
+    const d = decide([
+      step('s1', 'move_to', { zone: 'D' }),
+      step('s2', 'move_to', { zone: 'dock' }),
+      step('s3', 'move_to', { zone: 'B' }),
+    ]);
+    assert.deepEqual(codes(d), ['budget_exceeded']);
+    assert.match(d.summary, /needs 40\.00\d min of battery; mission "m-1" has used 0 min of its 30 min/);
+  });
+
+  it('counts the battery over the whole mission, not per plan', () => {
+    const guard = new Guardrail(policy, { key: KEY });
+    const first = guard.decide(
+      { steps: [step('s1', 'move_to', { zone: 'D' }), step('s2', 'read_sensor', { sensor: 'gas' })] },
+      reader(world()),
+    );
+    assert.equal(first.outcome, 'approved', '16.5 of 30 min');
+    const back = guard.decide({ steps: [step('s3', 'move_to', { zone: 'dock' })] }, reader(world('D')));
+    assert.deepEqual(codes(back), ['budget_exceeded'], '16.5 + 16 min is over 30');
+    assert.match(back.summary, /mission "m-1" has used 16\.50\d min of its 30 min/);
+    const nearer = guard.decide({ steps: [step('s3', 'move_to', { zone: 'B' })] }, reader(world('D')));
+    assert.equal(nearer.outcome, 'approved', '16.5 + 8 min');
+    const other = guard.decide(
+      { steps: [step('s1', 'move_to', { zone: 'D' })] },
+      reader(world('dock', 'm-2')),
+    );
+    assert.equal(other.outcome, 'approved', 'another mission has its own battery');
+  });
+
+  it('rejects a move into a zone above 80 °C', () => {
+    const d = decide([step('s1', 'move_to', { zone: 'C' })]);
+    assert.deepEqual(codes(d), ['interlock']);
+    assert.equal(d.reasons[0].message, 'Zone C is 86 °C; the robot may not enter a zone above 80 °C.');
+  });
+
+  it('rejects a valve turned with more than 10 Nm', () => {
+    const d = decide([step('s1', 'set_valve', { id: 'V2', position: 50, torque: 10.5 })]);
+    assert.deepEqual(codes(d), ['param_range']);
+    assert.match(d.summary, /torque 10\.5 Nm is above the maximum of 10 Nm/);
+  });
+
+  it('asks a person before a valve is opened past 90 %', () => {
+    assert.equal(decide([step('s1', 'set_valve', { id: 'V2', position: 95 })]).outcome, 'needs_approval');
+  });
+});
+
+describe("the node help's example policy", () => {
+  it('is a valid policy that uses every v2 rule', () => {
+    const help = fs.readFileSync(
+      path.join(__dirname, '..', '..', 'nodes', 'locales', 'en-US', 'guardrail.html'),
+      'utf8',
+    );
+    const pre = /<pre>([\s\S]*?)<\/pre/.exec(help)![1].replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+    const r = compilePolicy(JSON.parse(pre));
+    assert.equal(r.ok, true, r.ok ? '' : r.errors.join('\n'));
+    for (const rule of [
+      'approvalWhen',
+      '"by"',
+      'windowSeconds',
+      '"first"',
+      'maxAgeSeconds',
+      'siteMap',
+      '"moves"',
+      '"per": "mission"',
+    ])
+      assert.ok(pre.includes(rule), rule);
   });
 });

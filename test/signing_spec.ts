@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import * as vm from 'node:vm';
 import sinon from 'sinon';
 import {
   type Action,
@@ -7,6 +8,7 @@ import {
   canonicalJson,
   createNonceStore,
   signAction,
+  snapshotJson,
   verifySignedAction,
 } from '../lib/signing';
 
@@ -225,3 +227,146 @@ describe('signAction / verifySignedAction', () => {
 function flip(hex: string): string {
   return (hex[0] === '0' ? '1' : '0') + hex.slice(1);
 }
+
+describe('snapshotJson', () => {
+  /** A Proxy whose every trap counts its calls (and then does what the target would). */
+  function countingProxy<T extends object>(target: T) {
+    const calls: string[] = [];
+    const handler: ProxyHandler<T> = {};
+    for (const trap of [
+      'get',
+      'set',
+      'has',
+      'ownKeys',
+      'getOwnPropertyDescriptor',
+      'getPrototypeOf',
+      'defineProperty',
+      'deleteProperty',
+      'isExtensible',
+      'preventExtensions',
+      'setPrototypeOf',
+    ] as const) {
+      (handler as Record<string, unknown>)[trap] = (...args: unknown[]) => {
+        calls.push(trap);
+        return (Reflect[trap] as (...a: unknown[]) => unknown)(...args);
+      };
+    }
+    return { proxy: new Proxy(target, handler), calls };
+  }
+
+  it('copies plain JSON data into fresh objects that nothing else holds', () => {
+    const input = { a: [1, { b: 'x' }], c: null, d: true };
+    const r = snapshotJson(input);
+    assert.ok(r.ok);
+    assert.deepEqual(r.value, input);
+    assert.notEqual(r.value, input);
+    assert.notEqual((r.value as typeof input).a, input.a);
+  });
+
+  it('accepts objects and arrays from another realm (a function node sandbox)', () => {
+    const foreign = vm.runInNewContext('({ action: "beep", params: { n: [1, 2] } })');
+    const r = snapshotJson(foreign);
+    assert.ok(r.ok);
+    assert.deepEqual(r.value, { action: 'beep', params: { n: [1, 2] } });
+    assert.equal(Object.getPrototypeOf(r.value), Object.prototype);
+  });
+
+  it('refuses a getter without calling it', () => {
+    let reads = 0;
+    const params = {
+      get nm() {
+        return ++reads === 1 ? 5 : 50;
+      },
+    };
+    const r = snapshotJson({ action: 'set_torque', params });
+    assert.equal(!r.ok && r.problem.code, 'accessor');
+    assert.equal(!r.ok && r.problem.at, 'payload.params.nm');
+    assert.equal(reads, 0);
+  });
+
+  it('refuses a getter on an array element and a setter-only property', () => {
+    const arr = [1];
+    Object.defineProperty(arr, 0, { get: () => 2, enumerable: true });
+    assert.equal((snapshotJson({ arr }) as { problem: { code: string } }).problem.code, 'accessor');
+    const setter = {};
+    Object.defineProperty(setter, 'x', { set: () => undefined, enumerable: true });
+    assert.equal((snapshotJson(setter) as { problem: { code: string } }).problem.code, 'accessor');
+  });
+
+  it('refuses a Proxy anywhere without running any of its traps', () => {
+    for (const make of [
+      (p: object) => p,
+      (p: object) => ({ params: p }),
+      (p: object) => ({ steps: [{ params: p }] }),
+    ]) {
+      const { proxy, calls } = countingProxy({ nm: 5 });
+      const r = snapshotJson(make(proxy));
+      assert.equal(!r.ok && r.problem.code, 'proxy');
+      assert.deepEqual(calls, []);
+    }
+    const { proxy, calls } = countingProxy([1, 2]);
+    assert.equal((snapshotJson({ steps: proxy }) as { problem: { code: string } }).problem.code, 'proxy');
+    assert.deepEqual(calls, []);
+  });
+
+  it('refuses a prototype that is a Proxy or has a getter for constructor, without calling either', () => {
+    const { proxy, calls } = countingProxy({});
+    assert.equal(snapshotJson(Object.create(proxy)).ok, false);
+    assert.deepEqual(calls, []);
+    let reads = 0;
+    const proto = Object.create(null, {
+      constructor: {
+        get() {
+          reads++;
+          return Object;
+        },
+      },
+    });
+    assert.equal(snapshotJson(Object.create(proto)).ok, false);
+    assert.equal(reads, 0);
+  });
+
+  const refused: Array<[string, unknown, string]> = [
+    ['a class instance', { d: new Date(0) }, 'not_data'],
+    ['a Map', new Map(), 'not_data'],
+    ['a function', { f: () => 1 }, 'not_data'],
+    ['undefined', { u: undefined }, 'not_data'],
+    ['a bigint', [1n], 'not_data'],
+    ['NaN', { n: NaN }, 'non_finite'],
+    ['a hole', [1, , 2], 'not_data'], // eslint-disable-line no-sparse-arrays
+  ];
+  for (const [name, value, code] of refused) {
+    it(`refuses ${name} (${code})`, () => {
+      const r = snapshotJson(value);
+      assert.equal(!r.ok && r.problem.code, code);
+    });
+  }
+
+  it('holds its limits on both sides: depth, values, text length and forbidden keys', () => {
+    const nest = (n: number): unknown => (n === 0 ? 1 : { a: nest(n - 1) });
+    assert.equal(snapshotJson(nest(3), { maxDepth: 3 }).ok, true);
+    assert.equal(
+      (snapshotJson(nest(4), { maxDepth: 3 }) as { problem: { code: string } }).problem.code,
+      'too_deep',
+    );
+    assert.equal(snapshotJson([1, 2], { maxNodes: 3 }).ok, true);
+    assert.equal(
+      (snapshotJson([1, 2, 3], { maxNodes: 3 }) as { problem: { code: string } }).problem.code,
+      'too_large',
+    );
+    assert.equal(snapshotJson('x'.repeat(10), { maxStringLength: 10 }).ok, true);
+    assert.equal(
+      (snapshotJson('x'.repeat(11), { maxStringLength: 10 }) as { problem: { code: string } }).problem.code,
+      'too_long',
+    );
+    const proto = JSON.parse('{"__proto__": {"a": 1}}');
+    const kept = snapshotJson(proto);
+    assert.ok(kept.ok);
+    assert.equal(Object.getPrototypeOf(kept.value), Object.prototype, 'an own __proto__ key stays a key');
+    assert.deepEqual(Object.keys(kept.value as object), ['__proto__']);
+    assert.equal(
+      (snapshotJson(proto, { forbiddenKeys: ['__proto__'] }) as { problem: { code: string } }).problem.code,
+      'forbidden_key',
+    );
+  });
+});

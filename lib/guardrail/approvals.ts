@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { canonicalJson } from '../signing';
 import type { Reason } from './evaluate';
 
 export interface PendingApproval {
   /** Random 128-bit id, hex; the approver's message names it. */
   id: string;
-  /** A deep copy of the request, evaluated again when the approval arrives. */
+  /** The request's snapshot (plain data nobody else holds), evaluated again when the approval arrives. */
   payload: unknown;
   kind: 'action' | 'plan';
   created: number;
@@ -37,7 +36,7 @@ export class PendingApprovals {
     const stored: PendingApproval = {
       ...entry,
       id: randomBytes(16).toString('hex'),
-      payload: JSON.parse(canonicalJson(entry.payload)),
+      payload: entry.payload,
     };
     this.pending.set(stored.id, stored);
     return stored;

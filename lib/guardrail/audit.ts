@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalJson } from '../signing';
+import { canonicalJson, hmacSha256Hex } from '../signing';
 import type { Decision } from './evaluate';
 
 /** `prev` of the first line. */
@@ -32,7 +32,10 @@ export type AuditProblemCode =
   | 'truncated'
   | 'head_mismatch'
   | 'head_missing'
-  | 'bad_head';
+  | 'bad_head'
+  | 'anchor_mismatch'
+  | 'anchor_truncated'
+  | 'bad_anchor';
 
 export interface AuditProblem {
   /** 1-based line number in the file; absent for problems with the head. */
@@ -58,7 +61,25 @@ export function deriveAuditKey(signingKey: string | Buffer): Buffer {
 }
 
 function hmac(key: Buffer, text: string): string {
-  return createHmac('sha256', key).update(text).digest('hex');
+  return hmacSha256Hex(key, text);
+}
+
+const keyText = new Map<string, string>();
+function quotedKey(k: string): string {
+  let q = keyText.get(k);
+  if (q === undefined) {
+    q = JSON.stringify(k);
+    if (keyText.size < 256) keyText.set(k, q);
+  }
+  return q;
+}
+
+/** A value already written as canonical JSON, put into an audit line as it is. */
+export class RawJson {
+  constructor(readonly text: string) {}
+  toJSON(): unknown {
+    return JSON.parse(this.text);
+  }
 }
 
 function sameHex(a: unknown, b: string): boolean {
@@ -93,11 +114,49 @@ function readLastLine(fd: number, size: number): { line: string; torn: boolean }
   return { line: '', torn: false };
 }
 
+/** A record of the chain's head kept somewhere else, so a rewritten chain or a cut-off end shows. */
+export interface AuditAnchor {
+  seq: number;
+  hash: string;
+  ts: string;
+  mac?: string;
+}
+
+export interface AuditOptions {
+  signingKey?: string | Buffer;
+  /**
+   * Anchoring: at most every `intervalMs` (and at close), the head is appended to `file` (a
+   * second file, best on another disk) and handed to `publish` (e.g. a retained MQTT message).
+   */
+  anchor?: { file?: string; intervalMs?: number; publish?: (anchor: AuditAnchor) => void };
+}
+
+/** Something written and fsynced in the same batch as the audit lines (the guardrail's limits). */
+export interface AuditCompanion {
+  sync(): Promise<void>;
+  /** The same, synchronously (at close). */
+  syncNow?(): void;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
 export class AuditLog {
   private seq: number;
   private hash: string;
   private fd: number | undefined;
   private broken: Error | undefined;
+  private pending: string[] = [];
+  private waiters: Waiter[] = [];
+  private flushing = false;
+  private scheduled = false;
+  private closing: Promise<void> | undefined;
+  private closeWaiter: (() => void) | undefined;
+  private readonly companions: AuditCompanion[] = [];
+  private lastAnchor = 0;
+  private anchoredSeq = -1;
 
   private constructor(
     readonly file: string,
@@ -105,6 +164,7 @@ export class AuditLog {
     fd: number,
     seq: number,
     hash: string,
+    private readonly anchor: AuditOptions['anchor'],
   ) {
     this.fd = fd;
     this.seq = seq;
@@ -115,9 +175,10 @@ export class AuditLog {
    * Opens (or creates) a log and resumes its chain. Refuses a log whose last line is torn or does not
    * match its head file: continuing would hide tampering or a crash that someone should look at.
    */
-  static open(file: string, opts: { signingKey?: string | Buffer } = {}): AuditLog {
+  static open(file: string, opts: AuditOptions = {}): AuditLog {
     const key = opts.signingKey ? deriveAuditKey(opts.signingKey) : undefined;
     fs.mkdirSync(path.dirname(file), { recursive: true });
+    if (opts.anchor?.file) fs.mkdirSync(path.dirname(opts.anchor.file), { recursive: true });
     const fd = fs.openSync(file, 'a+');
     try {
       const size = fs.fstatSync(fd).size;
@@ -127,7 +188,7 @@ export class AuditLog {
       if (size === 0) {
         if (head !== undefined)
           throw new Error(`audit log ${file} is empty but its head file records entries; ${advice}`);
-        return new AuditLog(file, key, fd, -1, GENESIS);
+        return new AuditLog(file, key, fd, -1, GENESIS, opts.anchor);
       }
       const { line, torn } = readLastLine(fd, size);
       if (torn) throw new Error(`audit log ${file} ends in an incomplete line; ${advice}`);
@@ -145,27 +206,191 @@ export class AuditLog {
       if (!headMatches(head, seq, hash, key)) {
         throw new Error(`audit log ${file} does not match its head file (last entry ${seq}); ${advice}`);
       }
-      return new AuditLog(file, key, fd, seq, hash);
+      return new AuditLog(file, key, fd, seq, hash, opts.anchor);
     } catch (err) {
       fs.closeSync(fd);
       throw err;
     }
   }
 
-  /** Appends one record and returns its seq. Throws if it cannot be written; the caller must not act. */
-  append(record: Record<string, unknown>, now: number = Date.now()): { seq: number; hash: string } {
+  /** Also write and fsync `companion` in each batch, before the batch's decisions are durable. */
+  attach(companion: AuditCompanion): void {
+    this.companions.push(companion);
+  }
+
+  /**
+   * Adds one record to the chain now (its seq and hash are fixed in call order) and returns with
+   * `durable`, which resolves once its line, and those before it, are on disk (group commit: one
+   * write and one fsync for all the records appended meanwhile). The caller must not act on the
+   * decision before then; `durable` rejects if the log cannot be written.
+   */
+  append(
+    record: Record<string, unknown>,
+    now: number = Date.now(),
+  ): { seq: number; hash: string; durable: Promise<void> } {
     if (this.broken) throw this.broken;
-    if (this.fd === undefined) throw new Error(`audit log ${this.file} is closed`);
+    if (this.fd === undefined || this.closing) throw new Error(`audit log ${this.file} is closed`);
     for (const k of RESERVED)
       if (Object.hasOwn(record, k)) throw new Error(`audit record may not set "${k}"`);
     const seq = this.seq + 1;
-    const body = { ...record, seq, ts: new Date(now).toISOString(), prev: this.hash };
-    let line = canonicalJson(body);
-    if (this.key) line = canonicalJson({ ...body, mac: hmac(this.key, line) });
+    // Each top-level value is written once; the line with its MAC is the same canonical JSON as
+    // canonicalJson({...body, mac}) would give, without writing the body twice.
+    const fields: Array<[string, string]> = [];
+    for (const k of Object.keys(record)) {
+      const v = record[k];
+      if (v !== undefined) fields.push([k, v instanceof RawJson ? v.text : canonicalJson(v)]);
+    }
+    fields.push(['seq', String(seq)], ['ts', `"${new Date(now).toISOString()}"`], ['prev', `"${this.hash}"`]);
+    fields.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const join = (fs2: Array<[string, string]>) => {
+      let out = '{';
+      for (let i = 0; i < fs2.length; i++) out += (i > 0 ? ',' : '') + quotedKey(fs2[i][0]) + ':' + fs2[i][1];
+      return out + '}';
+    };
+    let line = join(fields);
+    if (this.key) {
+      const mac = hmac(this.key, line);
+      let at = fields.findIndex(([k]) => k > 'mac');
+      if (at < 0) at = fields.length;
+      fields.splice(at, 0, ['mac', `"${mac}"`]);
+      line = join(fields);
+    }
     const hash = sha256(line);
-    fs.writeSync(this.fd, line + '\n');
     this.seq = seq;
     this.hash = hash;
+    this.pending.push(line + '\n');
+    const durable = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    durable.catch(() => undefined); // a caller that does not wait is not an unhandled rejection
+    this.schedule();
+    return { seq, hash, durable };
+  }
+
+  /** Resolves once everything appended so far is on disk. */
+  flush(): Promise<void> {
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.pending.length === 0 && !this.flushing) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /**
+   * Writes what is pending and closes the file. Synchronous when no batch is being written (the
+   * file is complete when it returns); otherwise the returned promise resolves when it is.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    if (this.fd === undefined) return Promise.resolve();
+    if (!this.flushing) {
+      this.finishSync();
+      this.closing = Promise.resolve();
+      return this.closing;
+    }
+    this.closing = new Promise<void>((resolve) => (this.closeWaiter = resolve));
+    return this.closing;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing || this.closing) return;
+    this.scheduled = true;
+    // Appends made in this turn of the event loop, and while a batch is being written, go together.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flushBatch();
+    });
+  }
+
+  private flushBatch(): void {
+    if (this.flushing || this.fd === undefined) return;
+    if (this.pending.length === 0 && this.waiters.length === 0) return;
+    this.flushing = true;
+    const text = this.pending.join('');
+    const waiters = this.waiters;
+    const seq = this.seq;
+    const hash = this.hash;
+    this.pending = [];
+    this.waiters = [];
+    const fd = this.fd;
+    const companions = Promise.all(this.companions.map((c) => c.sync()));
+    const written = new Promise<void>((resolve, reject) => {
+      if (!text) return resolve();
+      fs.write(fd, text, (err) => {
+        if (err) return reject(err);
+        fs.fdatasync(fd, (err2) => (err2 ? reject(err2) : resolve()));
+      });
+    }).then(() => (text ? this.writeHeadAsync(seq, hash) : undefined));
+    Promise.all([written, companions])
+      .then(
+        () => {
+          try {
+            this.maybeAnchor(seq, hash, false);
+          } catch (err) {
+            this.broken ??= new Error(
+              `audit anchor of ${this.file} could not be written: ${(err as Error).message}`,
+            );
+            for (const w of waiters) w.reject(this.broken);
+            return;
+          }
+          for (const w of waiters) w.resolve();
+        },
+        (err: Error) => {
+          this.broken ??= new Error(`audit log ${this.file} could not be written: ${err.message}`);
+          for (const w of waiters) w.reject(this.broken);
+          for (const w of this.waiters.splice(0)) w.reject(this.broken);
+        },
+      )
+      .finally(() => {
+        this.flushing = false;
+        if (this.closing) {
+          this.finishSync();
+          this.closeWaiter?.();
+        } else if (this.pending.length > 0 || this.waiters.length > 0) this.flushBatch();
+      });
+  }
+
+  /** Writes the rest synchronously and closes (at close). */
+  private finishSync(): void {
+    const fd = this.fd;
+    if (fd === undefined) return;
+    const waiters = this.waiters.splice(0);
+    try {
+      if (this.broken) throw this.broken;
+      if (this.pending.length > 0) {
+        fs.writeSync(fd, this.pending.join(''));
+        fs.fdatasyncSync(fd);
+        this.pending = [];
+        this.writeHead(this.seq, this.hash);
+      }
+      for (const c of this.companions) c.syncNow?.();
+      this.maybeAnchor(this.seq, this.hash, true);
+      for (const w of waiters) w.resolve();
+    } catch (err) {
+      this.broken ??= err as Error;
+      for (const w of waiters) w.reject(this.broken);
+    } finally {
+      fs.closeSync(fd);
+      this.fd = undefined;
+    }
+  }
+
+  /** As writeHead, off the event loop: a batch's messages wait for it, the next decisions do not. */
+  private writeHeadAsync(seq: number, hash: string): Promise<void> {
+    const headFile = headPathFor(this.file);
+    return fs.promises
+      .writeFile(`${headFile}.tmp`, headText(seq, hash, this.key) + '\n')
+      .then(() => fs.promises.rename(`${headFile}.tmp`, headFile))
+      .catch((err: Error) => {
+        this.broken = new Error(`audit head of ${this.file} could not be written: ${err.message}`);
+        throw this.broken;
+      });
+  }
+
+  private writeHead(seq: number, hash: string): void {
     try {
       const headFile = headPathFor(this.file);
       fs.writeFileSync(`${headFile}.tmp`, headText(seq, hash, this.key) + '\n');
@@ -174,16 +399,27 @@ export class AuditLog {
       this.broken = new Error(`audit head of ${this.file} could not be written: ${(err as Error).message}`);
       throw this.broken;
     }
-    return { seq, hash };
   }
 
-  get lastSeq(): number {
-    return this.seq;
-  }
-
-  close(): void {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
-    this.fd = undefined;
+  private maybeAnchor(seq: number, hash: string, force: boolean): void {
+    const a = this.anchor;
+    if (!a || seq < 0 || seq === this.anchoredSeq) return;
+    const now = Date.now();
+    if (!force && now - this.lastAnchor < (a.intervalMs ?? 10_000)) return;
+    this.lastAnchor = now;
+    this.anchoredSeq = seq;
+    const body = { seq, hash, ts: new Date(now).toISOString() };
+    const anchor: AuditAnchor = this.key ? { ...body, mac: hmac(this.key, canonicalJson(body)) } : body;
+    if (a.file) {
+      const fd = fs.openSync(a.file, 'a');
+      try {
+        fs.writeSync(fd, canonicalJson(anchor) + '\n');
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    a.publish?.(anchor);
   }
 }
 
@@ -204,7 +440,7 @@ function headMatches(text: string, seq: number, hash: string, key: Buffer | unde
  */
 export function verifyAuditLog(
   text: string,
-  opts: { head?: string; requireHead?: boolean; signingKey?: string | Buffer } = {},
+  opts: { head?: string; requireHead?: boolean; signingKey?: string | Buffer; anchors?: string } = {},
 ): AuditVerifyResult {
   const key = opts.signingKey ? deriveAuditKey(opts.signingKey) : undefined;
   const problems: AuditProblem[] = [];
@@ -322,36 +558,158 @@ export function verifyAuditLog(
       }
     }
   }
+  if (opts.anchors !== undefined) checkAnchors(opts.anchors, lines, key, problems);
   return { ok: problems.length === 0, entries: lines.length, lastSeq, problems };
+}
+
+/**
+ * Checks the log against anchors kept elsewhere (JSON lines of {seq, hash, ts, mac?}): each
+ * anchored line must still be there with the same hash. This catches what the head cannot without
+ * the key: a chain rewritten with its hashes and head recomputed, or lines cut from the end.
+ */
+function checkAnchors(
+  text: string,
+  lines: string[],
+  key: Buffer | undefined,
+  problems: AuditProblem[],
+): void {
+  const anchors = text.split('\n').filter((l) => l.trim());
+  if (anchors.length === 0) {
+    problems.push({ code: 'bad_anchor', message: 'the anchor file holds no anchor' });
+    return;
+  }
+  for (const [i, l] of anchors.entries()) {
+    let a: AuditAnchor | undefined;
+    try {
+      a = JSON.parse(l) as AuditAnchor;
+    } catch {
+      a = undefined;
+    }
+    if (!a || !Number.isSafeInteger(a.seq) || a.seq < 0 || typeof a.hash !== 'string') {
+      problems.push({ code: 'bad_anchor', message: `anchor ${i + 1} is not readable` });
+      continue;
+    }
+    if (key) {
+      const { mac, ...body } = a;
+      if (!sameHex(mac, hmac(key, canonicalJson(body)))) {
+        problems.push({
+          code: 'bad_anchor',
+          message: `anchor ${i + 1} has a wrong MAC: it was edited or forged`,
+        });
+        continue;
+      }
+    }
+    if (a.seq >= lines.length) {
+      problems.push({
+        code: 'anchor_truncated',
+        message: `anchor ${i + 1} (${a.ts}) records entry ${a.seq}, but the log has ${lines.length} entries: lines were removed from the end`,
+      });
+    } else if (sha256(lines[a.seq]) !== a.hash) {
+      problems.push({
+        line: a.seq + 1,
+        code: 'anchor_mismatch',
+        message: `line ${a.seq + 1} is not the line anchored at ${a.ts}: the log was rewritten up to there`,
+      });
+    }
+  }
 }
 
 /** Verifies a log file and, unless `head` is false, the `.head` file beside it (which must exist). */
 export function verifyAuditFile(
   file: string,
-  opts: { head?: string | false; signingKey?: string | Buffer } = {},
+  opts: { head?: string | false; signingKey?: string | Buffer; anchor?: string; anchorText?: string } = {},
 ): AuditVerifyResult {
   const text = fs.readFileSync(file, 'utf8');
   const headFile = opts.head === false ? undefined : (opts.head ?? headPathFor(file));
   const head =
     headFile !== undefined && fs.existsSync(headFile) ? fs.readFileSync(headFile, 'utf8') : undefined;
-  return verifyAuditLog(text, { head, requireHead: headFile !== undefined, signingKey: opts.signingKey });
+  const fromFile = opts.anchor !== undefined ? fs.readFileSync(opts.anchor, 'utf8') : undefined;
+  const anchors =
+    fromFile === undefined && opts.anchorText === undefined
+      ? undefined
+      : [fromFile, opts.anchorText].filter((t) => t !== undefined).join('\n');
+  return verifyAuditLog(text, {
+    head,
+    requireHead: headFile !== undefined,
+    signingKey: opts.signingKey,
+    anchors,
+  });
 }
 
-/** What the audit log records of a decision: enough to reconstruct it, never the signing key or MACs. */
+/** Longest text kept whole in an audit line; longer ones keep a prefix, their length and a hash. */
+export const AUDIT_MAX_TEXT = 256;
+/** Largest `actions` kept whole in an audit line; a larger list keeps its count, a hash and the first. */
+export const AUDIT_MAX_ACTIONS_JSON = 64 * 1024;
+
+/** A text as the audit log keeps it: whole up to AUDIT_MAX_TEXT, else a prefix, its length and sha256. */
+export function boundText(text: string): string {
+  if (text.length <= AUDIT_MAX_TEXT) return text;
+  return `${text.slice(0, 64)}… [${text.length} characters, sha256 ${sha256(text)}]`;
+}
+
+/** Whether a value holds a text (or key) longer than AUDIT_MAX_TEXT. */
+function hasLongText(v: unknown): boolean {
+  if (typeof v === 'string') return v.length > AUDIT_MAX_TEXT;
+  if (Array.isArray(v)) return v.some(hasLongText);
+  if (typeof v === 'object' && v !== null)
+    return Object.entries(v).some(([k, x]) => k.length > AUDIT_MAX_TEXT || hasLongText(x));
+  return false;
+}
+
+function bound(v: unknown): unknown {
+  if (!hasLongText(v)) return v;
+  return boundCopy(v);
+}
+
+function boundCopy(v: unknown): unknown {
+  if (typeof v === 'string') return boundText(v);
+  if (Array.isArray(v)) return v.map(boundCopy);
+  if (typeof v === 'object' && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const key = boundText(k);
+      if (key === '__proto__')
+        Object.defineProperty(out, key, {
+          value: boundCopy(x),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      else out[key] = boundCopy(x);
+    }
+    return out;
+  }
+  return v;
+}
+
+/**
+ * What the audit log records of a decision: enough to reconstruct it, never the signing key or MACs.
+ * Every text is bounded (a 10 MB action name is recorded as a prefix, its length and its sha256), so
+ * a line stays small whatever the request held.
+ */
 export function decisionRecord(
   event: 'request' | 'approval' | 'approval_expired',
   d: Decision,
   extra: { node?: string; msgid?: string; approvalId?: string; approver?: string; comment?: string } = {},
 ): Record<string, unknown> {
+  const bounded = bound(d.actions);
+  let actions: unknown = new RawJson(canonicalJson(bounded));
+  if ((actions as RawJson).text.length > AUDIT_MAX_ACTIONS_JSON) {
+    actions = {
+      count: d.actions.length,
+      sha256: sha256(canonicalJson(d.actions)),
+      first: (bounded as unknown[])[0],
+    };
+  }
   const record: Record<string, unknown> = {
     event,
     decision: d.outcome,
     kind: d.kind,
     policyHash: d.policyHash,
-    actions: d.actions,
-    reasons: d.reasons,
+    actions,
+    reasons: bound(d.reasons),
     signatures: d.signed.map((s) => ({ nonce: s.signature.nonce, expires: s.signature.expires })),
   };
-  for (const [k, v] of Object.entries(extra)) if (typeof v === 'string') record[k] = v;
+  for (const [k, v] of Object.entries(extra)) if (typeof v === 'string') record[k] = boundText(v);
   return record;
 }

@@ -1,5 +1,12 @@
-import { type Action, type SignedAction, signAction } from '../signing';
-import { SetpointTracker, TokenBuckets, setpointKey } from './limits';
+import {
+  type Action,
+  type SignedAction,
+  type SnapshotProblemCode,
+  signSnapshot,
+  snapshotJson,
+} from '../signing';
+import { type BucketLimit, Limits, type WindowLimit, setpointKey } from './limits';
+import { LimitState } from './state';
 import { FORBIDDEN_KEYS, readPath, resolvePath, templateText } from './paths';
 import {
   type CompiledAction,
@@ -32,6 +39,10 @@ export type ReasonCode =
   | 'interlock'
   | 'interlock_value_missing'
   | 'interlock_value_invalid'
+  | 'interlock_stale'
+  | 'position_unknown'
+  | 'travel_unknown'
+  | 'mission_unknown'
   | 'too_many_steps'
   | 'budget_exceeded'
   | 'budget_cost_missing'
@@ -71,6 +82,11 @@ export interface Decision {
   policyHash: string;
   /** One signed action per step, in plan order; only when approved. */
   signed: SignedAction[];
+  /**
+   * The snapshot of the request that was checked (plain JSON, held by nobody else): what a pending
+   * approval keeps and checks again. Absent when the request could not be read.
+   */
+  request?: unknown;
 }
 
 /** Reads a live value for an interlock; `undefined` when there is none. */
@@ -84,14 +100,20 @@ export interface DecideOptions {
 export interface GuardrailOptions {
   key: string | Buffer;
   now?: () => number;
-  /** Bound on rate-limit buckets and tracked set-points. */
+  /** Bound on everything the limits remember (buckets, windows, set-points, positions, missions). */
   maxTrackedKeys?: number;
+  /** Where the limits' memory lives; LimitState.open(file) keeps it across redeploys and restarts. */
+  state?: LimitState;
 }
 
 const ACTION_KEYS = new Set(['action', 'params', 'device', 'id', 'reason']);
 const MAX_DEPTH = 32;
 const MAX_NODES = 100000;
+/** Longest text anywhere in a request: far beyond any parameter, short enough to check and record. */
+const MAX_STRING = 65536;
 const HARD_MAX_STEPS = 1000;
+/** How far in the future a reading's time may be (clock skew between a sensor and this gateway). */
+const FUTURE_SKEW_MS = 5000;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
@@ -100,47 +122,43 @@ function show(v: unknown): string {
   return Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
-/** Refuses anything that is not plain JSON data, and any key that can reach a prototype. */
-function scanData(root: unknown): Reason | undefined {
-  let nodes = 0;
-  const walk = (v: unknown, at: string, depth: number): Reason | undefined => {
-    if (++nodes > MAX_NODES)
-      return { code: 'malformed_request', message: 'The request is too large to check.' };
-    if (depth > MAX_DEPTH)
-      return { code: 'malformed_request', message: `The request is nested too deeply at ${at}.` };
-    if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
-    if (typeof v === 'number') {
-      return Number.isFinite(v)
-        ? undefined
-        : { code: 'invalid_value', message: `${at} is ${v}; only finite numbers are accepted.` };
-    }
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) {
-        const r = walk(v[i], `${at}[${i}]`, depth + 1);
-        if (r) return r;
-      }
-      return undefined;
-    }
-    if (!isPlainObject(v)) {
-      const what = v === undefined ? 'undefined' : typeof v === 'object' ? 'not plain data' : `a ${typeof v}`;
-      return { code: 'invalid_value', message: `${at} is ${what}; only JSON data is accepted.` };
-    }
-    for (const k of Object.keys(v)) {
-      if (FORBIDDEN_KEYS.includes(k)) {
-        return { code: 'forbidden_key', message: `${at} has the key "${k}", which is never accepted.` };
-      }
-      const r = walk(v[k], `${at}.${k}`, depth + 1);
-      if (r) return r;
-    }
-    return undefined;
-  };
-  return walk(root, 'payload', 0);
+const SNAPSHOT_CODES: Record<SnapshotProblemCode, ReasonCode> = {
+  not_data: 'invalid_value',
+  accessor: 'invalid_value',
+  proxy: 'invalid_value',
+  non_finite: 'invalid_value',
+  forbidden_key: 'forbidden_key',
+  too_deep: 'malformed_request',
+  too_large: 'malformed_request',
+  too_long: 'malformed_request',
+};
+
+/**
+ * The one copy of a request that is checked, signed, recorded and sent: plain JSON data only,
+ * taken without calling a getter or a Proxy trap (they are refused), and with no key that can reach
+ * a prototype.
+ */
+export function snapshotRequest(payload: unknown): { value: unknown } | { reason: Reason } {
+  const snap = snapshotJson(payload, {
+    root: 'payload',
+    maxDepth: MAX_DEPTH,
+    maxNodes: MAX_NODES,
+    maxStringLength: MAX_STRING,
+    forbiddenKeys: FORBIDDEN_KEYS,
+  });
+  if (snap.ok) return { value: snap.value };
+  return { reason: { code: SNAPSHOT_CODES[snap.problem.code], message: `${snap.problem.message}.` } };
+}
+
+/** A name from a request, as a message shows it: at most 64 characters. */
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }
 
 function stepLabel(kind: 'action' | 'plan', i: number, a: { id?: unknown; action?: unknown }): string {
-  const name = typeof a.action === 'string' ? a.action : 'action';
+  const name = typeof a.action === 'string' ? clip(a.action) : 'action';
   if (kind === 'action') return name;
-  return `Step ${i + 1}${typeof a.id === 'string' ? ` (${a.id})` : ''}, ${name}`;
+  return `Step ${i + 1}${typeof a.id === 'string' ? ` (${clip(a.id)})` : ''}, ${name}`;
 }
 
 function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?: Action; reason?: Reason } {
@@ -154,15 +172,15 @@ function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?:
       return bad(`${label} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
   }
   if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label} has no action name.`);
-  if (!isPlainObject(v.params)) return bad(`${label} (${v.action}) has no params object.`);
+  if (!isPlainObject(v.params)) return bad(`${label} (${clip(v.action)}) has no params object.`);
   if (v.device !== undefined && (typeof v.device !== 'string' || v.device.length === 0)) {
-    return bad(`${label} (${v.action}): device must be a non-empty string.`);
+    return bad(`${label} (${clip(v.action)}): device must be a non-empty string.`);
   }
   if (v.id !== undefined && (typeof v.id !== 'string' || v.id.length === 0)) {
-    return bad(`${label} (${v.action}): id must be a non-empty string.`);
+    return bad(`${label} (${clip(v.action)}): id must be a non-empty string.`);
   }
   if (v.reason !== undefined && typeof v.reason !== 'string')
-    return bad(`${label} (${v.action}): reason must be text.`);
+    return bad(`${label} (${clip(v.action)}): reason must be text.`);
   return { action: v as Action };
 }
 
@@ -214,6 +232,18 @@ interface StepFacts {
   rule: CompiledAction;
   /** Numeric parameter values after unit handling. */
   numbers: Map<string, number>;
+  /** Travel on the site map, for an action that moves its device. */
+  travel?: number;
+}
+
+/** What an approval changes besides the rate limits and set-points. */
+interface PlanEffects {
+  mission?: { id: string; amounts: Map<string, number> };
+  positions: Map<string, string>;
+}
+
+function keyPart(v: unknown): string | number | boolean | null {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : null;
 }
 
 /**
@@ -222,8 +252,10 @@ interface StepFacts {
  * an unexpected error is a rejection.
  */
 export class Guardrail {
-  private readonly buckets: TokenBuckets;
-  private readonly setpoints: SetpointTracker;
+  /** What the limits remember; sync `limits.state` to make it durable. */
+  readonly limits: Limits;
+  /** Set-points approved since this guardrail started: the first one after a deploy has its own bound. */
+  private readonly sinceStart = new Set<string>();
   private readonly now: () => number;
 
   constructor(
@@ -231,15 +263,19 @@ export class Guardrail {
     private readonly opts: GuardrailOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    this.buckets = new TokenBuckets(opts.maxTrackedKeys);
-    this.setpoints = new SetpointTracker(opts.maxTrackedKeys);
+    this.limits = new Limits(opts.state ?? LimitState.memory(), opts.maxTrackedKeys);
   }
 
   decide(payload: unknown, live: LiveReader, options: DecideOptions = {}): Decision {
     let kind: Decision['kind'] = 'invalid';
     let actions: Action[] = [];
     try {
-      const parsed = this.parseRequest(payload);
+      // Everything below sees only this copy: a getter or Proxy cannot answer one way when checked
+      // and another when signed.
+      const snap = snapshotRequest(payload);
+      if ('reason' in snap) return this.result('rejected', 'invalid', [], [snap.reason]);
+      const request = snap.value;
+      const parsed = this.parseRequest(request);
       kind = parsed.kind;
       if (parsed.reasons.length > 0) return this.result('rejected', kind, parsed.actions, parsed.reasons);
       actions = parsed.actions;
@@ -251,15 +287,19 @@ export class Guardrail {
         const f = this.checkStep(a, i, kind as 'action' | 'plan', live, reasons, approvals);
         if (f) facts.push(f);
       });
-      if (reasons.length === 0) this.checkPlan(facts, kind as 'action' | 'plan', reasons);
+      let effects: PlanEffects = { positions: new Map() };
+      if (reasons.length === 0)
+        effects = this.checkPlan(facts, kind as 'action' | 'plan', now, live, reasons);
+      if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
+      // Limits first: a request over a rate limit is rejected, not put before a person who might
+      // approve it. They are checked again, and only then applied, when the approval comes.
+      const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons, effects);
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       if (approvals.length > 0 && !options.approvalGranted) {
-        return this.result('needs_approval', kind, actions, approvals);
+        return { ...this.result('needs_approval', kind, actions, approvals), request };
       }
-      const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons);
-      if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       const signed = actions.map((a) =>
-        signAction(a, {
+        signSnapshot(a, {
           key: this.opts.key,
           policyHash: this.policy.hash,
           ttlMs: this.policy.signatureTtlMs,
@@ -267,7 +307,16 @@ export class Guardrail {
         }),
       );
       commit();
-      return { ...this.result('approved', kind, actions, []), signed };
+      for (const [device, zone] of effects.positions) this.limits.setPosition(device, zone, now);
+      if (effects.mission) {
+        this.limits.spend(
+          effects.mission.id,
+          effects.mission.amounts,
+          now,
+          this.policy.mission!.forgetAfterMs,
+        );
+      }
+      return { ...this.result('approved', kind, actions, []), signed, request };
     } catch (err) {
       return this.result('rejected', kind, actions, [
         {
@@ -292,8 +341,6 @@ export class Guardrail {
   }
 
   private parseRequest(payload: unknown): { kind: Decision['kind']; actions: Action[]; reasons: Reason[] } {
-    const scanned = scanData(payload);
-    if (scanned) return { kind: 'invalid', actions: [], reasons: [scanned] };
     const malformed = (message: string) => ({
       kind: 'invalid' as const,
       actions: [],
@@ -343,7 +390,7 @@ export class Guardrail {
           reasons.push({
             code: 'malformed_action',
             step: i,
-            message: `Step ${i + 1} repeats the step id "${action.id}".`,
+            message: `Step ${i + 1} repeats the step id "${clip(action.id)}".`,
           });
         }
         ids.add(action.id);
@@ -374,7 +421,7 @@ export class Guardrail {
       const allowed = [...this.policy.actions.keys()].join(', ');
       add(
         'unknown_action',
-        `${kind === 'plan' ? `Step ${i + 1}: ` : ''}"${a.action}" is not an allowed action (allowed: ${allowed}).`,
+        `${kind === 'plan' ? `Step ${i + 1}: ` : ''}${show(a.action)} is not an allowed action (allowed: ${allowed}).`,
       );
       return undefined;
     }
@@ -384,7 +431,7 @@ export class Guardrail {
         'device_not_allowed',
         a.device === undefined
           ? `${label}: a device is required (one of ${allowed}).`
-          : `${label}: device "${a.device}" is not allowed for this action (allowed: ${allowed}).`,
+          : `${label}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
       );
     }
     const before = reasons.length;
@@ -393,7 +440,7 @@ export class Guardrail {
         const known = [...rule.params.keys()];
         add(
           'unknown_param',
-          `${label}: unknown parameter "${name}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
+          `${label}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
           name,
         );
       }
@@ -413,6 +460,22 @@ export class Guardrail {
         message: `${label} needs a person's approval${why}.`,
         ...base,
       });
+    } else {
+      // A condition on a parameter that is not given counts as holding: a person decides.
+      const held = rule.approvalWhen.find((c) => {
+        const v = numbers.get(c.param) ?? a.params[c.param];
+        const ok = typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+        return !ok || compare(v, c.op, c.value);
+      });
+      if (held) {
+        const limit = Array.isArray(held.value) ? held.value.map(show).join(', ') : show(held.value);
+        approvals.push({
+          code: 'approval_required',
+          message: `${label} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
+          ...base,
+          rule: held.param,
+        });
+      }
     }
     return { action: a, rule, numbers };
   }
@@ -520,6 +583,38 @@ export class Guardrail {
         );
         return;
       }
+      if (c.maxAgeMs !== undefined && c.timestamp) {
+        const tsPath = resolvePath(c.timestamp.path, a);
+        const raw = tsPath.ok ? live(c.source, tsPath.segments) : undefined;
+        const at = typeof raw === 'number' ? raw : typeof raw === 'string' ? Date.parse(raw) : NaN;
+        const tsWhere = `${c.source}.${c.timestamp.pathText}`;
+        if (!Number.isFinite(at)) {
+          add(
+            raw === undefined ? 'interlock_value_missing' : 'interlock_value_invalid',
+            `${label}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
+            il.id,
+          );
+          return;
+        }
+        const now = this.now();
+        // A time from the future would keep a reading fresh for ever; a little clock skew is allowed.
+        if (at > now + FUTURE_SKEW_MS) {
+          add(
+            'interlock_value_invalid',
+            `${label}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
+            il.id,
+          );
+          return;
+        }
+        if (now - at > c.maxAgeMs) {
+          add(
+            'interlock_stale',
+            `${label}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
+            il.id,
+          );
+          return;
+        }
+      }
       if (!compare(value as Scalar, c.op, c.value)) {
         const limit = Array.isArray(c.value) ? c.value.map(show).join(', ') : show(c.value);
         const message = il.message
@@ -531,13 +626,58 @@ export class Guardrail {
     }
   }
 
-  private checkPlan(facts: StepFacts[], kind: 'action' | 'plan', reasons: Reason[]): void {
+  /** Travel on the site map, budgets (per request and per mission); returns what an approval changes. */
+  private checkPlan(
+    facts: StepFacts[],
+    kind: 'action' | 'plan',
+    now: number,
+    live: LiveReader,
+    reasons: Reason[],
+  ): PlanEffects {
+    const positions = new Map<string, string>();
+    const stepReason = (i: number, f: StepFacts, code: ReasonCode, message: string, rule?: string) =>
+      reasons.push({
+        code,
+        message: `${stepLabel(kind, i, f.action)}: ${message}`,
+        ...(kind === 'plan' ? { step: i } : {}),
+        ...(f.action.id !== undefined ? { stepId: f.action.id } : {}),
+        action: f.action.action,
+        ...(rule !== undefined ? { rule } : {}),
+      });
+    const map = this.policy.siteMap;
+    for (const [i, f] of facts.entries()) {
+      if (!f.rule.moves || !map) continue;
+      const device = f.action.device ?? '';
+      const to = f.action.params[f.rule.moves.to];
+      if (typeof to !== 'string' || !map.zones.has(to)) {
+        stepReason(i, f, 'travel_unknown', `${show(to)} is not a zone of the site map.`, f.rule.moves.to);
+        continue;
+      }
+      let from = positions.get(device);
+      if (from === undefined) {
+        const where = this.startZone(f.action, live);
+        if ('reason' in where) {
+          stepReason(i, f, 'position_unknown', where.reason);
+          continue;
+        }
+        from = where.zone;
+      }
+      const d = map.distance(from, to);
+      if (d === undefined) {
+        stepReason(i, f, 'travel_unknown', `the site map has no way from ${from} to ${to}.`);
+        continue;
+      }
+      f.travel = d;
+      positions.set(device, to);
+    }
+    if (reasons.length > 0) return { positions };
+
     const totals = new Map<string, number>();
     for (const [i, f] of facts.entries()) {
       for (const { budget, cost } of f.rule.costs) {
-        let amount: number | undefined;
+        let amount: number;
         if (typeof cost === 'number') amount = cost;
-        else {
+        else if ('param' in cost) {
           const v = f.numbers.get(cost.param);
           if (v === undefined) {
             reasons.push({
@@ -550,15 +690,35 @@ export class Guardrail {
             continue;
           }
           amount = Math.abs(v) * (cost.factor ?? 1);
-        }
+        } else amount = (f.travel ?? 0) * (cost.factor ?? 1);
         totals.set(budget, (totals.get(budget) ?? 0) + amount);
       }
     }
+    let mission: PlanEffects['mission'];
+    const missionAmounts = new Map<string, number>();
     for (const [budget, total] of totals) {
       const b = this.policy.budgets.get(budget)!;
-      if (total > b.max) {
-        const unit = b.unit ? ` ${b.unit}` : '';
-        const what = kind === 'plan' ? 'The plan' : 'The action';
+      const unit = b.unit ? ` ${b.unit}` : '';
+      const what = kind === 'plan' ? 'The plan' : 'The action';
+      if (b.per === 'mission') {
+        if (!mission) {
+          const id = this.missionId(facts[0].action, live);
+          if (typeof id !== 'string') {
+            reasons.push({ code: 'mission_unknown', message: id.reason, rule: budget });
+            continue;
+          }
+          mission = { id, amounts: missionAmounts };
+        }
+        const spent = this.limits.spent(mission.id, budget);
+        if (spent + total > b.max + 1e-9) {
+          reasons.push({
+            code: 'budget_exceeded',
+            message: `${what} needs ${round(total)}${unit} of ${budget}; mission ${show(mission.id)} has used ${round(spent)}${unit} of its ${b.max}${unit}.`,
+            rule: budget,
+          });
+        }
+        missionAmounts.set(budget, total);
+      } else if (total > b.max + 1e-9) {
         reasons.push({
           code: 'budget_exceeded',
           message: `${what} needs ${round(total)}${unit} of ${budget}; the budget is ${b.max}${unit}.`,
@@ -566,6 +726,38 @@ export class Guardrail {
         });
       }
     }
+    return { positions, mission };
+  }
+
+  /** Where a device starts: read live (siteMap.position), else where its last approved move took it, else home. */
+  private startZone(action: Action, live: LiveReader): { zone: string } | { reason: string } {
+    const map = this.policy.siteMap!;
+    if (map.position) {
+      const path = resolvePath(map.position.path, action);
+      const zone = path.ok ? live(map.position.source, path.segments) : undefined;
+      if (typeof zone === 'string' && map.zones.has(zone)) return { zone };
+      return {
+        reason: `where the device is cannot be told (${map.position.source}.${map.position.pathText} is ${show(zone)}), so its travel cannot be measured.`,
+      };
+    }
+    const zone = this.limits.position(action.device ?? '') ?? map.home;
+    return zone !== undefined
+      ? { zone }
+      : { reason: 'where the device is cannot be told (no site map home, no move approved yet).' };
+  }
+
+  private missionId(action: Action, live: LiveReader): string | { reason: string } {
+    const m = this.policy.mission!;
+    const path = resolvePath(m.path, action);
+    const id = path.ok ? live(m.source, path.segments) : undefined;
+    if (
+      (typeof id === 'string' && id.length > 0 && id.length <= 256) ||
+      (typeof id === 'number' && Number.isFinite(id))
+    )
+      return String(id);
+    return {
+      reason: `The request names no mission (${m.source}.${m.pathText} is ${show(id)}), so its mission budget cannot be counted.`,
+    };
   }
 
   /** Checks rate limits and rates of change; returns the commit that applies them. */
@@ -575,8 +767,10 @@ export class Guardrail {
     now: number,
     live: LiveReader,
     reasons: Reason[],
+    effects: PlanEffects = { positions: new Map() },
   ) {
-    const demand = new Map<string, { limit: RateLimitRule; n: number; what: string; step: number }>();
+    type Demand = { limit: RateLimitRule; n: number; what: string; step: number };
+    const demand = new Map<string, Demand>();
     const want = (key: string, limit: RateLimitRule, what: string, step: number) => {
       const d = demand.get(key);
       if (d) d.n++;
@@ -585,13 +779,16 @@ export class Guardrail {
     for (const [i, f] of facts.entries()) {
       const device = f.action.device;
       const dev = device === undefined ? '(no device)' : `device ${device}`;
-      for (const l of f.rule.rateLimits) {
-        if (l.per === 'action') want(JSON.stringify(['action', f.rule.name]), l, f.rule.name, i);
+      for (const [j, l] of f.rule.rateLimits.entries()) {
+        const by = (l.by ?? []).map((p) => keyPart(f.action.params[p]));
+        const byText = l.by?.length ? ` for ${l.by.map((p, k) => `${p} ${show(by[k])}`).join(', ')}` : '';
+        if (l.per === 'action')
+          want(JSON.stringify(['action', f.rule.name, j, ...by]), l, `${f.rule.name}${byText}`, i);
         else
           want(
-            JSON.stringify(['action-device', f.rule.name, device ?? null]),
+            JSON.stringify(['action-device', f.rule.name, j, device ?? null, ...by]),
             l,
-            `${f.rule.name} on ${dev}`,
+            `${f.rule.name} on ${dev}${byText}`,
             i,
           );
       }
@@ -600,26 +797,39 @@ export class Guardrail {
         else want(JSON.stringify(['device', j, device ?? null]), l, dev, i);
       }
     }
-    const keys = [...demand.keys()];
-    if (!this.buckets.hasRoom(keys, now)) {
-      reasons.push({
-        code: 'rate_limited',
-        message: 'Too many devices are being rate-limited at once; try again later.',
-      });
-    }
+    const isBucket = (l: RateLimitRule): l is RateLimitRule & BucketLimit => l.capacity !== undefined;
+    const subject = kind === 'plan' ? 'The plan' : 'The action';
     for (const [key, d] of demand) {
-      if (this.buckets.available(key, d.limit, now) + 1e-9 < d.n) {
-        const wait = this.buckets.waitSeconds(key, d.limit, d.n, now);
-        const per = `${d.limit.capacity} at once, ${d.limit.refillPerSecond} per second`;
-        reasons.push({
-          code: 'rate_limited',
-          message:
-            d.n > d.limit.capacity
-              ? `${kind === 'plan' ? 'The plan' : 'The action'} needs ${d.n} ${d.what} actions; the rate limit allows ${per}.`
-              : `Rate limit for ${d.what} reached (${per}); try again in ${Math.ceil(wait)} s.`,
-          ...(kind === 'plan' ? { step: d.step } : {}),
-          rule: d.what,
-        });
+      const plan = kind === 'plan' ? { step: d.step } : {};
+      if (isBucket(d.limit)) {
+        if (this.limits.available(key, d.limit, now) + 1e-9 < d.n) {
+          const wait = this.limits.waitSeconds(key, d.limit, d.n, now);
+          const per = `${d.limit.capacity} at once, ${d.limit.refillPerSecond} per second`;
+          reasons.push({
+            code: 'rate_limited',
+            message:
+              d.n > d.limit.capacity
+                ? `${subject} needs ${d.n} ${d.what} actions; the rate limit allows ${per}.`
+                : `Rate limit for ${d.what} reached (${per}); try again in ${Math.ceil(wait)} s.`,
+            ...plan,
+            rule: d.what,
+          });
+        }
+      } else {
+        const w = d.limit as RateLimitRule & WindowLimit;
+        if (this.limits.counted(key, w, now) + d.n > w.max) {
+          const per = `at most ${w.max} in any ${w.windowSeconds} s`;
+          const wait = this.limits.windowWaitSeconds(key, w, d.n, now);
+          reasons.push({
+            code: 'rate_limited',
+            message:
+              d.n > w.max
+                ? `${subject} needs ${d.n} ${d.what} actions; the rate limit allows ${per}.`
+                : `Rate limit for ${d.what} reached (${per}); try again in ${Math.ceil(wait)} s.`,
+            ...plan,
+            rule: d.what,
+          });
+        }
       }
     }
 
@@ -628,8 +838,11 @@ export class Guardrail {
       for (const roc of f.rule.rateOfChange) {
         const v = f.numbers.get(roc.param);
         if (v === undefined) continue;
-        const key = setpointKey(f.rule.name, f.action.device, roc.param);
+        const by = roc.by.map((p) => keyPart(f.action.params[p]));
+        const key = setpointKey(f.rule.name, f.action.device, roc.param, by);
         const label = stepLabel(kind, i, f.action);
+        const unit = f.rule.params.get(roc.param)?.unit;
+        const u = unit ? ` ${unit}` : '';
         const add = (code: ReasonCode, message: string) =>
           reasons.push({
             code,
@@ -638,7 +851,24 @@ export class Guardrail {
             action: f.rule.name,
             rule: roc.param,
           });
-        let prev = tentative.get(key) ?? this.setpoints.get(key);
+        // The first value after a deploy must be within `first`, whatever the history says.
+        if (roc.first && !tentative.has(key) && !this.sinceStart.has(key)) {
+          const { min, max } = roc.first;
+          if ((min !== undefined && v < min) || (max !== undefined && v > max)) {
+            const range =
+              min !== undefined && max !== undefined
+                ? `between ${min} and ${max}${u}`
+                : min !== undefined
+                  ? `at least ${min}${u}`
+                  : `at most ${max}${u}`;
+            add(
+              'rate_of_change',
+              `${label}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
+            );
+            continue;
+          }
+        }
+        let prev = tentative.get(key) ?? this.limits.setpoint(key);
         if (!prev && roc.initial) {
           const path = resolvePath(roc.initial.path, f.action);
           const current = path.ok ? live(roc.initial.source, path.segments) : undefined;
@@ -657,8 +887,6 @@ export class Guardrail {
           const allowed = roc.maxPerSecond * seconds;
           const change = Math.abs(v - prev.value);
           if (change > allowed + 1e-9) {
-            const unit = f.rule.params.get(roc.param)?.unit;
-            const u = unit ? ` ${unit}` : '';
             add(
               'rate_of_change',
               `${label}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
@@ -668,15 +896,29 @@ export class Guardrail {
         tentative.set(key, { value: v, at: now });
       }
     }
-    if (!this.setpoints.hasRoom([...tentative.keys()])) {
+    const most = demand.size + tentative.size + effects.positions.size + (effects.mission ? 1 : 0);
+    // The keys are listed only when they might not fit (rarely): this runs for every decision.
+    const keys = () => [
+      ...[...demand].map(([k, d]) => (isBucket(d.limit) ? `b:${k}` : `w:${k}`)),
+      ...[...tentative.keys()].map((k) => `s:${k}`),
+      ...[...effects.positions.keys()].map((k) => `p:${k}`),
+      ...(effects.mission ? [`m:${effects.mission.id}`] : []),
+    ];
+    if (!this.limits.fits(most) && !this.limits.hasRoom(keys(), now)) {
       reasons.push({
-        code: 'rate_of_change',
-        message: 'Too many set-points are being tracked; the change is refused.',
+        code: 'rate_limited',
+        message: 'The guardrail is tracking as many limits as it may; the request is refused.',
       });
     }
     return () => {
-      for (const [key, d] of demand) this.buckets.take(key, d.limit, d.n, now);
-      for (const [key, p] of tentative) this.setpoints.set(key, p);
+      for (const [key, d] of demand) {
+        if (isBucket(d.limit)) this.limits.take(key, d.limit, d.n, now);
+        else this.limits.record(key, d.limit as RateLimitRule & WindowLimit, d.n, now);
+      }
+      for (const [key, p] of tentative) {
+        this.limits.setSetpoint(key, p);
+        this.sinceStart.add(key);
+      }
     };
   }
 }

@@ -1,50 +1,37 @@
-import type { RateLimitRule } from './policy';
+import { LimitState } from './state';
 
-interface BucketState {
-  tokens: number;
-  at: number;
-  limit: RateLimitRule;
+/** A token bucket: `capacity` at once, refilled at `refillPerSecond`. */
+export interface BucketLimit {
+  capacity: number;
+  refillPerSecond: number;
 }
 
-/**
- * Token buckets keyed by action / device. A bucket that has refilled to capacity holds no
- * information, so it is the one dropped when the table is full; if none is full the caller is told
- * there is no room, and refuses rather than forget a bucket that is still limiting something.
- */
-export class TokenBuckets {
-  private readonly buckets = new Map<string, BucketState>();
+/** A sliding window: at most `max` in any `windowSeconds`. */
+export interface WindowLimit {
+  max: number;
+  windowSeconds: number;
+}
 
-  constructor(private readonly maxKeys = 10000) {}
+interface BucketValue {
+  kind: 'bucket';
+  tokens: number;
+  at: number;
+  capacity: number;
+  refillPerSecond: number;
+}
 
-  available(key: string, limit: RateLimitRule, now: number): number {
-    const b = this.buckets.get(key);
-    if (!b) return limit.capacity;
-    const elapsed = Math.max(0, now - b.at) / 1000;
-    return Math.min(limit.capacity, b.tokens + elapsed * limit.refillPerSecond);
-  }
+interface WindowValue {
+  kind: 'window';
+  /** Epoch ms of each approval still inside the window, oldest first. */
+  times: number[];
+  windowMs: number;
+}
 
-  /** Seconds until `n` tokens are available. */
-  waitSeconds(key: string, limit: RateLimitRule, n: number, now: number): number {
-    const missing = n - this.available(key, limit, now);
-    return missing <= 0 ? 0 : missing / limit.refillPerSecond;
-  }
-
-  hasRoom(keys: readonly string[], now: number): boolean {
-    const fits = () => this.buckets.size + keys.filter((k) => !this.buckets.has(k)).length <= this.maxKeys;
-    if (fits()) return true;
-    for (const [k, b] of this.buckets) {
-      if (this.available(k, b.limit, now) >= b.limit.capacity) this.buckets.delete(k);
-    }
-    return fits();
-  }
-
-  take(key: string, limit: RateLimitRule, n: number, now: number): void {
-    this.buckets.set(key, { tokens: this.available(key, limit, now) - n, at: now, limit });
-  }
-
-  get size(): number {
-    return this.buckets.size;
-  }
+interface MissionValue {
+  kind: 'mission';
+  spent: Record<string, number>;
+  at: number;
+  forgetAfterMs: number;
 }
 
 export interface Setpoint {
@@ -52,26 +39,139 @@ export interface Setpoint {
   at: number;
 }
 
-/** Last approved value of each rate-of-change-limited parameter, per action and device. */
-export class SetpointTracker {
-  private readonly points = new Map<string, Setpoint>();
+/**
+ * Everything the limits remember, in one LimitState (in memory or journalled on disk), bounded to
+ * `maxKeys` entries. When full, entries that no longer limit anything are dropped first (a full
+ * bucket, a window with nothing left in it, a mission idle past its time); if none can go, the
+ * caller is told there is no room and refuses, rather than forget something still limiting.
+ */
+export class Limits {
+  constructor(
+    readonly state: LimitState = LimitState.memory(),
+    private readonly maxKeys = 10000,
+  ) {}
 
-  constructor(private readonly maxKeys = 10000) {}
-
-  get(key: string): Setpoint | undefined {
-    return this.points.get(key);
+  // ---- token buckets ----
+  available(key: string, limit: BucketLimit, now: number): number {
+    const b = this.state.get<BucketValue>(`b:${key}`);
+    if (!b) return limit.capacity;
+    const elapsed = Math.max(0, now - b.at) / 1000;
+    return Math.min(limit.capacity, b.tokens + elapsed * limit.refillPerSecond);
   }
 
-  /** Forgetting a set-point would let the next value jump freely, so a full table refuses new keys. */
-  hasRoom(keys: readonly string[]): boolean {
-    return this.points.size + keys.filter((k) => !this.points.has(k)).length <= this.maxKeys;
+  /** Seconds until `n` tokens are available. */
+  waitSeconds(key: string, limit: BucketLimit, n: number, now: number): number {
+    const missing = n - this.available(key, limit, now);
+    return missing <= 0 ? 0 : missing / limit.refillPerSecond;
   }
 
-  set(key: string, point: Setpoint): void {
-    this.points.set(key, point);
+  take(key: string, limit: BucketLimit, n: number, now: number): void {
+    this.state.set(`b:${key}`, {
+      kind: 'bucket',
+      tokens: this.available(key, limit, now) - n,
+      at: now,
+      capacity: limit.capacity,
+      refillPerSecond: limit.refillPerSecond,
+    } satisfies BucketValue);
+  }
+
+  // ---- sliding windows ----
+  /** How many approvals fall inside the window ending now. */
+  counted(key: string, limit: WindowLimit, now: number): number {
+    const w = this.state.get<WindowValue>(`w:${key}`);
+    if (!w) return 0;
+    const from = now - limit.windowSeconds * 1000;
+    let n = 0;
+    for (const t of w.times) if (t > from) n++;
+    return n;
+  }
+
+  /** Seconds until `n` more fit in the window. */
+  windowWaitSeconds(key: string, limit: WindowLimit, n: number, now: number): number {
+    const w = this.state.get<WindowValue>(`w:${key}`);
+    const windowMs = limit.windowSeconds * 1000;
+    const inside = (w?.times ?? []).filter((t) => t > now - windowMs);
+    const over = inside.length + n - limit.max;
+    if (over <= 0) return 0;
+    if (over > inside.length) return Infinity;
+    return (inside[over - 1] + windowMs - now) / 1000;
+  }
+
+  record(key: string, limit: WindowLimit, n: number, now: number): void {
+    const windowMs = limit.windowSeconds * 1000;
+    const w = this.state.get<WindowValue>(`w:${key}`);
+    const times = (w?.times ?? []).filter((t) => t > now - windowMs);
+    for (let i = 0; i < n; i++) times.push(now);
+    this.state.set(`w:${key}`, {
+      kind: 'window',
+      times: times.slice(-limit.max),
+      windowMs,
+    } satisfies WindowValue);
+  }
+
+  // ---- set-points (rate of change) and positions ----
+  setpoint(key: string): Setpoint | undefined {
+    return this.state.get<Setpoint>(`s:${key}`);
+  }
+
+  setSetpoint(key: string, point: Setpoint): void {
+    this.state.set(`s:${key}`, point);
+  }
+
+  position(device: string): string | undefined {
+    return this.state.get<{ zone: string }>(`p:${device}`)?.zone;
+  }
+
+  setPosition(device: string, zone: string, now: number): void {
+    this.state.set(`p:${device}`, { zone, at: now });
+  }
+
+  // ---- mission budgets ----
+  spent(mission: string, budget: string): number {
+    return this.state.get<MissionValue>(`m:${mission}`)?.spent[budget] ?? 0;
+  }
+
+  spend(mission: string, amounts: Map<string, number>, now: number, forgetAfterMs: number): void {
+    const before = this.state.get<MissionValue>(`m:${mission}`);
+    const spent = { ...(before?.spent ?? {}) };
+    for (const [budget, amount] of amounts) spent[budget] = (spent[budget] ?? 0) + amount;
+    this.state.set(`m:${mission}`, { kind: 'mission', spent, at: now, forgetAfterMs } satisfies MissionValue);
+  }
+
+  // ---- bound ----
+  /** Whether `n` more keys fit even if all are new. */
+  fits(n: number): boolean {
+    return this.state.size + n <= this.maxKeys;
+  }
+
+  /** Whether `keys` (prefixed: `b:`, `w:`, `s:`, `p:`, `m:`) fit, dropping what no longer limits. */
+  hasRoom(keys: readonly string[], now: number): boolean {
+    const fits = () => this.state.size + keys.filter((k) => !this.state.has(k)).length <= this.maxKeys;
+    if (fits()) return true;
+    for (const k of [...this.state.keys()]) {
+      const v = this.state.get<BucketValue | WindowValue | MissionValue>(k);
+      if (!v || typeof v !== 'object' || !('kind' in v)) continue;
+      const idle =
+        v.kind === 'bucket'
+          ? this.available(k.slice(2), v, now) >= v.capacity
+          : v.kind === 'window'
+            ? v.times.every((t) => t <= now - v.windowMs)
+            : now - v.at > v.forgetAfterMs;
+      if (idle) this.state.delete(k);
+    }
+    return fits();
+  }
+
+  get size(): number {
+    return this.state.size;
   }
 }
 
-export function setpointKey(action: string, device: string | undefined, param: string): string {
-  return JSON.stringify([action, device ?? null, param]);
+export function setpointKey(
+  action: string,
+  device: string | undefined,
+  param: string,
+  by: unknown[] = [],
+): string {
+  return JSON.stringify([action, device ?? null, param, ...by]);
 }

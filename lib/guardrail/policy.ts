@@ -20,11 +20,18 @@ export interface ParamRule {
   description?: string;
 }
 
+/**
+ * A token bucket (`capacity`, `refillPerSecond`) or a sliding window (`max` in any `windowSeconds`).
+ * `per`: `action`: one for the action; `device`: one per device; `all`: one for every action. `by`
+ * (on an action): parameters whose values key it too, e.g. one per valve id.
+ */
 export interface RateLimitRule {
-  /** `action`: one bucket for the action; `device`: one per device; `all`: one for every action. */
   per: 'action' | 'device' | 'all';
-  capacity: number;
-  refillPerSecond: number;
+  by?: string[];
+  capacity?: number;
+  refillPerSecond?: number;
+  max?: number;
+  windowSeconds?: number;
 }
 
 export interface LiveRef {
@@ -35,11 +42,23 @@ export interface LiveRef {
 export interface RateOfChangeRule {
   param: string;
   maxPerSecond: number;
-  /** Where to read the present set-point when none has been approved since deploy. */
+  /** Parameters whose values key the set-point too, e.g. one per joint. */
+  by?: string[];
+  /** Where to read the present set-point when none has been approved yet. */
   initial?: LiveRef;
+  /** Bounds for the first value when there is no history (and no `initial`). */
+  first?: { min?: number; max?: number };
 }
 
-export type CostRule = number | { param: string; factor?: number };
+/** A fixed amount, a parameter times `factor`, or the travel the site map gives times `factor`. */
+export type CostRule = number | { param: string; factor?: number } | { travel: true; factor?: number };
+
+/** A condition on the action's own parameters. */
+export interface ParamCondition {
+  param: string;
+  op: CompareOp;
+  value: Scalar | Scalar[];
+}
 
 export interface ActionRule {
   description?: string;
@@ -47,6 +66,10 @@ export interface ActionRule {
   devices?: string[];
   classes?: string[];
   requiresApproval?: boolean;
+  /** Needs a person only when one of these holds (a missing parameter counts as holding). */
+  approvalWhen?: ParamCondition[];
+  /** The action moves its device to the zone named by this parameter; travel comes from the site map. */
+  moves?: { to: string };
   rateLimits?: RateLimitRule[];
   rateOfChange?: RateOfChangeRule[];
   costs?: Record<string, CostRule>;
@@ -61,6 +84,30 @@ export interface Match {
 export interface Condition extends LiveRef {
   op: CompareOp;
   value: Scalar | Scalar[];
+  /** The reading must be at most this old; its time is read at `timestampPath`. */
+  maxAgeSeconds?: number;
+  /** Path (same source) of the reading's time: epoch milliseconds or an ISO 8601 text. */
+  timestampPath?: string;
+}
+
+export interface SiteMap {
+  unit?: string;
+  /** Zone coordinates; travel is the straight line between them. */
+  zones?: Record<string, { x: number; y: number; z?: number }>;
+  /** Or a graph: travel is the shortest path along these. */
+  paths?: Array<{ from: string; to: string; distance: number }>;
+  /** Where to read the zone a device is in now (path may use {device}). */
+  position?: LiveRef;
+  /** The zone a device starts in when nothing else says where it is. */
+  home?: string;
+}
+
+export interface BudgetRule {
+  max: number;
+  unit?: string;
+  description?: string;
+  /** `request` (default): each request on its own; `mission`: summed over the mission (policy.mission). */
+  per?: 'request' | 'mission';
 }
 
 export interface Interlock {
@@ -82,8 +129,11 @@ export interface Policy {
   approval?: { classes?: string[]; timeoutSeconds?: number; maxPending?: number };
   plan?: {
     maxSteps?: number;
-    budgets?: Record<string, { max: number; unit?: string; description?: string }>;
+    budgets?: Record<string, BudgetRule>;
   };
+  /** Where the mission id of a request is found, for budgets counted per mission. */
+  mission?: LiveRef & { forgetAfterSeconds?: number };
+  siteMap?: SiteMap;
   signature?: { ttlSeconds?: number };
 }
 
@@ -98,12 +148,25 @@ export interface CompiledCondition {
   pathText: string;
   op: CompareOp;
   value: Scalar | Scalar[];
+  maxAgeMs?: number;
+  timestamp?: { path: PathTemplate; pathText: string };
 }
 
 export interface CompiledRateOfChange {
   param: string;
   maxPerSecond: number;
+  by: string[];
   initial?: { source: Source; path: PathTemplate; pathText: string };
+  first?: { min?: number; max?: number };
+}
+
+export interface CompiledSiteMap {
+  unit?: string;
+  /** Travel between two zones; undefined when there is no way. */
+  distance(from: string, to: string): number | undefined;
+  zones: Set<string>;
+  position?: { source: Source; path: PathTemplate; pathText: string };
+  home?: string;
 }
 
 export interface CompiledAction {
@@ -113,6 +176,8 @@ export interface CompiledAction {
   classes: Set<string>;
   approvalClasses: string[];
   requiresApproval: boolean;
+  approvalWhen: ParamCondition[];
+  moves?: { to: string };
   rateLimits: RateLimitRule[];
   rateOfChange: CompiledRateOfChange[];
   costs: Array<{ budget: string; cost: CostRule }>;
@@ -133,7 +198,9 @@ export interface CompiledPolicy {
   interlocks: CompiledInterlock[];
   rateLimits: RateLimitRule[];
   maxSteps: number;
-  budgets: Map<string, { max: number; unit?: string }>;
+  budgets: Map<string, BudgetRule>;
+  mission?: { source: Source; path: PathTemplate; pathText: string; forgetAfterMs: number };
+  siteMap?: CompiledSiteMap;
   signatureTtlMs: number;
   approvalTimeoutMs: number;
   maxPending: number;
@@ -163,26 +230,44 @@ const liveRef = {
     path: { type: 'string', minLength: 1, maxLength: 256 },
   },
 };
-const rateLimit = (per: string[]) => ({
+const paramList = { type: 'array', minItems: 1, maxItems: 8, items: nameSchema };
+const rateLimit = (per: string[], keyed: boolean) => ({
   type: 'object',
   additionalProperties: false,
-  required: ['per', 'capacity', 'refillPerSecond'],
+  required: ['per'],
+  // A token bucket or a sliding window, not both.
+  oneOf: [{ required: ['capacity', 'refillPerSecond'] }, { required: ['max', 'windowSeconds'] }],
   properties: {
     per: { enum: per },
+    ...(keyed ? { by: paramList } : {}),
     capacity: { type: 'integer', minimum: 1, maximum: 1e6 },
     refillPerSecond: { type: 'number', exclusiveMinimum: 0, maximum: 1e6 },
+    max: { type: 'integer', minimum: 1, maximum: 10000 },
+    windowSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 86400 * 7 },
   },
 });
+const compareOp = { enum: ['<', '<=', '>', '>=', '==', '!=', 'in', 'notIn'] };
+const compareValue = { anyOf: [scalar, { type: 'array', items: scalar, maxItems: 1000 }] };
 const condition = {
   type: 'object',
   additionalProperties: false,
   required: ['source', 'path', 'op', 'value'],
   properties: {
     ...liveRef.properties,
-    op: { enum: ['<', '<=', '>', '>=', '==', '!=', 'in', 'notIn'] },
-    value: { anyOf: [scalar, { type: 'array', items: scalar, maxItems: 1000 }] },
+    op: compareOp,
+    value: compareValue,
+    maxAgeSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 86400 * 365 },
+    timestampPath: { type: 'string', minLength: 1, maxLength: 256 },
   },
+  dependencies: { maxAgeSeconds: ['timestampPath'], timestampPath: ['maxAgeSeconds'] },
 };
+const paramCondition = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['param', 'op', 'value'],
+  properties: { param: nameSchema, op: compareOp, value: compareValue },
+};
+const coordinate = { type: 'number', minimum: -1e7, maximum: 1e7 };
 
 /** JSON Schema of the policy document (draft-07), also shown in the node's help. */
 export const POLICY_SCHEMA = {
@@ -226,7 +311,14 @@ export const POLICY_SCHEMA = {
           devices: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
           classes: { type: 'array', items: nameSchema },
           requiresApproval: { type: 'boolean' },
-          rateLimits: { type: 'array', items: rateLimit(['action', 'device']) },
+          approvalWhen: { type: 'array', minItems: 1, maxItems: 32, items: paramCondition },
+          moves: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['to'],
+            properties: { to: nameSchema },
+          },
+          rateLimits: { type: 'array', items: rateLimit(['action', 'device'], true) },
           rateOfChange: {
             type: 'array',
             items: {
@@ -236,7 +328,14 @@ export const POLICY_SCHEMA = {
               properties: {
                 param: nameSchema,
                 maxPerSecond: { type: 'number', minimum: 0 },
+                by: paramList,
                 initial: liveRef,
+                first: {
+                  type: 'object',
+                  additionalProperties: false,
+                  minProperties: 1,
+                  properties: { min: { type: 'number' }, max: { type: 'number' } },
+                },
               },
             },
           },
@@ -251,6 +350,12 @@ export const POLICY_SCHEMA = {
                   additionalProperties: false,
                   required: ['param'],
                   properties: { param: nameSchema, factor: { type: 'number', minimum: 0 } },
+                },
+                {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['travel'],
+                  properties: { travel: { const: true }, factor: { type: 'number', minimum: 0 } },
                 },
               ],
             },
@@ -277,7 +382,7 @@ export const POLICY_SCHEMA = {
         },
       },
     },
-    rateLimits: { type: 'array', items: rateLimit(['device', 'all']) },
+    rateLimits: { type: 'array', items: rateLimit(['device', 'all'], false) },
     approval: {
       type: 'object',
       additionalProperties: false,
@@ -303,9 +408,51 @@ export const POLICY_SCHEMA = {
               max: { type: 'number', minimum: 0 },
               unit: { type: 'string', maxLength: 32 },
               description: text,
+              per: { enum: ['request', 'mission'] },
             },
           },
         },
+      },
+    },
+    mission: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['source', 'path'],
+      properties: {
+        ...liveRef.properties,
+        forgetAfterSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 86400 * 365 },
+      },
+    },
+    siteMap: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        unit: { type: 'string', minLength: 1, maxLength: 32 },
+        zones: {
+          type: 'object',
+          minProperties: 1,
+          maxProperties: 10000,
+          propertyNames: nameSchema,
+          additionalProperties: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['x', 'y'],
+            properties: { x: coordinate, y: coordinate, z: coordinate },
+          },
+        },
+        paths: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 100000,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['from', 'to', 'distance'],
+            properties: { from: nameSchema, to: nameSchema, distance: { type: 'number', minimum: 0 } },
+          },
+        },
+        position: liveRef,
+        home: nameSchema,
       },
     },
     signature: {
@@ -320,7 +467,12 @@ let validateSchema: ReturnType<Ajv['compile']> | undefined;
 
 function schemaValidator() {
   // Compiled once per process on first use: it is a pure function of a constant schema.
-  validateSchema ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(POLICY_SCHEMA);
+  validateSchema ??= new Ajv({
+    allErrors: true,
+    strict: true,
+    strictRequired: false,
+    allowUnionTypes: true,
+  }).compile(POLICY_SCHEMA);
   return validateSchema;
 }
 
@@ -447,17 +599,43 @@ export function compilePolicy(input: unknown): CompileResult {
         );
         if (parsed) initial = { source: roc.initial.source, path: parsed, pathText: roc.initial.path };
       }
-      rateOfChange.push({ param: roc.param, maxPerSecond: roc.maxPerSecond, initial });
+      checkParamNames(roc.by, params, `${at}.rateOfChange[${i}].by`, name, errors);
+      if (roc.first?.min !== undefined && roc.first.max !== undefined && roc.first.min > roc.first.max)
+        errors.push(
+          `${at}.rateOfChange[${i}].first: min (${roc.first.min}) is greater than max (${roc.first.max})`,
+        );
+      rateOfChange.push({
+        param: roc.param,
+        maxPerSecond: roc.maxPerSecond,
+        by: roc.by ?? [],
+        initial,
+        first: roc.first,
+      });
+    }
+    for (const [i, l] of (rule.rateLimits ?? []).entries())
+      checkParamNames(l.by, params, `${at}.rateLimits[${i}].by`, name, errors);
+    for (const [i, c] of (rule.approvalWhen ?? []).entries()) {
+      const cat = `${at}.approvalWhen[${i}]`;
+      if (!params.has(c.param)) errors.push(`${cat}: "${c.param}" is not a parameter of ${name}`);
+      checkComparison(c.op, c.value, cat, errors);
+    }
+    if (rule.moves) {
+      const p = params.get(rule.moves.to);
+      if (!p || p.type !== 'string')
+        errors.push(`${at}.moves.to: "${rule.moves.to}" is not a text parameter of ${name}`);
+      if (!policy.siteMap) errors.push(`${at}.moves: there is no policy.siteMap to measure travel on`);
     }
     const costs: CompiledAction['costs'] = [];
     for (const [budget, cost] of Object.entries(rule.costs ?? {})) {
       if (!budgets.has(budget))
         errors.push(`${at}.costs.${budget}: no budget "${budget}" in policy.plan.budgets`);
-      if (typeof cost === 'object') {
+      if (typeof cost === 'object' && 'param' in cost) {
         const p = params.get(cost.param);
         if (!p || !NUMERIC.has(p.type)) {
           errors.push(`${at}.costs.${budget}: "${cost.param}" is not a numeric parameter of ${name}`);
         }
+      } else if (typeof cost === 'object' && !rule.moves) {
+        errors.push(`${at}.costs.${budget}: travel is counted only for an action with "moves"`);
       }
       costs.push({ budget, cost });
     }
@@ -471,6 +649,8 @@ export function compilePolicy(input: unknown): CompileResult {
       classes,
       approvalClasses: matched,
       requiresApproval: rule.requiresApproval === true || matched.length > 0,
+      approvalWhen: rule.approvalWhen ?? [],
+      moves: rule.moves,
       rateLimits: rule.rateLimits ?? [],
       rateOfChange,
       costs,
@@ -503,26 +683,54 @@ export function compilePolicy(input: unknown): CompileResult {
     const conditions: CompiledCondition[] = [];
     for (const [j, c] of (Array.isArray(il.require) ? il.require : [il.require]).entries()) {
       const cat = `${at}.require${Array.isArray(il.require) ? `[${j}]` : ''}`;
-      const ordered = c.op === '<' || c.op === '<=' || c.op === '>' || c.op === '>=';
-      const listOp = c.op === 'in' || c.op === 'notIn';
-      if (ordered && typeof c.value !== 'number')
-        errors.push(`${cat}: "${c.op}" compares numbers; value must be a number`);
-      if (listOp !== Array.isArray(c.value)) {
-        errors.push(
-          `${cat}: ${listOp ? `"${c.op}" needs an array value` : `"${c.op}" needs a single value`}`,
-        );
-      }
+      checkComparison(c.op, c.value, cat, errors);
       const scoped = scope.map((a): [string, Map<string, CompiledParam>] => [a, actions.get(a)!.params]);
       const path = checkTemplate(c.path, `${cat}.path`, scoped, errors);
-      if (path) conditions.push({ source: c.source, path, pathText: c.path, op: c.op, value: c.value });
+      let timestamp: CompiledCondition['timestamp'];
+      if (c.timestampPath !== undefined) {
+        const ts = checkTemplate(c.timestampPath, `${cat}.timestampPath`, scoped, errors);
+        if (ts) timestamp = { path: ts, pathText: c.timestampPath };
+      }
+      if (path) {
+        conditions.push({
+          source: c.source,
+          path,
+          pathText: c.path,
+          op: c.op,
+          value: c.value,
+          ...(c.maxAgeSeconds !== undefined ? { maxAgeMs: c.maxAgeSeconds * 1000, timestamp } : {}),
+        });
+      }
     }
     interlocks.push({ id: il.id, when, conditions, message: il.message });
   }
+
+  let mission: CompiledPolicy['mission'];
+  if (policy.mission) {
+    const m = checkTemplate(policy.mission.path, 'policy.mission.path', [], errors);
+    if (m) {
+      mission = {
+        source: policy.mission.source,
+        path: m,
+        pathText: policy.mission.path,
+        forgetAfterMs: (policy.mission.forgetAfterSeconds ?? 7 * 86400) * 1000,
+      };
+    }
+  }
+  for (const [name, b] of budgets) {
+    if (b.per === 'mission' && !policy.mission)
+      errors.push(
+        `policy.plan.budgets.${name}: counted per mission, but there is no policy.mission to say which`,
+      );
+  }
+  const siteMap = policy.siteMap ? compileSiteMap(policy.siteMap, errors) : undefined;
 
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
     policy: {
+      mission,
+      siteMap,
       policy,
       hash: policyHash(policy),
       actions,
@@ -535,6 +743,88 @@ export function compilePolicy(input: unknown): CompileResult {
       maxPending: policy.approval?.maxPending ?? DEFAULTS.maxPending,
     },
   };
+}
+
+function checkComparison(op: CompareOp, value: Scalar | Scalar[], at: string, errors: string[]): void {
+  const ordered = op === '<' || op === '<=' || op === '>' || op === '>=';
+  const listOp = op === 'in' || op === 'notIn';
+  if (ordered && typeof value !== 'number')
+    errors.push(`${at}: "${op}" compares numbers; value must be a number`);
+  if (listOp !== Array.isArray(value))
+    errors.push(`${at}: ${listOp ? `"${op}" needs an array value` : `"${op}" needs a single value`}`);
+}
+
+function checkParamNames(
+  names: string[] | undefined,
+  params: Map<string, CompiledParam>,
+  at: string,
+  action: string,
+  errors: string[],
+): void {
+  for (const n of names ?? [])
+    if (!params.has(n)) errors.push(`${at}: "${n}" is not a parameter of ${action}`);
+}
+
+/** Travel on the site map: straight lines between zone coordinates, or shortest paths on a graph. */
+function compileSiteMap(map: SiteMap, errors: string[]): CompiledSiteMap | undefined {
+  const at = 'policy.siteMap';
+  if ((map.zones === undefined) === (map.paths === undefined)) {
+    errors.push(`${at}: give either "zones" (coordinates) or "paths" (a graph), not both or neither`);
+    return undefined;
+  }
+  let distance: CompiledSiteMap['distance'];
+  let zones: Set<string>;
+  if (map.zones) {
+    const coords = new Map(Object.entries(map.zones));
+    zones = new Set(coords.keys());
+    distance = (from, to) => {
+      const a = coords.get(from);
+      const b = coords.get(to);
+      if (!a || !b) return undefined;
+      return Math.hypot(a.x - b.x, a.y - b.y, (a.z ?? 0) - (b.z ?? 0));
+    };
+  } else {
+    const edges = new Map<string, Array<[string, number]>>();
+    for (const p of map.paths!) {
+      if (!edges.has(p.from)) edges.set(p.from, []);
+      if (!edges.has(p.to)) edges.set(p.to, []);
+      edges.get(p.from)!.push([p.to, p.distance]);
+      edges.get(p.to)!.push([p.from, p.distance]);
+    }
+    zones = new Set(edges.keys());
+    const cache = new Map<string, Map<string, number>>();
+    // Dijkstra from each start zone, once, on first use: site maps are small.
+    const from = (start: string): Map<string, number> => {
+      let dist = cache.get(start);
+      if (dist) return dist;
+      dist = new Map([[start, 0]]);
+      const done = new Set<string>();
+      for (;;) {
+        let best: string | undefined;
+        for (const [z, d] of dist) if (!done.has(z) && (best === undefined || d < dist.get(best)!)) best = z;
+        if (best === undefined) break;
+        done.add(best);
+        for (const [next, w] of edges.get(best) ?? []) {
+          const d = dist.get(best)! + w;
+          if (d < (dist.get(next) ?? Infinity)) dist.set(next, d);
+        }
+      }
+      cache.set(start, dist);
+      return dist;
+    };
+    distance = (a, b) => (zones.has(a) && zones.has(b) ? from(a).get(b) : undefined);
+  }
+  if (map.home !== undefined && !zones.has(map.home))
+    errors.push(`${at}.home: "${map.home}" is not a zone of the site map`);
+  let position: CompiledSiteMap['position'];
+  if (map.position) {
+    const parsed = parsePathTemplate(map.position.path);
+    if (!parsed.ok) errors.push(`${at}.position.path: ${parsed.error}`);
+    else if (templateRefs(parsed.template).some((r) => r !== 'device'))
+      errors.push(`${at}.position.path: only {device} may be filled in here`);
+    else position = { source: map.position.source, path: parsed.template, pathText: map.position.path };
+  }
+  return { unit: map.unit, distance, zones, position, home: map.home };
 }
 
 function matchesClass(action: CompiledAction, classes: Set<string> | undefined): boolean {
