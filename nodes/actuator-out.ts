@@ -223,7 +223,10 @@ export default function (RED: NodeAPI): void {
       replay = await ReplayStore.open({ dir: s.dir });
       if (dryRun) return;
       outbox = await Outbox.open<Command>({ dir: s.dir, capacity: s.outboxSize });
-      const connection = broker!.connection!;
+      // Closed while the outbox opened (a stop or redeploy right after the start): the broker
+      // node may already have ended its connection, and there is nothing left to start.
+      const connection = broker?.connection;
+      if (closing || !connection) return;
       actuator = new Actuator({
         link: connection,
         outbox,

@@ -4,15 +4,17 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Node, NodeMessage, NodeStatus } from 'node-red';
+import * as sinon from 'sinon';
 import type { SinonSpy } from 'sinon';
 import actuatorOutNode from '../nodes/actuator-out';
 import guardrailNode from '../nodes/guardrail';
 import storeNode, { type KvSessionStoreNode } from '../nodes/kv-session-store';
 import brokerNode from '../nodes/edge-mqtt-broker';
+import { Outbox } from '../lib/outbox';
 import { signAction, type Action } from '../lib/signing';
 import { TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
-import { callsBy, collect, initHelper, stopServer } from './support/flow';
+import { callsBy, collect, initHelper, stopServer, until } from './support/flow';
 
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn: SinonSpy };
 
@@ -34,6 +36,7 @@ describe('actuator-out node', function () {
   let dir: string;
   let broker: TestBroker;
   const devices: SimulatedDevice[] = [];
+  const sandbox = sinon.createSandbox();
 
   beforeEach(async function () {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'actuator-node-'));
@@ -41,6 +44,7 @@ describe('actuator-out node', function () {
     await new Promise<void>((resolve) => helper.startServer(() => resolve()));
   });
   afterEach(async function () {
+    sandbox.restore();
     await helper.unload();
     await stopServer();
     for (const d of devices.splice(0)) await d.close();
@@ -96,6 +100,26 @@ describe('actuator-out node', function () {
       await once(node, 'call:status');
     }
   }
+
+  it('stops cleanly when closed while its outbox is still opening', async function () {
+    // A slow disk: the outbox opens only once the flows are being stopped and the broker node
+    // has ended its connection.
+    const flows: { broker?: { connection?: unknown } } = {};
+    const open = Outbox.open.bind(Outbox);
+    const opening = sandbox.stub(Outbox, 'open').callsFake(async (options) => {
+      await until(() => flows.broker?.connection === undefined, 10_000, 'the broker closed');
+      return open(options);
+    });
+    const { node } = await load();
+    flows.broker = helper.getNode('b1') as unknown as { connection?: unknown };
+    const errors = node.error; // unload restores the helper's spies; their calls stay
+    await helper.unload();
+    assert.equal(opening.callCount, 1);
+    assert.deepEqual(
+      callsBy(errors, node).map((c) => String(c.args[0])),
+      [],
+    );
+  });
 
   it('sends a signed action and outputs the device reply on the first output, on the same message', async function () {
     const d = await device();
