@@ -66,7 +66,16 @@ export = function (RED: NodeAPI) {
 
     support.onInput<PlanMsg>(async (msg, send, done) => {
       if (configError || !settings || !catalogue || !schema) throw new Error(configError);
-      if (msg.payload === undefined || msg.payload === null || msg.payload === '') {
+      // The bound first, over everything the prompt is made of.
+      support.checkInput(
+        [msg.payload, msg.constraints, msg.state, msg.plan, msg.feedback].filter((v) => v !== undefined),
+        settings,
+      );
+      if (
+        msg.payload === undefined ||
+        msg.payload === null ||
+        (typeof msg.payload === 'string' && !msg.payload.trim())
+      ) {
         throw new Error(support.t('errors.no-mission'));
       }
       // A plan sent back (with msg.feedback) is a replan of its own mission.

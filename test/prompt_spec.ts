@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as sinon from 'sinon';
-import { buildMessages, generateValidJson } from '../lib/prompt';
+import { buildMessages, generateValidJson, inputLength } from '../lib/prompt';
 import { RuntimeRegistry, compileSchema, loadNodeLlamaCpp, type LlmError } from '../lib/runtime';
 import { testModel, testModelsDir } from './support/models';
 
@@ -53,5 +53,24 @@ describe('answers that must validate (real model)', function () {
     });
     assert.equal(typeof (result.value as { zone: string }).zone, 'string');
     assert.equal(result.snapshotSaved, false);
+  });
+
+  it('measures an input only up to its bound, in well under 10 ms for 10 MB', function () {
+    const big = 'x'.repeat(10 * 2 ** 20);
+    const many = { readings: Array.from({ length: 200_000 }, (_, i) => ({ sensor: `s${i}`, value: i })) };
+    const cyclic: Record<string, unknown> = { a: 'text' };
+    cyclic.self = cyclic;
+    inputLength(many, 32_000); // warm up the code path once
+    for (const value of [big, many]) {
+      const started = performance.now();
+      assert.ok(inputLength(value, 32_000) > 32_000);
+      const ms = performance.now() - started;
+      assert.ok(ms < 10, `${ms.toFixed(2)} ms`);
+    }
+    assert.equal(inputLength('hello', 32_000), 5);
+    const measured = inputLength({ a: 1, b: [true, 'x'] }, 32_000);
+    const real = JSON.stringify({ a: 1, b: [true, 'x'] }).length;
+    assert.ok(measured >= real && measured <= real + 6, `${measured} for ${real} characters`);
+    assert.ok(inputLength(cyclic, 32_000) < 100, 'a cycle is counted once');
   });
 });

@@ -48,16 +48,16 @@ describe('runtime (real inference on the test models)', function () {
       assert.equal(ra.queueLimit, 90, 'the shared queue holds what the most generous user asks');
       assert.equal(d.settings.defaultTimeoutMs, 5_000);
       await d.release();
-      const infos = registry.list();
+      const infos = registry.listNow();
       assert.equal(infos.length, 2);
       assert.equal(infos.find((i) => i.users === 2)?.model.sha256.length, 64);
       await a.release();
       assert.equal(registry.loadedModels, 1);
       await b.release();
-      assert.equal(registry.list().length, 1);
+      assert.equal(registry.listNow().length, 1);
       await c.release();
       assert.equal(registry.loadedModels, 0);
-      assert.equal(registry.list().length, 0);
+      assert.equal(registry.listNow().length, 0);
     });
 
     it('remembers model hashes across restarts, and hashes again when the file changes', async function () {
@@ -294,6 +294,37 @@ describe('runtime (real inference on the test models)', function () {
       await assert.rejects(
         runtime.generateJson('x', { type: 'object', properties: { a: { type: 'nonsense' } } }),
         (e: LlmError) => e.code === 'bad_request' && /Invalid JSON Schema/.test(e.message),
+      );
+    });
+  });
+
+  describe('bounds', function () {
+    it('checks the queue before it compiles a schema, and compiles each schema once', async function () {
+      const runtime = await registry.acquire({ source: stories, settings: { sequences: 1, queueLimit: 0 } })
+        .ready;
+      const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
+      const first = await runtime.generateJson('x', schema, { maxTokens: 16 });
+      const running = runtime.complete('Once upon a time', { maxTokens: 200 });
+      const started = performance.now();
+      for (let i = 0; i < 200; i++) {
+        await assert.rejects(
+          runtime.generateJson('x', { ...schema, title: `distinct ${i}` }),
+          (e: LlmError) => e.code === 'queue_full',
+        );
+      }
+      const perRequest = (performance.now() - started) / 200;
+      assert.ok(perRequest < 1, `${perRequest.toFixed(2)} ms per refused request (no compile)`);
+      await running;
+      const again = await runtime.generateJson('x', { ...schema }, { maxTokens: 16 });
+      assert.equal(again.schemaHash, first.schemaHash);
+    });
+
+    it('reports the context size each sequence really has', async function () {
+      await registry.acquire({ source: stories, settings: { contextSize: 1_048_576, sequences: 1 } }).ready;
+      assert.equal(
+        registry.listNow()[0].settings.contextSize,
+        2048,
+        'capped by the model (trained on 2,048)',
       );
     });
   });
