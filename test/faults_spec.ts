@@ -18,7 +18,7 @@ const helper = initHelper();
 
 type Spied = Node & { status: sinon.SinonSpy; error: sinon.SinonSpy; receive: (msg: object) => void };
 type Outcome = 'valid' | 'rejected' | 'caught';
-type Seen = { n: number; outcome: Outcome; reason?: string; error?: string; at: number };
+type Seen = { n: number; outcome: Outcome; reason?: string; error?: string };
 
 const small = {
   type: 'object',
@@ -144,7 +144,6 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
           outcome,
           reason: (msg.rejected as { reason?: string } | undefined)?.reason,
           error,
-          at: performance.now(),
         });
       });
     }
@@ -251,7 +250,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
   });
 
-  it('10 MB payloads are refused within 10 ms each, to Catch, by llm-parse and llm-plan', async function () {
+  it('10 MB payloads are refused at once, to Catch, by llm-parse and llm-plan (time: bench/runtime.ts)', async function () {
     await load([
       runtime('rt', stories),
       parse('p', 'rt'),
@@ -272,11 +271,8 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       { node: 'plan', payload: bigObject },
     ];
     for (const [n, c] of cases.entries()) {
-      const started = performance.now();
       (helper.getNode(c.node) as Spied).receive({ payload: c.payload, n });
       await until(outcomes(n, 1), 5_000, `outcome of ${n}`);
-      const ms = seen.find((s) => s.n === n)!.at - started;
-      assert.ok(ms < 10, `refused in ${ms.toFixed(1)} ms`);
     }
     const byN = exactlyOnce(0, cases.length);
     for (const s of byN.values()) {

@@ -55,22 +55,26 @@ describe('answers that must validate (real model)', function () {
     assert.equal(result.snapshotSaved, false);
   });
 
-  it('measures an input only up to its bound, in well under 10 ms for 10 MB', function () {
+  it('measures an input only up to its bound: a 10 MB payload is never walked whole', function () {
     const big = 'x'.repeat(10 * 2 ** 20);
-    const many = { readings: Array.from({ length: 200_000 }, (_, i) => ({ sensor: `s${i}`, value: i })) };
+    assert.equal(inputLength(big, 32_000), big.length);
+    let visited = 0;
+    const readings = new Proxy(
+      Array.from({ length: 200_000 }, (_, i) => ({ sensor: `s${i}`, value: i })),
+      {
+        get(target, key, receiver) {
+          if (typeof key === 'string' && /^\d+$/.test(key)) visited++;
+          return Reflect.get(target, key, receiver) as unknown;
+        },
+      },
+    );
+    assert.ok(inputLength({ readings }, 32_000) > 32_000);
+    assert.ok(visited < 2_000, `${visited} of 200,000 readings looked at`);
     const cyclic: Record<string, unknown> = { a: 'text' };
     cyclic.self = cyclic;
-    inputLength(many, 32_000); // warm up the code path once
-    for (const value of [big, many]) {
-      const started = performance.now();
-      assert.ok(inputLength(value, 32_000) > 32_000);
-      const ms = performance.now() - started;
-      assert.ok(ms < 10, `${ms.toFixed(2)} ms`);
-    }
-    assert.equal(inputLength('hello', 32_000), 5);
+    assert.ok(inputLength(cyclic, 32_000) < 100, 'a cycle is counted once');
     const measured = inputLength({ a: 1, b: [true, 'x'] }, 32_000);
     const real = JSON.stringify({ a: 1, b: [true, 'x'] }).length;
     assert.ok(measured >= real && measured <= real + 6, `${measured} for ${real} characters`);
-    assert.ok(inputLength(cyclic, 32_000) < 100, 'a cycle is counted once');
   });
 });

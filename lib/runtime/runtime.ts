@@ -276,6 +276,11 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     return this.context?.contextSize ?? Math.min(this.settings.contextSize, this.model.trainContextSize);
   }
 
+  /** How many compiled schemas are kept (for tests and the bench). */
+  get cachedSchemas(): number {
+    return this.schemas.size;
+  }
+
   /** Tokens this model's tokenizer makes of a text: for windows over a conversation. */
   countTokens(text: string): number {
     return this.model.tokenize(text).length;
