@@ -294,6 +294,25 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     assert.ok(((await out).llm as { totalMs: number }).totalMs < 5_000);
   });
 
+  it('shows loading progress a few times a second at most, and runs in-process where asked', async function () {
+    for (const isolation of ['child', 'in-process']) {
+      const started = Date.now();
+      await load([runtime('rt1', stories, { isolation }), parse('p1', 'rt1')]);
+      const p1 = helper.getNode('p1') as Spied;
+      await until(() => p1.status.args.some(([s]) => s.text?.endsWith('status.ready')), 20_000, 'ready');
+      const loading = p1.status.args.filter(([s]) => String(s.text).includes('status.loading')).length;
+      const allowed = 2 + Math.ceil((Date.now() - started) / 500);
+      assert.ok(loading <= allowed, `${loading} loading updates (at most ${allowed})`);
+      const out = next('valid');
+      p1.receive({ payload: 'Zone A level 2' });
+      assert.ok(((await out).llm as { tokensOut: number }).tokensOut > 0);
+      const [info] = (await helper.request().get('/edge-llm/runtimes').expect(200)).body;
+      assert.equal(info.process, isolation);
+      assert.equal(info.settings.contextSize, 1024);
+      await helper.unload();
+    }
+  });
+
   it('refuses an empty or missing payload, and one over its max input, with a clear error to Catch', async function () {
     await load([runtime('rt1', stories), parse('p1', 'rt1', { maxInput: '40' })]);
     const p1 = helper.getNode('p1') as Spied;

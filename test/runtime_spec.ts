@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { copyFile, mkdtemp, open, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as sinon from 'sinon';
@@ -325,6 +325,31 @@ describe('runtime (real inference on the test models)', function () {
         2048,
         'capped by the model (trained on 2,048)',
       );
+    });
+  });
+
+  describe('offline', function () {
+    it('fails an hf: model that cannot be fetched within 10 s, saying where to put the file; put there, it loads', async function () {
+      const modelsDir = await mkdtemp(path.join(tmp, 'models-'));
+      const offline = new RuntimeRegistry({ modelsDir, gpu: false, watchMs: 200 });
+      try {
+        const lease = offline.acquire({ source: 'hf:edge-llm-tests/no-such-repo/stories260K.gguf' });
+        const started = Date.now();
+        await assert.rejects(lease.ready, (e: LlmError) => {
+          assert.equal(e.code, 'model_load');
+          assert.ok(e.message.includes(path.join(modelsDir, 'stories260K.gguf')), e.message);
+          return true;
+        });
+        assert.ok(Date.now() - started < 10_000, `failed after ${Date.now() - started} ms`);
+        assert.equal(lease.status.state, 'error');
+        // The atomic way: a temporary name in the folder, then a rename.
+        await copyFile(stories, path.join(modelsDir, '.stories260K.gguf.tmp'));
+        await rename(path.join(modelsDir, '.stories260K.gguf.tmp'), path.join(modelsDir, 'stories260K.gguf'));
+        while ((lease.status.state as string) !== 'ready') await new Promise((r) => setTimeout(r, 50));
+        assert.ok((await (await lease.ready).complete('Once', { maxTokens: 4 })).tokensOut > 0);
+      } finally {
+        await offline.close();
+      }
     });
   });
 

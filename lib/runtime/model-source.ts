@@ -24,7 +24,23 @@ export interface ResolveOptions {
   stallMs?: number;
 }
 
-export const DEFAULT_STALL_MS = 10_000;
+/** With the time to load node-llama-cpp and resolve, an offline fetch fails well within 10 s. */
+export const DEFAULT_STALL_MS = 8_000;
+
+/**
+ * Where a source's file is expected in the models directory (a URI's file name, or a bare name):
+ * what a person without a network copies there, and what a failed load watches for.
+ */
+export function expectedModelPath(source: string, modelsDir: string): string | undefined {
+  const spec = source.trim();
+  if (!spec) return undefined;
+  if (isModelUri(spec)) {
+    const base = spec.split(/[?#]/)[0].split('/').pop() ?? '';
+    return base.toLowerCase().endsWith('.gguf') ? path.join(modelsDir, base) : undefined;
+  }
+  if (path.isAbsolute(spec)) return spec;
+  return path.resolve(modelsDir, spec.toLowerCase().endsWith('.gguf') ? spec : `${spec}.gguf`);
+}
 
 const URI = /^(hf:|huggingface:|https?:\/\/)/i;
 
@@ -41,7 +57,6 @@ export async function resolveModelSource(source: string, options: ResolveOptions
   const spec = source.trim();
   if (!spec)
     throw new LlmError('model_load', 'No model is configured: give a file path, an hf: URI or a model name.');
-  const { resolveModelFile } = await loadNodeLlamaCpp();
   if (isModelUri(spec)) {
     const base = spec.split(/[?#]/)[0].split('/').pop() ?? '';
     const fileName = base.toLowerCase().endsWith('.gguf') ? base : undefined;
@@ -59,6 +74,8 @@ export async function resolveModelSource(source: string, options: ResolveOptions
     };
     arm();
     const signal = options.signal ? AbortSignal.any([options.signal, stalled.signal]) : stalled.signal;
+    // Loading node-llama-cpp counts against the stall time too: the 10 s are the person's.
+    const { resolveModelFile } = await loadNodeLlamaCpp();
     const where = path.join(options.modelsDir, fileName ?? '<file>.gguf');
     try {
       const file = resolveModelFile(spec, {
@@ -72,9 +89,10 @@ export async function resolveModelSource(source: string, options: ResolveOptions
         },
       });
       // node-llama-cpp may not look at the signal while it resolves the URI: the stall wins the race.
-      const stall = new Promise<never>((_, reject) =>
-        stalled.signal.addEventListener('abort', () => reject(new Error('stalled')), { once: true }),
-      );
+      const stall = new Promise<never>((_, reject) => {
+        if (stalled.signal.aborted) reject(new Error('stalled'));
+        stalled.signal.addEventListener('abort', () => reject(new Error('stalled')), { once: true });
+      });
       file.catch(() => undefined);
       return await Promise.race([file, stall]);
     } catch (err) {

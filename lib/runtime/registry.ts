@@ -5,7 +5,13 @@ import { redactUrl } from '../redact';
 import { LlmError, isLlmError } from './errors';
 import { getSharedLlama, type GpuChoice } from './llama';
 import type { RuntimeMetrics } from './metrics';
-import { IdentityCache, checkGgufFile, resolveModelSource, type ModelIdentity } from './model-source';
+import {
+  IdentityCache,
+  checkGgufFile,
+  expectedModelPath,
+  resolveModelSource,
+  type ModelIdentity,
+} from './model-source';
 import {
   ModelRuntime,
   resolveContextSettings,
@@ -250,6 +256,8 @@ export class RuntimeRegistry implements Registry {
           ? err
           : new LlmError('model_load', `Model load failed: ${(err as Error).message}`, { cause: err }),
       );
+      // A file put where it was expected (offline: copied in by hand) is picked up without a redeploy.
+      lease.file ??= expectedModelPath(lease.spec.source, this.options.modelsDir);
       this.retryWhenFixed(lease);
     });
   }
