@@ -286,6 +286,14 @@ export class RuntimeProcess implements Registry {
       // Debugger or loader flags of Node-RED's process do not belong in the child.
       execArgv: [],
       serialization: 'json',
+      env: {
+        ...process.env,
+        // llama.cpp's context buffers are large malloc blocks; once one is freed glibc raises its
+        // mmap threshold and serves the next ones from the heap, which it never gives back: RSS
+        // then grows with every redeploy (bench/README.md, part f). Blocks over 1 MiB from mmap
+        // go back to the OS at free() (a 32k vocabulary's logits per token, 128 KiB, stay below).
+        MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? String(2 ** 20),
+      },
     });
     this.child = child;
     this.starts++;
