@@ -34,6 +34,9 @@ export interface RuntimeProcessOptions extends RegistryOptions {
   onLog?: (level: 'warn' | 'info' | 'error', message: string) => void;
 }
 
+/** Answers handed on per tick of the event loop (see settleSoon). */
+const SETTLE_BATCH = 8;
+
 const EMPTY_METRICS: RuntimeMetrics = {
   queued: 0,
   active: 0,
@@ -224,6 +227,7 @@ export class RuntimeProcess implements Registry {
   private readonly leases = new Map<number, RemoteLease>();
   private readonly requests = new Map<number, Request>();
   private readonly calls = new Map<number, Call>();
+  private readonly outcomes: Array<[Request, { value: unknown } | LlmError]> = [];
   private nextId = 1;
   private crashes = 0;
   private startedAt = 0;
@@ -431,7 +435,7 @@ export class RuntimeProcess implements Registry {
           return;
         }
         const request = this.requests.get(m.id);
-        if (request) this.settle(request, m.t === 'result' ? { value: m.value } : fromWire(m.error));
+        if (request) this.settleSoon(request, m.t === 'result' ? { value: m.value } : fromWire(m.error));
         return;
       }
       case 'log':
@@ -452,6 +456,20 @@ export class RuntimeProcess implements Registry {
       request.message.options.timeoutMs = timeoutMs;
       request.sent = this.send(request.message);
     }
+  }
+
+  /**
+   * Answers arrive in bursts (a full queue refuses hundreds at once, in one read of the channel):
+   * they are handed on at most SETTLE_BATCH per tick, so a burst cannot stall Node-RED's loop.
+   */
+  private settleSoon(request: Request, outcome: { value: unknown } | LlmError): void {
+    this.outcomes.push([request, outcome]);
+    if (this.outcomes.length > 1) return;
+    const drain = (): void => {
+      for (const [r, o] of this.outcomes.splice(0, SETTLE_BATCH)) this.settle(r, o);
+      if (this.outcomes.length > 0) setImmediate(drain);
+    };
+    setImmediate(drain);
   }
 
   private settle(request: Request, outcome: { value: unknown } | LlmError): void {
