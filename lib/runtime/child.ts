@@ -173,6 +173,9 @@ function handle(message: ToChild): void {
 }
 
 process.on('message', (message: ToChild) => handle(message));
+// Ctrl-C in a terminal reaches the whole process group: Node-RED's process decides when this one
+// ends (it disconnects), so that requests in flight end as 'cancelled', not 'runtime_crashed'.
+process.on('SIGINT', () => undefined);
 // Node-RED's process is gone (or let this one go): nothing here may outlive it.
 process.on('disconnect', () => {
   void (registry?.close() ?? Promise.resolve()).finally(() => process.exit(0));

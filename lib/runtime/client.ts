@@ -118,8 +118,8 @@ export class RemoteLease extends EventEmitter implements Lease {
 
   /** @internal */
   becameReady(runtime: RemoteRuntime): void {
+    // settings stay this user's own (its timeout and queue limit), as with an in-process lease.
     this.runtime = runtime;
-    this.settings = { ...this.settings, ...runtime.settings, queueLimit: this.settings.queueLimit };
     this.live = true;
     this.update({ state: 'ready', progress: 1 });
     this.settled = true;
