@@ -250,8 +250,8 @@ export class RuntimeProcess implements Registry {
   acquire(spec: RuntimeSpec): RemoteLease {
     if (this.closed) throw new LlmError('closed', 'The runtime process was closed.');
     clearTimeout(this.idleTimer);
+    this.hold(true);
     const lease = new RemoteLease(this.nextId++, spec, (l) => this.release(l));
-    lease.runtime = undefined;
     this.leases.set(lease.id, lease);
     if (this.child) this.send({ t: 'acquire', lease: lease.id, spec });
     else if (!this.restartTimer) this.start();
@@ -266,6 +266,8 @@ export class RuntimeProcess implements Registry {
     }
     this.send({ t: 'release', lease: lease.id });
     if (this.leases.size === 0 && this.child) {
+      // Nothing waits for the child now: it must not keep Node-RED's process from exiting.
+      this.hold(false);
       clearTimeout(this.idleTimer);
       this.idleTimer = setTimeout(() => {
         if (this.leases.size === 0) this.stopChild();
@@ -310,6 +312,20 @@ export class RuntimeProcess implements Registry {
     });
     this.send({ t: 'init', options: registryOptions });
     for (const lease of this.leases.values()) this.send({ t: 'acquire', lease: lease.id, spec: lease.spec });
+  }
+
+  /** Whether the child (and its IPC channel) keeps this process alive: only while it has users. */
+  private hold(on: boolean): void {
+    const child = this.child;
+    if (!child) return;
+    const channel = child.channel as { ref(): void; unref(): void } | null | undefined;
+    if (on) {
+      child.ref();
+      channel?.ref();
+    } else {
+      child.unref();
+      channel?.unref();
+    }
   }
 
   private stopChild(): void {
