@@ -626,7 +626,7 @@ function cleanUpdate(update: MissionUpdate): MissionUpdate {
   if (update.data !== undefined) out.data = update.data;
   try {
     // What is kept must survive a restart: it is written as JSON, so it must be JSON now.
-    return JSON.parse(JSON.stringify(out)) as MissionUpdate;
+    JSON.stringify(out);
   } catch (err) {
     throw new SessionError(
       'bad_data',
@@ -634,6 +634,7 @@ function cleanUpdate(update: MissionUpdate): MissionUpdate {
       { cause: err },
     );
   }
+  return structuredClone(out);
 }
 
 function parseRecord(text: string): SessionRecord {
