@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/parse';
 import { renderTemplate, type Example } from '../lib/prompt';
-import { compileSchema, type CompiledSchema } from '../lib/runtime';
+import { compileSchemaOnce, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
@@ -31,7 +31,7 @@ export = function (RED: NodeAPI) {
     try {
       settings = parseGenerationSettings(def);
       const rawSchema = def.schema?.trim() ? JSON.parse(def.schema) : MISSION_SCHEMA;
-      schema = compileSchema(rawSchema);
+      schema = compileSchemaOnce(rawSchema);
       examples = def.examples?.trim()
         ? parseExamples(JSON.parse(def.examples))
         : def.schema?.trim()

@@ -14,7 +14,7 @@ import {
   type PlanRequest,
 } from '../lib/plan';
 import { renderTemplate } from '../lib/prompt';
-import { compileSchema, type CompiledSchema } from '../lib/runtime';
+import { compileSchemaOnce, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
@@ -56,7 +56,7 @@ export = function (RED: NodeAPI) {
       const maxSteps = def.maxSteps?.trim() ? Number(def.maxSteps) : 8;
       if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > 64)
         throw new Error('Max steps must be 1 to 64.');
-      schema = compileSchema(planSchema(catalogue, maxSteps));
+      schema = compileSchemaOnce(planSchema(catalogue, maxSteps));
     } catch (err) {
       configError = `${support.t('errors.bad-config')}: ${(err as Error).message}`;
       this.status({ fill: 'red', shape: 'ring', text: support.t('status.config-error') });
