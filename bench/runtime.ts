@@ -20,13 +20,17 @@ import { performance } from 'node:perf_hooks';
 import type { LlamaCompletion, LlamaContext, LlamaModel } from 'node-llama-cpp' with {
   'resolution-mode': 'import',
 };
+import { inputLength, inputTooLong } from '../lib/prompt';
 import {
+  RuntimeProcess,
   RuntimeRegistry,
   defaultThreads,
   getSharedLlama,
   loadNodeLlamaCpp,
   type ContextSettings,
+  type LlmRuntime,
   type ModelRuntime,
+  type Registry,
 } from '../lib/runtime';
 import { testModel } from '../test/support/models';
 import { synthesizeGguf } from './synth-gguf';
@@ -316,6 +320,170 @@ async function inProcess(
 }
 
 // ---------------------------------------------------------------------------------------------
+// e) the process boundary: the runtime in its child process vs in this process
+
+interface BoundaryResults {
+  decode: Map<string, number[]>;
+  /** Per round: child ÷ in-process decode t/s. */
+  ratio: number[];
+  /** Median latency of a one-token request, per round. */
+  small: Map<string, number[]>;
+  /** Per round: child − in-process one-token latency (ms). */
+  diff: number[];
+  /** A message there and back (token count of one character), ms. */
+  rtt: number[];
+}
+
+async function boundary(model: BenchModel, rounds: number, maxTokens: number): Promise<BoundaryResults> {
+  const threads = defaultThreads();
+  const settings: ContextSettings = { threads, sequences: 1, contextSize: 2048 };
+  const registries: Array<[string, Registry]> = [
+    ['in-process', new RuntimeRegistry({ modelsDir: path.dirname(model.path), gpu: false })],
+    ['child', new RuntimeProcess({ modelsDir: path.dirname(model.path), gpu: false })],
+  ];
+  const res: BoundaryResults = { decode: new Map(), ratio: [], small: new Map(), diff: [], rtt: [] };
+  try {
+    const runtimes = new Map<string, LlmRuntime>();
+    for (const [key, registry] of registries)
+      runtimes.set(key, await registry.acquire({ source: model.path, settings }).ready);
+    // Seen from the caller, streaming on as the nodes use it: everything the boundary costs is in it.
+    const decode = async (runtime: LlmRuntime, prompt: string): Promise<number> => {
+      const t0 = performance.now();
+      const r = await runtime.complete(prompt, { maxTokens, temperature: 0, onText: () => undefined });
+      return (r.tokensOut * 1000) / (performance.now() - t0);
+    };
+    const oneToken = async (runtime: LlmRuntime): Promise<number> => {
+      const times: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t0 = performance.now();
+        await runtime.complete('Once', { maxTokens: 1, temperature: 0 });
+        times.push(performance.now() - t0);
+      }
+      return median(times);
+    };
+    for (const runtime of runtimes.values()) {
+      await decode(runtime, PROMPTS[0]);
+      await oneToken(runtime);
+    }
+    for (let r = 0; r < rounds; r++) {
+      const prompt = PROMPTS[r % PROMPTS.length];
+      const tps = new Map<string, number>();
+      const small = new Map<string, number>();
+      for (const [key] of rotated(registries, r)) {
+        tps.set(key, await decode(runtimes.get(key)!, prompt));
+        small.set(key, await oneToken(runtimes.get(key)!));
+      }
+      for (const [key, v] of tps) res.decode.set(key, [...(res.decode.get(key) ?? []), v]);
+      for (const [key, v] of small) res.small.set(key, [...(res.small.get(key) ?? []), v]);
+      res.ratio.push(tps.get('child')! / tps.get('in-process')!);
+      res.diff.push(small.get('child')! - small.get('in-process')!);
+      const trips: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const t0 = performance.now();
+        await runtimes.get('child')!.tokenCounts(['x']);
+        trips.push(performance.now() - t0);
+      }
+      res.rtt.push(median(trips));
+    }
+  } finally {
+    for (const [, registry] of registries) await registry.close();
+  }
+  return res;
+}
+
+/** How long an LLM node takes to measure and refuse an input over its bound (ms, median of 20). */
+function refusalMs(): Array<[string, number]> {
+  const inputs: Array<[string, unknown]> = [
+    ['10 MB string', 'x'.repeat(10 * 2 ** 20)],
+    [
+      '200,000 readings {sensor, value}',
+      Array.from({ length: 200_000 }, (_, i) => ({ sensor: `s${i}`, value: i })),
+    ],
+  ];
+  return inputs.map(([label, input]) => {
+    const times: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      const n = inputLength(input, 32_000);
+      if (n > 32_000) inputTooLong(input, n, 32_000);
+      times.push(performance.now() - t0);
+    }
+    return [label, median(times)];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// f) memory over redeploys: what grows, and in which process
+
+interface RedeployReport {
+  cycles: number[];
+  rssMb: number[];
+  anonMb: number[];
+  heapMb: number[];
+  externalMb: number[];
+  childRssMb: number[];
+}
+
+function statusOf(pid: number | 'self'): { rss: number; anon: number } {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    return { rss: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 };
+  } catch {
+    return { rss: NaN, anon: NaN };
+  }
+}
+
+/** In a fresh process: 60 redeploys (2 leases with 4 sequences, one request each, released). */
+async function redeployChild(isolation: string, modelPath: string): Promise<RedeployReport> {
+  const options = { modelsDir: path.dirname(modelPath), gpu: false as const, idleExitMs: 60_000 };
+  const registry: Registry =
+    isolation === 'child' ? new RuntimeProcess(options) : new RuntimeRegistry(options);
+  const report: RedeployReport = {
+    cycles: [],
+    rssMb: [],
+    anonMb: [],
+    heapMb: [],
+    externalMb: [],
+    childRssMb: [],
+  };
+  const checkpoints = new Set([1, 5, 10, 20, 40, 60]);
+  for (let cycle = 1; cycle <= 60; cycle++) {
+    const leases = [1, 2].map(() => registry.acquire({ source: modelPath, settings: { sequences: 4 } }));
+    const runtime = await leases[0].ready;
+    await runtime.generateJson(
+      'Zone C level 1',
+      { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] },
+      { maxTokens: 16 },
+    );
+    await Promise.all(leases.map((l) => l.release()));
+    if (checkpoints.has(cycle)) {
+      global.gc?.();
+      const own = statusOf('self');
+      const mem = process.memoryUsage();
+      const pid = registry instanceof RuntimeProcess ? registry.pid : undefined;
+      report.cycles.push(cycle);
+      report.rssMb.push(own.rss);
+      report.anonMb.push(own.anon);
+      report.heapMb.push(mem.heapUsed / 2 ** 20);
+      report.externalMb.push(mem.external / 2 ** 20);
+      report.childRssMb.push(pid ? statusOf(pid).rss : NaN);
+    }
+  }
+  await registry.close();
+  return report;
+}
+
+function runRedeployChild(isolation: string, modelPath: string, env: NodeJS.ProcessEnv): RedeployReport {
+  const text = execFileSync(
+    process.execPath,
+    ['--expose-gc', __filename, '--redeploy-child', isolation, '--model', modelPath],
+    { encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  return JSON.parse(text.trim().split('\n').at(-1)!) as RedeployReport;
+}
+
+// ---------------------------------------------------------------------------------------------
 // c) resident memory, one fresh child process per configuration
 
 type MemoryConfig =
@@ -413,6 +581,11 @@ function runMemoryChild(config: MemoryConfig, modelPath: string, maxTokens: numb
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const maxTokens = Number(args.get('--max-tokens') ?? 64);
+  const redeploy = args.get('--redeploy-child');
+  if (redeploy) {
+    console.log(JSON.stringify(await redeployChild(redeploy, args.get('--model')!)));
+    process.exit(0);
+  }
   const child = args.get('--memory-child');
   if (child) {
     const report = await memoryChild(child as MemoryConfig, args.get('--model')!, Math.min(maxTokens, 8));
@@ -422,7 +595,7 @@ async function main(): Promise<void> {
   const quick = args.has('--quick');
   const rounds = Number(args.get('--rounds') ?? (quick ? 2 : 5));
   const memoryRounds = Number(args.get('--memory-rounds') ?? (quick ? 1 : 2));
-  const parts = new Set((args.get('--only') ?? 'single,concurrency,memory').split(','));
+  const parts = new Set((args.get('--only') ?? 'single,concurrency,memory,boundary,redeploys').split(','));
   const models = await benchModels(args);
   const started = Date.now();
 
@@ -607,6 +780,97 @@ async function main(): Promise<void> {
       );
     }
   }
+  if (parts.has('boundary')) {
+    print();
+    print(
+      "## e) The process boundary: the runtime in its child process vs in Node-RED's (decode tokens/s, ms)",
+    );
+    print();
+    print(
+      `The same model and settings (\`{threads: ${defaultThreads()}, sequences: 1, contextSize: 2048}\`) through \`RuntimeRegistry\` (in-process) and \`RuntimeProcess\` (child, the default). ` +
+        `Tokens/s of a ${maxTokens}-token request seen by the caller (wall time, prompt included, text streamed as the nodes ask for it); one-token request: median of 20 \`complete('Once', {maxTokens: 1})\` end to end; ` +
+        "round trip: median of 50 `tokenCounts(['x'])` (a message there and back). Ratios and differences per round.",
+    );
+    print();
+    const rows: string[][] = [];
+    for (const model of models) {
+      console.error(`${model.label}: boundary ...`);
+      const b = await boundary(model, rounds, maxTokens);
+      rows.push([
+        model.label,
+        cell(b.decode.get('in-process') ?? []),
+        cell(b.decode.get('child') ?? []),
+        cell(b.ratio, 3),
+        cell(b.small.get('in-process') ?? [], 2),
+        cell(b.small.get('child') ?? [], 2),
+        cell(b.diff, 2),
+        cell(b.rtt, 3),
+      ]);
+    }
+    print(
+      table(
+        [
+          'model',
+          't/s in-process',
+          't/s child',
+          'child ÷ in-process',
+          '1-token request ms in-process',
+          '1-token request ms child',
+          'child − in-process ms',
+          'IPC round trip ms',
+        ],
+        rows,
+      ),
+    );
+    print();
+    print('Refusing an input over the 32,000-character bound (`inputLength` + the error), ms, median of 20:');
+    print();
+    print(
+      table(
+        ['input', 'ms'],
+        refusalMs().map(([label, ms]) => [label, ms.toFixed(3)]),
+      ),
+    );
+  }
+
+  if (parts.has('redeploys')) {
+    print();
+    print('## f) Memory over 60 redeploys (MB)');
+    print();
+    print(
+      'A fresh process per row (`--expose-gc`, gc before each reading): each redeploy acquires 2 leases with 4 sequences on the model, answers one JSON request, releases both. ' +
+        "RSS / anonymous RSS / V8 heap / external of Node-RED's process, and the runtime child's RSS where there is one. `MALLOC_ARENA_MAX=2` caps glibc's per-thread malloc arenas.",
+    );
+    const model = models.find((m) => m.label.startsWith('stories')) ?? models[0];
+    const variants: Array<[string, string, NodeJS.ProcessEnv]> = [
+      ['in-process', 'in-process', {}],
+      ['in-process, MALLOC_ARENA_MAX=2', 'in-process', { MALLOC_ARENA_MAX: '2' }],
+      // Large blocks straight from mmap go back to the OS at free(): the test of the allocator theory.
+      ['in-process, MALLOC_MMAP_THRESHOLD_=65536', 'in-process', { MALLOC_MMAP_THRESHOLD_: '65536' }],
+      ['child', 'child', {}],
+    ];
+    for (const [label, isolation, env] of variants) {
+      console.error(`redeploys: ${label} ...`);
+      const r = runRedeployChild(isolation, model.path, env);
+      print();
+      print(`**${label}** (${model.label})`);
+      print();
+      print(
+        table(
+          ['after redeploy', 'RSS', 'anon RSS', 'V8 heap used', 'external', 'child RSS'],
+          r.cycles.map((c, i) => [
+            String(c),
+            r.rssMb[i].toFixed(0),
+            r.anonMb[i].toFixed(0),
+            r.heapMb[i].toFixed(1),
+            r.externalMb[i].toFixed(1),
+            Number.isFinite(r.childRssMb[i]) ? r.childRssMb[i].toFixed(0) : '–',
+          ]),
+        ),
+      );
+    }
+  }
+
   print();
   print(`(total bench time ${((Date.now() - started) / 60000).toFixed(1)} min)`);
 }

@@ -98,7 +98,20 @@ export interface CompiledCatalogue {
 const NAME = /^[a-z][a-z0-9_]{0,47}$/;
 
 /** Checks a catalogue once, at deploy: names, descriptions, and a valid object schema per action. */
+/** Catalogues compiled at deploy, by content: a redeploy of an unchanged node compiles nothing. */
+const compiledCatalogues = new Map<string, CompiledCatalogue>();
+
 export function compileCatalogue(raw: unknown): CompiledCatalogue {
+  const key = createHash('sha256').update(stableStringify(raw)).digest('hex');
+  const known = compiledCatalogues.get(key);
+  if (known) return known;
+  const compiled = compileCatalogueNow(raw);
+  if (compiledCatalogues.size >= 16) compiledCatalogues.delete(compiledCatalogues.keys().next().value!);
+  compiledCatalogues.set(key, compiled);
+  return compiled;
+}
+
+function compileCatalogueNow(raw: unknown): CompiledCatalogue {
   if (!Array.isArray(raw) || raw.length === 0) {
     throw new Error('The action catalogue must be a non-empty JSON array of {name, description, params}.');
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ChatMessage, CompiledSchema, GenerateOptions, JsonResult, ModelRuntime } from './runtime';
+import type { ChatMessage, CompiledSchema, GenerateOptions, JsonResult, LlmRuntime } from './runtime';
 import { LlmError, isLlmError, type LlmErrorCode } from './runtime';
 
 /**
@@ -14,6 +14,59 @@ export function renderTemplate(template: string, get: (path: string) => unknown)
       if (value === undefined || value === null) return '';
       return typeof value === 'object' ? JSON.stringify(value) : String(value);
     },
+  );
+}
+
+/** The longest input an LLM node accepts unless its settings say otherwise (characters). */
+export const DEFAULT_MAX_INPUT = 32_000;
+
+/**
+ * The characters of a message's input as the model would read them (JSON for objects), counted
+ * only up to `limit`: a 10 MB payload is refused after looking at 32,000 characters of it, never
+ * serialised or tokenized whole. Returns a number above `limit` when the input is longer.
+ */
+export function inputLength(value: unknown, limit: number): number {
+  let total = 0;
+  const seen = new Set<object>();
+  const walk = (v: unknown): void => {
+    if (total > limit) return;
+    if (typeof v === 'string') total += v.length + 2;
+    else if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint')
+      total += String(v).length;
+    else if (v === null) total += 4;
+    else if (Buffer.isBuffer(v)) total += v.length * 2;
+    else if (typeof v === 'object') {
+      if (seen.has(v)) return;
+      seen.add(v);
+      total += 2;
+      if (Array.isArray(v)) {
+        for (const item of v) {
+          walk(item);
+          total += 1;
+          if (total > limit) return;
+        }
+      } else {
+        for (const key of Object.keys(v)) {
+          total += key.length + 4;
+          walk((v as Record<string, unknown>)[key]);
+          if (total > limit) return;
+        }
+      }
+    }
+  };
+  if (typeof value === 'string') return value.length;
+  walk(value);
+  return total;
+}
+
+/** The clear error for an input over the node's bound. */
+export function inputTooLong(input: unknown, length: number, limit: number): LlmError {
+  // Not toLocaleString: its first call loads ICU data, some 15 ms on a gateway.
+  const grouped = (n: number): string => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  const size = typeof input === 'string' ? grouped(length) : `more than ${grouped(limit)}`;
+  return new LlmError(
+    'bad_request',
+    `The input is too long: ${size} characters, and this node accepts at most ${grouped(limit)} (its "Max input" setting). Shorten msg.payload or raise the limit.`,
   );
 }
 
@@ -46,13 +99,13 @@ export function prefixKey(messages: ChatMessage[]): string {
 /** Why no valid object could be made: the codes on the nodes' "rejected" output. */
 export type RejectReason = Extract<
   LlmErrorCode,
-  'invalid' | 'truncated' | 'timeout' | 'queue_full' | 'cancelled'
+  'invalid' | 'truncated' | 'timeout' | 'queue_full' | 'cancelled' | 'runtime_crashed'
 >;
 
 export function rejectReason(err: unknown): RejectReason | undefined {
   if (!isLlmError(err)) return undefined;
   if (err.code === 'closed') return 'cancelled';
-  return (['invalid', 'truncated', 'timeout', 'queue_full', 'cancelled'] as const).find(
+  return (['invalid', 'truncated', 'timeout', 'queue_full', 'cancelled', 'runtime_crashed'] as const).find(
     (c) => c === err.code,
   );
 }
@@ -67,9 +120,10 @@ export interface AttemptOptions extends GenerateOptions {
  * a timeout, a full queue or a cancel ends at once.
  */
 export async function generateValidJson<T>(
-  runtime: ModelRuntime,
+  runtime: LlmRuntime,
   messages: ChatMessage[],
-  schema: CompiledSchema,
+  /** Compiled at deploy, or the source of a msg.schema (the runtime compiles and caches it). */
+  schema: CompiledSchema | object,
   options: AttemptOptions,
   check?: (value: T) => string | undefined,
 ): Promise<JsonResult<T> & { attempts: number }> {

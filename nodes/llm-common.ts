@@ -1,7 +1,11 @@
+import { setMaxListeners } from 'node:events';
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import {
+  DEFAULT_MAX_INPUT,
   buildMessages,
   generateValidJson,
+  inputLength,
+  inputTooLong,
   rejectReason,
   type AttemptOptions,
   type Example,
@@ -20,7 +24,7 @@ import {
   type GenerateOptions,
   type JsonResult,
   type LeaseState,
-  type ModelRuntime,
+  type LlmRuntime,
   type Priority,
 } from '../lib/runtime';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
@@ -39,6 +43,8 @@ export interface GenerationDef {
   timeout: string;
   priority: string;
   retries: string;
+  /** The longest input accepted, in characters (blank: DEFAULT_MAX_INPUT). */
+  maxInput?: string;
 }
 
 export interface GenerationSettings {
@@ -47,6 +53,7 @@ export interface GenerationSettings {
   timeoutMs: number | undefined;
   priority: Priority;
   retries: number;
+  maxInput: number;
 }
 
 export function parseGenerationSettings(def: GenerationDef): GenerationSettings {
@@ -65,6 +72,7 @@ export function parseGenerationSettings(def: GenerationDef): GenerationSettings 
     timeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined,
     priority,
     retries: Math.floor(number(def.retries, 'Retries', 1, 0, 10)),
+    maxInput: Math.floor(number(def.maxInput ?? '', 'Max input', DEFAULT_MAX_INPUT, 1, 10_000_000)),
   };
 }
 
@@ -80,15 +88,30 @@ export class SessionTurn {
     private readonly snapshot: { load?: string; save: string } | undefined,
   ) {}
 
-  static begin(store: SessionStore, key: string, runtime: ModelRuntime): SessionTurn {
+  static begin(store: SessionStore, key: string, runtime: LlmRuntime): SessionTurn {
     const record = store.get(key);
     return new SessionTurn(store, key, record, store.snapshotFor(record, runtime.modelSha256));
   }
 
-  /** The system prompt, the examples, then as much of the conversation as fits, then the new text. */
-  messages(system: string, examples: Example[], text: string, runtime: ModelRuntime): ChatMessage[] {
-    const windowed = messagesFor(this.record, system, text, this.store.maxTokens, (t) =>
-      runtime.countTokens(t),
+  /**
+   * The system prompt, the examples, then as much of the conversation as fits, then the new text.
+   * The model's tokenizer counts every text in one call (in the runtime process, not here).
+   */
+  async messages(
+    system: string,
+    examples: Example[],
+    text: string,
+    runtime: LlmRuntime,
+  ): Promise<ChatMessage[]> {
+    const texts = [system, text, ...this.record.conversation.map((m) => m.content)];
+    const counts = await runtime.tokenCounts(texts);
+    const known = new Map(texts.map((t, i) => [t, counts[i]]));
+    const windowed = messagesFor(
+      this.record,
+      system,
+      text,
+      this.store.maxTokens,
+      (t) => known.get(t) ?? Math.ceil(t.length / 3.5),
     );
     const shots: ChatMessage[] = examples.flatMap((e) => [
       { role: 'user' as const, content: e.input },
@@ -106,7 +129,7 @@ export class SessionTurn {
    * (for example Idle → ReceiveCmd → Parse); a mission elsewhere keeps its state.
    */
   async finish(
-    runtime: ModelRuntime,
+    runtime: LlmRuntime,
     text: string,
     result: JsonResult<unknown>,
     path: MissionState[],
@@ -149,6 +172,8 @@ export class LlmNodeSupport {
     this.sessions = sessionsId
       ? (RED.nodes.getNode(sessionsId) as KvSessionStoreNode | undefined)
       : undefined;
+    // Every message in flight listens for the node's close: as many listeners as messages.
+    setMaxListeners(0, this.closing.signal);
     this.config = RED.nodes.getNode(runtimeId) as LlmRuntimeNode | undefined;
     if (!this.config) {
       node.status({ fill: 'red', shape: 'ring', text: this.t('status.no-runtime') });
@@ -174,17 +199,22 @@ export class LlmNodeSupport {
    * The runtime, once loaded; a clear error if it is missing or failed. A message does not wait
    * longer than its timeout for a model that is still downloading or loading.
    */
-  async runtime(timeoutMs: number | undefined): Promise<ModelRuntime> {
+  async runtime(timeoutMs: number | undefined): Promise<LlmRuntime> {
     if (!this.config) throw new Error(this.t('errors.no-runtime'));
     if (this.config.configError) throw new Error(this.config.configError);
     const lease = this.config.lease;
     if (!lease) throw new Error(this.t('errors.no-runtime'));
     if (lease.runtime) return lease.runtime;
     let timer: NodeJS.Timeout | undefined;
+    let onClose: (() => void) | undefined;
     const limit = timeoutMs ?? lease.settings.defaultTimeoutMs;
     try {
       return await Promise.race([
         lease.ready,
+        new Promise<never>((_, reject) => {
+          onClose = () => reject(this.closing.signal.reason as Error);
+          this.closing.signal.addEventListener('abort', onClose, { once: true });
+        }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () =>
@@ -197,7 +227,17 @@ export class LlmNodeSupport {
       ]);
     } finally {
       clearTimeout(timer);
+      if (onClose) this.closing.signal.removeEventListener('abort', onClose);
     }
+  }
+
+  /**
+   * The first check on every message, before anything is parsed, serialised or tokenized: an
+   * input over this node's bound is refused at once.
+   */
+  checkInput(input: unknown, settings: GenerationSettings): void {
+    const length = inputLength(input, settings.maxInput);
+    if (length > settings.maxInput) throw inputTooLong(input, length, settings.maxInput);
   }
 
   /** Counts a message's handling, so that closing can wait for it (see closeWith). */
@@ -207,7 +247,7 @@ export class LlmNodeSupport {
   }
 
   /** The session turn for a message that names one, when a session store is configured. */
-  sessionTurn(msg: { session?: unknown; topic?: unknown }, runtime: ModelRuntime): SessionTurn | undefined {
+  sessionTurn(msg: { session?: unknown; topic?: unknown }, runtime: LlmRuntime): SessionTurn | undefined {
     if (!this.sessions) return undefined;
     if (!this.sessions.store) throw new Error(this.sessions.configError ?? this.t('errors.no-sessions'));
     const key = defaultSessionKey(msg);
@@ -279,11 +319,12 @@ export class LlmNodeSupport {
     done: Done,
     request: {
       settings: GenerationSettings;
-      runtime: ModelRuntime;
+      runtime: LlmRuntime;
       system: string;
       examples: Example[];
       text: string;
-      schema: CompiledSchema;
+      /** Compiled at deploy, or a msg.schema's source (compiled and cached in the runtime). */
+      schema: CompiledSchema | object;
       check?: (value: T) => string | undefined;
       /** What a valid answer becomes: msg.payload, the mission's next states and data, the status text. */
       deliver: (result: JsonResult<T>) => {
@@ -296,10 +337,10 @@ export class LlmNodeSupport {
   ): Promise<void> {
     const { runtime, settings, system, examples, text } = request;
     const session = this.sessionTurn(msg, runtime);
-    const messages = session
-      ? session.messages(system, examples, text, runtime)
-      : buildMessages(system, examples, text);
     try {
+      const messages = session
+        ? await session.messages(system, examples, text, runtime)
+        : buildMessages(system, examples, text);
       const result = await generateValidJson<T>(
         runtime,
         messages,
@@ -355,8 +396,13 @@ export class LlmNodeSupport {
     attempts?: number,
   ): void {
     if (this.closing.signal.aborted) {
-      // Stopped mid-request: the flow this message belonged to is gone.
-      done();
+      // Stopped mid-request (redeploy, shutdown): the message still ends, as cancelled, at Catch.
+      done(
+        new LlmError(
+          'cancelled',
+          `The node was stopped (redeploy or shutdown) before the answer came: ${(err as Error)?.message ?? String(err)}`,
+        ),
+      );
       return;
     }
     const reason = rejectReason(err);
@@ -375,11 +421,10 @@ export class LlmNodeSupport {
     done(err instanceof Error ? err : new LlmError('bad_request', message));
   }
 
-  /** Leaves the runtime's users when the node is stopped. */
   /**
    * On close (redeploy, shutdown) the node's queued and running requests are cancelled, so the
-   * shared runtime does not spend minutes on answers nobody will read, and their messages end
-   * without being sent on; closing waits for them (a few seconds at most).
+   * shared runtime does not spend minutes on answers nobody will read; each of their messages ends
+   * with `cancelled` at a Catch node. Closing waits for them (a few seconds at most).
    */
   closeWith(): void {
     this.node.on('close', (_removed: boolean, done: () => void) => {

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/parse';
 import { renderTemplate, type Example } from '../lib/prompt';
-import { compileSchema, type CompiledSchema } from '../lib/runtime';
+import { compileSchemaOnce, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
@@ -31,7 +31,7 @@ export = function (RED: NodeAPI) {
     try {
       settings = parseGenerationSettings(def);
       const rawSchema = def.schema?.trim() ? JSON.parse(def.schema) : MISSION_SCHEMA;
-      schema = compileSchema(rawSchema);
+      schema = compileSchemaOnce(rawSchema);
       examples = def.examples?.trim()
         ? parseExamples(JSON.parse(def.examples))
         : def.schema?.trim()
@@ -50,12 +50,18 @@ export = function (RED: NodeAPI) {
 
     support.onInput<ParseMsg>(async (msg, send, done) => {
       if (configError || !settings || !schema) throw new Error(configError);
-      const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? '');
-      if (!text.trim()) throw new Error(support.t('errors.empty-input'));
-      let active = schema;
+      // The bound first: a 10 MB payload is refused before it is serialised or tokenized.
+      support.checkInput(msg.payload, settings);
+      if (isEmpty(msg.payload)) throw new Error(support.t('errors.empty-input'));
+      const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload);
+      // A msg.schema crosses to the runtime as it is: compiled there (cached by hash), after the
+      // queue has room for it.
+      let active: { source: object; compiled?: CompiledSchema } = { source: schema.schema, compiled: schema };
       if (msg.schema !== undefined) {
         if (!def.allowOverride) throw new Error(support.t('errors.override-refused'));
-        active = compileSchema(msg.schema);
+        if (typeof msg.schema !== 'object' || msg.schema === null || Array.isArray(msg.schema))
+          throw new Error(support.t('errors.bad-schema'));
+        active = { source: msg.schema };
       }
       const runtime = await support.runtime(support.timeoutMs(settings));
       await support.ask(msg, send, done, {
@@ -63,11 +69,11 @@ export = function (RED: NodeAPI) {
         runtime,
         system: systemPrompt(
           renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),
-          active.schema,
+          active.source,
         ),
-        examples: active === schema ? examples : [],
+        examples: active.compiled ? examples : [],
         text,
-        schema: active,
+        schema: active.compiled ?? active.source,
         deliver: (result) => ({
           payload: result.value,
           path: ['ReceiveCmd', 'Parse'],
@@ -82,6 +88,11 @@ export = function (RED: NodeAPI) {
 
   RED.nodes.registerType('llm-parse', LlmParse as unknown as (this: Node, def: NodeDef) => void);
 };
+
+/** Nothing to read: no payload, null, or a text of only blanks. */
+function isEmpty(payload: unknown): boolean {
+  return payload === undefined || payload === null || (typeof payload === 'string' && !payload.trim());
+}
 
 function parseExamples(raw: unknown): Example[] {
   if (!Array.isArray(raw))

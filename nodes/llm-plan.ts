@@ -14,7 +14,7 @@ import {
   type PlanRequest,
 } from '../lib/plan';
 import { renderTemplate } from '../lib/prompt';
-import { compileSchema, type CompiledSchema } from '../lib/runtime';
+import { compileSchemaOnce, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
@@ -56,7 +56,7 @@ export = function (RED: NodeAPI) {
       const maxSteps = def.maxSteps?.trim() ? Number(def.maxSteps) : 8;
       if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > 64)
         throw new Error('Max steps must be 1 to 64.');
-      schema = compileSchema(planSchema(catalogue, maxSteps));
+      schema = compileSchemaOnce(planSchema(catalogue, maxSteps));
     } catch (err) {
       configError = `${support.t('errors.bad-config')}: ${(err as Error).message}`;
       this.status({ fill: 'red', shape: 'ring', text: support.t('status.config-error') });
@@ -66,7 +66,16 @@ export = function (RED: NodeAPI) {
 
     support.onInput<PlanMsg>(async (msg, send, done) => {
       if (configError || !settings || !catalogue || !schema) throw new Error(configError);
-      if (msg.payload === undefined || msg.payload === null || msg.payload === '') {
+      // The bound first, over everything the prompt is made of.
+      support.checkInput(
+        [msg.payload, msg.constraints, msg.state, msg.plan, msg.feedback].filter((v) => v !== undefined),
+        settings,
+      );
+      if (
+        msg.payload === undefined ||
+        msg.payload === null ||
+        (typeof msg.payload === 'string' && !msg.payload.trim())
+      ) {
         throw new Error(support.t('errors.no-mission'));
       }
       // A plan sent back (with msg.feedback) is a replan of its own mission.

@@ -1,20 +1,47 @@
 import * as path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
-import { RuntimeRegistry, parseContextSettings, type LeaseStatus } from '../lib/runtime';
+import {
+  RuntimeProcess,
+  RuntimeRegistry,
+  parseContextSettings,
+  type LeaseStatus,
+  type Registry,
+  type RegistryOptions,
+  type RuntimeInfo,
+} from '../lib/runtime';
 import type { LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
 import { redactUrl } from '../lib/redact';
 
 const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
+/** Loading and download progress: at most this often on the canvas (a small model sends dozens a second). */
+const PROGRESS_STATUS_MS = 500;
+
 export = function (RED: NodeAPI) {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
   const userDir = RED.settings.userDir ?? process.cwd();
   const modelsDir = process.env.EDGE_LLM_MODELS_DIR || path.join(userDir, 'models');
-  const registry = new RuntimeRegistry({
+  const options: RegistryOptions = {
     modelsDir,
     // In the test helper there is no user directory: hash once per process then.
     identityCacheFile: RED.settings.userDir ? path.join(userDir, 'edge-llm', 'model-hashes.json') : undefined,
-  });
+    onLog: (level, message) => (level === 'warn' ? RED.log.warn(message) : RED.log.info(message)),
+  };
+  // Made on first use: a flow without llm-runtime starts no child process.
+  let child: RuntimeProcess | undefined;
+  let inProcess: RuntimeRegistry | undefined;
+  const registryFor = (isolation: string | undefined): Registry => {
+    if (isolation === 'in-process') return (inProcess ??= new RuntimeRegistry(options));
+    return (child ??= new RuntimeProcess({
+      ...options,
+      onLog: (level, message) =>
+        level === 'error'
+          ? RED.log.error(message)
+          : level === 'warn'
+            ? RED.log.warn(message)
+            : RED.log.info(message),
+    }));
+  };
 
   function LlmRuntime(this: LlmRuntimeNode, def: LlmRuntimeNodeDef): void {
     RED.nodes.createNode(this, def);
@@ -40,6 +67,10 @@ export = function (RED: NodeAPI) {
             shape: 'ring',
             text: t('status.loading', { percent: Math.round(s.progress * 100) }),
           };
+        case 'reloading':
+          return { fill: 'yellow', shape: 'ring', text: t('status.reloading') };
+        case 'restarting':
+          return { fill: 'red', shape: 'ring', text: t('status.restarting') };
         case 'error':
           return { fill: 'red', shape: 'ring', text: `${t('status.error')}: ${s.error?.message ?? ''}` };
         case 'closed':
@@ -60,20 +91,19 @@ export = function (RED: NodeAPI) {
     this.currentStatus = () => statusOf(this.lease?.status);
 
     const broadcast = (): void => {
+      if (pendingStatus) clearTimeout(pendingStatus);
+      pendingStatus = undefined;
+      lastStatusAt = Date.now();
       const status = this.currentStatus();
       const state = this.configError ? 'config-error' : (this.lease?.status.state ?? 'closed');
       users.forEach((user) => user.runtimeStatus(status, state));
     };
-    // Queue depth changes on every request: at most a few status updates a second.
-    const broadcastSoon = (): void => {
+    // Queue depth and load progress change often: at most a few status updates a second.
+    const broadcastSoon = (wait = 250): void => {
       if (pendingStatus) return;
-      const wait = Math.max(0, 250 - (Date.now() - lastStatusAt));
-      pendingStatus = setTimeout(() => {
-        pendingStatus = undefined;
-        lastStatusAt = Date.now();
-        broadcast();
-      }, wait);
+      pendingStatus = setTimeout(broadcast, Math.max(0, wait - (Date.now() - lastStatusAt)));
     };
+    const onChange = (): void => broadcastSoon();
 
     this.register = (user) => {
       users.set(user.id, user);
@@ -89,14 +119,24 @@ export = function (RED: NodeAPI) {
     try {
       const settings = parseContextSettings(def);
       if (!def.model || !def.model.trim()) throw new Error(t('errors.no-model'));
-      this.lease = registry.acquire({ source: def.model, settings });
+      if (def.isolation && !['child', 'in-process'].includes(def.isolation))
+        throw new Error(t('errors.bad-isolation'));
+      this.lease = registryFor(def.isolation).acquire({ source: def.model, settings });
+      let listening: { off(event: 'change', listener: () => void): unknown } | undefined;
       this.lease.on('status', (s: LeaseStatus) => {
         if (s.state === 'error') this.error(`${t('errors.load-failed')}: ${s.error?.message ?? ''}`);
         if (s.state === 'ready') {
           this.log(t('log.ready', { model: redactUrl(def.model) }));
-          this.lease?.runtime?.on('change', broadcastSoon);
+          const runtime = this.lease?.runtime;
+          if (runtime && runtime !== listening) {
+            listening?.off('change', onChange);
+            runtime.on('change', onChange);
+            listening = runtime;
+          }
         }
-        broadcast();
+        if ((s.state === 'loading' || s.state === 'downloading') && s.progress > 0 && s.progress < 1)
+          broadcastSoon(PROGRESS_STATUS_MS);
+        else broadcast();
       });
     } catch (err) {
       this.configError = (err as Error).message;
@@ -108,7 +148,7 @@ export = function (RED: NodeAPI) {
       users.clear();
       const lease = this.lease;
       // The runtime may outlive this node (another config node shares it): stop listening to it.
-      lease?.runtime?.off('change', broadcastSoon);
+      lease?.runtime?.off('change', onChange);
       this.lease = undefined;
       (lease ? lease.release() : Promise.resolve()).then(
         () => done(),
@@ -122,28 +162,33 @@ export = function (RED: NodeAPI) {
 
   RED.nodes.registerType('llm-runtime', LlmRuntime as unknown as (this: Node, def: NodeDef) => void);
 
-  // Read-only view of every loaded model; ?probe=1 also asks each ready one for a few tokens.
+  const registries = (): Registry[] => {
+    const list: Registry[] = [];
+    if (child) list.push(child);
+    if (inProcess) list.push(inProcess);
+    return list;
+  };
+  const tag = (infos: RuntimeInfo[], isolation: 'child' | 'in-process'): RuntimeInfo[] =>
+    infos.map((info) => ({ ...info, process: info.process ?? isolation }));
+  const all = async (probe: boolean): Promise<RuntimeInfo[]> => {
+    const lists = await Promise.all(
+      registries().map(async (r) =>
+        tag(await (probe ? r.probe() : r.list()), r === inProcess ? 'in-process' : 'child'),
+      ),
+    );
+    return lists.flat();
+  };
+
+  // Every loaded model; ?probe=1 also asks each ready one for a few tokens. A probe costs model
+  // time, so it needs the write permission, and runs one at a time outside the production queue.
   RED.httpAdmin.get('/edge-llm/runtimes', RED.auth.needsPermission('llm-runtime.read'), (req, res) => {
-    const infos = registry.list();
-    if (req.query.probe === undefined) {
-      res.json(infos);
-      return;
-    }
-    Promise.all(
-      infos.map(async (info) => {
-        const runtime = registry.get(info.id);
-        if (!runtime) return { ...info, probe: { ok: false, error: info.state } };
-        const started = Date.now();
-        try {
-          const r = await runtime.complete('Hello', { maxTokens: 4, priority: 'low', timeoutMs: 30_000 });
-          return {
-            ...info,
-            probe: { ok: true, ms: Date.now() - started, tokens: r.tokensOut, text: r.text },
-          };
-        } catch (err) {
-          return { ...info, probe: { ok: false, error: (err as Error).message } };
-        }
-      }),
-    ).then((probed) => res.json(probed));
+    const answer = (probe: boolean): void => {
+      all(probe).then(
+        (infos) => res.json(infos),
+        (err: Error) => res.status(503).json({ error: err.message }),
+      );
+    };
+    if (req.query.probe === undefined) return answer(false);
+    RED.auth.needsPermission('llm-runtime.write')(req, res, () => answer(true));
   });
 };

@@ -1,5 +1,5 @@
 import type { Node, NodeDef, NodeStatus } from 'node-red';
-import type { LeaseState, RuntimeLease } from '../lib/runtime';
+import type { Lease, LeaseState } from '../lib/runtime';
 
 /** A node that uses a runtime: told of the runtime's state (loading %, ready, busy, error). */
 export interface RuntimeUser {
@@ -14,11 +14,13 @@ export interface LlmRuntimeNodeDef extends NodeDef {
   sequences: string;
   queueLimit: string;
   timeout: string;
+  /** 'child' (the default): the model runs in the runtime child process; 'in-process': in Node-RED's. */
+  isolation?: string;
 }
 
 /** What a node that uses the runtime sees of its llm-runtime config node. */
 export interface LlmRuntimeNode extends Node {
-  lease: RuntimeLease | undefined;
+  lease: Lease | undefined;
   configError: string | undefined;
   register(user: RuntimeUser): void;
   deregister(user: RuntimeUser): void;

@@ -126,6 +126,7 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
   });
 
   it('frees the model when the last user leaves, and 20 redeploys do not grow the process memory', async function () {
+    this.timeout(240_000);
     const deploy = async () => {
       await load([
         runtime('rt1', stories, { sequences: '4' }),
@@ -256,7 +257,7 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     assert.equal(((await out).rejected as { reason: string }).reason, 'queue_full');
   });
 
-  it('cancels its requests when the node is stopped, and sends nothing on for them', async function () {
+  it('cancels its requests when the node is stopped: each message ends once, as cancelled at Catch', async function () {
     const long = {
       type: 'object',
       properties: { story: { type: 'string', maxLength: 6000 } },
@@ -269,19 +270,64 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     ]);
     const p1 = helper.getNode('p1') as Spied;
     await until(() => p1.status.args.some(([s]) => String(s.text).endsWith('status.ready')), 20_000, 'ready');
-    const outputs: unknown[] = [];
+    const outputs: Array<{ id: string; msg: Record<string, unknown> }> = [];
     for (const id of ['valid', 'rejected', 'caught'])
-      helper.getNode(id).on('input', (m: unknown) => outputs.push(m));
+      helper.getNode(id).on('input', (msg: Record<string, unknown>) => outputs.push({ id, msg }));
     for (let i = 0; i < 3; i++) p1.receive({ payload: `Tell story ${i}` });
     await new Promise((r) => setTimeout(r, 50));
     const started = Date.now();
     await (p1 as unknown as { close(removed: boolean): Promise<void> }).close(false);
     assert.ok(Date.now() - started < 3_000, `closed in ${Date.now() - started} ms`);
-    assert.deepEqual(outputs, [], 'a stopped node sends nothing on');
+    await until(() => outputs.length >= 3, 5_000, 'three outcomes');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      outputs.map((o) => o.id),
+      ['caught', 'caught', 'caught'],
+      'a stopped node sends nothing on; its messages end at Catch',
+    );
+    for (const { msg } of outputs) {
+      assert.match(String((msg.error as { message: string }).message), /stopped \(redeploy or shutdown\)/);
+    }
     // The shared runtime is free at once for the node that stays.
     const out = next('valid');
     (helper.getNode('p2') as Spied).receive({ payload: 'Zone A level 1' });
     assert.ok(((await out).llm as { totalMs: number }).totalMs < 5_000);
+  });
+
+  it('shows loading progress a few times a second at most, and runs in-process where asked', async function () {
+    for (const isolation of ['child', 'in-process']) {
+      const started = Date.now();
+      await load([runtime('rt1', stories, { isolation }), parse('p1', 'rt1')]);
+      const p1 = helper.getNode('p1') as Spied;
+      await until(() => p1.status.args.some(([s]) => s.text?.endsWith('status.ready')), 20_000, 'ready');
+      const loading = p1.status.args.filter(([s]) => String(s.text).includes('status.loading')).length;
+      const allowed = 2 + Math.ceil((Date.now() - started) / 500);
+      assert.ok(loading <= allowed, `${loading} loading updates (at most ${allowed})`);
+      const out = next('valid');
+      p1.receive({ payload: 'Zone A level 2' });
+      assert.ok(((await out).llm as { tokensOut: number }).tokensOut > 0);
+      const [info] = (await helper.request().get('/edge-llm/runtimes').expect(200)).body;
+      assert.equal(info.process, isolation);
+      assert.equal(info.settings.contextSize, 1024);
+      await helper.unload();
+    }
+  });
+
+  it('refuses an empty or missing payload, and one over its max input, with a clear error to Catch', async function () {
+    await load([runtime('rt1', stories), parse('p1', 'rt1', { maxInput: '40' })]);
+    const p1 = helper.getNode('p1') as Spied;
+    const cases: Array<[unknown, RegExp]> = [
+      [undefined, /empty-input/],
+      [null, /empty-input/],
+      ['   ', /empty-input/],
+      ['x'.repeat(41), /too long: 41 characters.*at most 40/],
+      [{ reading: 'y'.repeat(40) }, /too long: more than 40 characters/],
+    ];
+    for (const [payload, pattern] of cases) {
+      const caught = next('caught');
+      p1.receive({ payload });
+      assert.match(String(((await caught).error as { message: string }).message), pattern);
+    }
   });
 
   it('refuses an invalid schema at deploy with a red status and an error', async function () {

@@ -48,6 +48,9 @@ describe('llm-plan (real model)', function () {
     afterEach(() => registry.close());
 
     it('gives 200 plans for ordinary and hostile inputs whose every step is a catalogue action with valid params', async function () {
+      // 200 requests queued at once: on a loaded 2-core box the last ones wait minutes, and this
+      // test is about what the plans contain, not about deadlines.
+      this.timeout(600_000);
       registry = new RuntimeRegistry({ modelsDir: testModelsDir(), gpu: false });
       const runtime = await registry.acquire({
         source: await testModel('stories'),
@@ -68,7 +71,7 @@ describe('llm-plan (real model)', function () {
             runtime,
             buildMessages('Plan the mission with the listed actions.', [], planInput({ mission: text }, [])),
             schema,
-            { maxTokens: 300, temperature: 0.8, seed: i, retries: 1 },
+            { maxTokens: 300, temperature: 0.8, seed: i, retries: 1, timeoutMs: 590_000 },
             (v) => checkSteps(catalogue, v.steps),
           ),
         ),

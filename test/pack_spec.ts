@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Editor, QUIET_EDITOR_SETTINGS } from './support/browser';
 import { NodeRedProcess } from './support/node-red-process';
-import { REPO_ROOT } from './support/models';
+import { REPO_ROOT, testModel } from './support/models';
 
 const run = promisify(execFile);
 const MODULE = 'node-red-contrib-edge-llm';
@@ -85,6 +85,23 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
     const scoped = path.join(modules, '@node-llama-cpp');
     const prebuilt = existsSync(scoped) ? readdirSync(scoped).filter((d) => d.startsWith(platform)) : [];
     assert.ok(prebuilt.length > 0, `a prebuilt llama.cpp binary in @node-llama-cpp/${platform}*`);
+  });
+
+  it('runs a model in the runtime child process of the installed package', async function () {
+    this.timeout(120_000);
+    // From the user directory, as Node-RED resolves it: the installed dist/lib/runtime/child.js
+    // and the installed node-llama-cpp, nothing from this checkout.
+    const script = `
+      const { RuntimeProcess } = require('${MODULE}/dist/lib/runtime');
+      const rp = new RuntimeProcess({ modelsDir: ${JSON.stringify(path.dirname(await testModel('stories')))}, gpu: false });
+      rp.acquire({ source: 'stories260K.gguf', settings: { threads: 1, sequences: 1 } }).ready
+        .then((rt) => rt.complete('Once upon a time', { maxTokens: 8 }))
+        .then((r) => { console.log(JSON.stringify({ tokens: r.tokensOut, pid: rp.pid })); return rp.close(); })
+        .then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`;
+    const { stdout } = await run(process.execPath, ['-e', script], { cwd: red!.userDir });
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { tokens: number; pid: number };
+    assert.ok(result.tokens > 0, stdout);
+    assert.ok(result.pid > 0, 'it ran in a child process');
   });
 
   it('loads every node of the package in Node-RED, without a load error', async function () {

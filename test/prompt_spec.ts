@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as sinon from 'sinon';
-import { buildMessages, generateValidJson } from '../lib/prompt';
+import { buildMessages, generateValidJson, inputLength } from '../lib/prompt';
 import { RuntimeRegistry, compileSchema, loadNodeLlamaCpp, type LlmError } from '../lib/runtime';
 import { testModel, testModelsDir } from './support/models';
 
@@ -53,5 +53,28 @@ describe('answers that must validate (real model)', function () {
     });
     assert.equal(typeof (result.value as { zone: string }).zone, 'string');
     assert.equal(result.snapshotSaved, false);
+  });
+
+  it('measures an input only up to its bound: a 10 MB payload is never walked whole', function () {
+    const big = 'x'.repeat(10 * 2 ** 20);
+    assert.equal(inputLength(big, 32_000), big.length);
+    let visited = 0;
+    const readings = new Proxy(
+      Array.from({ length: 200_000 }, (_, i) => ({ sensor: `s${i}`, value: i })),
+      {
+        get(target, key, receiver) {
+          if (typeof key === 'string' && /^\d+$/.test(key)) visited++;
+          return Reflect.get(target, key, receiver) as unknown;
+        },
+      },
+    );
+    assert.ok(inputLength({ readings }, 32_000) > 32_000);
+    assert.ok(visited < 2_000, `${visited} of 200,000 readings looked at`);
+    const cyclic: Record<string, unknown> = { a: 'text' };
+    cyclic.self = cyclic;
+    assert.ok(inputLength(cyclic, 32_000) < 100, 'a cycle is counted once');
+    const measured = inputLength({ a: 1, b: [true, 'x'] }, 32_000);
+    const real = JSON.stringify({ a: 1, b: [true, 'x'] }).length;
+    assert.ok(measured >= real && measured <= real + 6, `${measured} for ${real} characters`);
   });
 });

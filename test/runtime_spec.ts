@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { copyFile, mkdtemp, open, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as sinon from 'sinon';
@@ -48,16 +48,16 @@ describe('runtime (real inference on the test models)', function () {
       assert.equal(ra.queueLimit, 90, 'the shared queue holds what the most generous user asks');
       assert.equal(d.settings.defaultTimeoutMs, 5_000);
       await d.release();
-      const infos = registry.list();
+      const infos = registry.listNow();
       assert.equal(infos.length, 2);
       assert.equal(infos.find((i) => i.users === 2)?.model.sha256.length, 64);
       await a.release();
       assert.equal(registry.loadedModels, 1);
       await b.release();
-      assert.equal(registry.list().length, 1);
+      assert.equal(registry.listNow().length, 1);
       await c.release();
       assert.equal(registry.loadedModels, 0);
-      assert.equal(registry.list().length, 0);
+      assert.equal(registry.listNow().length, 0);
     });
 
     it('remembers model hashes across restarts, and hashes again when the file changes', async function () {
@@ -295,6 +295,61 @@ describe('runtime (real inference on the test models)', function () {
         runtime.generateJson('x', { type: 'object', properties: { a: { type: 'nonsense' } } }),
         (e: LlmError) => e.code === 'bad_request' && /Invalid JSON Schema/.test(e.message),
       );
+    });
+  });
+
+  describe('bounds', function () {
+    it('checks the queue before it compiles a schema, and compiles each schema once', async function () {
+      const runtime = await registry.acquire({ source: stories, settings: { sequences: 1, queueLimit: 0 } })
+        .ready;
+      const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
+      const first = await runtime.generateJson('x', schema, { maxTokens: 16 });
+      const running = runtime.complete('Once upon a time', { maxTokens: 200 });
+      for (let i = 0; i < 200; i++) {
+        await assert.rejects(
+          runtime.generateJson('x', { ...schema, title: `distinct ${i}` }),
+          (e: LlmError) => e.code === 'queue_full',
+        );
+      }
+      assert.equal(runtime.cachedSchemas, 1, 'a refused request compiled nothing');
+      await running;
+      const again = await runtime.generateJson('x', { ...schema }, { maxTokens: 16 });
+      assert.equal(again.schemaHash, first.schemaHash);
+      assert.equal(runtime.cachedSchemas, 1, 'the same schema again is not compiled again');
+    });
+
+    it('reports the context size each sequence really has', async function () {
+      await registry.acquire({ source: stories, settings: { contextSize: 1_048_576, sequences: 1 } }).ready;
+      assert.equal(
+        registry.listNow()[0].settings.contextSize,
+        2048,
+        'capped by the model (trained on 2,048)',
+      );
+    });
+  });
+
+  describe('offline', function () {
+    it('fails an hf: model that cannot be fetched within 10 s, saying where to put the file; put there, it loads', async function () {
+      const modelsDir = await mkdtemp(path.join(tmp, 'models-'));
+      const offline = new RuntimeRegistry({ modelsDir, gpu: false, watchMs: 200 });
+      try {
+        const lease = offline.acquire({ source: 'hf:edge-llm-tests/no-such-repo/stories260K.gguf' });
+        const started = Date.now();
+        await assert.rejects(lease.ready, (e: LlmError) => {
+          assert.equal(e.code, 'model_load');
+          assert.ok(e.message.includes(path.join(modelsDir, 'stories260K.gguf')), e.message);
+          return true;
+        });
+        assert.ok(Date.now() - started < 10_000, `failed after ${Date.now() - started} ms`);
+        assert.equal(lease.status.state, 'error');
+        // The atomic way: a temporary name in the folder, then a rename.
+        await copyFile(stories, path.join(modelsDir, '.stories260K.gguf.tmp'));
+        await rename(path.join(modelsDir, '.stories260K.gguf.tmp'), path.join(modelsDir, 'stories260K.gguf'));
+        while ((lease.status.state as string) !== 'ready') await new Promise((r) => setTimeout(r, 50));
+        assert.ok((await (await lease.ready).complete('Once', { maxTokens: 4 })).tokensOut > 0);
+      } finally {
+        await offline.close();
+      }
     });
   });
 

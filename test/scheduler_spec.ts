@@ -167,4 +167,35 @@ describe('scheduler', function () {
     a.finish();
     await pa;
   });
+
+  it('lets a probe wait behind production without taking a place in the queue', async function () {
+    const s = new Scheduler({ slots: 1, queueLimit: 1 });
+    const log: string[] = [];
+    const a = gate(log, 'a');
+    const pa = s.run(a.task);
+    const probe = gate(log, 'probe');
+    const pp = s.run(probe.task, { probe: true, priority: 'low' });
+    const b = gate(log, 'b');
+    const pb = s.run(b.task);
+    assert.equal(s.queued, 1, 'the probe is not counted');
+    await assert.rejects(s.run(gate(log, 'c').task), (e: LlmError) => e.code === 'queue_full');
+    a.finish();
+    await pa;
+    await flush();
+    assert.deepEqual(log, ['a', 'b'], 'production before the probe');
+    b.finish();
+    await pb;
+    await flush();
+    assert.deepEqual(log, ['a', 'b', 'probe']);
+    probe.finish();
+    await pp;
+  });
+
+  it('says why a request would be refused before it is prepared', function () {
+    const s = new Scheduler({ slots: 1, queueLimit: 0 });
+    assert.equal(s.admission(), undefined);
+    void s.run(() => new Promise(() => undefined));
+    assert.equal(s.admission()?.code, 'queue_full');
+    assert.equal(s.admission({ probe: true }), undefined);
+  });
 });

@@ -178,6 +178,15 @@ describe('kv-session nodes in a flow', function () {
     getNode('setter').receive({ payload: { state: 'Execute' } });
     assert.match((await caught).error?.message ?? '', /kv-session.errors.bad-update/);
 
+    // Cyclic data cannot survive a restart: an error to Catch, and the mission keeps what it had.
+    const cyclic: Record<string, unknown> = { goal: 'loop' };
+    cyclic.self = cyclic;
+    const refused = next('caught');
+    getNode('setter').receive({ payload: { data: cyclic } });
+    assert.match((await refused).error?.message ?? '', /cannot be stored.*without cycles/);
+    const kept = (helper.getNode('store') as unknown as KvSessionStoreNode).store!.get('cell-3').mission;
+    assert.deepEqual([kept.spec, kept.data], [{ goal: 'inspect valve 7' }, undefined]);
+
     const list = next('list-out');
     getNode('lister').receive({});
     const listed = (await list).payload as Array<Record<string, unknown>>;

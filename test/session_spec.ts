@@ -371,12 +371,99 @@ describe('session store (lib)', function () {
         );
         const d = SessionStore.open({ dir: other, encryptionKey: 'battery staple' });
         assert.equal(d.size, 0);
-        assert.match(d.problems[0], /cannot be decrypted with this key/);
+        assert.match(d.problems[0], /fails its integrity check/);
         await d.close();
       } finally {
         fs.rmSync(other, { recursive: true, force: true });
       }
       assert.equal(open({ encryptionKey: 'correct horse' }).get('m').mission.spec, 'top secret');
+    });
+  });
+
+  describe('damage and tampering', function () {
+    it('tells a tampered session file from a wrong key, and never overwrites it on the next turn', async function () {
+      const a = open({ encryptionKey: 'correct horse' });
+      await a.appendTurn('m', 'the valve code is 4711', 'noted');
+      await a.appendTurn('other', 'hello', 'hi');
+      await a.close();
+      const file = path.join(dir, 'sessions', `${idOf('m')}.json`);
+      const sealed = JSON.parse(fs.readFileSync(file, 'utf8')) as { data: string };
+      const bytes = Buffer.from(sealed.data, 'base64');
+      bytes[3] ^= 0x01;
+      fs.writeFileSync(file, JSON.stringify({ ...sealed, data: bytes.toString('base64') }));
+      const tampered = fs.readFileSync(file);
+
+      const b = open({ encryptionKey: 'correct horse' });
+      assert.deepEqual(b.keys(), ['other'], 'the sound session opens with the key');
+      assert.match(b.problems[0], /fails its integrity check.*the store key is right/);
+      assert.doesNotMatch(b.problems[0], /wrong key|cannot be decrypted with this key/);
+      for (const attempt of [
+        () => b.appendTurn('m', 'next turn', 'answer'),
+        async () => b.get('m'),
+        async () => b.transition('m', 'ReceiveCmd'),
+      ]) {
+        await assert.rejects(
+          attempt(),
+          (e: SessionError) => e.code === 'unreadable' && /left as it is/.test(e.message),
+        );
+      }
+      await b.flush();
+      assert.deepEqual(fs.readFileSync(file), tampered, 'the tampered file is untouched');
+      assert.equal(b.delete('m'), true, 'clearing the session is the way out');
+      assert.ok(
+        sessionFiles(dir).some((n) => n.startsWith(`${idOf('m')}.json.unreadable-`)),
+        'kept beside',
+      );
+      await b.appendTurn('m', 'a new start', 'ok');
+      assert.equal(b.get('m').conversation.length, 2);
+    });
+
+    it('tells a damaged store.json from a wrong key', async function () {
+      const a = open({ encryptionKey: 'correct horse' });
+      a.transition('m', 'ReceiveCmd');
+      await a.close();
+      const meta = path.join(dir, 'store.json');
+      const sound = fs.readFileSync(meta, 'utf8');
+      const parsed = JSON.parse(sound) as { encryption: { check: string } };
+      const check = parsed.encryption.check;
+      const flipped = check.slice(0, 40) + (check[40] === 'A' ? 'B' : 'A') + check.slice(41);
+      fs.writeFileSync(
+        meta,
+        JSON.stringify({ ...parsed, encryption: { ...parsed.encryption, check: flipped } }),
+      );
+      assert.throws(
+        () => open({ encryptionKey: 'correct horse' }),
+        (e: SessionError) => e.code === 'corrupt' && /damaged.*the key is not the problem/.test(e.message),
+      );
+      fs.writeFileSync(meta, sound.slice(0, 30));
+      assert.throws(
+        () => open({ encryptionKey: 'correct horse' }),
+        (e: SessionError) => e.code === 'corrupt' && /damaged/.test(e.message),
+      );
+      fs.writeFileSync(meta, sound);
+      assert.throws(
+        () => open({ encryptionKey: 'battery staple' }),
+        (e: SessionError) => e.code === 'wrong_key',
+      );
+      assert.equal(open({ encryptionKey: 'correct horse' }).get('m').mission.state, 'ReceiveCmd');
+    });
+
+    it('refuses mission data that cannot be stored as JSON, and keeps what it had', async function () {
+      const a = open();
+      a.update('m', { data: { level: 1 } });
+      const cyclic: Record<string, unknown> = { level: 2 };
+      cyclic.self = cyclic;
+      assert.throws(
+        () => a.update('m', { data: cyclic }),
+        (e: SessionError) => e.code === 'bad_data' && /without cycles/.test(e.message),
+      );
+      assert.throws(
+        () => a.update('m', { data: { big: 10n } as never }),
+        (e: SessionError) => e.code === 'bad_data',
+      );
+      await a.close();
+      stores.pop();
+      assert.deepEqual(open().get('m').mission.data, { level: 1 });
     });
   });
 

@@ -11,6 +11,8 @@ export type LlmErrorCode =
   | 'closed'
   | 'model_load'
   | 'bad_request'
+  /** The runtime child process ended while the request was decoding (it restarts by itself). */
+  | 'runtime_crashed'
   /** Something failed that is neither the answer's fault nor the caller's (a native error, a full disk). */
   | 'internal';
 

@@ -5,4 +5,5 @@ export * from './metrics';
 export * from './model-source';
 export * from './runtime';
 export * from './registry';
+export * from './client';
 export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';

@@ -146,6 +146,26 @@ export function compileSchema(schema: unknown, bounds: SchemaBounds = DEFAULT_BO
   };
 }
 
+/**
+ * Schemas the nodes compile when they are deployed, by hash: ajv's code generation costs 15-50 ms
+ * a schema on a 2-core gateway, on Node-RED's event loop, so a redeploy of unchanged nodes reuses
+ * what the last deploy compiled. Process-wide by nature, like the shared Llama; a few entries.
+ */
+const deployed = new Map<string, CompiledSchema>();
+const DEPLOYED_CACHE = 32;
+
+export function compileSchemaOnce(schema: unknown): CompiledSchema {
+  const hash = schemaHash(schema);
+  let compiled = deployed.get(hash);
+  if (compiled) deployed.delete(hash);
+  else {
+    compiled = compileSchema(schema);
+    if (deployed.size >= DEPLOYED_CACHE) deployed.delete(deployed.keys().next().value!);
+  }
+  deployed.set(hash, compiled);
+  return compiled;
+}
+
 export function schemaHash(schema: unknown): string {
   return createHash('sha256').update(stableStringify(schema)).digest('hex').slice(0, 16);
 }

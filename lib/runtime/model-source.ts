@@ -17,6 +17,29 @@ export interface ResolveOptions {
   modelsDir: string;
   onDownloadProgress?: (fraction: number) => void;
   signal?: AbortSignal;
+  /**
+   * How long a URI may take to answer (before its download starts) or to send more bytes: without
+   * a network a fetch would otherwise retry for minutes with no word to anyone.
+   */
+  stallMs?: number;
+}
+
+/** With the time to load node-llama-cpp and resolve, an offline fetch fails well within 10 s. */
+export const DEFAULT_STALL_MS = 8_000;
+
+/**
+ * Where a source's file is expected in the models directory (a URI's file name, or a bare name):
+ * what a person without a network copies there, and what a failed load watches for.
+ */
+export function expectedModelPath(source: string, modelsDir: string): string | undefined {
+  const spec = source.trim();
+  if (!spec) return undefined;
+  if (isModelUri(spec)) {
+    const base = spec.split(/[?#]/)[0].split('/').pop() ?? '';
+    return base.toLowerCase().endsWith('.gguf') ? path.join(modelsDir, base) : undefined;
+  }
+  if (path.isAbsolute(spec)) return spec;
+  return path.resolve(modelsDir, spec.toLowerCase().endsWith('.gguf') ? spec : `${spec}.gguf`);
 }
 
 const URI = /^(hf:|huggingface:|https?:\/\/)/i;
@@ -34,22 +57,60 @@ export async function resolveModelSource(source: string, options: ResolveOptions
   const spec = source.trim();
   if (!spec)
     throw new LlmError('model_load', 'No model is configured: give a file path, an hf: URI or a model name.');
-  const { resolveModelFile } = await loadNodeLlamaCpp();
   if (isModelUri(spec)) {
     const base = spec.split(/[?#]/)[0].split('/').pop() ?? '';
+    const fileName = base.toLowerCase().endsWith('.gguf') ? base : undefined;
+    // Already in the models directory (copied there for an offline gateway): no network at all.
+    if (fileName) {
+      const local = path.join(options.modelsDir, fileName);
+      if ((await stat(local).catch(() => undefined))?.isFile()) return local;
+    }
+    const stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    const stalled = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => stalled.abort(), stallMs);
+    };
+    arm();
+    const signal = options.signal ? AbortSignal.any([options.signal, stalled.signal]) : stalled.signal;
+    // Loading node-llama-cpp counts against the stall time too: the 10 s are the person's.
+    const { resolveModelFile } = await loadNodeLlamaCpp();
+    const where = path.join(options.modelsDir, fileName ?? '<file>.gguf');
     try {
-      return await resolveModelFile(spec, {
+      const file = resolveModelFile(spec, {
         directory: options.modelsDir,
-        fileName: base.toLowerCase().endsWith('.gguf') ? base : undefined,
+        fileName,
         cli: false,
-        signal: options.signal,
-        onProgress: ({ totalSize, downloadedSize }) =>
-          options.onDownloadProgress?.(totalSize > 0 ? downloadedSize / totalSize : 0),
+        signal,
+        onProgress: ({ totalSize, downloadedSize }) => {
+          arm();
+          options.onDownloadProgress?.(totalSize > 0 ? downloadedSize / totalSize : 0);
+        },
       });
+      // node-llama-cpp may not look at the signal while it resolves the URI: the stall wins the race.
+      const stall = new Promise<never>((_, reject) => {
+        if (stalled.signal.aborted) reject(new Error('stalled'));
+        stalled.signal.addEventListener('abort', () => reject(new Error('stalled')), { once: true });
+      });
+      file.catch(() => undefined);
+      return await Promise.race([file, stall]);
     } catch (err) {
-      throw new LlmError('model_load', `Could not get model ${redactUrl(spec)}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      if (stalled.signal.aborted && !options.signal?.aborted) {
+        throw new LlmError(
+          'model_load',
+          `Could not fetch model ${redactUrl(spec)}: no answer from the network within ${Math.round(stallMs / 1000)} s. ` +
+            `Without a network, put the file at ${where} (copy it to a temporary name there, then rename it).`,
+          { cause: err },
+        );
+      }
+      throw new LlmError(
+        'model_load',
+        `Could not get model ${redactUrl(spec)}: ${(err as Error).message}. Without a network, put the file at ${where}.`,
+        { cause: err },
+      );
+    } finally {
+      clearTimeout(timer);
     }
   }
   const candidates = path.isAbsolute(spec)

@@ -1,19 +1,37 @@
 import { EventEmitter } from 'node:events';
+import { stat } from 'node:fs/promises';
 import type { LlamaModel } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { redactUrl } from '../redact';
 import { LlmError, isLlmError } from './errors';
 import { getSharedLlama, type GpuChoice } from './llama';
 import type { RuntimeMetrics } from './metrics';
-import { IdentityCache, checkGgufFile, resolveModelSource, type ModelIdentity } from './model-source';
+import {
+  IdentityCache,
+  checkGgufFile,
+  expectedModelPath,
+  resolveModelSource,
+  type ModelIdentity,
+} from './model-source';
 import {
   ModelRuntime,
   resolveContextSettings,
+  type LlmRuntime,
   type ContextSettings,
   type ModelInfo,
   type ResolvedContextSettings,
 } from './runtime';
 
-export type LeaseState = 'resolving' | 'downloading' | 'loading' | 'ready' | 'error' | 'closed';
+export type LeaseState =
+  | 'resolving'
+  | 'downloading'
+  | 'loading'
+  | 'ready'
+  /** The model file changed under the loaded model: checked again and reloaded. */
+  | 'reloading'
+  /** The runtime child process ended; it is started again (after a backoff) and the model reloaded. */
+  | 'restarting'
+  | 'error'
+  | 'closed';
 
 export interface LeaseStatus {
   state: LeaseState;
@@ -32,10 +50,36 @@ export interface RuntimeInfo {
   id: string;
   source: string;
   model: { path: string; size: number; sha256: string; gpu: string | false; info?: ModelInfo };
+  /** contextSize is what each sequence really has once loaded (the model may cap what was asked). */
   settings: ResolvedContextSettings;
   users: number;
   state: 'loading' | 'ready' | 'error';
   metrics?: RuntimeMetrics;
+  /** Where the runtime runs: the runtime child process or Node-RED's own. */
+  process?: 'child' | 'in-process';
+  probe?: ProbeResult;
+}
+
+export type ProbeResult =
+  { ok: true; ms: number; tokens: number; text: string } | { ok: false; error: string };
+
+/** What a node holds of its runtime: the same for one in this process and one in the child. */
+export interface Lease extends EventEmitter {
+  readonly spec: RuntimeSpec;
+  status: LeaseStatus;
+  runtime: LlmRuntime | undefined;
+  settings: ResolvedContextSettings;
+  readonly ready: Promise<LlmRuntime>;
+  release(): Promise<void>;
+}
+
+/** Every model of a Node-RED process, in the process itself or in the runtime child. */
+export interface Registry {
+  acquire(spec: RuntimeSpec): Lease;
+  list(): Promise<RuntimeInfo[]>;
+  /** Asks every ready runtime for a few tokens; one probe at a time, outside the production queue. */
+  probe(): Promise<RuntimeInfo[]>;
+  close(): Promise<void>;
 }
 
 interface ModelEntry {
@@ -43,6 +87,8 @@ interface ModelEntry {
   users: number;
   model: Promise<LlamaModel>;
   events: EventEmitter;
+  /** Polls the file under the loaded model (size, mtime, inode). */
+  watch?: NodeJS.Timeout;
 }
 
 interface RuntimeEntry {
@@ -59,29 +105,45 @@ interface RuntimeEntry {
 /**
  * A user's claim on a runtime. Created at once; it reports resolving, download and load progress
  * as events and settles to ready or error. Releasing the last lease on a runtime frees its context,
- * and the last on a model file frees the model.
+ * and the last on a model file frees the model. A reload (the file changed) makes it not ready
+ * again until the new model is loaded.
  */
-export class RuntimeLease extends EventEmitter {
+export class RuntimeLease extends EventEmitter implements Lease {
   status: LeaseStatus = { state: 'resolving', progress: 0 };
   runtime: ModelRuntime | undefined;
   /** This user's settings; the timeout is applied to its requests, the rest shape the shared context. */
   settings: ResolvedContextSettings = resolveContextSettings();
   /** Set when this lease counts as a user of a runtime entry. */
   entryId: string | undefined;
+  /** The model file this lease resolved to (watched for a fix after a failed load). */
+  file: string | undefined;
   released = false;
   /** Stops this lease's model download when it is released (a redeploy mid-download). */
   readonly cancel = new AbortController();
-  readonly ready: Promise<ModelRuntime>;
+  private current: Promise<ModelRuntime> | undefined;
   private settle!: { resolve: (r: ModelRuntime) => void; reject: (e: LlmError) => void };
+  private settled = false;
 
   constructor(
     readonly spec: RuntimeSpec,
     private readonly onRelease: (lease: RuntimeLease) => Promise<void>,
   ) {
     super();
-    this.ready = new Promise<ModelRuntime>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.reset();
+  }
+
+  get ready(): Promise<ModelRuntime> {
+    return this.current!;
+  }
+
+  /** @internal A new load begins: ready is a new promise unless the old one is still pending. */
+  reset(): void {
+    this.runtime = undefined;
+    if (this.current && !this.settled) return;
+    this.settled = false;
+    this.current = new Promise<ModelRuntime>((resolve, reject) => (this.settle = { resolve, reject }));
     // A lease nobody awaits must not produce an unhandled rejection: errors are also events.
-    this.ready.catch(() => undefined);
+    this.current.catch(() => undefined);
   }
 
   /** @internal */
@@ -95,12 +157,14 @@ export class RuntimeLease extends EventEmitter {
   resolve(runtime: ModelRuntime): void {
     this.runtime = runtime;
     this.update({ state: 'ready', progress: 1 });
+    this.settled = true;
     this.settle.resolve(runtime);
   }
 
   /** @internal */
   reject(error: LlmError): void {
     this.update({ state: 'error', progress: 0, error });
+    this.settled = true;
     this.settle.reject(error);
   }
 
@@ -110,6 +174,7 @@ export class RuntimeLease extends EventEmitter {
     this.update({ state: 'closed', progress: 0 });
     this.released = true;
     this.removeAllListeners();
+    this.settled = true;
     this.settle.reject(new LlmError('closed', 'The runtime lease was released.'));
     return this.onRelease(this);
   }
@@ -121,41 +186,91 @@ export interface RegistryOptions {
   gpu?: GpuChoice;
   /** Where model hashes are remembered across restarts (JSON); none: hashed once per process. */
   identityCacheFile?: string;
+  /** How often the file under a loaded model is checked for a change (ms). */
+  watchMs?: number;
+  /** How long a URI may go without an answer before its fetch fails (ms); see resolveModelSource. */
+  stallMs?: number;
+  /** What a person should read in the log: a model file that changed, a reload. */
+  onLog?: (level: 'warn' | 'info', message: string) => void;
+}
+
+interface FileStamp {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+}
+
+async function stampOf(file: string): Promise<FileStamp | undefined> {
+  const info = await stat(file).catch(() => undefined);
+  return info ? { size: info.size, mtimeMs: info.mtimeMs, ino: info.ino } : undefined;
+}
+
+function sameStamp(a: FileStamp | undefined, b: FileStamp | undefined): boolean {
+  return a?.size === b?.size && a?.mtimeMs === b?.mtimeMs && a?.ino === b?.ino;
+}
+
+function describeChange(a: FileStamp, b: FileStamp | undefined): string {
+  if (!b) return 'it was removed';
+  const parts: string[] = [];
+  if (a.size !== b.size) parts.push(`size ${a.size} -> ${b.size} bytes`);
+  if (a.ino !== b.ino) parts.push('replaced by another file');
+  if (a.mtimeMs !== b.mtimeMs) parts.push('modified');
+  return parts.join(', ');
 }
 
 /**
  * Every loaded model in this Node-RED, keyed by file identity (path, size, sha256): any number of
  * config nodes naming the same file share one load. Contexts are shared by identical settings.
+ * The file under a loaded model is watched: a change is reported and the model reloaded once the
+ * file holds still and its identity has been checked again.
  */
-export class RuntimeRegistry {
+export class RuntimeRegistry implements Registry {
   private readonly identities: IdentityCache;
   private readonly models = new Map<string, ModelEntry>();
   private readonly runtimes = new Map<string, RuntimeEntry>();
   private readonly leases = new Set<RuntimeLease>();
+  /** Files whose load failed, watched so that a fixed file is loaded without a redeploy. */
+  private readonly retries = new Map<RuntimeLease, NodeJS.Timeout>();
+  private probing: Promise<RuntimeInfo[]> | undefined;
 
   constructor(private readonly options: RegistryOptions) {
     this.identities = new IdentityCache(options.identityCacheFile);
   }
 
+  private get watchMs(): number {
+    return this.options.watchMs ?? 2000;
+  }
+
   acquire(spec: RuntimeSpec): RuntimeLease {
     const lease = new RuntimeLease(spec, (l) => this.release(l));
     this.leases.add(lease);
+    this.start(lease);
+    return lease;
+  }
+
+  private start(lease: RuntimeLease): void {
     this.attach(lease).catch((err: unknown) => {
+      if (lease.released) return;
       lease.reject(
         isLlmError(err)
           ? err
           : new LlmError('model_load', `Model load failed: ${(err as Error).message}`, { cause: err }),
       );
+      // A file put where it was expected (offline: copied in by hand) is picked up without a redeploy.
+      lease.file ??= expectedModelPath(lease.spec.source, this.options.modelsDir);
+      this.retryWhenFixed(lease);
     });
-    return lease;
   }
 
   private async attach(lease: RuntimeLease): Promise<void> {
     const file = await resolveModelSource(lease.spec.source, {
       modelsDir: this.options.modelsDir,
       signal: lease.cancel.signal,
+      stallMs: this.options.stallMs,
       onDownloadProgress: (progress) => lease.update({ state: 'downloading', progress }),
     });
+    lease.file = file;
+    const stamp = await stampOf(file);
     const identity = await this.identities.identify(file);
     if (lease.released) return;
     await checkGgufFile(file, identity.size);
@@ -168,7 +283,7 @@ export class RuntimeRegistry {
 
     let entry = this.runtimes.get(id);
     if (!entry) {
-      const model = this.modelEntry(modelKey, identity);
+      const model = this.modelEntry(modelKey, identity, stamp);
       model.users++;
       const created: RuntimeEntry = {
         id,
@@ -212,7 +327,7 @@ export class RuntimeRegistry {
     }
   }
 
-  private modelEntry(key: string, identity: ModelIdentity): ModelEntry {
+  private modelEntry(key: string, identity: ModelIdentity, stamp: FileStamp | undefined): ModelEntry {
     let entry = this.models.get(key);
     if (!entry) {
       const events = new EventEmitter();
@@ -223,14 +338,122 @@ export class RuntimeRegistry {
         }),
       );
       model.catch(() => undefined);
-      entry = { identity, users: 0, model, events };
+      const created: ModelEntry = { identity, users: 0, model, events };
+      if (stamp) this.watch(key, created, stamp);
+      entry = created;
       this.models.set(key, entry);
     }
     return entry;
   }
 
+  /**
+   * Polls the file under a loaded model. A change (an in-place copy, a rename over it, a
+   * truncation) is reported at once; the model is reloaded when the file has held still for one
+   * poll and its hash says it really is another file.
+   */
+  private watch(key: string, entry: ModelEntry, loaded: FileStamp): void {
+    let last = loaded;
+    let reported = false;
+    let busy = false;
+    entry.watch = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void (async () => {
+        const now = await stampOf(entry.identity.path);
+        if (this.models.get(key) !== entry) return;
+        if (sameStamp(now, loaded)) return;
+        if (!reported) {
+          reported = true;
+          this.options.onLog?.(
+            'warn',
+            `The model file ${entry.identity.path} changed while loaded (${describeChange(loaded, now)}); it is reloaded once it holds still.`,
+          );
+        }
+        if (!now || !sameStamp(now, last)) {
+          last = now ?? last;
+          return; // still being written (or gone): wait for it to hold still
+        }
+        const identity = await this.identities.identify(entry.identity.path).catch(() => undefined);
+        if (this.models.get(key) !== entry) return;
+        if (identity && identity.sha256 === entry.identity.sha256 && identity.size === entry.identity.size) {
+          this.options.onLog?.('info', `The model file ${entry.identity.path} has the same content: kept.`);
+          loaded = now;
+          reported = false;
+          return;
+        }
+        clearInterval(entry.watch);
+        await this.reload(key);
+      })().finally(() => (busy = false));
+    }, this.watchMs);
+    entry.watch.unref();
+  }
+
+  /** Every lease on the model gives it back and loads its file again (hashed and checked anew). */
+  private async reload(key: string): Promise<void> {
+    const affected = [...this.leases].filter(
+      (l) => l.entryId !== undefined && this.runtimes.get(l.entryId)?.modelKey === key,
+    );
+    for (const lease of affected) {
+      lease.reset();
+      lease.update({
+        state: 'reloading',
+        progress: 0,
+        error: new LlmError('model_load', 'The model file changed: reloading it.'),
+      });
+    }
+    await Promise.all(affected.map((l) => this.detach(l)));
+    for (const lease of affected) if (!lease.released) this.start(lease);
+    this.options.onLog?.(
+      'info',
+      `Reloading the model for ${affected.length} user(s) after its file changed.`,
+    );
+  }
+
+  /** After a failed load of a file that exists: loads again once the file changes and holds still. */
+  private retryWhenFixed(lease: RuntimeLease): void {
+    const file = lease.file;
+    if (!file || lease.released || this.retries.has(lease)) return;
+    let seen: FileStamp | undefined;
+    let changed = false;
+    void stampOf(file).then((first) => {
+      seen = first;
+      const timer = setInterval(() => {
+        void stampOf(file).then((now) => {
+          if (lease.released) return this.stopRetry(lease);
+          if (!now) return;
+          if (!sameStamp(now, seen)) {
+            seen = now;
+            changed = true;
+            return;
+          }
+          if (!changed) return;
+          this.stopRetry(lease);
+          this.options.onLog?.(
+            'info',
+            `The model file ${file} changed after a failed load: loading it again.`,
+          );
+          lease.reset();
+          lease.update({ state: 'loading', progress: 0 });
+          this.start(lease);
+        });
+      }, this.watchMs);
+      timer.unref();
+      this.retries.set(lease, timer);
+    });
+  }
+
+  private stopRetry(lease: RuntimeLease): void {
+    clearInterval(this.retries.get(lease));
+    this.retries.delete(lease);
+  }
+
   private async release(lease: RuntimeLease): Promise<void> {
     this.leases.delete(lease);
+    this.stopRetry(lease);
+    await this.detach(lease);
+  }
+
+  private async detach(lease: RuntimeLease): Promise<void> {
     const id = lease.entryId;
     if (!id) return;
     lease.entryId = undefined;
@@ -252,12 +475,17 @@ export class RuntimeRegistry {
     model.users--;
     if (model.users > 0) return;
     this.models.delete(key);
+    clearInterval(model.watch);
     const loaded = await model.model.catch(() => undefined);
     await loaded?.dispose();
   }
 
   /** What the admin endpoint shows: every runtime, its model's identity, users, state and metrics. */
-  list(): RuntimeInfo[] {
+  async list(): Promise<RuntimeInfo[]> {
+    return this.listNow();
+  }
+
+  listNow(): RuntimeInfo[] {
     return [...this.runtimes.values()].map((entry) => {
       const model = this.models.get(entry.modelKey);
       const identity = model?.identity ?? { path: '', size: 0, sha256: '' };
@@ -265,13 +493,54 @@ export class RuntimeRegistry {
       return {
         id: entry.id,
         source: redactUrl(entry.source),
-        model: { ...identity, gpu: runtime ? runtime.gpu : false, info: runtime?.modelInfo },
-        settings: { ...entry.settings, queueLimit: runtime?.queueLimit ?? entry.settings.queueLimit },
+        model: {
+          path: identity.path,
+          size: identity.size,
+          sha256: identity.sha256,
+          gpu: runtime ? runtime.gpu : false,
+          info: runtime?.modelInfo,
+        },
+        settings: {
+          ...entry.settings,
+          contextSize: runtime?.contextSize ?? entry.settings.contextSize,
+          queueLimit: runtime?.queueLimit ?? entry.settings.queueLimit,
+        },
         users: entry.users,
         state: runtime ? 'ready' : entry.failed ? 'error' : 'loading',
         metrics: runtime?.getMetrics(),
       };
     });
+  }
+
+  /**
+   * Asks every ready runtime for a few tokens. One probe runs at a time (callers meanwhile share
+   * its answer), and each waits behind production requests without taking a place in their queue.
+   */
+  probe(): Promise<RuntimeInfo[]> {
+    this.probing ??= this.probeAll().finally(() => (this.probing = undefined));
+    return this.probing;
+  }
+
+  private async probeAll(): Promise<RuntimeInfo[]> {
+    const out: RuntimeInfo[] = [];
+    for (const info of this.listNow()) {
+      const runtime = this.get(info.id);
+      if (!runtime) {
+        out.push({ ...info, probe: { ok: false, error: info.state } });
+        continue;
+      }
+      const started = Date.now();
+      try {
+        const r = await runtime.complete('Hello', { maxTokens: 4, probe: true, timeoutMs: 30_000 });
+        out.push({
+          ...info,
+          probe: { ok: true, ms: Date.now() - started, tokens: r.tokensOut, text: r.text },
+        });
+      } catch (err) {
+        out.push({ ...info, probe: { ok: false, error: (err as Error).message } });
+      }
+    }
+    return out;
   }
 
   get(id: string): ModelRuntime | undefined {

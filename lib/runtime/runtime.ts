@@ -10,10 +10,10 @@ import type {
   LlamaModel,
 } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { LlmError, isLlmError } from './errors';
-import { compileSchema, describeErrors, type CompiledSchema } from './json-schema';
+import { compileSchema, describeErrors, schemaHash, type CompiledSchema } from './json-schema';
 import { defaultThreads, loadNodeLlamaCpp } from './llama';
 import { MetricsWindow, type RuntimeMetrics } from './metrics';
-import { Scheduler, type Priority } from './scheduler';
+import { Scheduler, type Priority, type ScheduleOptions } from './scheduler';
 
 export interface ContextSettings {
   /** CPU threads for decoding; default: the fastest count for this machine (see defaultThreads). */
@@ -112,6 +112,10 @@ export interface GenerateOptions {
   /** Streams text as it is decoded. */
   onText?: (text: string) => void;
   stop?: string[];
+  /** Called when the request leaves the queue and starts on a sequence. */
+  onStart?: () => void;
+  /** A health probe: waits behind production requests and never counts against the queue limit. */
+  probe?: boolean;
   /**
    * A KV-cache snapshot for this conversation: loaded into the sequence before decoding when the
    * sequence does not already hold the conversation, and written after. The caller ties the file
@@ -143,6 +147,29 @@ export interface JsonResult<T = unknown> extends GenerationResult {
 type JsonGrammar = LlamaJsonSchemaGrammar<any>;
 
 const GRAMMAR_CACHE = 32;
+/** Compiled schemas (ajv validators) by hash: one compile per distinct msg.schema while it is used. */
+const SCHEMA_CACHE = 64;
+
+/**
+ * What a node sees of a runtime, whether it runs in this process (ModelRuntime) or in the runtime
+ * child process (RemoteRuntime): plain data in, plain data out, reason-coded errors.
+ */
+export interface LlmRuntime {
+  readonly modelSha256: string;
+  readonly settings: ResolvedContextSettings;
+  complete(prompt: string, options?: GenerateOptions): Promise<GenerationResult>;
+  chat(messages: ChatMessage[], options?: GenerateOptions): Promise<GenerationResult>;
+  generateJson<T = unknown>(
+    input: string | ChatMessage[],
+    schema: unknown,
+    options?: GenerateOptions,
+  ): Promise<JsonResult<T>>;
+  /** Tokens the model's tokenizer makes of each text (for windows over a conversation). */
+  tokenCounts(texts: string[]): Promise<number[]>;
+  getMetrics(): RuntimeMetrics;
+  on(event: 'change', listener: () => void): this;
+  off(event: 'change', listener: () => void): this;
+}
 
 interface Slot {
   sequence: LlamaContextSequence;
@@ -155,8 +182,9 @@ interface Slot {
  * plain data (prompts, options, results, reason-coded errors) so the same interface can later be
  * served from a child process.
  */
-export class ModelRuntime extends EventEmitter {
+export class ModelRuntime extends EventEmitter implements LlmRuntime {
   readonly settings: ResolvedContextSettings;
+  private readonly schemas = new Map<string, CompiledSchema>();
   private readonly scheduler: Scheduler;
   private readonly metrics = new MetricsWindow();
   private readonly slots: Slot[] = [];
@@ -243,9 +271,23 @@ export class ModelRuntime extends EventEmitter {
     return this.scheduler.limit;
   }
 
+  /** The context size each sequence really has: what was asked, capped by what the model was trained on. */
+  get contextSize(): number {
+    return this.context?.contextSize ?? Math.min(this.settings.contextSize, this.model.trainContextSize);
+  }
+
+  /** How many compiled schemas are kept (for tests and the bench). */
+  get cachedSchemas(): number {
+    return this.schemas.size;
+  }
+
   /** Tokens this model's tokenizer makes of a text: for windows over a conversation. */
   countTokens(text: string): number {
     return this.model.tokenize(text).length;
+  }
+
+  async tokenCounts(texts: string[]): Promise<number[]> {
+    return texts.map((t) => this.countTokens(t));
   }
 
   getMetrics(): RuntimeMetrics {
@@ -273,7 +315,15 @@ export class ModelRuntime extends EventEmitter {
     schema: unknown | CompiledSchema,
     options: GenerateOptions = {},
   ): Promise<JsonResult<T>> {
-    const compiled = isCompiled(schema) ? schema : compileSchema(schema);
+    // The queue first: a request that would be refused costs no schema compile and no grammar.
+    const refused = this.scheduler.admission(this.scheduleOptions(options));
+    if (refused) throw this.failed(refused);
+    let compiled: CompiledSchema;
+    try {
+      compiled = isCompiled(schema) ? schema : this.compiled(schema);
+    } catch (err) {
+      throw this.failed(err);
+    }
     const grammar = await this.grammarFor(compiled);
     const result = await this.generate(input, { ...options, temperature: options.temperature ?? 0 }, grammar);
     let value: unknown;
@@ -300,6 +350,32 @@ export class ModelRuntime extends EventEmitter {
       );
     }
     return { ...result, value: value as T, schemaHash: compiled.hash };
+  }
+
+  /** A schema compiled once per hash, the most recently used kept (msg.schema can be endless). */
+  private compiled(schema: unknown): CompiledSchema {
+    const hash = schemaHash(schema);
+    let compiled = this.schemas.get(hash);
+    if (compiled) {
+      this.schemas.delete(hash);
+    } else {
+      compiled = compileSchema(schema);
+      if (this.schemas.size >= SCHEMA_CACHE) this.schemas.delete(this.schemas.keys().next().value!);
+    }
+    this.schemas.set(hash, compiled);
+    return compiled;
+  }
+
+  private scheduleOptions(options: GenerateOptions): ScheduleOptions {
+    const timeoutMs = options.timeoutMs ?? this.settings.defaultTimeoutMs;
+    return {
+      priority: options.priority,
+      owner: options.owner,
+      affinity: options.affinity,
+      signal: options.signal,
+      deadline: Date.now() + timeoutMs,
+      probe: options.probe,
+    };
   }
 
   /**
@@ -336,47 +412,38 @@ export class ModelRuntime extends EventEmitter {
       throw this.failed(new LlmError('bad_request', 'The prompt is empty.'));
     }
     const enqueuedAt = performance.now();
-    const timeoutMs = options.timeoutMs ?? this.settings.defaultTimeoutMs;
     try {
-      return await this.scheduler.run(
-        async ({ slot, signal, warm }) => {
-          const controller = new AbortController();
-          const abort = (): void => controller.abort(signal.reason);
-          signal.addEventListener('abort', abort, { once: true });
-          this.running.add(controller);
+      return await this.scheduler.run(async ({ slot, signal, warm }) => {
+        const controller = new AbortController();
+        const abort = (): void => controller.abort(signal.reason);
+        signal.addEventListener('abort', abort, { once: true });
+        this.running.add(controller);
+        options.onStart?.();
+        this.emit('change');
+        try {
+          const prefix = await this.restore(this.slots[slot], warm, options.snapshot?.load);
+          const result = await this.decode(
+            this.slots[slot],
+            input,
+            options,
+            controller.signal,
+            enqueuedAt,
+            grammar,
+          );
+          // A snapshot only saves a later re-read: a disk that refuses it must not cost this answer.
+          const saved = options.snapshot?.save
+            ? await this.slots[slot].sequence.saveStateToFile(options.snapshot.save).then(
+                () => true,
+                () => false,
+              )
+            : undefined;
+          return { ...result, prefix, ...(saved === false ? { snapshotSaved: false as const } : {}) };
+        } finally {
+          signal.removeEventListener('abort', abort);
+          this.running.delete(controller);
           this.emit('change');
-          try {
-            const prefix = await this.restore(this.slots[slot], warm, options.snapshot?.load);
-            const result = await this.decode(
-              this.slots[slot],
-              input,
-              options,
-              controller.signal,
-              enqueuedAt,
-              grammar,
-            );
-            // A snapshot only saves a later re-read: a disk that refuses it must not cost this answer.
-            const saved = options.snapshot?.save
-              ? await this.slots[slot].sequence.saveStateToFile(options.snapshot.save).then(
-                  () => true,
-                  () => false,
-                )
-              : undefined;
-            return { ...result, prefix, ...(saved === false ? { snapshotSaved: false as const } : {}) };
-          } finally {
-            signal.removeEventListener('abort', abort);
-            this.running.delete(controller);
-            this.emit('change');
-          }
-        },
-        {
-          priority: options.priority,
-          owner: options.owner,
-          affinity: options.affinity,
-          signal: options.signal,
-          deadline: Date.now() + timeoutMs,
-        },
-      );
+        }
+      }, this.scheduleOptions(options));
     } catch (err) {
       throw this.failed(err);
     } finally {

@@ -15,6 +15,11 @@ export interface ScheduleOptions {
    * sequence's cached KV state for that prefix is reused instead of evaluated again.
    */
   affinity?: string;
+  /**
+   * A health probe: it waits behind every production request and does not count against the queue
+   * limit, so probing can never turn a production request into `queue_full`.
+   */
+  probe?: boolean;
 }
 
 export interface SchedulerOptions {
@@ -42,6 +47,7 @@ interface Pending {
   priority: number;
   owner: string;
   enqueuedAt: number;
+  probe: boolean;
   cleanup: () => void;
 }
 
@@ -60,6 +66,8 @@ export class Scheduler {
   private readonly waiting: Pending[] = [];
   private lastOwner = '';
   private closedReason: string | undefined;
+  /** Waiting probes: they do not count against the queue limit. */
+  private waitingProbes = 0;
 
   constructor(options: SchedulerOptions) {
     this.slots = new Array<boolean>(Math.max(1, options.slots)).fill(false);
@@ -70,7 +78,7 @@ export class Scheduler {
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waiting.length - this.waitingProbes;
   }
 
   get active(): number {
@@ -95,25 +103,10 @@ export class Scheduler {
    * caller's signal aborts; the slot is freed when the task's promise settles.
    */
   run<T>(task: (ctx: TaskContext) => Promise<T>, options: ScheduleOptions = {}): Promise<T> {
-    if (this.closedReason !== undefined) {
-      return Promise.reject(new LlmError('closed', this.closedReason));
-    }
+    const refused = this.admission(options);
+    if (refused) return Promise.reject(refused);
     const { signal, deadline } = options;
-    if (signal?.aborted) {
-      return Promise.reject(new LlmError('cancelled', 'The request was cancelled before it was queued.'));
-    }
-    if (deadline !== undefined && deadline <= this.now()) {
-      return Promise.reject(new LlmError('timeout', 'The request deadline had already passed.'));
-    }
     const free = this.freeSlot(options.affinity);
-    if (free < 0 && this.waiting.length >= this.queueLimit) {
-      return Promise.reject(
-        new LlmError(
-          'queue_full',
-          `The queue is full (${this.waiting.length} waiting, ${this.slots.length} running); try again later or raise the queue limit.`,
-        ),
-      );
-    }
     return new Promise<T>((resolve, reject) => {
       const start = (slot: number, warm: boolean): void => {
         const controller = new AbortController();
@@ -152,7 +145,7 @@ export class Scheduler {
         );
       };
 
-      if (free >= 0 && this.waiting.length === 0) {
+      if (free >= 0 && this.waiting.length === 0 && !options.probe) {
         this.slots[free] = true;
         const warm = options.affinity !== undefined && this.slotKeys[free] === options.affinity;
         this.slotKeys[free] = options.affinity;
@@ -167,6 +160,7 @@ export class Scheduler {
         priority: PRIORITIES.indexOf(options.priority ?? 'normal'),
         owner: options.owner ?? '',
         enqueuedAt: this.now(),
+        probe: options.probe === true,
         cleanup: () => undefined,
       };
       const remove = (err: LlmError): void => {
@@ -190,10 +184,34 @@ export class Scheduler {
       entry.cleanup = () => {
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
+        if (entry.probe) this.waitingProbes--;
       };
+      if (entry.probe) this.waitingProbes++;
       this.waiting.push(entry);
       this.dispatch();
     });
+  }
+
+  /**
+   * Why a request would be refused now (closed, cancelled, past its deadline, queue full), or
+   * undefined. Cheap: callers check it before costly preparation (a schema compile, a grammar).
+   */
+  admission(options: ScheduleOptions = {}): LlmError | undefined {
+    if (this.closedReason !== undefined) return new LlmError('closed', this.closedReason);
+    if (options.signal?.aborted) {
+      return new LlmError('cancelled', 'The request was cancelled before it was queued.');
+    }
+    if (options.deadline !== undefined && options.deadline <= this.now()) {
+      return new LlmError('timeout', 'The request deadline had already passed.');
+    }
+    if (options.probe) return undefined;
+    if (this.freeSlot(options.affinity) < 0 && this.queued >= this.queueLimit) {
+      return new LlmError(
+        'queue_full',
+        `The queue is full (${this.queued} waiting, ${this.slots.length} running); try again later or raise the queue limit.`,
+      );
+    }
+    return undefined;
   }
 
   /** Reject everything waiting; running tasks are left to their own signals. */
@@ -233,11 +251,14 @@ export class Scheduler {
 
   /** Best effective class first; inside it, the first owner after the last one served (round-robin). */
   private pick(): Pending {
+    const production = this.waiting.find((p) => !p.probe);
+    if (!production) return this.waiting[0];
     const now = this.now();
     const effective = (p: Pending): number =>
       Math.max(0, p.priority - Math.floor((now - p.enqueuedAt) / this.agingMs));
-    const best = Math.min(...this.waiting.map(effective));
-    const candidates = this.waiting.filter((p) => effective(p) === best);
+    const waiting = this.waiting.filter((p) => !p.probe);
+    const best = Math.min(...waiting.map(effective));
+    const candidates = waiting.filter((p) => effective(p) === best);
     const owners = [...new Set(candidates.map((p) => p.owner))].sort();
     const nextOwner = owners.find((o) => o > this.lastOwner) ?? owners[0];
     return candidates.find((p) => p.owner === nextOwner)!;

@@ -43,6 +43,12 @@ export type SessionErrorCode =
   | 'wrong_key'
   | 'no_key'
   | 'corrupt'
+  /** A sealed session file that fails its integrity check although the store's key is right. */
+  | 'tampered'
+  /** A session whose file could not be read: it refuses changes until cleared. */
+  | 'unreadable'
+  /** Data that cannot be stored as JSON (a cycle, a BigInt). */
+  | 'bad_data'
   | 'closed';
 
 export class SessionError extends Error {

@@ -83,6 +83,17 @@ interface StoreMeta {
   v: 1;
   created: number;
   encryption: null | { salt: string; check: string };
+  /**
+   * sha256 of the fields above: tells a damaged store.json from a wrong key (both would fail the
+   * key check). Stores written before it get it at their next open with the right key.
+   */
+  sum?: string;
+}
+
+function metaSum(meta: Pick<StoreMeta, 'v' | 'created' | 'encryption'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ v: meta.v, created: meta.created, encryption: meta.encryption }))
+    .digest('hex');
 }
 
 const META = 'store.json';
@@ -107,6 +118,8 @@ export class SessionStore extends EventEmitter {
   readonly encrypted: boolean;
   /** Files that could not be read when the store opened; they are left where they are. */
   readonly problems: string[] = [];
+  /** Sessions (by id) whose file could not be read: never overwritten, refused until cleared. */
+  private readonly unreadable = new Map<string, string>();
   private readonly sessionsDir: string;
   private readonly kvDir: string;
   private readonly countTokens: CountTokens;
@@ -170,7 +183,8 @@ export class SessionStore extends EventEmitter {
    * Reading counts as use for eviction and expiry.
    */
   get(key: string): SessionRecord {
-    const record = this.live(checkKey(key));
+    this.readable(checkKey(key));
+    const record = this.live(key);
     if (!record) return this.fresh(key);
     this.touch(record);
     return structuredClone(record);
@@ -259,9 +273,20 @@ export class SessionStore extends EventEmitter {
     return structuredClone(record);
   }
 
-  /** Forgets a session, its conversation and its snapshot. */
+  /**
+   * Forgets a session, its conversation and its snapshot. The file of a session that could not be
+   * read is kept beside, renamed `<id>.json.unreadable-<time>`, for whoever looks into it.
+   */
   delete(key: string): boolean {
-    const record = this.records.get(idOf(checkKey(key)));
+    const id = idOf(checkKey(key));
+    if (this.unreadable.has(id)) {
+      const file = path.join(this.sessionsDir, `${id}.json`);
+      fs.renameSync(file, `${file}.unreadable-${Date.now()}`);
+      this.unreadable.delete(id);
+      this.emit('change');
+      return true;
+    }
+    const record = this.records.get(id);
     if (!record) return false;
     this.remove(record);
     this.emit('change');
@@ -391,8 +416,19 @@ export class SessionStore extends EventEmitter {
     return record;
   }
 
+  /** Throws for a session whose file could not be read: its next turn must not overwrite it. */
+  private readable(key: string): void {
+    const reason = this.unreadable.get(idOf(key));
+    if (reason === undefined) return;
+    throw new SessionError(
+      'unreadable',
+      `The file of session "${key}" could not be read (${reason}); it is left as it is, and the session takes no changes until the file is restored or the session is cleared.`,
+    );
+  }
+
   private ensure(key: string): SessionRecord {
     if (this.closed) throw new SessionError('closed', 'The session store is closed.');
+    this.readable(key);
     let record = this.live(key);
     if (!record) {
       record = this.fresh(key);
@@ -512,10 +548,11 @@ export class SessionStore extends EventEmitter {
       const id = name.slice(0, -'.json'.length);
       try {
         const raw = fs.readFileSync(file, 'utf8');
-        const record = parseRecord(this.sealer ? this.sealer.open(raw, id) : raw);
+        const record = parseRecord(this.sealer ? this.openSealed(raw, id) : raw);
         if (record.id !== id || idOf(record.key) !== id) throw new Error('its key does not match its name');
         loaded.push(record);
       } catch (err) {
+        this.unreadable.set(id, (err as Error).message);
         this.problems.push(`${file}: ${(err as Error).message}`);
       }
     }
@@ -538,6 +575,25 @@ export class SessionStore extends EventEmitter {
     }
     for (const r of this.records.values()) {
       if (r.snapshot && !fs.existsSync(path.join(this.kvDir, r.snapshot.file))) delete r.snapshot;
+    }
+  }
+
+  /**
+   * The store's key was checked against store.json when it opened: a session file that does not
+   * open with it was changed or damaged after it was written (or copied from another store).
+   */
+  private openSealed(raw: string, id: string): string {
+    try {
+      return this.sealer!.open(raw, id);
+    } catch (err) {
+      if (err instanceof SessionError && err.code === 'wrong_key') {
+        throw new SessionError(
+          'tampered',
+          'it fails its integrity check: it was changed or damaged after it was written, or sealed by another store (the store key is right)',
+          { cause: err },
+        );
+      }
+      throw err;
     }
   }
 
@@ -568,6 +624,16 @@ function cleanUpdate(update: MissionUpdate): MissionUpdate {
   if (update.step !== undefined) out.step = update.step;
   if (update.feedback !== undefined) out.feedback = update.feedback;
   if (update.data !== undefined) out.data = update.data;
+  try {
+    // What is kept must survive a restart: it is written as JSON, so it must be JSON now.
+    JSON.stringify(out);
+  } catch (err) {
+    throw new SessionError(
+      'bad_data',
+      `The mission data cannot be stored: ${(err as Error).message.split('\n')[0]} (it must be plain JSON, without cycles).`,
+      { cause: err },
+    );
+  }
   return structuredClone(out);
 }
 
@@ -595,7 +661,7 @@ function openMeta(dir: string, key: string | undefined): Sealer | undefined {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new SessionError(
         'corrupt',
-        `The session store file ${file} cannot be read: ${(err as Error).message}`,
+        `The session store file ${file} is damaged and cannot be read (${(err as Error).message}); no session was read. Restore it from a backup: the key is not the problem.`,
         {
           cause: err,
         },
@@ -614,8 +680,15 @@ function openMeta(dir: string, key: string | undefined): Sealer | undefined {
       sealer = new Sealer(key, salt);
       encryption = { salt: salt.toString('base64'), check: sealer.seal(CHECK_TEXT, CHECK_NAME) };
     }
-    writeAtomicSync(file, JSON.stringify({ v: 1, created: Date.now(), encryption } satisfies StoreMeta));
+    const fresh = { v: 1 as const, created: Date.now(), encryption };
+    writeAtomicSync(file, JSON.stringify({ ...fresh, sum: metaSum(fresh) } satisfies StoreMeta));
     return sealer;
+  }
+  if (meta.sum !== undefined && meta.sum !== metaSum(meta)) {
+    throw new SessionError(
+      'corrupt',
+      `The session store file ${file} is damaged (its checksum does not match its content); no session was read. Restore it from a backup: the key is not the problem.`,
+    );
   }
   if (!meta.encryption) {
     if (key) {
@@ -638,6 +711,10 @@ function openMeta(dir: string, key: string | undefined): Sealer | undefined {
       `The encryption key is not the one this session store (${dir}) was written with; no session was read.`,
       { cause: err },
     );
+  }
+  if (meta.sum === undefined) {
+    // Written before store.json had a checksum: add it now that the key has proved it sound.
+    writeAtomicSync(file, JSON.stringify({ ...meta, sum: metaSum(meta) } satisfies StoreMeta));
   }
   return sealer;
 }
