@@ -146,19 +146,22 @@ export = function (RED: NodeAPI): void {
         .map(([type, n]) => `${type} ${n}`)
         .join(', ');
 
-    const protect = (msg: NodeMessageInFlow, send: Send, done: Done): void => {
+    const protect = async (msg: NodeMessageInFlow, send: Send, done: Done): Promise<void> => {
       const g = guard as PrivacyGuard;
       const pseudonyms = new Pseudonymizer(loadMap(msg));
       const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
       const counts: Record<string, number> = {};
-      let results: unknown[];
+      const results: unknown[] = [];
       try {
-        results = originals.map((value) => {
-          if (value === undefined) return undefined;
-          const r = g.protect(value, pseudonyms);
+        for (const value of originals) {
+          if (value === undefined) {
+            results.push(undefined);
+            continue;
+          }
+          const r = await g.protectAsync(value, pseudonyms);
           for (const [type, n] of Object.entries(r.counts)) counts[type] = (counts[type] ?? 0) + n;
-          return r.value;
-        });
+          results.push(r.value);
+        }
       } catch (err) {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
@@ -187,7 +190,7 @@ export = function (RED: NodeAPI): void {
       done();
     };
 
-    const restore = (msg: NodeMessageInFlow, send: Send, done: Done): void => {
+    const restore = async (msg: NodeMessageInFlow, send: Send, done: Done): Promise<void> => {
       const g = guard as PrivacyGuard;
       const map = loadMap(msg);
       if (!isPseudonymMap(map)) {
@@ -199,12 +202,16 @@ export = function (RED: NodeAPI): void {
       let restored = 0;
       const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
       try {
-        const results = originals.map((value) => {
-          if (value === undefined) return undefined;
-          const r = g.restore(value, map as PseudonymMap);
+        const results: unknown[] = [];
+        for (const value of originals) {
+          if (value === undefined) {
+            results.push(undefined);
+            continue;
+          }
+          const r = await g.restoreAsync(value, map as PseudonymMap);
           restored += r.restored;
-          return r.value;
-        });
+          results.push(r.value);
+        }
         fields.forEach((f, i) => {
           if (originals[i] !== undefined) RED.util.setMessageProperty(msg, f, results[i], true);
         });
@@ -226,19 +233,24 @@ export = function (RED: NodeAPI): void {
       done();
     };
 
+    // Large messages are scanned in slices that give the event loop back; messages still leave in
+    // the order they came, and a session's pseudonyms are read and written by one message at a time.
+    let queue: Promise<void> = Promise.resolve();
     this.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
       if (configError || !guard) {
         done(new Error(t('errors.config', { reason: configError ?? 'not configured' })));
         return;
       }
-      try {
-        if (mode === 'protect') protect(msg, send, done);
-        else restore(msg, send, done);
-      } catch (err) {
-        // Only a fault outside the guard (a context store, a setter) gets here: nothing was sent.
-        this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
-        done(err as Error);
-      }
+      queue = queue.then(async () => {
+        try {
+          if (mode === 'protect') await protect(msg, send, done);
+          else await restore(msg, send, done);
+        } catch (err) {
+          // Only a fault outside the guard (a context store, a setter) gets here: nothing was sent.
+          this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+          done(err as Error);
+        }
+      });
     });
 
     this.on('close', (_removed: boolean, done: () => void) => {

@@ -1,4 +1,10 @@
-import { compileCustomPatterns, detect, type CompiledCustomPattern, type DetectOptions } from './detectors';
+import {
+  compileCustomPatterns,
+  detect,
+  detectSteps,
+  type CompiledCustomPattern,
+  type DetectOptions,
+} from './detectors';
 import {
   applyOperators,
   Pseudonymizer,
@@ -16,6 +22,7 @@ import {
   type Operator,
 } from './types';
 import { isPlainObject } from '../plain';
+import { phoneRegions } from './phone';
 
 /** A value the guard cannot make safe; the caller must not pass the message on. */
 export class BlockedError extends Error {
@@ -48,7 +55,13 @@ export interface GuardConfig {
   customPatterns?: CustomPattern[];
   /** Operator for custom pattern types not named in `operators`. */
   customOperator?: Operator;
+  /** Region for national phone numbers, tried first (kept for older flows; `regions` is the list). */
   defaultCountry?: string;
+  /**
+   * Regions (ISO 3166 alpha-2) whose national phone numbers, written without +/00, are recognised.
+   * Empty or left out: the gateway's region and a broad default set (DEFAULT_REGIONS).
+   */
+  regions?: string[];
   person?: PersonDetector;
   /** HMAC key for the hash operator. */
   key?: string | Buffer;
@@ -79,6 +92,30 @@ function hasControlBytes(s: string): boolean {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** How long protectAsync and restoreAsync work before they let the event loop run. */
+export const DEFAULT_SLICE_MS = 15;
+const RESTORE_PIECE = 262_144;
+
+function runSteps<R>(steps: Generator<void, R, void>): R {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs the steps, yielding to the event loop (setImmediate) once a slice of `sliceMs` is used up. */
+async function runStepsAsync<R>(steps: Generator<void, R, void>, sliceMs: number): Promise<R> {
+  let sliceStart = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - sliceStart >= sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+}
 
 /**
  * Finds and replaces personal and secret data in strings and deep in JSON-like values. The input
@@ -120,11 +157,15 @@ export class PrivacyGuard {
         `default country must be two upper-case letters (ISO 3166), not "${config.defaultCountry}"`,
       );
     }
+    for (const r of config.regions ?? []) {
+      if (!/^[A-Z]{2}$/.test(r))
+        throw new Error(`phone regions must be two upper-case letters (ISO 3166), not "${r}"`);
+    }
     const types = new Set<EntityType>(ENTITY_TYPES.filter((t) => operators[t] !== 'off'));
     this.detectOptions = {
       types,
-      defaultCountry: config.defaultCountry || undefined,
-      person: config.person ?? 'compromise',
+      regions: phoneRegions(config.regions, config.defaultCountry || undefined),
+      person: config.person ?? 'names',
       custom: this.custom,
     };
     this.limits = { ...DEFAULT_LIMITS, ...config.limits };
@@ -138,13 +179,28 @@ export class PrivacyGuard {
 
   /**
    * Returns a protected copy of `value` and the entity counts. Throws BlockedError for what cannot
-   * be made safe (binary data, unsupported objects, limits exceeded).
+   * be made safe (binary data, unsupported objects, limits exceeded). Runs to the end in one go:
+   * for large input on the event loop, use protectAsync.
    */
   protect<T>(value: T, pseudonyms: Pseudonymizer = new Pseudonymizer()): ProtectResult<T> {
+    return runSteps(this.protectSteps(value, pseudonyms));
+  }
+
+  /** protect(), giving the event loop back whenever it has worked for `sliceMs`. */
+  protectAsync<T>(
+    value: T,
+    pseudonyms: Pseudonymizer = new Pseudonymizer(),
+    sliceMs = DEFAULT_SLICE_MS,
+  ): Promise<ProtectResult<T>> {
+    return runStepsAsync(this.protectSteps(value, pseudonyms), sliceMs);
+  }
+
+  private *protectSteps<T>(value: T, pseudonyms: Pseudonymizer): Generator<void, ProtectResult<T>, void> {
     const slots: Slot[] = [];
     const box = { value: value as unknown };
     this.collect(value, 0, undefined, slots, new Map(), { nodes: 0, chars: 0 }, (v) => (box.value = v));
     for (const s of slots) pseudonyms.reserveFrom(s.text);
+    yield;
     const ctx: OperatorContext = {
       operators: this.operators,
       fallback: this.customOperator,
@@ -156,11 +212,23 @@ export class PrivacyGuard {
     for (const slot of slots) {
       let findings: Finding[];
       try {
-        findings = this.detect(slot.text, slot.keyHint);
+        const steps = detectSteps(
+          slot.text,
+          slot.keyHint === undefined ? this.detectOptions : { ...this.detectOptions, keyHint: slot.keyHint },
+        );
+        for (;;) {
+          const r = steps.next();
+          if (r.done) {
+            findings = r.value;
+            break;
+          }
+          yield;
+        }
       } catch (err) {
         // A detector failing on some input must not let that input through unscanned.
         throw new BlockedError(`detector failed: ${(err as Error).message}`);
       }
+      yield;
       if (findings.length === 0) continue;
       for (const f of findings) {
         counts[f.type] = (counts[f.type] ?? 0) + 1;
@@ -172,17 +240,47 @@ export class PrivacyGuard {
   }
 
   /** Returns a copy of `value` with the pseudonyms of `map` replaced by their originals. */
-  restore<T>(value: T, map: PseudonymMap): { value: T; restored: number } {
+  restore<T>(value: T, map: PseudonymMap, only?: ReadonlySet<string>): { value: T; restored: number } {
+    return runSteps(this.restoreSteps(value, map, only));
+  }
+
+  /** restore(), giving the event loop back whenever it has worked for `sliceMs`. */
+  restoreAsync<T>(
+    value: T,
+    map: PseudonymMap,
+    only?: ReadonlySet<string>,
+    sliceMs = DEFAULT_SLICE_MS,
+  ): Promise<{ value: T; restored: number }> {
+    return runStepsAsync(this.restoreSteps(value, map, only), sliceMs);
+  }
+
+  private *restoreSteps<T>(
+    value: T,
+    map: PseudonymMap,
+    only?: ReadonlySet<string>,
+  ): Generator<void, { value: T; restored: number }, void> {
     const slots: Slot[] = [];
     const box = { value: value as unknown };
     this.collect(value, 0, undefined, slots, new Map(), { nodes: 0, chars: 0 }, (v) => (box.value = v));
+    yield;
     let restored = 0;
     for (const slot of slots) {
-      const r = restoreText(slot.text, map);
-      if (r.restored > 0) {
+      let text = '';
+      // Piece by piece, cut where no token can straddle (a token has no line break).
+      for (let at = 0; at < slot.text.length;) {
+        let end = Math.min(slot.text.length, at + RESTORE_PIECE);
+        if (end < slot.text.length) {
+          const nl = slot.text.indexOf('\n', end);
+          const gt = slot.text.indexOf('>', end);
+          end = Math.min(nl < 0 ? slot.text.length : nl + 1, gt < 0 ? slot.text.length : gt + 1);
+        }
+        const r = restoreText(slot.text.slice(at, end), map, only);
         restored += r.restored;
-        slot.assign(r.text);
+        text += r.text;
+        at = end;
+        yield;
       }
+      if (text !== slot.text) slot.assign(text);
     }
     return { value: box.value as T, restored };
   }

@@ -69,12 +69,19 @@ export function isPseudonymMap(v: unknown): v is PseudonymMap {
 
 /**
  * Puts the originals back. Models sometimes add spaces inside the brackets (`< EMAIL_1 >`); those
- * are accepted. Tokens the map does not know are left as they are.
+ * are accepted. Tokens the map does not know, or that are not in `only` when it is given, are left
+ * as they are.
  */
-export function restoreText(text: string, map: PseudonymMap): { text: string; restored: number } {
+export function restoreText(
+  text: string,
+  map: PseudonymMap,
+  only?: ReadonlySet<string>,
+): { text: string; restored: number } {
   let restored = 0;
   const out = text.replace(TOKEN_IN_TEXT, (whole, name: string) => {
-    const original = map.tokens[`<${name}>`];
+    const token = `<${name}>`;
+    if (only && !only.has(token)) return whole;
+    const original = Object.prototype.hasOwnProperty.call(map.tokens, token) ? map.tokens[token] : undefined;
     if (typeof original !== 'string') return whole;
     restored++;
     return original;
