@@ -60,7 +60,7 @@ svetlana irina ekaterina yekaterina anastasia yulia elena ludmila galina oksana 
 sofia polina ksenia vera nadezhda
 giorgos georgios yiannis ioannis dimitris nikos konstantinos kostas panagiotis christos vasilis eleni
 maria katerina sofia georgia ioanna dimitra vasiliki angeliki
-somchai somsak prasert anan arthit niran sompong suda malee siriporn kanya nong ploy
+van văn thi thị duc đức huu hữu somchai somsak prasert anan arthit niran sompong suda malee siriporn kanya nong ploy
 `;
 
 const ROMANISED_FAMILY = `

@@ -71,35 +71,6 @@ const TITLE_WORDS =
   'capt captain sgt lt col nurse sister brother father rev';
 const TITLES = words(TITLE_WORDS);
 
-/** Role and cue words (lower case) that announce a name right after them. */
-const CUE =
-  String.raw`(?:my name is|name(?:d|s)?|called|signed(?: off)? by|signed|approved by|reported by|requested by|` +
-  String.raw`raised by|opened by|closed by|checked by|confirmed by|acknowledged by|escalated to|assigned to|handed (?:over )?to|` +
-  String.raw`forwarded to|on behalf of|attn|attention|dear|hi|hello|hey|thanks|patient|pt|pat|patientin|paciente|` +
-  String.raw`paziente|patiënt|patiente|operator|operatorin|opérateur|opératrice|operador|operadora|operatore|` +
-  String.raw`technician|techniker|technikerin|technicien|technicienne|técnico|técnica|tecnico|tecnica|monteur|tech|` +
-  String.raw`engineer|ingenieur|ingénieur|ingeniero|ingegnere|driver|fahrer|chauffeur|conductor|pilot|pilote|piloto|` +
-  String.raw`nurse|pflegekraft|infirmière|infirmier|enfermera|enfermero|infermiera|verpleegkundige|doctor|arzt|ärztin|` +
-  String.raw`médecin|médico|medico|arts|huisarts|hausarzt|gp|attending|resident|surgeon|contact|kontakt|contacto|contatto|` +
-  String.raw`ansprechpartner|ansprechpartnerin|interlocuteur|referente|contactpersoon|contato|owner|caller|anrufer|escort|` +
-  String.raw`begleitung|accompagnateur|wearer|träger|trägerin|usuario|usuaria|utente|gebruiker|usuário|employee|worker|` +
-  String.raw`mitarbeiter|mitarbeiterin|customer|kunde|kundin|client|cliente|klant|visitor|besucher|guest|inspector|` +
-  String.raw`prüfer|supervisor|schichtleiter|schichtleitung|manager|foreman|vorarbeiter|chef d'équipe|capataz|` +
-  String.raw`author|reporter|requester|assignee|actor|user|by|von|par|por|da|door|` +
-  String.raw`zugewiesen an|gemeldet von|geprüft von|assigné à|signalé par|asignado a|reportado por|assegnato a|` +
-  String.raw`segnalato da|toegewezen aan|gemeld door|atribuído a|aberto por|relatado por|from|to|cc|an|à|a|aan|für|pour|para|per|voor)`;
-/** A cue word, optionally a field separator (`"patient": "`, `operator=`), right before the name. */
-const CUE_BEFORE = new RegExp(String.raw`(?:^|[^\p{L}\p{N}_])${CUE}["'\]]?\s*[:=]?\s*["'\[(]?\s*$`, 'iu');
-/** Role words and "signed by"-like phrases: a name follows for sure. */
-const STRONG_CUE_BEFORE = new RegExp(
-  String.raw`(?:^|[^\p{L}\p{N}_])(?:my name is|named|called|(?:signed|approved|reported|requested|raised|opened|closed|checked|confirmed|acknowledged|informed|called|visited|seen|treated|relieved|replaced|covered) by|signed|(?:escalated|assigned|handed(?: over)?|forwarded|sent|given|passed) to|on behalf of|attn|attention|dear|zugewiesen an|gemeldet von|geprüft von|übergabe an|assigné à|signalé par|asignado a|reportado por|assegnato a|segnalato da|toegewezen aan|gemeld door|atribuído a|aberto por|relatado por|\p{L}+(?:ed|en) by|pilot|pilote|piloto|driver|fahrer|chauffeur|tech|gp|notify|inform|informed|ask|asked|call|called|phone|text|page|paged|remind|tell|told|meet|met|thank|thanks|avisar a|avisar|benachrichtigen|informieren|anrufen|prévenir|appeler|avvisare|chiamare|bellen|ligar para|${[...'patient patientin paciente paziente patiënt operator opérateur operador operatore technician techniker technicien técnico tecnico monteur engineer nurse doctor contact kontakt contacto contatto ansprechpartner contactpersoon contato owner caller escort wearer employee customer visitor inspector supervisor manager foreman author reporter requester assignee'.split(' ')].join('|')})["'\]]?\s*[:=]?\s*["'\[(]?\s*$`,
-  'iu',
-);
-
-/** Field names in JSON-like text: `"signed_by":"`, `technician_name=`. */
-const KEY_BEFORE =
-  /["']?\b(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)["']?\s*[:=]\s*["']?\s*$/i;
-
 /** Words right after a run of capitalised words that make it a place, a ward, a firm or a product. */
 const THING_AFTER = words(`
 ward wards wing unit units station stations street st road rd avenue ave lane way drive boulevard blvd
@@ -109,18 +80,9 @@ gardens airport port harbour harbor river lake falls springs mountain mount vall
 electric electrical electronics controls control automation robotics robots medical healthcare dynamics
 instruments systems system technologies technology solutions software industries industrial motors
 energy power group holding holdings gmbh ag kg se sa sas sarl spa srl bv nv ab as oy inc ltd llc plc co
-corp corporation company limited & and straße strasse platz weg allee ring gasse
+corp corporation company limited truck car straße strasse platz weg allee ring gasse
 rue boulevard chemin calle avenida plaza rua praça via viale piazza straat laan plein weg
 `);
-
-/** Words right before a run that make it a place or a ward ("San", "Mount", "ward", "salle"). */
-const PLACE_BEFORE = new RegExp(
-  String.raw`(?:^|[^\p{L}])(?:st|saint|sainte|san|santa|santo|são|sankt|mount|mt|fort|ft|port|lake|cape|bad|villa|puerto|porto|ciudad|` +
-    String.raw`ward|unit|wing|station|salle|service|pavillon|unité|pabellón|sala|planta|reparto|padiglione|afdeling|paviljoen|` +
-    String.raw`ala|enfermaria|klinik|clinic|hospital|hôpital|ospedale|ziekenhuis|street|rue|calle|via|straat|rua|avenue|` +
-    String.raw`in|at|near|nach|aus|em|naar|uit)\.?\s+$`,
-  'iu',
-);
 
 /**
  * Vendors and brands named after people or with name-like words: a run that holds one is a product.
@@ -174,7 +136,8 @@ piloto nurse pflegekraft infirmière infirmier enfermera enfermero infermiera ve
 médico medico huisarts hausarzt gp attending surgeon contact kontakt contacto contatto ansprechpartner
 ansprechpartnerin contactpersoon contato owner caller escort wearer employee worker mitarbeiter mitarbeiterin
 customer kunde kundin client cliente klant visitor besucher guest inspector supervisor manager foreman
-vorarbeiter author reporter requester assignee dear hi hello attn cc
+vorarbeiter author reporter requester assignee dear hi hello attn cc ask call notify tell inform thank thanks
+regards cheers
 `);
 /** First words of place names: "San Francisco", "Port Elizabeth", "Bad Homburg". */
 const PLACE_WORDS = words(
@@ -267,14 +230,134 @@ function judge(seg: Tok[], cue: number): [number, number] | undefined {
 }
 
 const LAST_FIRST = /^\s*,\s*$/;
-const LEAD_PARTICLES = new RegExp(
-  String.raw`(?:^|\s)((?:(?:${[...NAME_PARTICLES].join('|')})\s+){1,3})$`,
-  'u',
+
+/** Single words after which a name follows for sure (beside CUE_WORDS). */
+const STRONG_WORDS = words(`
+named called signed notify inform informed ask asked call phone text page paged remind tell told meet met thank
+thanks regards cheers best greetings gruß grüße gruesse cordialement saludos saluti groeten cumprimentos
+avisar benachrichtigen informieren anrufen prévenir appeler avvisare chiamare bellen bel ligar
+pilot pilote piloto driver fahrer chauffeur tech gp arts hausarzt huisarts médecin médico medico
+`);
+/** Two-word phrases after which a name follows for sure. */
+const STRONG_CUE_2 = new Set([
+  'signed by',
+  'approved by',
+  'reported by',
+  'requested by',
+  'raised by',
+  'opened by',
+  'closed by',
+  'checked by',
+  'confirmed by',
+  'acknowledged by',
+  'informed by',
+  'called by',
+  'visited by',
+  'seen by',
+  'treated by',
+  'relieved by',
+  'covered by',
+  'escalated to',
+  'assigned to',
+  'handed to',
+  'over to',
+  'forwarded to',
+  'sent to',
+  'given to',
+  'passed to',
+  'behalf of',
+  'name is',
+  'zugewiesen an',
+  'gemeldet von',
+  'geprüft von',
+  'übergabe an',
+  'assigné à',
+  'signalé par',
+  'asignado a',
+  'reportado por',
+  'assegnato a',
+  'segnalato da',
+  'toegewezen aan',
+  'gemeld door',
+  'atribuído a',
+  'aberto por',
+  'relatado por',
+  'avisar a',
+  'ligar para',
+  'llamar a',
+  'signed off',
+  'off by',
+]);
+const STRONG_CUE_1 = new Set([...CUE_WORDS, ...STRONG_WORDS]);
+const WEAK_CUE = words(
+  'by to from an à a aan für pour para per voor von par por da door cc with mit avec con met com for',
 );
-const TITLE_BEFORE = new RegExp(
-  String.raw`(?:^|[^\p{L}])(?:${TITLE_WORDS.replace(/\./g, '\\.').split(' ').join('|')})\.?\s+$`,
-  'iu',
+const PLACE_PREV = words(
+  'in at near nach aus em naar uit st saint sainte san santa santo são sankt mount mt fort port lake cape bad villa ' +
+    'puerto porto ciudad ward unit wing station salle service pavillon unité pabellón sala planta reparto ' +
+    'padiglione afdeling paviljoen ala enfermaria klinik clinic hospital hôpital ospedale ziekenhuis street rue ' +
+    'calle via straat rua avenue',
 );
+const WORD_CHAR = /[\p{L}\p{N}_.'’-]/u;
+const isWordChar = (c: string): boolean =>
+  (c >= 'a' && c <= 'z') ||
+  (c >= 'A' && c <= 'Z') ||
+  (c >= '0' && c <= '9') ||
+  (c > '\x7f' && WORD_CHAR.test(c)) ||
+  c === '_' ||
+  c === '.' ||
+  c === "'" ||
+  c === '-';
+
+/** The word that ends at `end` (exclusive), read backwards: [start, word]. */
+function wordBefore(text: string, end: number): [number, string] {
+  let i = end;
+  while (i > 0 && end - i < 40 && isWordChar(text[i - 1])) i--;
+  return [i, text.slice(i, end)];
+}
+
+/**
+ * What stands right before a run: a cue (2: a title, a role word, a field name, "signed by"; 1: a
+ * weak one such as "by", "to"), a word that makes the run a place, and particles of a family name
+ * ("aan de Ruiter") that belong to the run. Reads the last two words backwards from the run.
+ */
+function contextBefore(text: string, start: number): { cue: number; place: boolean; leadStart: number } {
+  let leadStart = start;
+  // Lower-case particles right before belong to the name.
+  for (let n = 0; n < 3; n++) {
+    let i = leadStart;
+    while (i > 0 && (text[i - 1] === ' ' || text[i - 1] === '\t')) i--;
+    if (i === leadStart) break;
+    const [ws, w] = wordBefore(text, i);
+    if (!NAME_PARTICLES.has(w)) break;
+    leadStart = ws;
+  }
+  let i = leadStart;
+  while (i > 0 && leadStart - i < 8 && /[\s"'[\](:=]/.test(text[i - 1])) i--;
+  const gap = text.slice(i, leadStart);
+  if (i === 0 || (gap === '' && leadStart > 0)) return { cue: 0, place: false, leadStart };
+  const [w1Start, w1Raw] = wordBefore(text, i);
+  if (w1Raw === '') return { cue: 0, place: false, leadStart };
+  const w1 = w1Raw.toLowerCase().replace(/[.'’-]+$/, '');
+  const spaceOnly = /^[ \t]+$/.test(gap);
+  const clean = /^["'\]]?\s*[:=]?\s*["'[(]?\s*$/.test(gap);
+  let cue = 0;
+  if (clean) {
+    let j = w1Start;
+    while (j > 0 && (text[j - 1] === ' ' || text[j - 1] === '\t')) j--;
+    const w0 = j < w1Start ? wordBefore(text, j)[1].toLowerCase() : '';
+    if (TITLES.has(w1) && spaceOnly) cue = 2;
+    else if (STRONG_CUE_1.has(w1) || STRONG_CUE_2.has(`${w0} ${w1}`)) cue = 2;
+    else if (w1 === 'by' && /(?:ed|en|t)$/.test(w0)) cue = 2;
+    else if (/[:=]/.test(gap) && KEY_WORD.test(w1)) cue = 2;
+    else if (WEAK_CUE.has(w1)) cue = 1;
+  }
+  return { cue, place: spaceOnly && PLACE_PREV.has(w1), leadStart };
+}
+
+/** Field names in JSON-like text that hold a person's name: `"signed_by":"`, `technician_name=`. */
+const KEY_WORD =
+  /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
 function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
   const runs: { start: number; end: number; toks: Tok[] }[] = [];
@@ -283,22 +366,19 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
   }
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
-    let before = text.slice(Math.max(0, r.start - 48), r.start);
-    // Particles of a family name before the run ("aan de Ruiter, Jonathan") belong to the name.
-    const lead = LEAD_PARTICLES.exec(before);
-    let leadStart = r.start;
-    if (lead) {
-      leadStart = r.start - lead[1].length;
-      before = before.slice(0, before.length - lead[1].length);
+    // A lone word is a name only after a cue: most runs are one capitalised word, look no further.
+    if (r.toks.length === 1 && text[r.end] !== ',') {
+      const k = r.toks[0].kind;
+      if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
+      const c = text[r.start - 1];
+      if (r.start === 0 || c === '\n' || c === '.' || c === '!' || c === '?' || c === ';' || c === ',')
+        continue;
     }
+    const ctx = contextBefore(text, r.start);
+    const leadStart = ctx.leadStart;
     const after = text.slice(r.end, r.end + 24);
     const nextWord = /^\s+([\p{L}&]+)/u.exec(after)?.[1]?.toLowerCase();
-    let cue =
-      KEY_BEFORE.test(before) || TITLE_BEFORE.test(before) || STRONG_CUE_BEFORE.test(before)
-        ? 2
-        : CUE_BEFORE.test(before)
-          ? 1
-          : 0;
+    let cue = ctx.cue;
     if (nextWord && THING_AFTER.has(nextWord)) continue;
     // A product model right after ("Garmin Venu 3", "Dräger Evita V500").
     if (
@@ -308,7 +388,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
       )
     )
       continue;
-    if (cue < 2 && PLACE_BEFORE.test(before)) continue;
+    if (cue < 2 && ctx.place) continue;
     // "Last, First": a family name, a comma, then given names only.
     const next = runs[i + 1];
     if (r.toks[0].kind === 'title' || r.toks[0].kind === 'cue') cue = 2;

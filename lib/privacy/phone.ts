@@ -1,3 +1,5 @@
+import { Metadata, type MetadataJson } from 'libphonenumber-js/core';
+import metadataJson from 'libphonenumber-js/metadata.max.json';
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
 import type { Finding } from './types';
 
@@ -41,6 +43,36 @@ const PHONE_CUE =
 
 const cache = new Map<string, boolean>();
 
+/** Per region: the national number lengths and trunk prefix, to skip regions that cannot fit. */
+const plans = new Map<string, { lengths: ReadonlySet<number>; prefix: string }>();
+function plan(region: CountryCode): { lengths: ReadonlySet<number>; prefix: string } {
+  let p = plans.get(region);
+  if (!p) {
+    const m = new Metadata(metadataJson as unknown as MetadataJson);
+    m.selectNumberingPlan(region);
+    const np = m.numberingPlan;
+    p = {
+      lengths: new Set(np?.possibleLengths() ?? []),
+      prefix: (np as unknown as { nationalPrefix(): string | undefined } | undefined)?.nationalPrefix() ?? '',
+    };
+    plans.set(region, p);
+  }
+  return p;
+}
+
+function mayFit(region: CountryCode, digits: string): boolean {
+  const { lengths, prefix } = plan(region);
+  if (lengths.size === 0) return true;
+  return (
+    lengths.has(digits.length) ||
+    (prefix !== '' && digits.startsWith(prefix) && lengths.has(digits.length - prefix.length))
+  );
+}
+const NOT_A_NUMBER =
+  /^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:19|20)?\d{2}|(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)|[1-9]\d*\.\d+)$/;
+/** Three digit groups or more, an area code in brackets, or a trunk 0 and an area code set apart. */
+const NATIONAL_SHAPE = /^(?:\(?\d+\)?[\s.\-/]+\d+[\s.\-/]+\d+.*|\(\d{2,5}\)\s?\d.*|0\d{1,4}[\s/.-]\d{5,})$/;
+
 function digitGroups(s: string): string {
   return (s.match(/\d+/g) ?? []).map((g) => g.length).join(',');
 }
@@ -54,6 +86,12 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cue: boo
   const digits = candidate.replace(/\D/g, '');
   if (digits.length < 7 || digits.length > 17) return false;
   const international = candidate.startsWith('+') || candidate.startsWith('00');
+  if (!international) {
+    // Dates, IP addresses and decimals are no numbers to dial; without a cue, only number-shaped
+    // groupings are worth asking the numbering plans about.
+    if (NOT_A_NUMBER.test(candidate)) return false;
+    if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
+  }
   const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
   const key = `${cue ? 1 : 0}${regions.join('')}\u0000${candidate}`;
   const known = cache.get(key);
@@ -68,6 +106,7 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cue: boo
     } else {
       const grouped = /[\s.\-/()]/.test(candidate.trim());
       for (const region of regions) {
+        if (!mayFit(region, digits)) continue;
         const parsed = parsePhoneNumberFromString(input, { defaultCountry: region, extract: false });
         if (!parsed || !parsed.isValid()) continue;
         if (cue) {
