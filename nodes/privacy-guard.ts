@@ -8,6 +8,8 @@ import {
   OPERATORS,
   PrivacyGuard,
   Pseudonymizer,
+  SessionMaps,
+  DEFAULT_SESSION_LIMITS,
   type AuditRecord,
   type CustomPattern,
   type Operator,
@@ -28,6 +30,8 @@ interface PrivacyGuardNodeDef extends NodeDef {
   customPatterns: string;
   customOperator: Operator;
   defaultCountry: string;
+  /** Comma-separated ISO 3166 regions for national phone numbers; empty: the gateway's and a broad set. */
+  regions: string;
   person: PersonDetector;
   store: 'msg' | 'flow';
   sessionProperty: string;
@@ -35,6 +39,9 @@ interface PrivacyGuardNodeDef extends NodeDef {
   auditLevel: 'info' | 'debug' | 'trace';
   auditFile: string;
   maxChars: string;
+  /** store "flow": sessions kept, and seconds a session lives unused. */
+  maxSessions: string;
+  sessionTtl: string;
 }
 
 interface PrivacyGuardCredentials {
@@ -83,6 +90,7 @@ export = function (RED: NodeAPI): void {
     let guard: PrivacyGuard | undefined;
     let fields: string[] = ['payload'];
     let configError: string | undefined;
+    let sessions: SessionMaps | undefined;
     let writer: JsonLinesAuditWriter | undefined;
     const key = this.credentials?.key ? Buffer.from(this.credentials.key, 'utf8') : undefined;
     // Without a configured key the audit hashes still hide the input, but only for this run.
@@ -99,15 +107,38 @@ export = function (RED: NodeAPI): void {
       if (maxChars !== undefined && !(Number.isInteger(maxChars) && maxChars > 0)) {
         throw new Error(t('errors.bad-number', { name: 'maxChars', value: def.maxChars }));
       }
+      const positive = (name: string, value: string | undefined, fallback: number): number => {
+        if (value === undefined || String(value).trim() === '') return fallback;
+        const n = Number(value);
+        if (!(Number.isFinite(n) && n > 0)) throw new Error(t('errors.bad-number', { name, value }));
+        return n;
+      };
+      const regions = (def.regions ?? '')
+        .split(/[\s,;]+/)
+        .map((r) => r.trim().toUpperCase())
+        .filter((r) => r !== '');
       guard = new PrivacyGuard({
         operators,
         customPatterns: parsePatterns(def.customPatterns),
         customOperator: OPERATORS.includes(def.customOperator) ? def.customOperator : 'redact',
         defaultCountry: def.defaultCountry?.trim().toUpperCase() || undefined,
-        person: def.person === 'rules' || def.person === 'off' ? def.person : 'compromise',
+        regions,
+        // 'compromise' is what older flows saved for the default detector.
+        person: def.person === 'rules' || def.person === 'off' ? def.person : 'names',
         key,
         limits: maxChars ? { maxChars } : undefined,
       });
+      const flow = () => this.context().flow;
+      sessions = new SessionMaps(
+        { get: (k) => flow().get(k), set: (k, v) => flow().set(k, v) },
+        {
+          ...DEFAULT_SESSION_LIMITS,
+          maxSessions: Math.floor(
+            positive('maxSessions', def.maxSessions, DEFAULT_SESSION_LIMITS.maxSessions),
+          ),
+          ttlMs: positive('sessionTtl', def.sessionTtl, DEFAULT_SESSION_LIMITS.ttlMs / 1000) * 1000,
+        },
+      );
       if (def.audit === 'file') {
         if (!def.auditFile?.trim()) throw new Error(t('errors.no-audit-file'));
         writer = new JsonLinesAuditWriter(def.auditFile.trim(), (err) =>
@@ -136,11 +167,6 @@ export = function (RED: NodeAPI): void {
       return typeof id === 'string' || typeof id === 'number' ? SESSION_PREFIX + String(id) : undefined;
     };
 
-    const loadMap = (msg: NodeMessageInFlow): unknown => {
-      const session = sessionKey(msg);
-      return session ? this.context().flow.get(session) : (msg as Record<string, unknown>)[MAP_PROPERTY];
-    };
-
     const summary = (counts: Record<string, number>): string =>
       Object.entries(counts)
         .map(([type, n]) => `${type} ${n}`)
@@ -148,7 +174,10 @@ export = function (RED: NodeAPI): void {
 
     const protect = async (msg: NodeMessageInFlow, send: Send, done: Done): Promise<void> => {
       const g = guard as PrivacyGuard;
-      const pseudonyms = new Pseudonymizer(loadMap(msg));
+      const session = sessionKey(msg);
+      const pseudonyms = new Pseudonymizer(
+        session ? (sessions as SessionMaps).load(session) : (msg as Record<string, unknown>)[MAP_PROPERTY],
+      );
       const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
       const counts: Record<string, number> = {};
       const results: unknown[] = [];
@@ -175,8 +204,13 @@ export = function (RED: NodeAPI): void {
       fields.forEach((f, i) => {
         if (originals[i] !== undefined) RED.util.setMessageProperty(msg, f, results[i], true);
       });
-      const session = sessionKey(msg);
-      if (session) this.context().flow.set(session, pseudonyms.map);
+      // With a session store only the binding travels: which request of which session this is.
+      if (session)
+        (msg as Record<string, unknown>)[MAP_PROPERTY] = (sessions as SessionMaps).save(
+          session,
+          pseudonyms.map,
+          pseudonyms.used,
+        );
       else if (pseudonyms.size > 0) (msg as Record<string, unknown>)[MAP_PROPERTY] = pseudonyms.map;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       (msg as Record<string, unknown>).privacy = { counts, total };
@@ -192,7 +226,11 @@ export = function (RED: NodeAPI): void {
 
     const restore = async (msg: NodeMessageInFlow, send: Send, done: Done): Promise<void> => {
       const g = guard as PrivacyGuard;
-      const map = loadMap(msg);
+      const session = sessionKey(msg);
+      const bound = session
+        ? (sessions as SessionMaps).forRequest(session, (msg as Record<string, unknown>)[MAP_PROPERTY])
+        : undefined;
+      const map = session ? bound?.map : (msg as Record<string, unknown>)[MAP_PROPERTY];
       if (!isPseudonymMap(map)) {
         this.status({ fill: 'yellow', shape: 'ring', text: t('status.no-map') });
         send([msg, null]);
@@ -208,7 +246,8 @@ export = function (RED: NodeAPI): void {
             results.push(undefined);
             continue;
           }
-          const r = await g.restoreAsync(value, map as PseudonymMap);
+          // Only what this request gave the model comes back, never a placeholder someone typed.
+          const r = await g.restoreAsync(value, map as PseudonymMap, bound?.only);
           restored += r.restored;
           results.push(r.value);
         }

@@ -18,6 +18,8 @@ export class Pseudonymizer {
   private readonly next = new Map<string, number>();
   private readonly reserved = new Set<string>();
   readonly map: PseudonymMap;
+  /** The tokens this Pseudonymizer wrote into text: what the request gave the model. */
+  readonly used = new Set<string>();
 
   constructor(existing?: unknown) {
     this.map = { version: 1, tokens: {} };
@@ -43,12 +45,16 @@ export class Pseudonymizer {
   tokenFor(type: EntityType, value: string): string {
     const key = `${type}\u0000${value}`;
     const known = this.byValue.get(key);
-    if (known) return known;
+    if (known) {
+      this.used.add(known);
+      return known;
+    }
     let n = this.next.get(type) ?? 1;
     let token = `<${type}_${n}>`;
     while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
     this.next.set(type, n + 1);
     this.remember(token, value);
+    this.used.add(token);
     return token;
   }
 
