@@ -344,6 +344,8 @@ interface SecretRule {
   regex: RegExp;
   /** Capture group holding the secret; 0 = the whole match. */
   group: number;
+  /** A cheap test that must pass before the rule is run. */
+  hint?: RegExp;
 }
 
 const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
@@ -355,24 +357,41 @@ function privateKeys(text: string, out: Finding[]): void {
 }
 
 const SECRET_RULES: SecretRule[] = [
-  { rule: 'aws-access-key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, group: 0 },
+  { rule: 'aws-access-key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, group: 0, hint: /AKIA|ASIA/ },
   {
     rule: 'github-token',
     regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/g,
     group: 0,
+    hint: /gh[pousr]_|github_pat_/,
   },
-  { rule: 'slack-token', regex: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, group: 0 },
-  { rule: 'slack-webhook', regex: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/]{20,}/g, group: 0 },
-  { rule: 'stripe-key', regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g, group: 0 },
-  { rule: 'google-api-key', regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g, group: 0 },
-  { rule: 'llm-api-key', regex: /\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}(?![\w-])/g, group: 0 },
+  { rule: 'slack-token', regex: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, group: 0, hint: /xox/ },
+  {
+    rule: 'slack-webhook',
+    regex: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/]{20,}/g,
+    group: 0,
+    hint: /hooks\.slack/,
+  },
+  { rule: 'stripe-key', regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g, group: 0, hint: /k_(?:live|test)_/ },
+  { rule: 'google-api-key', regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g, group: 0, hint: /AIza/ },
+  {
+    rule: 'llm-api-key',
+    regex: /\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}(?![\w-])/g,
+    group: 0,
+    hint: /sk-/,
+  },
   {
     rule: 'jwt',
     regex: /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}(?![\w-])/g,
     group: 0,
+    hint: /eyJ/,
   },
   { rule: 'bearer', regex: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/dg, group: 1 },
-  { rule: 'url-credentials', regex: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]+:([^\s@/]+)@/dgi, group: 1 },
+  {
+    rule: 'url-credentials',
+    regex: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]+:([^\s@/]+)@/dgi,
+    group: 1,
+    hint: /:\/\/[^\s@/]+@/,
+  },
   {
     rule: 'assignment',
     regex:
@@ -397,7 +416,8 @@ const TOKEN = /(?<![A-Za-z0-9+/_=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/_=
 
 function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
   if (withPrivateKeys) privateKeys(text, out);
-  for (const { rule, regex, group } of SECRET_RULES) {
+  for (const { rule, regex, group, hint } of SECRET_RULES) {
+    if (hint && !hint.test(text)) continue;
     for (const m of text.matchAll(regex)) {
       if (group === 0) {
         push(out, 'SECRET', rule, text, m.index, m.index + m[0].length);
@@ -559,21 +579,35 @@ export function resolveOverlaps(findings: Finding[]): Finding[] {
   return kept;
 }
 
+const HAS_IBAN_START = /[A-Z]{2}\d{2}/;
+/** Digits with at most single spaces or dashes between, 9 or more: cards and SSNs need that. */
+const HAS_DIGIT_RUN = /\d(?:[ -]?\d){8}/;
+const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}/;
+
 /** Every detector but the whole-text ones, on one piece of text; offsets relative to it. */
 function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeText: boolean): void {
   const { types } = options;
   const on = (t: BuiltinEntityType): boolean => types.has(t);
   if (on('SECRET')) secrets(text, out, wholeText);
   if (options.custom && options.custom.length > 0) customs(text, out, options.custom);
-  if (on('EMAIL')) emails(text, out);
-  if (on('IBAN')) ibans(text, out);
-  if (on('CARD')) cards(text, out);
-  if (on('NATIONAL_ID')) nationalIds(text, out);
-  if (on('MAC')) macs(text, out);
-  if (on('IPV6')) ipv6(text, out);
-  if (on('IPV4')) ipv4(text, out, options.keyHint);
+  // Cheap tests first: most text holds no '@', no long digit run, no date cue.
+  if (on('EMAIL') && text.includes('@')) emails(text, out);
+  if (on('IBAN') && HAS_IBAN_START.test(text)) ibans(text, out);
+  const longDigits = HAS_DIGIT_RUN.test(text);
+  if (on('CARD') && longDigits) cards(text, out);
+  if (on('NATIONAL_ID') && longDigits) nationalIds(text, out);
+  if (on('MAC') && HAS_HEX_PAIR_SEP.test(text)) macs(text, out);
+  if (on('IPV6') && text.includes(':')) ipv6(text, out);
+  if (on('IPV4') && text.includes('.')) ipv4(text, out, options.keyHint);
   if (on('GPS')) gps(text, out);
-  if (on('DOB')) birthDates(text, out, options.keyHint !== undefined && KEY_DOB.test(options.keyHint));
+  if (on('DOB')) {
+    const forced = options.keyHint !== undefined && KEY_DOB.test(options.keyHint);
+    DOB_CONTEXT_ALL.lastIndex = 0;
+    const cued = forced || DOB_CONTEXT_ALL.test(text);
+    // matchAll starts where the last test() stopped.
+    DOB_CONTEXT_ALL.lastIndex = 0;
+    if (cued) birthDates(text, out, forced);
+  }
   if (on('PHONE'))
     phones(text, out, options.regions, options.keyHint !== undefined && KEY_PHONE.test(options.keyHint));
   if (on('PERSON') && options.person !== 'off') {

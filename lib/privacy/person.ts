@@ -107,6 +107,7 @@ const RUN = new RegExp(
 );
 
 type Kind =
+  | 'cparticle'
   | 'given'
   | 'family'
   | 'both'
@@ -148,8 +149,10 @@ function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
   if (/^\p{Lu}\.$/u.test(w)) return 'initial';
   const lower = w.toLowerCase();
   const bare = lower.replace(/\.$/, '');
-  // Lower-case particles join a name ("van der Berg"); capitalised ones may be names ("Lê Thụy Du").
+  // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
+  // ("De Stefano", "Van Dijk") or are names themselves ("Lê Thụy Du").
   if (NAME_PARTICLES.has(w)) return 'particle';
+  if (NAME_PARTICLES.has(lower) && /^\p{Lu}\p{Ll}{1,3}$/u.test(w)) return 'cparticle';
   if (TITLES.has(bare)) return 'title';
   if (CUE_WORDS.has(bare)) return 'cue';
   if (place && PLACE_WORDS.has(lower)) return 'place';
@@ -200,7 +203,9 @@ function judge(seg: Tok[], cue: number): [number, number] | undefined {
   // "Camion de Charlotte Amalie": a word and a particle before names are no part of them.
   if (cue === 0 && core.length > 2 && core[0].kind === 'unknown' && core[1].kind === 'particle')
     return judge(core.slice(2), 0);
-  const named = core.filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
+  // A capitalised particle at the end is a name ("Lê Thụy Du"); elsewhere it joins the family name.
+  if (core.length > 1 && core[core.length - 1].kind === 'cparticle') core[core.length - 1].kind = 'unknown';
+  const named = core.filter((t) => t.kind !== 'particle' && t.kind !== 'initial' && t.kind !== 'cparticle');
   const words = named.length;
   const strong = named.filter((t) => isName(t.kind)).length;
   const given = named.some((t) => isGiven(t.kind));
@@ -360,21 +365,26 @@ const KEY_WORD =
   /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
 function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
-  const runs: { start: number; end: number; toks: Tok[] }[] = [];
-  for (const m of text.matchAll(RUN)) {
-    runs.push({ start: m.index, end: m.index + m[0].length, toks: tokens(m[0], m.index, g) });
-  }
+  type Run = { start: number; end: number; text: string; toks?: Tok[] };
+  const runs: Run[] = [];
+  for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
+  const toksOf = (r: Run): Tok[] => (r.toks ??= tokens(r.text, r.start, g));
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
     // A lone word is a name only after a cue: most runs are one capitalised word, look no further.
-    if (r.toks.length === 1 && text[r.end] !== ',') {
-      const k = r.toks[0].kind;
+    if (text[r.end] !== ',' && !/\s/.test(r.text)) {
+      const k = classify(r.text, g);
       if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
       const c = text[r.start - 1];
       if (r.start === 0 || c === '\n' || c === '.' || c === '!' || c === '?' || c === ';' || c === ',')
         continue;
     }
     const ctx = contextBefore(text, r.start);
+    // Without the gazetteer only a cue or a title makes a name.
+    if (!g && ctx.cue < 2 && text[r.end] !== ',') {
+      const k = classify(r.text.split(/\s/, 1)[0], undefined);
+      if (k !== 'title' && k !== 'cue') continue;
+    }
     const leadStart = ctx.leadStart;
     const after = text.slice(r.end, r.end + 24);
     const nextWord = /^\s+([\p{L}&]+)/u.exec(after)?.[1]?.toLowerCase();
@@ -391,10 +401,10 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
     if (cue < 2 && ctx.place) continue;
     // "Last, First": a family name, a comma, then given names only.
     const next = runs[i + 1];
-    if (r.toks[0].kind === 'title' || r.toks[0].kind === 'cue') cue = 2;
+    if (toksOf(r)[0].kind === 'title' || toksOf(r)[0].kind === 'cue') cue = 2;
     if (g && next && LAST_FIRST.test(text.slice(r.end, next.start))) {
-      const lastToks = r.toks.filter((t) => t.kind !== 'title' && t.kind !== 'cue');
-      const firstNamed = next.toks.filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
+      const lastToks = toksOf(r).filter((t) => t.kind !== 'title' && t.kind !== 'cue');
+      const firstNamed = toksOf(next).filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
       const lastNamed = lastToks.filter((t) => t.kind !== 'particle');
       const givenOnly =
         firstNamed.length >= 1 &&
@@ -406,7 +416,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         lastNamed.length <= 3 &&
         lastNamed.every((t) => isName(t.kind) || t.kind === 'unknown' || t.kind === 'weak') &&
         (cue > 0 ||
-          r.toks.length > lastToks.length ||
+          toksOf(r).length > lastToks.length ||
           lastNamed.some((t) => t.kind === 'family' || t.kind === 'both'));
       if (givenOnly && lastOk && !/^\s+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
         const s0 = lastToks[0].start === r.start ? leadStart : lastToks[0].start;
@@ -438,7 +448,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
       }
       seg = [];
     };
-    for (const t of r.toks) {
+    for (const t of toksOf(r)) {
       // A firm or a place word inside the run ("Johnson Controls", "Charité Klinik"): what came before is none.
       if (seg.length > 0 && THING_AFTER.has(t.text.toLowerCase())) {
         seg = [];
