@@ -110,7 +110,7 @@ function ipv4(text: string, out: Finding[], keyHint?: string): void {
 }
 
 const IPV6_CANDIDATE =
-  /(?<![\w:.])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])/g;
+  /(?=[0-9A-Fa-f:])(?<![\w:.])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])/g;
 
 function ipv6(text: string, out: Finding[]): void {
   for (const m of text.matchAll(IPV6_CANDIDATE)) {
@@ -124,8 +124,8 @@ function ipv6(text: string, out: Finding[]): void {
   }
 }
 
-const MAC = /(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
-const MAC_DOTTED = /(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.]|\.\d)/g;
+const MAC = /\b(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
+const MAC_DOTTED = /\b(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.]|\.\d)/g;
 const MAC_CONTEXT = /\b(?:mac|hw ?addr|hardware address|ether|bssid)\b/i;
 
 function macs(text: string, out: Finding[]): void {
@@ -292,7 +292,7 @@ const DATE = new RegExp(
   ]
     .map((p) => `(?:${p})`)
     .join('|')
-    .replace(/^/, String.raw`(?<![\w.-])(?:`)
+    .replace(/^/, String.raw`(?=[\d\p{L}])(?<![\w.-])(?:`)
     .concat(String.raw`)(?![\w]|[.-]\d)`),
   'giu',
 );
@@ -371,7 +371,12 @@ const SECRET_RULES: SecretRule[] = [
     group: 0,
     hint: /hooks\.slack/,
   },
-  { rule: 'stripe-key', regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g, group: 0, hint: /k_(?:live|test)_/ },
+  {
+    rule: 'stripe-key',
+    regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g,
+    group: 0,
+    hint: /k_(?:live|test)_/,
+  },
   { rule: 'google-api-key', regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g, group: 0, hint: /AIza/ },
   {
     rule: 'llm-api-key',
@@ -402,7 +407,7 @@ const SECRET_RULES: SecretRule[] = [
 
 /** A secret named in words: "token 3f9a…", "password: hunter2.", "API key is sk-…". */
 const SECRET_CUE =
-  /\b(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgiu;
+  /\b(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
 
 /** What a named secret must look like when no `:` or `=` stands between: not a plain word. */
 function secretShaped(v: string): boolean {
@@ -412,7 +417,46 @@ function secretShaped(v: string): boolean {
 
 const NOT_A_SECRET =
   /^(?:null|none|undefined|true|false|required|optional|changeme|\*+|x+|<[^>]*>|\[[^\]]*\]|\$\{[^}]*\}|\{\{[^}]*\}\})$/i;
-const TOKEN = /(?<![A-Za-z0-9+/_=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/_=-]|\.[A-Za-z0-9])/g;
+const isTokenChar = (c: number): boolean =>
+  (c >= 48 && c <= 57) ||
+  (c >= 65 && c <= 90) ||
+  (c >= 97 && c <= 122) ||
+  c === 43 ||
+  c === 47 ||
+  c === 95 ||
+  c === 45;
+const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+
+/**
+ * Runs of 24 or more base64/URL-safe characters (with = padding) standing alone: what
+ * /(?<![A-Za-z0-9+/_=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/_=-]|\.[A-Za-z0-9])/ matches, in
+ * one pass over the text instead of a lookbehind at every position.
+ */
+function* longTokens(text: string): Generator<[number, string]> {
+  const n = text.length;
+  for (let i = 0; i < n;) {
+    if (!isTokenChar(text.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    const start = i;
+    while (i < n && isTokenChar(text.charCodeAt(i))) i++;
+    let end = i;
+    if (end - start < 24) continue;
+    const before = start > 0 ? text.charCodeAt(start - 1) : 0;
+    if (before === 61 || before === 46) continue; // '=' or '.' before: part of something longer
+    let pad = 0;
+    while (end < n && text.charCodeAt(end) === 61 && pad < 2) {
+      end++;
+      pad++;
+    }
+    const next = end < n ? text.charCodeAt(end) : 0;
+    if (isTokenChar(next) || next === 61) continue;
+    if (next === 46 && end + 1 < n && isAlnum(text.charCodeAt(end + 1))) continue;
+    yield [start, text.slice(start, end)];
+    i = end;
+  }
+}
 
 function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
   if (withPrivateKeys) privateKeys(text, out);
@@ -439,13 +483,13 @@ function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
       end--;
     }
     if (v.length < 6 || NOT_A_SECRET.test(v)) continue;
-    const separated = /[:=]|\b(?:is|was|ist|est|es|é)\b/iu.test(text.slice(m.index, span[0]));
+    const separated = /[:=]|\b(?:is|was|ist|est|es|é)\b/i.test(text.slice(m.index, span[0]));
     if (!separated && !secretShaped(v)) continue;
     push(out, 'SECRET', 'named', text, span[0], end);
   }
   // Generated keys look random: mixed case and digits, and near the maximum entropy for their length.
-  for (const m of text.matchAll(TOKEN)) {
-    const s = m[0];
+  for (const [index, s] of longTokens(text)) {
+    const m = { index };
     if (!/[a-z]/.test(s) || !/[A-Z]/.test(s) || !/\d/.test(s)) continue;
     if ((s.match(/\//g) ?? []).length > 2) continue; // a path
     const h = shannonEntropy(s);
@@ -580,6 +624,7 @@ export function resolveOverlaps(findings: Finding[]): Finding[] {
 }
 
 const HAS_IBAN_START = /[A-Z]{2}\d{2}/;
+const HAS_YEAR = /(?:19|20)\d\d|年/;
 /** Digits with at most single spaces or dashes between, 9 or more: cards and SSNs need that. */
 const HAS_DIGIT_RUN = /\d(?:[ -]?\d){8}/;
 const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}/;
@@ -602,11 +647,8 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
   if (on('GPS')) gps(text, out);
   if (on('DOB')) {
     const forced = options.keyHint !== undefined && KEY_DOB.test(options.keyHint);
-    DOB_CONTEXT_ALL.lastIndex = 0;
-    const cued = forced || DOB_CONTEXT_ALL.test(text);
-    // matchAll starts where the last test() stopped.
-    DOB_CONTEXT_ALL.lastIndex = 0;
-    if (cued) birthDates(text, out, forced);
+    // A birth date has a four-digit year (or 年); the cue is looked for only near such dates.
+    if (forced || HAS_YEAR.test(text)) birthDates(text, out, forced);
   }
   if (on('PHONE'))
     phones(text, out, options.regions, options.keyHint !== undefined && KEY_PHONE.test(options.keyHint));

@@ -102,7 +102,7 @@ const TOKEN = String.raw`(?:\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
 /** A run: capitalised words and initials, particles between them, on one line. */
 const RUN = new RegExp(
-  String.raw`(?<![\p{L}\p{N}_@./\\-])${TOKEN}(?:[ \t]+(?:${PARTICLE}[ \t]+){0,3}${TOKEN}){0,6}(?![\p{L}\p{N}_@]|\.\p{L})`,
+  String.raw`(?=\p{Lu})(?<![\p{L}\p{N}_@./\\-])${TOKEN}(?:[ \t]+(?:${PARTICLE}[ \t]+){0,3}${TOKEN}){0,6}(?![\p{L}\p{N}_@]|\.\p{L})`,
   'gu',
 );
 
@@ -373,11 +373,11 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
     const r = runs[i];
     // A lone word is a name only after a cue: most runs are one capitalised word, look no further.
     if (text[r.end] !== ',' && !/\s/.test(r.text)) {
-      const k = classify(r.text, g);
-      if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
       const c = text[r.start - 1];
       if (r.start === 0 || c === '\n' || c === '.' || c === '!' || c === '?' || c === ';' || c === ',')
         continue;
+      const k = classify(r.text, g);
+      if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
     }
     const ctx = contextBefore(text, r.start);
     // Without the gazetteer only a cue or a title makes a name.
