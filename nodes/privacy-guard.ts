@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import {
-  auditRecord,
+  auditRecordAsync,
   BlockedError,
   isPseudonymMap,
   JsonLinesAuditWriter,
@@ -152,9 +152,17 @@ export = function (RED: NodeAPI): void {
     }
     if (!configError) this.status({});
 
-    const audit = (input: unknown, counts: Record<string, number>, blocked?: string): void => {
+    const audit = async (input: unknown, counts: Record<string, number>, blocked?: string): Promise<void> => {
       if (def.audit !== 'log' && def.audit !== 'file') return;
-      const record: AuditRecord = auditRecord({ key: auditKey, node: this.id, mode, input, counts, blocked });
+      // Hashed in pieces: a message of megabytes must not hold the event loop for the hash either.
+      const record: AuditRecord = await auditRecordAsync({
+        key: auditKey,
+        node: this.id,
+        mode,
+        input,
+        counts,
+        blocked,
+      });
       if (writer) writer.write(record);
       else if (def.auditLevel === 'trace') this.trace(JSON.stringify(record));
       else if (def.auditLevel === 'debug') this.debug(JSON.stringify(record));
@@ -194,7 +202,7 @@ export = function (RED: NodeAPI): void {
       } catch (err) {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
-        audit(originals, counts, reason);
+        await audit(originals, counts, reason);
         this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
         (msg as Record<string, unknown>).privacy = { blocked: reason };
         send([null, msg]);
@@ -214,7 +222,7 @@ export = function (RED: NodeAPI): void {
       else if (pseudonyms.size > 0) (msg as Record<string, unknown>)[MAP_PROPERTY] = pseudonyms.map;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       (msg as Record<string, unknown>).privacy = { counts, total };
-      audit(originals, counts);
+      await audit(originals, counts);
       this.status(
         total > 0
           ? { fill: 'green', shape: 'dot', text: summary(counts) }
@@ -257,7 +265,7 @@ export = function (RED: NodeAPI): void {
       } catch (err) {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
-        audit(originals, {}, reason);
+        await audit(originals, {}, reason);
         this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
         (msg as Record<string, unknown>).privacy = { blocked: reason };
         send([null, msg]);
@@ -266,7 +274,7 @@ export = function (RED: NodeAPI): void {
       }
       // The originals are back where they belong; the map need not travel further.
       delete (msg as Record<string, unknown>)[MAP_PROPERTY];
-      audit(originals, { RESTORED: restored });
+      await audit(originals, { RESTORED: restored });
       this.status({ fill: 'green', shape: 'dot', text: t('status.restored', { count: restored }) });
       send([msg, null]);
       done();

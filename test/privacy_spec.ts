@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   auditRecord,
+  auditRecordAsync,
   BlockedError,
   ENTITY_TYPES,
   JsonLinesAuditWriter,
@@ -462,6 +463,17 @@ describe('privacy: audit', function () {
       total: 1,
     });
     assert.ok(!JSON.stringify(rec).includes('ann@'));
+  });
+
+  it('hashes large input in pieces to the same record', async function () {
+    // A surrogate pair astride the 256 KiB piece boundary must hash as one character.
+    const input = { text: 'a'.repeat(262_143 - 9) + '😀' + 'b'.repeat(300_000) };
+    const now = new Date(0);
+    const sync = auditRecord({ key, node: 'n', mode: 'protect', input, counts: { PERSON: 1 }, now });
+    assert.deepEqual(
+      await auditRecordAsync({ key, node: 'n', mode: 'protect', input, counts: { PERSON: 1 }, now }),
+      sync,
+    );
   });
 
   it('hashes cyclic input and orders keys', function () {

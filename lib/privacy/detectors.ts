@@ -659,7 +659,7 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
 }
 
 /** Characters scanned in one step; a step of the slowest detectors stays well under 50 ms. */
-export const CHUNK = 32_768;
+export const CHUNK = 16_384;
 /** Context read before a chunk (cue words) and after it (an entity that starts inside runs on). */
 const LEAD = 256;
 const TAIL = 2_048;
@@ -699,6 +699,7 @@ export function* detectSteps(text: string, options: DetectOptions): Generator<nu
     }
   }
   if (options.keyHint !== undefined) keyHints(text, options.keyHint, options.types, out);
+  if (out.length > 5_000) yield text.length;
   return resolveOverlaps(out);
 }
 

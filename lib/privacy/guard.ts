@@ -6,7 +6,7 @@ import {
   type DetectOptions,
 } from './detectors';
 import {
-  applyOperators,
+  applyOperatorsSteps,
   Pseudonymizer,
   restoreText,
   type OperatorContext,
@@ -94,7 +94,7 @@ function hasControlBytes(s: string): boolean {
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** How long protectAsync and restoreAsync work before they let the event loop run. */
-export const DEFAULT_SLICE_MS = 15;
+export const DEFAULT_SLICE_MS = 10;
 const RESTORE_PIECE = 262_144;
 
 function runSteps<R>(steps: Generator<void, R, void>): R {
@@ -234,7 +234,15 @@ export class PrivacyGuard {
         counts[f.type] = (counts[f.type] ?? 0) + 1;
         total++;
       }
-      slot.assign(applyOperators(slot.text, findings, ctx));
+      const applying = applyOperatorsSteps(slot.text, findings, ctx);
+      for (;;) {
+        const r = applying.next();
+        if (r.done) {
+          slot.assign(r.value);
+          break;
+        }
+        yield;
+      }
     }
     return { value: box.value as T, counts, total };
   }

@@ -20,7 +20,13 @@ export {
   type GuardConfig,
   type ProtectResult,
 } from './guard';
-export { auditRecord, stableStringify, JsonLinesAuditWriter, type AuditRecord } from './audit';
+export {
+  auditRecord,
+  auditRecordAsync,
+  stableStringify,
+  JsonLinesAuditWriter,
+  type AuditRecord,
+} from './audit';
 export {
   SessionMaps,
   DEFAULT_SESSION_LIMITS,

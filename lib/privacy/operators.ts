@@ -152,15 +152,30 @@ export function operatorFor(type: EntityType, ctx: OperatorContext): Operator {
 
 /** Applies each finding's operator; findings must be non-overlapping and sorted (as `detect` returns them). */
 export function applyOperators(text: string, findings: readonly Finding[], ctx: OperatorContext): string {
-  if (findings.length === 0) return text;
-  let out = '';
-  let at = 0;
-  for (const f of findings) {
-    out += text.slice(at, f.start);
-    out += replacement(f, ctx);
-    at = f.end;
+  const steps = applyOperatorsSteps(text, findings, ctx);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
   }
-  return out + text.slice(at);
+}
+
+/** applyOperators in steps of 1,000 findings, for callers that let the event loop run between. */
+export function* applyOperatorsSteps(
+  text: string,
+  findings: readonly Finding[],
+  ctx: OperatorContext,
+): Generator<void, string, void> {
+  if (findings.length === 0) return text;
+  const parts: string[] = [];
+  let at = 0;
+  for (let i = 0; i < findings.length; i++) {
+    const f = findings[i];
+    parts.push(text.slice(at, f.start), replacement(f, ctx));
+    at = f.end;
+    if (i % 1000 === 999) yield;
+  }
+  parts.push(text.slice(at));
+  return parts.join('');
 }
 
 function replacement(f: Finding, ctx: OperatorContext): string {
