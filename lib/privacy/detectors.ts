@@ -126,7 +126,7 @@ function ipv6(text: string, out: Finding[]): void {
 
 const MAC = /\b(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
 const MAC_DOTTED = /\b(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.]|\.\d)/g;
-const MAC_CONTEXT = /\b(?:mac|hw ?addr|hardware address|ether|bssid)\b/i;
+const MAC_CONTEXT = /\b(?:mac|hw ?addr|hardware address|ether|bssid|lladdr|arp|dhcp\w*|station|client)\b/i;
 
 function macs(text: string, out: Finding[]): void {
   for (const m of text.matchAll(MAC)) push(out, 'MAC', 'mac', text, m.index, m.index + m[0].length);
@@ -285,7 +285,7 @@ const MONTHS = [...MONTH_OF.keys()].sort((a, b) => b.length - a.length).join('|'
 const DATE = new RegExp(
   [
     String.raw`(?<iy>\d{4})[-/.](?<im>\d{1,2})[-/.](?<id>\d{1,2})`,
-    String.raw`(?<na>\d{1,2})[./-](?<nb>\d{1,2})[./-](?<ny>\d{4}|\d{2})`,
+    String.raw`(?<na>\d{1,2})(?:[/-]|\.\s?)(?<nb>\d{1,2})(?:[/-]|\.\s?)(?<ny>\d{4}|\d{2})`,
     String.raw`(?<td>\d{1,2})(?:st|nd|rd|th|er|º|°)?\.?(?:\s*(?:de\s+)?|[-/.])(?<tm>${MONTHS})\.?(?:,?\s*(?:de\s+)?|[-/.])(?<ty>\d{4})`,
     String.raw`(?<um>${MONTHS})\.?\s+(?<ud>\d{1,2})(?:st|nd|rd|th)?,?\s+(?<uy>\d{4})`,
     String.raw`(?<ky>\d{4})\s*年\s*(?<km>\d{1,2})\s*月\s*(?<kd>\d{1,2})\s*日`,
@@ -298,7 +298,7 @@ const DATE = new RegExp(
 );
 /** Words that say a date is a birth date, in the languages above and more. */
 const DOB_CONTEXT_ALL =
-  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[íý]|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
+  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
 
 function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
   const thisYear = new Date().getUTCFullYear();
@@ -407,7 +407,7 @@ const SECRET_RULES: SecretRule[] = [
 
 /** A secret named in words: "token 3f9a…", "password: hunter2.", "API key is sk-…". */
 const SECRET_CUE =
-  /\b(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
+  /(?:\b|(?<=_))(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
 
 /** What a named secret must look like when no `:` or `=` stands between: not a plain word. */
 function secretShaped(v: string): boolean {

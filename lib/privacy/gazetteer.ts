@@ -32,7 +32,7 @@ shiri talia tzipi yaara yarden dana adi einav
 wei fang min jing lei jun hui ying li na yan hong ping xia ming hua qiang jie tao yong chen bo chao gang hao jian
 kai lin long peng rui tian wen xin xiu yu yun zhen zhi xiaoming xiaohong xiaoling xiaoyan xiaowei jianguo jianhua
 zhiwei zhihua guoqiang haitao weiwei lili jingjing yanyan tingting qing mei lan juan feng bin
-haruto yuto sota yuki hiroshi takashi kenji akira satoshi kazuki daiki ryota shota takumi naoki yusuke kenta
+aiko akane asuka ayumi chiaki emiko eri fumiko hanako hiromi kana kazue kyoko mayumi michiko miho naoko noriko reiko sachiko sayuri setsuko shizuka takako yoshie yuka yukiko yumiko hiroko junko kumiko masako nobuko daisuke hideki hiroyuki kazuo kenichi masahiro minoru nobuo ryo shigeru shuji takeshi tomohiro toshio tsuyoshi yasuo yoshio yuji haruto yuto sota yuki hiroshi takashi kenji akira satoshi kazuki daiki ryota shota takumi naoki yusuke kenta
 hiroki taro ichiro jiro koji makoto masato noboru osamu shinji tetsuya yoshiro yui hina yuna aoi sakura rin mio
 haruka akiko yoko keiko yumi naomi emi mai ayaka misaki nanami riko sayaka tomoko yoshiko kaori megumi chihiro
 min-jun seo-jun do-yun ji-ho ha-jun ji-hoon jun-seo hyun-woo sung-min dong-hyun young-ho jae-won seung-hyun

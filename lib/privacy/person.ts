@@ -84,6 +84,11 @@ corp corporation company limited truck car straße strasse platz weg allee ring 
 rue boulevard chemin calle avenida plaza rua praça via viale piazza straat laan plein weg
 `);
 
+/** Place words that are common family names as well. */
+const SURNAME_THINGS = words(
+  'park hill wood field fields lane way house gate bay port court hall bridge tower',
+);
+
 /**
  * Vendors and brands named after people or with name-like words: a run that holds one is a product.
  */
@@ -198,8 +203,14 @@ function judge(seg: Tok[], cue: number): [number, number] | undefined {
   let b = seg.length;
   while (a < b && seg[a].kind === 'particle') a++;
   while (b > a && seg[b - 1].kind === 'particle') b--;
-  const core = seg.slice(a, b);
+  let core = seg.slice(a, b);
   if (core.length === 0) return undefined;
+  // A capitalised word before the name that is none ("Föraren Anna Lindqvist", "Kierowca Jan
+  // Kowalski"): without a cue, a name starts at a given name when one follows.
+  if (cue < 2) {
+    const g = core.findIndex((t) => isGiven(t.kind) || t.kind === 'weak');
+    if (g > 0 && core.slice(0, g).every((t) => t.kind === 'unknown')) core = core.slice(g);
+  }
   // "Camion de Charlotte Amalie": a word and a particle before names are no part of them.
   if (cue === 0 && core.length > 2 && core[0].kind === 'unknown' && core[1].kind === 'particle')
     return judge(core.slice(2), 0);
@@ -404,13 +415,22 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
     if (toksOf(r)[0].kind === 'title' || toksOf(r)[0].kind === 'cue') cue = 2;
     if (g && next && LAST_FIRST.test(text.slice(r.end, next.start))) {
       const lastToks = toksOf(r).filter((t) => t.kind !== 'title' && t.kind !== 'cue');
-      const firstNamed = toksOf(next).filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
+      // "SMITH, JOHN  DOB": an unknown code after the given names is no part of them.
+      const nextToks = toksOf(next);
+      const codeAt = nextToks.findIndex(
+        (t, j) => j > 0 && t.kind === 'unknown' && t.text.length > 1 && t.text === t.text.toUpperCase(),
+      );
+      const firstToks = codeAt > 0 ? nextToks.slice(0, codeAt) : nextToks;
+      const firstNamed = firstToks.filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
       const lastNamed = lastToks.filter((t) => t.kind !== 'particle');
       const givenOnly =
         firstNamed.length >= 1 &&
         firstNamed.length <= 2 &&
         (firstNamed.every((t) => isGiven(t.kind) || t.kind === 'weak') ||
-          (cue === 2 && firstNamed.every((t) => t.kind === 'unknown' || isName(t.kind))));
+          (cue === 2 &&
+            firstNamed.every(
+              (t) => isName(t.kind) || (t.kind === 'unknown' && t.text !== t.text.toUpperCase()),
+            )));
       const lastOk =
         lastNamed.length >= 1 &&
         lastNamed.length <= 3 &&
@@ -420,7 +440,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
           lastNamed.some((t) => t.kind === 'family' || t.kind === 'both'));
       if (givenOnly && lastOk && !/^\s+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
         const s0 = lastToks[0].start === r.start ? leadStart : lastToks[0].start;
-        out.push({ start: s0, end: next.end, rule: 'last-first' });
+        out.push({ start: s0, end: firstToks[firstToks.length - 1].end, rule: 'last-first' });
         i++;
         continue;
       }
@@ -434,7 +454,8 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         const last = seg[seg.length - 1].text.toLowerCase();
         const whole = text.slice(seg[0].start, seg[seg.length - 1].end).toLowerCase();
         const span =
-          THING_AFTER.has(last) || (g && g.places.has(whole))
+          (THING_AFTER.has(last) && !(SURNAME_THINGS.has(last) && seg.some((x) => isGiven(x.kind)))) ||
+          (g && g.places.has(whole))
             ? undefined
             : g || segCue === 2
               ? judge(seg, g ? segCue : 2)
@@ -450,7 +471,14 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
     };
     for (const t of toksOf(r)) {
       // A firm or a place word inside the run ("Johnson Controls", "Charité Klinik"): what came before is none.
-      if (seg.length > 0 && THING_AFTER.has(t.text.toLowerCase())) {
+      const thing = t.text.toLowerCase();
+      if (
+        seg.length > 0 &&
+        segCue < 2 &&
+        THING_AFTER.has(thing) &&
+        // "Emma Hall", "Ji-woo Park": words that are family names too end a name after a given name.
+        !(SURNAME_THINGS.has(thing) && seg.some((x) => isGiven(x.kind)))
+      ) {
         seg = [];
         segCue = 0;
         skip = true;
