@@ -282,20 +282,27 @@ const MONTH_WORDS: string[][] = [
 const MONTH_OF = new Map<string, number>();
 MONTH_WORDS.forEach((names, i) => names.forEach((n) => MONTH_OF.set(n, i + 1)));
 const MONTHS = [...MONTH_OF.keys()].sort((a, b) => b.length - a.length).join('|');
+const DATE_TAIL = String.raw`)(?![\w]|[.-]\d)`;
+/** Dates that start with a digit: ISO, day-month-year with numbers or a month name, 年月日. */
 const DATE = new RegExp(
-  [
-    String.raw`(?<iy>\d{4})[-/.](?<im>\d{1,2})[-/.](?<id>\d{1,2})`,
-    String.raw`(?<na>\d{1,2})(?:[/-]|\.\s?)(?<nb>\d{1,2})(?:[/-]|\.\s?)(?<ny>\d{4}|\d{2})`,
-    String.raw`(?<td>\d{1,2})(?:st|nd|rd|th|er|º|°)?\.?(?:\s*(?:de\s+)?|[-/.])(?<tm>${MONTHS})\.?(?:,?\s*(?:de\s+)?|[-/.])(?<ty>\d{4})`,
-    String.raw`(?<um>${MONTHS})\.?\s+(?<ud>\d{1,2})(?:st|nd|rd|th)?,?\s+(?<uy>\d{4})`,
-    String.raw`(?<ky>\d{4})\s*年\s*(?<km>\d{1,2})\s*月\s*(?<kd>\d{1,2})\s*日`,
-  ]
-    .map((p) => `(?:${p})`)
-    .join('|')
-    .replace(/^/, String.raw`(?=[\d\p{L}])(?<![\w.-])(?:`)
-    .concat(String.raw`)(?![\w]|[.-]\d)`),
+  String.raw`(?=\d)(?<![\w.-])(?:` +
+    [
+      String.raw`(?<iy>\d{4})[-/.](?<im>\d{1,2})[-/.](?<id>\d{1,2})`,
+      String.raw`(?<na>\d{1,2})(?:[/-]|\.\s?)(?<nb>\d{1,2})(?:[/-]|\.\s?)(?<ny>\d{4}|\d{2})`,
+      String.raw`(?<td>\d{1,2})(?:st|nd|rd|th|er|º|°)?\.?(?:\s*(?:de\s+)?|[-/.])(?<tm>${MONTHS})\.?(?:,?\s*(?:de\s+)?|[-/.])(?<ty>\d{4})`,
+      String.raw`(?<ky>\d{4})\s*年\s*(?<km>\d{1,2})\s*月\s*(?<kd>\d{1,2})\s*日`,
+    ]
+      .map((p) => `(?:${p})`)
+      .join('|') +
+    DATE_TAIL,
   'giu',
 );
+/** Month-first dates ("March 12, 1985"), looked for only where a word, a day and a year follow. */
+const DATE_MONTH_FIRST = new RegExp(
+  String.raw`(?<![\w.-])(?:(?<um>${MONTHS})\.?\s+(?<ud>\d{1,2})(?:st|nd|rd|th)?,?\s+(?<uy>\d{4})` + DATE_TAIL,
+  'giu',
+);
+const MONTH_FIRST_SHAPE = /\p{L}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+(?:1[89]|20)\d\d/u;
 /** Words that say a date is a birth date, in the languages above and more. */
 const DOB_CONTEXT_ALL =
   /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
@@ -321,7 +328,10 @@ function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
 
 function birthDates(text: string, out: Finding[], forced: boolean): void {
   let usedContext = -1;
-  for (const m of text.matchAll(DATE)) {
+  const dates = MONTH_FIRST_SHAPE.test(text)
+    ? [...text.matchAll(DATE), ...text.matchAll(DATE_MONTH_FIRST)].sort((a, b) => a.index - b.index)
+    : text.matchAll(DATE);
+  for (const m of dates) {
     if (!plausibleBirthDate(m.groups ?? {})) continue;
     if (forced) {
       push(out, 'DOB', 'date+field', text, m.index, m.index + m[0].length);
@@ -425,6 +435,7 @@ const isTokenChar = (c: number): boolean =>
   c === 47 ||
   c === 95 ||
   c === 45;
+const TOKEN_RUN = /[A-Za-z0-9+/_-]{24,}/g;
 const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 
 /**
@@ -434,15 +445,10 @@ const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <=
  */
 function* longTokens(text: string): Generator<[number, string]> {
   const n = text.length;
-  for (let i = 0; i < n;) {
-    if (!isTokenChar(text.charCodeAt(i))) {
-      i++;
-      continue;
-    }
-    const start = i;
-    while (i < n && isTokenChar(text.charCodeAt(i))) i++;
-    let end = i;
-    if (end - start < 24) continue;
+  // A plain run regex finds the candidates fast; a match always starts where its run starts.
+  for (const m of text.matchAll(TOKEN_RUN)) {
+    const start = m.index;
+    let end = start + m[0].length;
     const before = start > 0 ? text.charCodeAt(start - 1) : 0;
     if (before === 61 || before === 46) continue; // '=' or '.' before: part of something longer
     let pad = 0;
@@ -454,7 +460,6 @@ function* longTokens(text: string): Generator<[number, string]> {
     if (isTokenChar(next) || next === 61) continue;
     if (next === 46 && end + 1 < n && isAlnum(text.charCodeAt(end + 1))) continue;
     yield [start, text.slice(start, end)];
-    i = end;
   }
 }
 
