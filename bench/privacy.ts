@@ -50,6 +50,7 @@ async function longestBlock<T>(work: () => Promise<T>): Promise<{ ms: number; bl
   const started = performance.now();
   await new Promise((r) => setTimeout(r, 30));
   last = performance.now();
+  worst = 0;
   const result = await work();
   const ms = performance.now() - started - 30;
   await new Promise((r) => setTimeout(r, 25)); // a block at the very end shows at the next tick

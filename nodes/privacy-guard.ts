@@ -151,6 +151,11 @@ export = function (RED: NodeAPI): void {
       this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
     }
     if (!configError) this.status({});
+    // The name lists load once per process, at deploy rather than on the first message.
+    if (guard && mode === 'protect') {
+      const g = guard;
+      setImmediate(() => g.prepare());
+    }
 
     const audit = async (input: unknown, counts: Record<string, number>, blocked?: string): Promise<void> => {
       if (def.audit !== 'log' && def.audit !== 'file') return;
