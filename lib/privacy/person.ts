@@ -103,7 +103,7 @@ iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrol
 `);
 
 /** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
-const TOKEN = String.raw`(?:\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’]\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
+const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’]\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
 /** A run: capitalised words and initials, particles between them, on one line. */
 const RUN = new RegExp(
@@ -169,7 +169,10 @@ function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
   const known = (set: ReadonlySet<string>) =>
     set.has(lower) || (parts.length > 1 && parts.every((p) => set.has(p)));
   const given = known(g.given);
-  const family = known(g.family) || (/^(?:al|el)-/.test(lower) && parts.length > 1);
+  const family =
+    known(g.family) ||
+    (/^(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-/.test(lower) && parts.length > 1) ||
+    /^(?:o['’]|mc|fitz)\p{L}{2,}/u.test(lower);
   if (COMMON.has(lower)) return given || family ? 'weak' : 'common';
   if (given && family) return 'both';
   if (given) return 'given';
