@@ -27,6 +27,7 @@ type Faker = InstanceType<typeof Faker>;
 
 export const SEED = 20240602;
 export const GENERATOR_VERSION = 1;
+export const REF_DATE = new Date('2026-11-30T11:48:00Z');
 
 export interface Entity {
   type: string;
@@ -1792,6 +1793,9 @@ function fakerFor(code: string): Faker {
   if (!f) {
     const locales = allLocales as unknown as Record<string, FakerModule.LocaleDefinition>;
     f = new Faker({ locale: [locales[code], locales.en, locales.base] });
+    // Birth dates are drawn relative to a reference date: a fixed one keeps the set the same on
+    // every run. This is the moment the test half was first generated and frozen.
+    f.setDefaultRefDate(REF_DATE);
     fakers.set(code, f);
   }
   return f;

@@ -1,12 +1,14 @@
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { familyHalves, generate, halfHash, LOCALES, SEED } from '../bench/privacy-data';
+import * as sinon from 'sinon';
+import { familyHalves, generate, halfHash, LOCALES, REF_DATE, SEED } from '../bench/privacy-data';
 
 const lock = JSON.parse(
   readFileSync(join(__dirname, '..', '..', 'bench', 'privacy-data.lock.json'), 'utf8'),
 ) as {
   seed: number;
+  refDate: string;
   fakerVersion: string;
   libphonenumberVersion: string;
   testSha256: string;
@@ -40,6 +42,7 @@ describe('privacy: generated evaluation set', function () {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     assert.equal(require('libphonenumber-js/package.json').version, lock.libphonenumberVersion);
     assert.equal(lock.seed, SEED);
+    assert.equal(lock.refDate, REF_DATE.toISOString());
     assert.deepEqual(
       [...familyHalves()].filter(([, h]) => h === 'test').map(([f]) => f),
       lock.testFamilies,
@@ -47,7 +50,14 @@ describe('privacy: generated evaluation set', function () {
     assert.equal(halfHash(samples, 'test'), lock.testSha256);
   });
 
-  it('is the same on every run', function () {
+  it('is the same on every run, on any day', function () {
     assert.equal(halfHash(generate(SEED), 'dev'), halfHash(samples, 'dev'));
+    // Birth dates are drawn relative to a fixed reference date, not to today.
+    const clock = sinon.useFakeTimers({ now: new Date('2031-07-15T03:00:00Z'), toFake: ['Date'] });
+    try {
+      assert.equal(halfHash(generate(SEED), 'test'), lock.testSha256);
+    } finally {
+      clock.restore();
+    }
   });
 });
