@@ -62,6 +62,8 @@ il lo gli uno una per con su tra fra è sono turno reparto
 het een en of maar voor met zonder op bij naar is zijn
 o os as um uma do dos das em no na para com sem é são turno ala
 sol luz paz cruz mar rosa blanca dolores pilar nieves rocio consuelo amparo
+wi-fi wifi bluetooth ethernet modbus profinet profibus ethercat zigbee lorawan lora canbus opc mqtt http https
+vpn lan wan ssh ftp api sms usb lte gps
 `);
 
 const TITLE_WORDS =
@@ -487,6 +489,8 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         skip = true;
         continue;
       }
+      // "Station Albert Schweitzer", "Ward Florence Nightingale": a ward or place word leads the run.
+      if (seg.length === 0 && t.text.length > 3 && PLACE_PREV.has(t.text.toLowerCase())) break;
       if (t.kind === 'place' && seg.length > 0) t.kind = classify(t.text, g, false);
       if (
         t.kind === 'common' ||
