@@ -302,7 +302,7 @@ const DATE_MONTH_FIRST = new RegExp(
   String.raw`(?<![\w.-])(?:(?<um>${MONTHS})\.?\s+(?<ud>\d{1,2})(?:st|nd|rd|th)?,?\s+(?<uy>\d{4})` + DATE_TAIL,
   'giu',
 );
-const MONTH_FIRST_SHAPE = /\p{L}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+(?:1[89]|20)\d\d/u;
+const MONTH_FIRST_SHAPE = /\d(?:st|nd|rd|th)?,?\s+(?:1[89]|20)\d\d/;
 /** Words that say a date is a birth date, in the languages above and more. */
 const DOB_CONTEXT_ALL =
   /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
@@ -435,7 +435,8 @@ const isTokenChar = (c: number): boolean =>
   c === 47 ||
   c === 95 ||
   c === 45;
-const TOKEN_RUN = /[A-Za-z0-9+/_-]{24,}/g;
+// The character before is consumed rather than looked behind at: each position is tried once.
+const TOKEN_RUN = /(?:^|[^A-Za-z0-9+/_-])([A-Za-z0-9+/_-]{24,})/g;
 const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 
 /**
@@ -447,8 +448,8 @@ function* longTokens(text: string): Generator<[number, string]> {
   const n = text.length;
   // A plain run regex finds the candidates fast; a match always starts where its run starts.
   for (const m of text.matchAll(TOKEN_RUN)) {
-    const start = m.index;
-    let end = start + m[0].length;
+    const start = m.index + m[0].length - m[1].length;
+    let end = start + m[1].length;
     const before = start > 0 ? text.charCodeAt(start - 1) : 0;
     if (before === 61 || before === 46) continue; // '=' or '.' before: part of something longer
     let pad = 0;
