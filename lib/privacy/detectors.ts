@@ -109,18 +109,20 @@ function ipv4(text: string, out: Finding[], keyHint?: string): void {
   }
 }
 
+// The character before is consumed (group 1 is the candidate), so each position is tried once.
 const IPV6_CANDIDATE =
-  /(?=[0-9A-Fa-f:])(?<![\w:.])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])/g;
+  /(?:^|[^\w:.])((?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:])/g;
 
 function ipv6(text: string, out: Finding[]): void {
   for (const m of text.matchAll(IPV6_CANDIDATE)) {
-    const s = m[0];
+    const s = m[1];
+    const index = m.index + m[0].length - s.length;
     // "::" alone and clock times are valid-looking but not addresses worth hiding.
     if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) continue;
     if (!s.includes('::') && s.split(':').length < 8) continue;
     // Eight groups of two hex digits are bytes (a Modbus or CAN frame), not an address.
     if (/^(?:[0-9A-Fa-f]{2}:){7}[0-9A-Fa-f]{2}$/.test(s)) continue;
-    push(out, 'IPV6', 'ipv6', text, m.index, m.index + s.length);
+    push(out, 'IPV6', 'ipv6', text, index, index + s.length);
   }
 }
 
