@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import {
-  auditRecord,
+  auditRecordAsync,
   BlockedError,
   isPseudonymMap,
   JsonLinesAuditWriter,
   OPERATORS,
   PrivacyGuard,
   Pseudonymizer,
+  SessionMaps,
+  DEFAULT_SESSION_LIMITS,
   type AuditRecord,
   type CustomPattern,
   type Operator,
@@ -28,6 +30,8 @@ interface PrivacyGuardNodeDef extends NodeDef {
   customPatterns: string;
   customOperator: Operator;
   defaultCountry: string;
+  /** Comma-separated ISO 3166 regions for national phone numbers; empty: the gateway's and a broad set. */
+  regions: string;
   person: PersonDetector;
   store: 'msg' | 'flow';
   sessionProperty: string;
@@ -35,6 +39,9 @@ interface PrivacyGuardNodeDef extends NodeDef {
   auditLevel: 'info' | 'debug' | 'trace';
   auditFile: string;
   maxChars: string;
+  /** store "flow": sessions kept, and seconds a session lives unused. */
+  maxSessions: string;
+  sessionTtl: string;
 }
 
 interface PrivacyGuardCredentials {
@@ -83,6 +90,7 @@ export = function (RED: NodeAPI): void {
     let guard: PrivacyGuard | undefined;
     let fields: string[] = ['payload'];
     let configError: string | undefined;
+    let sessions: SessionMaps | undefined;
     let writer: JsonLinesAuditWriter | undefined;
     const key = this.credentials?.key ? Buffer.from(this.credentials.key, 'utf8') : undefined;
     // Without a configured key the audit hashes still hide the input, but only for this run.
@@ -99,15 +107,38 @@ export = function (RED: NodeAPI): void {
       if (maxChars !== undefined && !(Number.isInteger(maxChars) && maxChars > 0)) {
         throw new Error(t('errors.bad-number', { name: 'maxChars', value: def.maxChars }));
       }
+      const positive = (name: string, value: string | undefined, fallback: number): number => {
+        if (value === undefined || String(value).trim() === '') return fallback;
+        const n = Number(value);
+        if (!(Number.isFinite(n) && n > 0)) throw new Error(t('errors.bad-number', { name, value }));
+        return n;
+      };
+      const regions = (def.regions ?? '')
+        .split(/[\s,;]+/)
+        .map((r) => r.trim().toUpperCase())
+        .filter((r) => r !== '');
       guard = new PrivacyGuard({
         operators,
         customPatterns: parsePatterns(def.customPatterns),
         customOperator: OPERATORS.includes(def.customOperator) ? def.customOperator : 'redact',
         defaultCountry: def.defaultCountry?.trim().toUpperCase() || undefined,
-        person: def.person === 'rules' || def.person === 'off' ? def.person : 'compromise',
+        regions,
+        // 'compromise' is what older flows saved for the default detector.
+        person: def.person === 'rules' || def.person === 'off' ? def.person : 'names',
         key,
         limits: maxChars ? { maxChars } : undefined,
       });
+      const flow = () => this.context().flow;
+      sessions = new SessionMaps(
+        { get: (k) => flow().get(k), set: (k, v) => flow().set(k, v) },
+        {
+          ...DEFAULT_SESSION_LIMITS,
+          maxSessions: Math.floor(
+            positive('maxSessions', def.maxSessions, DEFAULT_SESSION_LIMITS.maxSessions),
+          ),
+          ttlMs: positive('sessionTtl', def.sessionTtl, DEFAULT_SESSION_LIMITS.ttlMs / 1000) * 1000,
+        },
+      );
       if (def.audit === 'file') {
         if (!def.auditFile?.trim()) throw new Error(t('errors.no-audit-file'));
         writer = new JsonLinesAuditWriter(def.auditFile.trim(), (err) =>
@@ -120,10 +151,23 @@ export = function (RED: NodeAPI): void {
       this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
     }
     if (!configError) this.status({});
+    // The name lists load once per process, at deploy rather than on the first message.
+    if (guard && mode === 'protect') {
+      const g = guard;
+      setImmediate(() => g.prepare());
+    }
 
-    const audit = (input: unknown, counts: Record<string, number>, blocked?: string): void => {
+    const audit = async (input: unknown, counts: Record<string, number>, blocked?: string): Promise<void> => {
       if (def.audit !== 'log' && def.audit !== 'file') return;
-      const record: AuditRecord = auditRecord({ key: auditKey, node: this.id, mode, input, counts, blocked });
+      // Hashed in pieces: a message of megabytes must not hold the event loop for the hash either.
+      const record: AuditRecord = await auditRecordAsync({
+        key: auditKey,
+        node: this.id,
+        mode,
+        input,
+        counts,
+        blocked,
+      });
       if (writer) writer.write(record);
       else if (def.auditLevel === 'trace') this.trace(JSON.stringify(record));
       else if (def.auditLevel === 'debug') this.debug(JSON.stringify(record));
@@ -136,33 +180,34 @@ export = function (RED: NodeAPI): void {
       return typeof id === 'string' || typeof id === 'number' ? SESSION_PREFIX + String(id) : undefined;
     };
 
-    const loadMap = (msg: NodeMessageInFlow): unknown => {
-      const session = sessionKey(msg);
-      return session ? this.context().flow.get(session) : (msg as Record<string, unknown>)[MAP_PROPERTY];
-    };
-
     const summary = (counts: Record<string, number>): string =>
       Object.entries(counts)
         .map(([type, n]) => `${type} ${n}`)
         .join(', ');
 
-    const protect = (msg: NodeMessageInFlow, send: Send, done: Done): void => {
+    const protect = async (msg: NodeMessageInFlow, send: Send, done: Done): Promise<void> => {
       const g = guard as PrivacyGuard;
-      const pseudonyms = new Pseudonymizer(loadMap(msg));
+      const session = sessionKey(msg);
+      const pseudonyms = new Pseudonymizer(
+        session ? (sessions as SessionMaps).load(session) : (msg as Record<string, unknown>)[MAP_PROPERTY],
+      );
       const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
       const counts: Record<string, number> = {};
-      let results: unknown[];
+      const results: unknown[] = [];
       try {
-        results = originals.map((value) => {
-          if (value === undefined) return undefined;
-          const r = g.protect(value, pseudonyms);
+        for (const value of originals) {
+          if (value === undefined) {
+            results.push(undefined);
+            continue;
+          }
+          const r = await g.protectAsync(value, pseudonyms);
           for (const [type, n] of Object.entries(r.counts)) counts[type] = (counts[type] ?? 0) + n;
-          return r.value;
-        });
+          results.push(r.value);
+        }
       } catch (err) {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
-        audit(originals, counts, reason);
+        await audit(originals, counts, reason);
         this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
         (msg as Record<string, unknown>).privacy = { blocked: reason };
         send([null, msg]);
@@ -172,12 +217,17 @@ export = function (RED: NodeAPI): void {
       fields.forEach((f, i) => {
         if (originals[i] !== undefined) RED.util.setMessageProperty(msg, f, results[i], true);
       });
-      const session = sessionKey(msg);
-      if (session) this.context().flow.set(session, pseudonyms.map);
+      // With a session store only the binding travels: which request of which session this is.
+      if (session)
+        (msg as Record<string, unknown>)[MAP_PROPERTY] = (sessions as SessionMaps).save(
+          session,
+          pseudonyms.map,
+          pseudonyms.used,
+        );
       else if (pseudonyms.size > 0) (msg as Record<string, unknown>)[MAP_PROPERTY] = pseudonyms.map;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       (msg as Record<string, unknown>).privacy = { counts, total };
-      audit(originals, counts);
+      await audit(originals, counts);
       this.status(
         total > 0
           ? { fill: 'green', shape: 'dot', text: summary(counts) }
@@ -187,9 +237,13 @@ export = function (RED: NodeAPI): void {
       done();
     };
 
-    const restore = (msg: NodeMessageInFlow, send: Send, done: Done): void => {
+    const restore = async (msg: NodeMessageInFlow, send: Send, done: Done): Promise<void> => {
       const g = guard as PrivacyGuard;
-      const map = loadMap(msg);
+      const session = sessionKey(msg);
+      const bound = session
+        ? (sessions as SessionMaps).forRequest(session, (msg as Record<string, unknown>)[MAP_PROPERTY])
+        : undefined;
+      const map = session ? bound?.map : (msg as Record<string, unknown>)[MAP_PROPERTY];
       if (!isPseudonymMap(map)) {
         this.status({ fill: 'yellow', shape: 'ring', text: t('status.no-map') });
         send([msg, null]);
@@ -199,19 +253,24 @@ export = function (RED: NodeAPI): void {
       let restored = 0;
       const originals = fields.map((f) => RED.util.getMessageProperty(msg, f) as unknown);
       try {
-        const results = originals.map((value) => {
-          if (value === undefined) return undefined;
-          const r = g.restore(value, map as PseudonymMap);
+        const results: unknown[] = [];
+        for (const value of originals) {
+          if (value === undefined) {
+            results.push(undefined);
+            continue;
+          }
+          // Only what this request gave the model comes back, never a placeholder someone typed.
+          const r = await g.restoreAsync(value, map as PseudonymMap, bound?.only);
           restored += r.restored;
-          return r.value;
-        });
+          results.push(r.value);
+        }
         fields.forEach((f, i) => {
           if (originals[i] !== undefined) RED.util.setMessageProperty(msg, f, results[i], true);
         });
       } catch (err) {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
-        audit(originals, {}, reason);
+        await audit(originals, {}, reason);
         this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
         (msg as Record<string, unknown>).privacy = { blocked: reason };
         send([null, msg]);
@@ -220,25 +279,30 @@ export = function (RED: NodeAPI): void {
       }
       // The originals are back where they belong; the map need not travel further.
       delete (msg as Record<string, unknown>)[MAP_PROPERTY];
-      audit(originals, { RESTORED: restored });
+      await audit(originals, { RESTORED: restored });
       this.status({ fill: 'green', shape: 'dot', text: t('status.restored', { count: restored }) });
       send([msg, null]);
       done();
     };
 
+    // Large messages are scanned in slices that give the event loop back; messages still leave in
+    // the order they came, and a session's pseudonyms are read and written by one message at a time.
+    let queue: Promise<void> = Promise.resolve();
     this.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
       if (configError || !guard) {
         done(new Error(t('errors.config', { reason: configError ?? 'not configured' })));
         return;
       }
-      try {
-        if (mode === 'protect') protect(msg, send, done);
-        else restore(msg, send, done);
-      } catch (err) {
-        // Only a fault outside the guard (a context store, a setter) gets here: nothing was sent.
-        this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
-        done(err as Error);
-      }
+      queue = queue.then(async () => {
+        try {
+          if (mode === 'protect') await protect(msg, send, done);
+          else await restore(msg, send, done);
+        } catch (err) {
+          // Only a fault outside the guard (a context store, a setter) gets here: nothing was sent.
+          this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+          done(err as Error);
+        }
+      });
     });
 
     this.on('close', (_removed: boolean, done: () => void) => {

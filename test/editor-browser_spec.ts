@@ -304,13 +304,17 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
   },
   'privacy-guard': async ({ editor }) => {
     await editor.type('#node-input-defaultCountry', 'DEU');
+    await editor.type('#node-input-regions', 'DE, GBR');
     await editor.type('#node-input-maxChars', 'lots');
     await assertFieldError(editor, '#node-input-defaultCountry', true);
+    await assertFieldError(editor, '#node-input-regions', true);
     await assertFieldError(editor, '#node-input-maxChars', true);
     await editor.screenshot('dialog-privacy-guard-invalid');
     await editor.type('#node-input-defaultCountry', 'DE');
+    await editor.type('#node-input-regions', 'DE, GB, US');
     await editor.type('#node-input-maxChars', '100000');
     await assertFieldError(editor, '#node-input-defaultCountry', false);
+    await assertFieldError(editor, '#node-input-regions', false);
     await assertFieldError(editor, '#node-input-maxChars', false);
   },
 };

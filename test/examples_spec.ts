@@ -125,8 +125,16 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
     });
 
     it('POST /ask answers with the personal data restored, and the model never saw it', async function () {
+      // Names without a title or cue word, numbers in national format (the regions set in the node).
       const question =
-        'Write a short note to Maria Keller (maria.keller@example.com, +49 170 1234567) about the delayed pump.';
+        'Maria Keller and Jonas Weber need a short note about the delayed pump: maria.keller@example.com, 0170 1234567, 030 12345678.';
+      const originals = [
+        'Maria Keller',
+        'Jonas Weber',
+        'maria.keller@example.com',
+        '0170 1234567',
+        '030 12345678',
+      ];
       const res = await fetch(`${red.url}/ask`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -142,13 +150,11 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
       assert.equal(typeof body.answer, 'string');
       // The model may only name contacts of the question, as pseudonyms; the reply has the originals.
       assert.ok(body.refers_to.length >= 1);
-      for (const value of body.refers_to) {
-        assert.ok(['Maria Keller', 'maria.keller@example.com', '+49 170 1234567'].includes(value), value);
-      }
+      for (const value of body.refers_to) assert.ok(originals.includes(value), value);
       assert.doesNotMatch(JSON.stringify([body.answer, body.refers_to]), /<(PERSON|EMAIL|PHONE)_\d+>/);
-      assert.doesNotMatch(body.seen_by_model, /Maria|Keller|example\.com|1234567/);
-      assert.match(body.seen_by_model, /<PERSON_1>.*<EMAIL_1>/);
-      assert.deepEqual(body.pseudonymised, { PERSON: 1, EMAIL: 1, PHONE: 1 });
+      assert.doesNotMatch(body.seen_by_model, /Maria|Keller|Jonas|Weber|example\.com|1234567|12345678/);
+      assert.match(body.seen_by_model, /<PERSON_1> and <PERSON_2>.*<EMAIL_1>, <PHONE_1>, <PHONE_2>/);
+      assert.deepEqual(body.pseudonymised, { PERSON: 2, EMAIL: 1, PHONE: 2 });
     });
 
     it('POST /ask without a question is a 400', async function () {

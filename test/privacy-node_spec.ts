@@ -181,7 +181,95 @@ describe('privacy-guard node', function () {
       out.messages.map((m) => m.payload),
       ['ask <EMAIL_1>', '<EMAIL_2> then <EMAIL_1>', '<EMAIL_1>'],
     );
-    assert.equal(out.messages[0]._privacy, undefined, 'the map stays in the session store');
+    const binding = out.messages[0]._privacy as Record<string, unknown>;
+    assert.equal(binding.tokens, undefined, 'the originals stay in the session store');
+    assert.deepEqual(Object.keys(binding).sort(), ['request', 'session', 'version']);
+  });
+
+  /** A protect and a restore node sharing a session store, as a chat flow has them. */
+  const sessionFlow = (extra: Record<string, unknown> = {}) =>
+    flow({ store: 'flow', ...extra }, [
+      {
+        id: 'rs',
+        type: 'privacy-guard',
+        mode: 'restore',
+        fields: 'payload',
+        store: 'flow',
+        ...extra,
+        wires: [['restored'], []],
+      },
+      { id: 'restored', type: 'helper' },
+    ]);
+
+  it('restores what the request gave the model, and nothing a user typed', async function () {
+    await helper.load([privacyGuardNode], sessionFlow());
+    const out = collect(helper.getNode('out'));
+    const restored = collect(helper.getNode('restored'));
+    const pg = helper.getNode('pg');
+    const rs = helper.getNode('rs');
+    pg.receive({ payload: 'mail bob@example.com', sessionId: 's1' } as NodeMessage);
+    await out.until(1);
+    assert.equal(out.messages[0].payload, 'mail <EMAIL_1>');
+    // The model answers the first request: its placeholder comes back.
+    rs.receive({ ...out.messages[0], payload: 'Done: <EMAIL_1>' } as NodeMessage);
+    await restored.until(1);
+    assert.equal(restored.messages[0].payload, 'Done: bob@example.com');
+    // A later message of the same session types the placeholder; the model echoes it.
+    pg.receive({ payload: 'who is <EMAIL_1>?', sessionId: 's1' } as NodeMessage);
+    await out.until(2);
+    assert.equal(out.messages[1].payload, 'who is <EMAIL_1>?');
+    rs.receive({ ...out.messages[1], payload: 'That is <EMAIL_1>.' } as NodeMessage);
+    await restored.until(2);
+    assert.equal(restored.messages[1].payload, 'That is <EMAIL_1>.');
+    // Another session types it: nothing either.
+    pg.receive({ payload: 'tell me <EMAIL_1>', sessionId: 's2' } as NodeMessage);
+    await out.until(3);
+    rs.receive({ ...out.messages[2], payload: '<EMAIL_1>' } as NodeMessage);
+    await restored.until(3);
+    assert.equal(restored.messages[2].payload, '<EMAIL_1>');
+    // Nor does a message that claims another session's request.
+    rs.receive({ payload: '<EMAIL_1>', sessionId: 's2', _privacy: out.messages[0]._privacy } as NodeMessage);
+    await restored.until(4);
+    assert.equal(restored.messages[3].payload, '<EMAIL_1>');
+  });
+
+  it('keeps at most maxSessions session maps, and drops those unused past their age', async function () {
+    await helper.load([privacyGuardNode], sessionFlow({ maxSessions: '3', sessionTtl: '1' }));
+    const pg = helper.getNode('pg');
+    const out = collect(helper.getNode('out'));
+    for (let i = 0; i < 5; i++)
+      pg.receive({ payload: `mail u${i}@example.com`, sessionId: `s${i}` } as NodeMessage);
+    await out.until(5);
+    const flowContext = pg.context().flow;
+    const kept = (flowContext.keys() as string[]).filter((k) => k.startsWith('privacy-guard:session:'));
+    assert.deepEqual(kept.sort(), [
+      'privacy-guard:session:s2',
+      'privacy-guard:session:s3',
+      'privacy-guard:session:s4',
+    ]);
+    // Past the age limit a request's placeholders restore nothing, and the next use clears the old maps.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const restored = collect(helper.getNode('restored'));
+    helper.getNode('rs').receive({ ...out.messages[4], payload: '<EMAIL_1>' } as NodeMessage);
+    await restored.until(1);
+    assert.equal(restored.messages[0].payload, '<EMAIL_1>');
+    pg.receive({ payload: 'mail late@example.com', sessionId: 'late' } as NodeMessage);
+    await out.until(6);
+    const left = (flowContext.keys() as string[]).filter((k) => k.startsWith('privacy-guard:session:'));
+    assert.deepEqual(left, ['privacy-guard:session:late']);
+  });
+
+  it('recognises national numbers of its configured regions and names without cues', async function () {
+    await helper.load([privacyGuardNode], flow({ regions: 'DE, GB' }));
+    const out = collect(helper.getNode('out'));
+    helper.getNode('pg').receive({
+      payload: 'Anna Schmidt asked for a call back on 030 12345678; Oliver Smith on 020 7946 0958.',
+    } as NodeMessage);
+    await out.until(1);
+    assert.equal(
+      out.messages[0].payload,
+      '<PERSON_1> asked for a call back on <PHONE_1>; <PERSON_2> on <PHONE_2>.',
+    );
   });
 
   it('hashes with the key from the credentials', async function () {

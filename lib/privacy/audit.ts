@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
 import { keyedHash } from './operators';
 
@@ -45,7 +46,7 @@ export function stableStringify(value: unknown): string {
   return walk(value);
 }
 
-export function auditRecord(opts: {
+export interface AuditInput {
   key: Buffer;
   node: string;
   mode: 'protect' | 'restore';
@@ -53,15 +54,44 @@ export function auditRecord(opts: {
   counts: Record<string, number>;
   blocked?: string;
   now?: Date;
-}): AuditRecord {
+}
+
+export function auditRecord(opts: AuditInput): AuditRecord {
   let inputHash: string;
   try {
     inputHash = keyedHash(opts.key, stableStringify(opts.input));
   } catch {
     inputHash = 'unhashable';
   }
+  return record(opts, inputHash);
+}
+
+const HASH_PIECE = 262_144;
+
+/** auditRecord() for large input: the hash is fed in pieces with the event loop let run between. */
+export async function auditRecordAsync(opts: AuditInput): Promise<AuditRecord> {
+  let text: string;
+  try {
+    text = stableStringify(opts.input);
+  } catch {
+    return record(opts, 'unhashable');
+  }
+  const hmac = createHmac('sha256', opts.key);
+  for (let at = 0; at < text.length;) {
+    let end = Math.min(text.length, at + HASH_PIECE);
+    // Never between the two halves of a surrogate pair: the UTF-8 bytes must be those of the whole.
+    const c = text.charCodeAt(end - 1);
+    if (end < text.length && c >= 0xd800 && c <= 0xdbff) end++;
+    hmac.update(text.slice(at, end), 'utf8');
+    at = end;
+    if (at < text.length) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return record(opts, hmac.digest('hex'));
+}
+
+function record(opts: AuditInput, inputHash: string): AuditRecord {
   const total = Object.values(opts.counts).reduce((a, b) => a + b, 0);
-  const record: AuditRecord = {
+  const out: AuditRecord = {
     time: (opts.now ?? new Date()).toISOString(),
     node: opts.node,
     mode: opts.mode,
@@ -69,8 +99,8 @@ export function auditRecord(opts: {
     counts: opts.counts,
     total,
   };
-  if (opts.blocked !== undefined) record.blocked = opts.blocked;
-  return record;
+  if (opts.blocked !== undefined) out.blocked = opts.blocked;
+  return out;
 }
 
 /**

@@ -1,13 +1,24 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import type { CountryCode } from 'libphonenumber-js/max';
 import type * as Ibantools from 'ibantools' with { 'resolution-mode': 'import' };
 import { calendarDay, cardIssuerKnown, luhnValid, shannonEntropy, usSsnValid } from './checksums';
-import { findPersons, type PersonDetector } from './person';
+import { phones } from './phone';
+import { findPersons, KEY_PERSON, NAME_VALUE, type PersonDetector } from './person';
 import type { BuiltinEntityType, CustomPattern, EntityType, Finding } from './types';
 
 // ibantools ships a CommonJS build under its "require" condition, but its only typings are ESM.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { isValidIBAN } = require('ibantools') as typeof Ibantools;
+const { validateIBAN } = require('ibantools') as typeof Ibantools;
+
+/**
+ * Country, length, BBAN format and mod 97 must hold. A wrong national check digit (France's RIB key,
+ * Spain's, Belgium's) does not clear it: mod 97 already makes a chance match very unlikely, and a
+ * mistyped account number is still someone's account number.
+ */
+function ibanValid(iban: string): boolean {
+  const r = validateIBAN(iban);
+  return r.valid || (r.errorCodes.length > 0 && r.errorCodes.every((c) => c === 6));
+}
 
 export interface CompiledCustomPattern {
   name: string;
@@ -19,8 +30,8 @@ export interface CompiledCustomPattern {
 export interface DetectOptions {
   /** Types to look for; custom pattern names are always looked for. */
   types: ReadonlySet<EntityType>;
-  /** ISO 3166 alpha-2 country for phone numbers written without +/00 (national format). */
-  defaultCountry?: string;
+  /** Regions (ISO 3166 alpha-2) whose national numbers, written without +/00, are phone numbers. */
+  regions: readonly CountryCode[];
   person?: PersonDetector;
   custom?: readonly CompiledCustomPattern[];
   /** Name of the JSON field the text came from, if any: `dob`, `lat`, `name` make the whole value an entity. */
@@ -73,7 +84,7 @@ const EMAIL =
   /(?<![\w.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-]|\.[A-Za-z0-9])/g;
 
 const FILE_EXTENSION =
-  /\.(?:png|jpe?g|gif|svg|webp|bmp|ico|m?js|cjs|ts|json|ya?ml|txt|log|csv|html?|css|py|sh|exe|dll|so|bin|zip|gz|tar|pdf)$/i;
+  /\.(?:service|socket|timer|mount|automount|target|path|slice|scope|swap|device|png|jpe?g|gif|svg|webp|bmp|ico|m?js|cjs|ts|json|ya?ml|txt|log|csv|html?|css|py|sh|exe|dll|so|bin|zip|gz|tar|pdf)$/i;
 
 function emails(text: string, out: Finding[]): void {
   for (const m of text.matchAll(EMAIL)) {
@@ -82,85 +93,42 @@ function emails(text: string, out: Finding[]): void {
   }
 }
 
-// ---------------------------------------------------------------- phone (libphonenumber-js)
-// Candidates are cut with a cheap regex and validated by libphonenumber-js against the numbering
-// plan of the country; its own text scanner is several times slower on long text.
-const PHONE_CANDIDATE = /(?<![\w+.,/:-])(?:\+|\b00)?\(?\d[\d ().-]{5,22}\d(?![\w/:]|[.,-]\d)/g;
-
-function phones(text: string, out: Finding[], defaultCountry?: string): void {
-  for (const m of text.matchAll(PHONE_CANDIDATE)) {
-    let candidate = m[0];
-    // Trailing space-separated groups may belong to the next word ("+44 20 7946 0958 12 units").
-    for (let attempt = 0; attempt < 3 && candidate.length >= 7; attempt++) {
-      if (validPhone(candidate, defaultCountry)) {
-        push(out, 'PHONE', 'libphonenumber', text, m.index, m.index + candidate.length);
-        break;
-      }
-      const cut = candidate.lastIndexOf(' ');
-      if (cut <= 0) break;
-      candidate = candidate.slice(0, cut).replace(/[ (.-]+$/, '');
-    }
-  }
-}
-
-function digitGroups(s: string): string {
-  return (s.match(/\d+/g) ?? []).map((g) => g.length).join(',');
-}
-
-function validPhone(candidate: string, defaultCountry?: string): boolean {
-  const digits = candidate.replace(/\D/g, '');
-  if (digits.length < 7 || digits.length > 17) return false;
-  const international = candidate.startsWith('+') || candidate.startsWith('00');
-  if (!international && !defaultCountry) return false;
-  const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
-  try {
-    const parsed = parsePhoneNumberFromString(input, {
-      defaultCountry: defaultCountry as CountryCode | undefined,
-      extract: false,
-    });
-    if (!parsed) return false;
-    // A leading + (or 00) is itself strong evidence; numbering plans change faster than metadata,
-    // so a number of possible length for its country is enough.
-    if (international) return digits.length >= 8 && parsed.isPossible();
-    // Without it, dates, lot and ticket numbers parse as valid national numbers: the digits must
-    // also be grouped the way the country writes its numbers (or not grouped at all).
-    if (!parsed.isValid()) return false;
-    const groups = digitGroups(candidate);
-    return !groups.includes(',') || groups === digitGroups(parsed.formatNational());
-  } catch {
-    return false;
-  }
-}
-
 // ---------------------------------------------------------------- IP and MAC
 const IPV4 =
   /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)/g;
 const VERSION_BEFORE =
-  /(?:\bv|\b(?:version|ver\.?|release|firmware|section|chapter|clause|step|item)\s*|§\s*)$/i;
+  /(?:\bv|\b(?:version|ver\.?|release|firmware|fw|sw|build|rev|revision|section|chapter|clause|step|item)\s*|§\s*|\b[\w-]*(?:version|ver|firmware|fw|sw|build|release|rev)["']?\s*[:=]\s*["']?)$/i;
+/** Field names whose values are versions, not addresses. */
+const KEY_VERSION = /(?:version|ver|firmware|fw|sw|build|release|rev|revision)$/i;
 
-function ipv4(text: string, out: Finding[]): void {
+function ipv4(text: string, out: Finding[], keyHint?: string): void {
+  if (keyHint !== undefined && KEY_VERSION.test(keyHint)) return;
   for (const m of text.matchAll(IPV4)) {
-    if (VERSION_BEFORE.test(text.slice(Math.max(0, m.index - 12), m.index))) continue;
+    if (VERSION_BEFORE.test(text.slice(Math.max(0, m.index - 24), m.index))) continue;
     if (isIPv4(m[0])) push(out, 'IPV4', 'ipv4', text, m.index, m.index + m[0].length);
   }
 }
 
+// The character before is consumed (group 1 is the candidate), so each position is tried once.
 const IPV6_CANDIDATE =
-  /(?<![\w:.])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])/g;
+  /(?:^|[^\w:.])((?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:])/g;
 
 function ipv6(text: string, out: Finding[]): void {
   for (const m of text.matchAll(IPV6_CANDIDATE)) {
-    const s = m[0];
+    const s = m[1];
+    const index = m.index + m[0].length - s.length;
     // "::" alone and clock times are valid-looking but not addresses worth hiding.
     if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) continue;
     if (!s.includes('::') && s.split(':').length < 8) continue;
-    push(out, 'IPV6', 'ipv6', text, m.index, m.index + s.length);
+    // Eight groups of two hex digits are bytes (a Modbus or CAN frame), not an address.
+    if (/^(?:[0-9A-Fa-f]{2}:){7}[0-9A-Fa-f]{2}$/.test(s)) continue;
+    push(out, 'IPV6', 'ipv6', text, index, index + s.length);
   }
 }
 
-const MAC = /(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
-const MAC_DOTTED = /(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.]|\.\d)/g;
-const MAC_CONTEXT = /\b(?:mac|hw ?addr|hardware address|ether|bssid)\b/i;
+const MAC = /\b(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
+const MAC_DOTTED = /\b(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.]|\.\d)/g;
+const MAC_CONTEXT = /\b(?:mac|hw ?addr|hardware address|ether|bssid|lladdr|arp|dhcp\w*|station|client)\b/i;
 
 function macs(text: string, out: Finding[]): void {
   for (const m of text.matchAll(MAC)) push(out, 'MAC', 'mac', text, m.index, m.index + m[0].length);
@@ -195,7 +163,7 @@ function ibans(text: string, out: Finding[]): void {
     let s = m[0];
     // The candidate may have run into following words ("... 0130 00 BANK"): shorten group by group.
     while (s.replace(/ /g, '').length >= 15) {
-      if (isValidIBAN(s.replace(/ /g, ''))) {
+      if (ibanValid(s.replace(/ /g, ''))) {
         push(out, 'IBAN', 'ibantools', text, m.index, m.index + s.length);
         break;
       }
@@ -229,8 +197,12 @@ const GPS_DECIMAL_PAIR =
   /(?<![\w.+-])([-+]?\d{1,2}\.(\d{2,}))\s*[,;/ ]\s*([-+]?\d{1,3}\.(\d{2,}))(?![\w]|[.,]\d)/g;
 const GPS_LABELLED =
   /\b(?:lat(?:itude)?)\b["']?\s*[:=]?\s*([-+]?\d{1,2}(?:\.\d+)?)["']?\s*[,;]?\s*["']?(?:lon|lng|long|longitude)\b["']?\s*[:=]?\s*([-+]?\d{1,3}(?:\.\d+)?)/gi;
-const GPS_HEMISPHERE =
-  /\b\d{1,2}(?:\.\d+)?°?\s*(?:\d{1,2}['′]\s*(?:\d{1,2}(?:\.\d+)?["″]\s*)?)?[NS]\b[,\s]*\d{1,3}(?:\.\d+)?°?\s*(?:\d{1,2}['′]\s*(?:\d{1,2}(?:\.\d+)?["″]\s*)?)?[EW]\b/g;
+const DMS = String.raw`\d{1,3}(?:[.,]\d+)?\s*°\s*(?:\d{1,2}(?:[.,]\d+)?\s*['′’]\s*(?:\d{1,2}(?:[.,]\d+)?\s*(?:["″”]|''|′′)\s*)?)?`;
+const DMS_LOOSE = String.raw`\d{1,3}(?:[.,]\d+)?\s*°?\s*(?:\d{1,2}(?:[.,]\d+)?\s*['′’]\s*(?:\d{1,2}(?:[.,]\d+)?\s*(?:["″”]|''|′′)\s*)?)?`;
+const GPS_HEMISPHERE = new RegExp(
+  String.raw`(?<![\w.])${DMS_LOOSE}[NS]\b[,;/\s]*${DMS_LOOSE}[EWO]\b|(?<![\w.])[NS]\s*${DMS}[,;/\s]*[EWO]\s*${DMS}`,
+  'g',
+);
 const GPS_CONTEXT =
   /\b(?:gps|location|loc|position|pos|coordinates?|coords?|lat\/lon|lat\/lng|geo|located at|at)\b/i;
 
@@ -251,34 +223,96 @@ function gps(text: string, out: Finding[]): void {
     }
   }
   for (const m of text.matchAll(GPS_HEMISPHERE)) {
-    push(out, 'GPS', 'hemisphere', text, m.index, m.index + m[0].trimEnd().length);
+    push(out, 'GPS', 'hemisphere', text, m.index, m.index + m[0].replace(/[\s,;/]+$/, '').length);
   }
 }
 
 // ---------------------------------------------------------------- dates of birth
-const MONTHS =
-  'jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?';
-const MONTH_INDEX = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
-const DATE = new RegExp(
+/** Month names and abbreviations in English, German, French, Spanish, Italian, Dutch and Portuguese. */
+const MONTH_WORDS: string[][] = [
   [
-    String.raw`(?<iy>\d{4})-(?<im>\d{1,2})-(?<id>\d{1,2})`,
-    String.raw`(?<na>\d{1,2})[./-](?<nb>\d{1,2})[./-](?<ny>\d{4}|\d{2})`,
-    String.raw`(?<td>\d{1,2})(?:st|nd|rd|th)?\.?\s+(?<tm>${MONTHS})\.?,?\s+(?<ty>\d{4})`,
-    String.raw`(?<um>${MONTHS})\.?\s+(?<ud>\d{1,2})(?:st|nd|rd|th)?,?\s+(?<uy>\d{4})`,
-  ]
-    .map((p) => `(?:${p})`)
-    .join('|')
-    .replace(/^/, String.raw`(?<![\w.-])(?:`)
-    .concat(String.raw`)(?![\w]|[.-]\d)`),
-  'gi',
+    'january',
+    'jan',
+    'januar',
+    'jänner',
+    'janvier',
+    'janv',
+    'enero',
+    'ene',
+    'gennaio',
+    'gen',
+    'januari',
+    'janeiro',
+  ],
+  [
+    'february',
+    'feb',
+    'februar',
+    'février',
+    'fevrier',
+    'févr',
+    'fevr',
+    'febrero',
+    'febbraio',
+    'februari',
+    'fevereiro',
+    'fev',
+  ],
+  ['march', 'mar', 'märz', 'maerz', 'mär', 'mrz', 'mars', 'marzo', 'maart', 'mrt', 'março', 'marco'],
+  ['april', 'apr', 'avril', 'avr', 'abril', 'abr', 'aprile'],
+  ['may', 'mai', 'mayo', 'maggio', 'mag', 'mei', 'maio'],
+  ['june', 'jun', 'juni', 'juin', 'junio', 'giugno', 'giu', 'junho'],
+  ['july', 'jul', 'juli', 'juillet', 'juil', 'julio', 'luglio', 'lug', 'julho'],
+  ['august', 'aug', 'août', 'aout', 'agosto', 'ago', 'augustus'],
+  ['september', 'sep', 'sept', 'septembre', 'septiembre', 'setiembre', 'settembre', 'set', 'setembro'],
+  ['october', 'oct', 'oktober', 'okt', 'octobre', 'octubre', 'ottobre', 'ott', 'outubro', 'out'],
+  ['november', 'nov', 'novembre', 'noviembre', 'novembro'],
+  [
+    'december',
+    'dec',
+    'dezember',
+    'dez',
+    'décembre',
+    'decembre',
+    'déc',
+    'diciembre',
+    'dic',
+    'dicembre',
+    'dezembro',
+  ],
+];
+const MONTH_OF = new Map<string, number>();
+MONTH_WORDS.forEach((names, i) => names.forEach((n) => MONTH_OF.set(n, i + 1)));
+const MONTHS = [...MONTH_OF.keys()].sort((a, b) => b.length - a.length).join('|');
+const DATE_TAIL = String.raw`)(?![\w]|[.-]\d)`;
+/** Dates that start with a digit: ISO, day-month-year with numbers or a month name, 年月日. */
+const DATE = new RegExp(
+  String.raw`(?=\d)(?<![\w.-])(?:` +
+    [
+      String.raw`(?<iy>\d{4})[-/.](?<im>\d{1,2})[-/.](?<id>\d{1,2})`,
+      String.raw`(?<na>\d{1,2})(?:[/-]|\.\s?)(?<nb>\d{1,2})(?:[/-]|\.\s?)(?<ny>\d{4}|\d{2})`,
+      String.raw`(?<td>\d{1,2})(?:st|nd|rd|th|er|º|°)?\.?(?:\s*(?:de\s+)?|[-/.])(?<tm>${MONTHS})\.?(?:,?\s*(?:de\s+)?|[-/.])(?<ty>\d{4})`,
+      String.raw`(?<ky>\d{4})\s*年\s*(?<km>\d{1,2})\s*月\s*(?<kd>\d{1,2})\s*日`,
+    ]
+      .map((p) => `(?:${p})`)
+      .join('|') +
+    DATE_TAIL,
+  'giu',
 );
+/** Month-first dates ("March 12, 1985"), looked for only where a word, a day and a year follow. */
+const DATE_MONTH_FIRST = new RegExp(
+  String.raw`(?<![\w.-])(?:(?<um>${MONTHS})\.?\s+(?<ud>\d{1,2})(?:st|nd|rd|th)?,?\s+(?<uy>\d{4})` + DATE_TAIL,
+  'giu',
+);
+const MONTH_FIRST_SHAPE = /\d(?:st|nd|rd|th)?,?\s+(?:1[89]|20)\d\d/;
+/** Words that say a date is a birth date, in the languages above and more. */
 const DOB_CONTEXT_ALL =
-  /\b(?:born|birth|birthday|birthdate|dob|d\.o\.b|geb\.?|geboren|geburtsdatum|n[ée]e?|date de naissance|fecha de nacimiento|nacid[oa])(?![\w])/gi;
+  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
 
 function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
   const thisYear = new Date().getUTCFullYear();
   const year = (y: string): number => (y.length === 2 ? 1900 + Number(y) : Number(y));
-  const month = (m: string): number => MONTH_INDEX.indexOf(m.slice(0, 3).toLowerCase()) + 1;
+  const month = (m: string): number => MONTH_OF.get(m.toLowerCase()) ?? 0;
   let y: number, m: number, d: number;
   if (g.iy) [y, m, d] = [Number(g.iy), Number(g.im), Number(g.id)];
   else if (g.ny) {
@@ -289,13 +323,17 @@ function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
     if (calendarDay(y, b, a)) [m, d] = [b, a];
     else [m, d] = [a, b];
   } else if (g.ty) [y, m, d] = [Number(g.ty), month(g.tm ?? ''), Number(g.td)];
-  else [y, m, d] = [Number(g.uy), month(g.um ?? ''), Number(g.ud)];
+  else if (g.uy) [y, m, d] = [Number(g.uy), month(g.um ?? ''), Number(g.ud)];
+  else [y, m, d] = [Number(g.ky), Number(g.km), Number(g.kd)];
   return y >= 1900 && y <= thisYear && calendarDay(y, m, d);
 }
 
 function birthDates(text: string, out: Finding[], forced: boolean): void {
   let usedContext = -1;
-  for (const m of text.matchAll(DATE)) {
+  const dates = MONTH_FIRST_SHAPE.test(text)
+    ? [...text.matchAll(DATE), ...text.matchAll(DATE_MONTH_FIRST)].sort((a, b) => a.index - b.index)
+    : text.matchAll(DATE);
+  for (const m of dates) {
     if (!plausibleBirthDate(m.groups ?? {})) continue;
     if (forced) {
       push(out, 'DOB', 'date+field', text, m.index, m.index + m[0].length);
@@ -318,32 +356,59 @@ interface SecretRule {
   regex: RegExp;
   /** Capture group holding the secret; 0 = the whole match. */
   group: number;
+  /** A cheap test that must pass before the rule is run. */
+  hint?: RegExp;
+}
+
+const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
+
+/** PEM blocks run to kilobytes: looked for in the whole text, not chunk by chunk. */
+function privateKeys(text: string, out: Finding[]): void {
+  for (const m of text.matchAll(PRIVATE_KEY))
+    push(out, 'SECRET', 'private-key', text, m.index, m.index + m[0].length);
 }
 
 const SECRET_RULES: SecretRule[] = [
-  {
-    rule: 'private-key',
-    regex: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
-    group: 0,
-  },
-  { rule: 'aws-access-key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, group: 0 },
+  { rule: 'aws-access-key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, group: 0, hint: /AKIA|ASIA/ },
   {
     rule: 'github-token',
     regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/g,
     group: 0,
+    hint: /gh[pousr]_|github_pat_/,
   },
-  { rule: 'slack-token', regex: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, group: 0 },
-  { rule: 'slack-webhook', regex: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/]{20,}/g, group: 0 },
-  { rule: 'stripe-key', regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g, group: 0 },
-  { rule: 'google-api-key', regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g, group: 0 },
-  { rule: 'llm-api-key', regex: /\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}(?![\w-])/g, group: 0 },
+  { rule: 'slack-token', regex: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, group: 0, hint: /xox/ },
+  {
+    rule: 'slack-webhook',
+    regex: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/]{20,}/g,
+    group: 0,
+    hint: /hooks\.slack/,
+  },
+  {
+    rule: 'stripe-key',
+    regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g,
+    group: 0,
+    hint: /k_(?:live|test)_/,
+  },
+  { rule: 'google-api-key', regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g, group: 0, hint: /AIza/ },
+  {
+    rule: 'llm-api-key',
+    regex: /\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}(?![\w-])/g,
+    group: 0,
+    hint: /sk-/,
+  },
   {
     rule: 'jwt',
     regex: /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}(?![\w-])/g,
     group: 0,
+    hint: /eyJ/,
   },
   { rule: 'bearer', regex: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/dg, group: 1 },
-  { rule: 'url-credentials', regex: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]+:([^\s@/]+)@/dgi, group: 1 },
+  {
+    rule: 'url-credentials',
+    regex: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]+:([^\s@/]+)@/dgi,
+    group: 1,
+    hint: /:\/\/[^\s@/]+@/,
+  },
   {
     rule: 'assignment',
     regex:
@@ -352,12 +417,59 @@ const SECRET_RULES: SecretRule[] = [
   },
 ];
 
+/** A secret named in words: "token 3f9a…", "password: hunter2.", "API key is sk-…". */
+const SECRET_CUE =
+  /(?:\b|(?<=_))(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
+
+/** What a named secret must look like when no `:` or `=` stands between: not a plain word. */
+function secretShaped(v: string): boolean {
+  if (/^[0-9a-f]{16,}$/i.test(v)) return true;
+  return /\d/.test(v) && /[A-Za-z]/.test(v) && v.length >= 8;
+}
+
 const NOT_A_SECRET =
   /^(?:null|none|undefined|true|false|required|optional|changeme|\*+|x+|<[^>]*>|\[[^\]]*\]|\$\{[^}]*\}|\{\{[^}]*\}\})$/i;
-const TOKEN = /(?<![A-Za-z0-9+/_=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/_=.-])/g;
+const isTokenChar = (c: number): boolean =>
+  (c >= 48 && c <= 57) ||
+  (c >= 65 && c <= 90) ||
+  (c >= 97 && c <= 122) ||
+  c === 43 ||
+  c === 47 ||
+  c === 95 ||
+  c === 45;
+// The character before is consumed rather than looked behind at: each position is tried once.
+const TOKEN_RUN = /(?:^|[^A-Za-z0-9+/_-])([A-Za-z0-9+/_-]{24,})/g;
+const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 
-function secrets(text: string, out: Finding[]): void {
-  for (const { rule, regex, group } of SECRET_RULES) {
+/**
+ * Runs of 24 or more base64/URL-safe characters (with = padding) standing alone: what
+ * /(?<![A-Za-z0-9+/_=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/_=-]|\.[A-Za-z0-9])/ matches, in
+ * one pass over the text instead of a lookbehind at every position.
+ */
+function* longTokens(text: string): Generator<[number, string]> {
+  const n = text.length;
+  // A plain run regex finds the candidates fast; a match always starts where its run starts.
+  for (const m of text.matchAll(TOKEN_RUN)) {
+    const start = m.index + m[0].length - m[1].length;
+    let end = start + m[1].length;
+    const before = start > 0 ? text.charCodeAt(start - 1) : 0;
+    if (before === 61 || before === 46) continue; // '=' or '.' before: part of something longer
+    let pad = 0;
+    while (end < n && text.charCodeAt(end) === 61 && pad < 2) {
+      end++;
+      pad++;
+    }
+    const next = end < n ? text.charCodeAt(end) : 0;
+    if (isTokenChar(next) || next === 61) continue;
+    if (next === 46 && end + 1 < n && isAlnum(text.charCodeAt(end + 1))) continue;
+    yield [start, text.slice(start, end)];
+  }
+}
+
+function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
+  if (withPrivateKeys) privateKeys(text, out);
+  for (const { rule, regex, group, hint } of SECRET_RULES) {
+    if (hint && !hint.test(text)) continue;
     for (const m of text.matchAll(regex)) {
       if (group === 0) {
         push(out, 'SECRET', rule, text, m.index, m.index + m[0].length);
@@ -368,9 +480,24 @@ function secrets(text: string, out: Finding[]): void {
       push(out, 'SECRET', rule, text, span[0], span[1]);
     }
   }
+  for (const m of text.matchAll(SECRET_CUE)) {
+    const span = m.indices?.[1];
+    if (!span) continue;
+    // A full stop or comma right after is the sentence's, not the key's.
+    let v = m[1];
+    let end = span[1];
+    while (/[.,:!?]$/.test(v) && !/[!?]$/.test(v.slice(0, -1)) && /[.,:]$/.test(v)) {
+      v = v.slice(0, -1);
+      end--;
+    }
+    if (v.length < 6 || NOT_A_SECRET.test(v)) continue;
+    const separated = /[:=]|\b(?:is|was|ist|est|es|é)\b/i.test(text.slice(m.index, span[0]));
+    if (!separated && !secretShaped(v)) continue;
+    push(out, 'SECRET', 'named', text, span[0], end);
+  }
   // Generated keys look random: mixed case and digits, and near the maximum entropy for their length.
-  for (const m of text.matchAll(TOKEN)) {
-    const s = m[0];
+  for (const [index, s] of longTokens(text)) {
+    const m = { index };
     if (!/[a-z]/.test(s) || !/[A-Z]/.test(s) || !/\d/.test(s)) continue;
     if ((s.match(/\//g) ?? []).length > 2) continue; // a path
     const h = shannonEntropy(s);
@@ -423,11 +550,15 @@ export function compileCustomPatterns(patterns: readonly CustomPattern[]): Compi
 }
 
 // ---------------------------------------------------------------- field-name hints
-const KEY_DOB = /^(?:dob|date_?of_?birth|birth_?date|birthdate|birthday|geburtsdatum)$/i;
+const KEY_DOB =
+  /(?:^|[_-])(?:dob|birth|born|geburt|geboorte|naissance|nacimiento|nascita|nascimento)|^(?:dateOfBirth|birthDate|birthday|geburtsdatum|geboortedatum)$/i;
+/** Field names whose values are phone numbers. */
+const KEY_PHONE =
+  /(?:phone|tel|telefon|telefono|mobile|mobil|cell|fax|handy|gsm|whatsapp|msisdn)(?:_?(?:no|nr|number))?$/i;
+/** Field names whose whole value is a secret. */
+const KEY_SECRET =
+  /^(?:[\w-]*[_-])?(?:password|passwd|pwd|pass|passphrase|passcode|secret|token|api_?key|apikey|access_?key|secret_?key|private_?key|auth|authorization|credentials?|pin|client_?secret|access_?token|refresh_?token|auth_?token)$|^(?:apiKey|accessToken|refreshToken|clientSecret|privateKey|secretKey|authToken)$/i;
 const KEY_LAT_LON = /^(?:lat|latitude|lon|lng|long|longitude)$/i;
-const KEY_PERSON =
-  /^(?:name|full_?name|first_?name|last_?name|given_?name|family_?name|surname|middle_?name|display_?name|contact(?:_?name)?|patient(?:_?name)?|customer(?:_?name)?|operator(?:_?name)?|technician|owner|driver|employee(?:_?name)?|user_?name|person)$/i;
-const NAME_VALUE = /^\p{Lu}[\p{L}'’.-]*(?:\s+\p{Lu}[\p{L}'’.-]*){0,3}$/u;
 
 function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>, out: Finding[]): void {
   const t = text.trim();
@@ -444,42 +575,147 @@ function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>,
   if (types.has('PERSON') && KEY_PERSON.test(keyHint) && NAME_VALUE.test(t)) {
     push(out, 'PERSON', 'field', text, start, start + t.length);
   }
+  if (types.has('SECRET') && KEY_SECRET.test(keyHint) && t.length >= 4 && !NOT_A_SECRET.test(t)) {
+    push(out, 'SECRET', 'field', text, start, start + t.length);
+  }
 }
 
-/** Keeps the non-overlapping findings, preferring the more specific type, then the longer span. */
+/** Ranks two overlapping findings: higher priority, then the longer span, then the earlier one. */
+function better(a: Finding, b: Finding): number {
+  return priority(b) - priority(a) || b.end - b.start - (a.end - a.start) || a.start - b.start;
+}
+
+/** The best non-overlapping findings of one cluster (findings chained by overlaps), by start. */
+function pickCluster(cluster: Finding[]): Finding[] {
+  const chosen: Finding[] = [];
+  for (const f of cluster.sort(better)) {
+    // chosen is sorted and non-overlapping: only the neighbours at f's position can overlap it.
+    let lo = 0;
+    let hi = chosen.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (chosen[mid].start < f.start) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0 && chosen[lo - 1].end > f.start) continue;
+    if (lo < chosen.length && chosen[lo].start < f.end) continue;
+    chosen.splice(lo, 0, f);
+  }
+  return chosen;
+}
+
+/**
+ * Keeps the non-overlapping findings, preferring the more specific type, then the longer span.
+ * Sorted by start, findings fall into clusters that overlap nothing outside themselves; each cluster
+ * is settled on its own, so the cost grows with n log n, not with n².
+ */
 export function resolveOverlaps(findings: Finding[]): Finding[] {
   if (findings.length < 2) return findings;
-  const ranked = [...findings].sort(
-    (a, b) => priority(b) - priority(a) || b.end - b.start - (a.end - a.start) || a.start - b.start,
-  );
+  const byStart = [...findings].sort((a, b) => a.start - b.start || b.end - a.end);
   const kept: Finding[] = [];
-  for (const f of ranked) {
-    if (kept.every((k) => f.end <= k.start || f.start >= k.end)) kept.push(f);
+  let cluster: Finding[] = [];
+  let clusterEnd = -1;
+  const flush = (): void => {
+    if (cluster.length === 1) kept.push(cluster[0]);
+    else if (cluster.length > 1) for (const f of pickCluster(cluster)) kept.push(f);
+    cluster = [];
+  };
+  for (const f of byStart) {
+    if (f.start >= clusterEnd) {
+      flush();
+      clusterEnd = f.end;
+    } else clusterEnd = Math.max(clusterEnd, f.end);
+    cluster.push(f);
   }
-  return kept.sort((a, b) => a.start - b.start);
+  flush();
+  return kept;
+}
+
+const HAS_IBAN_START = /[A-Z]{2}\d{2}/;
+const HAS_YEAR = /(?:19|20)\d\d|年/;
+/** Digits with at most single spaces or dashes between, 9 or more: cards and SSNs need that. */
+const HAS_DIGIT_RUN = /\d(?:[ -]?\d){8}/;
+const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}/;
+
+/** Every detector but the whole-text ones, on one piece of text; offsets relative to it. */
+function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeText: boolean): void {
+  const { types } = options;
+  const on = (t: BuiltinEntityType): boolean => types.has(t);
+  if (on('SECRET')) secrets(text, out, wholeText);
+  if (options.custom && options.custom.length > 0) customs(text, out, options.custom);
+  // Cheap tests first: most text holds no '@', no long digit run, no date cue.
+  if (on('EMAIL') && text.includes('@')) emails(text, out);
+  if (on('IBAN') && HAS_IBAN_START.test(text)) ibans(text, out);
+  const longDigits = HAS_DIGIT_RUN.test(text);
+  if (on('CARD') && longDigits) cards(text, out);
+  if (on('NATIONAL_ID') && longDigits) nationalIds(text, out);
+  if (on('MAC') && HAS_HEX_PAIR_SEP.test(text)) macs(text, out);
+  if (on('IPV6') && text.includes(':')) ipv6(text, out);
+  if (on('IPV4') && text.includes('.')) ipv4(text, out, options.keyHint);
+  if (on('GPS')) gps(text, out);
+  if (on('DOB')) {
+    const forced = options.keyHint !== undefined && KEY_DOB.test(options.keyHint);
+    // A birth date has a four-digit year (or 年); the cue is looked for only near such dates.
+    if (forced || HAS_YEAR.test(text)) birthDates(text, out, forced);
+  }
+  if (on('PHONE'))
+    phones(text, out, options.regions, options.keyHint !== undefined && KEY_PHONE.test(options.keyHint));
+  if (on('PERSON') && options.person !== 'off') {
+    for (const p of findPersons(text, options.person ?? 'names'))
+      push(out, 'PERSON', p.rule, text, p.start, p.end);
+  }
+}
+
+/** Characters scanned in one step; a step of the slowest detectors stays well under 50 ms. */
+export const CHUNK = 16_384;
+/** Context read before a chunk (cue words) and after it (an entity that starts inside runs on). */
+const LEAD = 256;
+const TAIL = 2_048;
+
+/** Where a chunk ending near `target` should end: a line break, else a space, else `target`. */
+function cutPoint(text: string, target: number): number {
+  if (target >= text.length) return text.length;
+  const nl = text.lastIndexOf('\n', target);
+  if (nl > target - 2_048) return nl + 1;
+  const sp = text.lastIndexOf(' ', target);
+  if (sp > target - 256) return sp + 1;
+  return target;
+}
+
+/**
+ * Detection in steps of about CHUNK characters: yields after each step so that a caller can let the
+ * event loop run, and returns all entities, non-overlapping, in text order. An entity that starts in
+ * a chunk belongs to it and is read to its end (up to TAIL characters on); PEM private keys, which
+ * run longer, are looked for in the whole text first.
+ */
+export function* detectSteps(text: string, options: DetectOptions): Generator<number, Finding[], void> {
+  const out: Finding[] = [];
+  if (text.length <= CHUNK + TAIL) scanWindow(text, options, out, true);
+  else {
+    if (options.types.has('SECRET')) privateKeys(text, out);
+    for (let a = 0; a < text.length;) {
+      const b = cutPoint(text, a + CHUNK);
+      const from = Math.max(0, a - LEAD);
+      const found: Finding[] = [];
+      scanWindow(text.slice(from, Math.min(text.length, b + TAIL)), options, found, false);
+      for (const f of found) {
+        const start = f.start + from;
+        if (start >= a && start < b) out.push({ ...f, start, end: f.end + from });
+      }
+      a = b;
+      yield a;
+    }
+  }
+  if (options.keyHint !== undefined) keyHints(text, options.keyHint, options.types, out);
+  if (out.length > 5_000) yield text.length;
+  return resolveOverlaps(out);
 }
 
 /** All entities in `text`, non-overlapping, in text order. */
 export function detect(text: string, options: DetectOptions): Finding[] {
-  const { types } = options;
-  const out: Finding[] = [];
-  const on = (t: BuiltinEntityType): boolean => types.has(t);
-  if (on('SECRET')) secrets(text, out);
-  if (options.custom && options.custom.length > 0) customs(text, out, options.custom);
-  if (on('EMAIL')) emails(text, out);
-  if (on('IBAN')) ibans(text, out);
-  if (on('CARD')) cards(text, out);
-  if (on('NATIONAL_ID')) nationalIds(text, out);
-  if (on('MAC')) macs(text, out);
-  if (on('IPV6')) ipv6(text, out);
-  if (on('IPV4')) ipv4(text, out);
-  if (on('GPS')) gps(text, out);
-  if (on('DOB')) birthDates(text, out, options.keyHint !== undefined && KEY_DOB.test(options.keyHint));
-  if (on('PHONE')) phones(text, out, options.defaultCountry);
-  if (options.keyHint !== undefined) keyHints(text, options.keyHint, types, out);
-  if (on('PERSON') && options.person !== 'off') {
-    for (const p of findPersons(text, options.person ?? 'compromise'))
-      push(out, 'PERSON', p.rule, text, p.start, p.end);
+  const steps = detectSteps(text, options);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
   }
-  return resolveOverlaps(out);
 }

@@ -1,6 +1,12 @@
-import { compileCustomPatterns, detect, type CompiledCustomPattern, type DetectOptions } from './detectors';
 import {
-  applyOperators,
+  compileCustomPatterns,
+  detect,
+  detectSteps,
+  type CompiledCustomPattern,
+  type DetectOptions,
+} from './detectors';
+import {
+  applyOperatorsSteps,
   Pseudonymizer,
   restoreText,
   type OperatorContext,
@@ -16,6 +22,8 @@ import {
   type Operator,
 } from './types';
 import { isPlainObject } from '../plain';
+import { gazetteer } from './gazetteer';
+import { phoneRegions } from './phone';
 
 /** A value the guard cannot make safe; the caller must not pass the message on. */
 export class BlockedError extends Error {
@@ -48,7 +56,13 @@ export interface GuardConfig {
   customPatterns?: CustomPattern[];
   /** Operator for custom pattern types not named in `operators`. */
   customOperator?: Operator;
+  /** Region for national phone numbers, tried first (kept for older flows; `regions` is the list). */
   defaultCountry?: string;
+  /**
+   * Regions (ISO 3166 alpha-2) whose national phone numbers, written without +/00, are recognised.
+   * Empty or left out: the gateway's region and a broad default set (DEFAULT_REGIONS).
+   */
+  regions?: string[];
   person?: PersonDetector;
   /** HMAC key for the hash operator. */
   key?: string | Buffer;
@@ -79,6 +93,38 @@ function hasControlBytes(s: string): boolean {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A few lines with one of each kind of entity, to compile the detectors before the first message. */
+const WARM_UP = [
+  'Operator Lisa Meyer (lisa.meyer@example.com, tel. 030 12345678, +44 20 7946 0958) reset pump 3 at 10.0.0.7.',
+  'Patient: Keller, Maria, geb. 12. März 1961, DOB 1961-03-12; Dr. Ahmed Al-Farsi; GPS N 48°51′24″ E 2°21′03″.',
+  'mac=00:1a:2b:3c:4d:5e fe80::1ff:fe23:4567:890a card 4111 1111 1111 1111 IBAN DE89 3704 0044 0532 0130 00',
+  'token 3f9a8c7e6d5b4a3928170f1e2d3c4b5a6978 api_key=AKIAIOSFODNN7EXAMPLE March 3, 1985 SSN 536-22-1234',
+].join('\n');
+
+/** How long protectAsync and restoreAsync work before they let the event loop run. */
+export const DEFAULT_SLICE_MS = 10;
+const RESTORE_PIECE = 262_144;
+
+function runSteps<R>(steps: Generator<void, R, void>): R {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs the steps, yielding to the event loop (setImmediate) once a slice of `sliceMs` is used up. */
+async function runStepsAsync<R>(steps: Generator<void, R, void>, sliceMs: number): Promise<R> {
+  let sliceStart = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - sliceStart >= sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+}
 
 /**
  * Finds and replaces personal and secret data in strings and deep in JSON-like values. The input
@@ -120,15 +166,32 @@ export class PrivacyGuard {
         `default country must be two upper-case letters (ISO 3166), not "${config.defaultCountry}"`,
       );
     }
+    for (const r of config.regions ?? []) {
+      if (!/^[A-Z]{2}$/.test(r))
+        throw new Error(`phone regions must be two upper-case letters (ISO 3166), not "${r}"`);
+    }
     const types = new Set<EntityType>(ENTITY_TYPES.filter((t) => operators[t] !== 'off'));
     this.detectOptions = {
       types,
-      defaultCountry: config.defaultCountry || undefined,
-      person: config.person ?? 'compromise',
+      regions: phoneRegions(config.regions, config.defaultCountry || undefined),
+      person: config.person ?? 'names',
       custom: this.custom,
     };
     this.limits = { ...DEFAULT_LIMITS, ...config.limits };
     this.scanKeys = config.scanKeys ?? true;
+  }
+
+  /**
+   * Loads what detection needs on first use (the name lists: about 0.3 s), so that it does not
+   * happen on the first message. Idempotent.
+   */
+  prepare(): void {
+    if (this.detectOptions.types.has('PERSON') && (this.detectOptions.person ?? 'names') !== 'off') {
+      if (this.detectOptions.person !== 'rules') gazetteer();
+    }
+    // V8 compiles a regular expression to machine code on its first uses; for the large ones here
+    // that takes tens of milliseconds, better spent now than on a message.
+    for (let i = 0; i < 3; i++) this.detect(WARM_UP, i === 0 ? undefined : 'name');
   }
 
   /** Entities in one string, without replacing anything. */
@@ -138,13 +201,28 @@ export class PrivacyGuard {
 
   /**
    * Returns a protected copy of `value` and the entity counts. Throws BlockedError for what cannot
-   * be made safe (binary data, unsupported objects, limits exceeded).
+   * be made safe (binary data, unsupported objects, limits exceeded). Runs to the end in one go:
+   * for large input on the event loop, use protectAsync.
    */
   protect<T>(value: T, pseudonyms: Pseudonymizer = new Pseudonymizer()): ProtectResult<T> {
+    return runSteps(this.protectSteps(value, pseudonyms));
+  }
+
+  /** protect(), giving the event loop back whenever it has worked for `sliceMs`. */
+  protectAsync<T>(
+    value: T,
+    pseudonyms: Pseudonymizer = new Pseudonymizer(),
+    sliceMs = DEFAULT_SLICE_MS,
+  ): Promise<ProtectResult<T>> {
+    return runStepsAsync(this.protectSteps(value, pseudonyms), sliceMs);
+  }
+
+  private *protectSteps<T>(value: T, pseudonyms: Pseudonymizer): Generator<void, ProtectResult<T>, void> {
     const slots: Slot[] = [];
     const box = { value: value as unknown };
     this.collect(value, 0, undefined, slots, new Map(), { nodes: 0, chars: 0 }, (v) => (box.value = v));
     for (const s of slots) pseudonyms.reserveFrom(s.text);
+    yield;
     const ctx: OperatorContext = {
       operators: this.operators,
       fallback: this.customOperator,
@@ -156,33 +234,83 @@ export class PrivacyGuard {
     for (const slot of slots) {
       let findings: Finding[];
       try {
-        findings = this.detect(slot.text, slot.keyHint);
+        const steps = detectSteps(
+          slot.text,
+          slot.keyHint === undefined ? this.detectOptions : { ...this.detectOptions, keyHint: slot.keyHint },
+        );
+        for (;;) {
+          const r = steps.next();
+          if (r.done) {
+            findings = r.value;
+            break;
+          }
+          yield;
+        }
       } catch (err) {
         // A detector failing on some input must not let that input through unscanned.
         throw new BlockedError(`detector failed: ${(err as Error).message}`);
       }
+      yield;
       if (findings.length === 0) continue;
       for (const f of findings) {
         counts[f.type] = (counts[f.type] ?? 0) + 1;
         total++;
       }
-      slot.assign(applyOperators(slot.text, findings, ctx));
+      const applying = applyOperatorsSteps(slot.text, findings, ctx);
+      for (;;) {
+        const r = applying.next();
+        if (r.done) {
+          slot.assign(r.value);
+          break;
+        }
+        yield;
+      }
     }
     return { value: box.value as T, counts, total };
   }
 
   /** Returns a copy of `value` with the pseudonyms of `map` replaced by their originals. */
-  restore<T>(value: T, map: PseudonymMap): { value: T; restored: number } {
+  restore<T>(value: T, map: PseudonymMap, only?: ReadonlySet<string>): { value: T; restored: number } {
+    return runSteps(this.restoreSteps(value, map, only));
+  }
+
+  /** restore(), giving the event loop back whenever it has worked for `sliceMs`. */
+  restoreAsync<T>(
+    value: T,
+    map: PseudonymMap,
+    only?: ReadonlySet<string>,
+    sliceMs = DEFAULT_SLICE_MS,
+  ): Promise<{ value: T; restored: number }> {
+    return runStepsAsync(this.restoreSteps(value, map, only), sliceMs);
+  }
+
+  private *restoreSteps<T>(
+    value: T,
+    map: PseudonymMap,
+    only?: ReadonlySet<string>,
+  ): Generator<void, { value: T; restored: number }, void> {
     const slots: Slot[] = [];
     const box = { value: value as unknown };
     this.collect(value, 0, undefined, slots, new Map(), { nodes: 0, chars: 0 }, (v) => (box.value = v));
+    yield;
     let restored = 0;
     for (const slot of slots) {
-      const r = restoreText(slot.text, map);
-      if (r.restored > 0) {
+      let text = '';
+      // Piece by piece, cut where no token can straddle (a token has no line break).
+      for (let at = 0; at < slot.text.length;) {
+        let end = Math.min(slot.text.length, at + RESTORE_PIECE);
+        if (end < slot.text.length) {
+          const nl = slot.text.indexOf('\n', end);
+          const gt = slot.text.indexOf('>', end);
+          end = Math.min(nl < 0 ? slot.text.length : nl + 1, gt < 0 ? slot.text.length : gt + 1);
+        }
+        const r = restoreText(slot.text.slice(at, end), map, only);
         restored += r.restored;
-        slot.assign(r.text);
+        text += r.text;
+        at = end;
+        yield;
       }
+      if (text !== slot.text) slot.assign(text);
     }
     return { value: box.value as T, restored };
   }

@@ -16,7 +16,24 @@ export {
   BlockedError,
   DEFAULT_OPERATORS,
   DEFAULT_LIMITS,
+  DEFAULT_SLICE_MS,
   type GuardConfig,
   type ProtectResult,
 } from './guard';
-export { auditRecord, stableStringify, JsonLinesAuditWriter, type AuditRecord } from './audit';
+export {
+  auditRecord,
+  auditRecordAsync,
+  stableStringify,
+  JsonLinesAuditWriter,
+  type AuditRecord,
+} from './audit';
+export {
+  SessionMaps,
+  DEFAULT_SESSION_LIMITS,
+  isRequestBinding,
+  type SessionLimits,
+  type SessionStorage,
+  type SessionRecord,
+  type RequestBinding,
+} from './sessions';
+export { DEFAULT_REGIONS, gatewayRegion } from './phone';

@@ -18,6 +18,8 @@ export class Pseudonymizer {
   private readonly next = new Map<string, number>();
   private readonly reserved = new Set<string>();
   readonly map: PseudonymMap;
+  /** The tokens this Pseudonymizer wrote into text: what the request gave the model. */
+  readonly used = new Set<string>();
 
   constructor(existing?: unknown) {
     this.map = { version: 1, tokens: {} };
@@ -43,12 +45,16 @@ export class Pseudonymizer {
   tokenFor(type: EntityType, value: string): string {
     const key = `${type}\u0000${value}`;
     const known = this.byValue.get(key);
-    if (known) return known;
+    if (known) {
+      this.used.add(known);
+      return known;
+    }
     let n = this.next.get(type) ?? 1;
     let token = `<${type}_${n}>`;
     while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
     this.next.set(type, n + 1);
     this.remember(token, value);
+    this.used.add(token);
     return token;
   }
 
@@ -69,12 +75,19 @@ export function isPseudonymMap(v: unknown): v is PseudonymMap {
 
 /**
  * Puts the originals back. Models sometimes add spaces inside the brackets (`< EMAIL_1 >`); those
- * are accepted. Tokens the map does not know are left as they are.
+ * are accepted. Tokens the map does not know, or that are not in `only` when it is given, are left
+ * as they are.
  */
-export function restoreText(text: string, map: PseudonymMap): { text: string; restored: number } {
+export function restoreText(
+  text: string,
+  map: PseudonymMap,
+  only?: ReadonlySet<string>,
+): { text: string; restored: number } {
   let restored = 0;
   const out = text.replace(TOKEN_IN_TEXT, (whole, name: string) => {
-    const original = map.tokens[`<${name}>`];
+    const token = `<${name}>`;
+    if (only && !only.has(token)) return whole;
+    const original = Object.prototype.hasOwnProperty.call(map.tokens, token) ? map.tokens[token] : undefined;
     if (typeof original !== 'string') return whole;
     restored++;
     return original;
@@ -139,15 +152,30 @@ export function operatorFor(type: EntityType, ctx: OperatorContext): Operator {
 
 /** Applies each finding's operator; findings must be non-overlapping and sorted (as `detect` returns them). */
 export function applyOperators(text: string, findings: readonly Finding[], ctx: OperatorContext): string {
-  if (findings.length === 0) return text;
-  let out = '';
-  let at = 0;
-  for (const f of findings) {
-    out += text.slice(at, f.start);
-    out += replacement(f, ctx);
-    at = f.end;
+  const steps = applyOperatorsSteps(text, findings, ctx);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
   }
-  return out + text.slice(at);
+}
+
+/** applyOperators in steps of 1,000 findings, for callers that let the event loop run between. */
+export function* applyOperatorsSteps(
+  text: string,
+  findings: readonly Finding[],
+  ctx: OperatorContext,
+): Generator<void, string, void> {
+  if (findings.length === 0) return text;
+  const parts: string[] = [];
+  let at = 0;
+  for (let i = 0; i < findings.length; i++) {
+    const f = findings[i];
+    parts.push(text.slice(at, f.start), replacement(f, ctx));
+    at = f.end;
+    if (i % 1000 === 999) yield;
+  }
+  parts.push(text.slice(at));
+  return parts.join('');
 }
 
 function replacement(f: Finding, ctx: OperatorContext): string {

@@ -1,10 +1,12 @@
-import nlp from 'compromise';
+import { gazetteer, NAME_PARTICLES, type Gazetteer } from './gazetteer';
 
 /**
- * `compromise`: its lexicon of given names and honorifics plus sentence context, with our title and
- * cue-word rules on top. `rules`: only the title and cue-word rules (fast, lower recall).
+ * `names` (default): runs of capitalised words read against a gazetteer of given and family names
+ * of many cultures, plus titles, cue words and field names. `rules`: titles, cue words and field
+ * names only (no gazetteer: a little faster, much lower recall). `compromise` is the name older flows
+ * saved for the default and means `names`.
  */
-export type PersonDetector = 'compromise' | 'rules' | 'off';
+export type PersonDetector = 'names' | 'rules' | 'off' | 'compromise';
 
 export interface PersonSpan {
   start: number;
@@ -12,106 +14,516 @@ export interface PersonSpan {
   rule: string;
 }
 
-const NAME_WORD = String.raw`\p{Lu}[\p{Ll}'’]+(?:-\p{Lu}[\p{Ll}'’]+)?`;
-const PARTICLE = String.raw`(?:(?:van|von|der|den|de|da|di|du|del|della|le|la|al|bin|ibn|ter|ten)\s+)`;
-const FULL_NAME = String.raw`${NAME_WORD}(?:\s+${PARTICLE}{0,2}${NAME_WORD}){0,3}`;
+const words = (s: string): Set<string> => new Set(s.trim().split(/\s+/));
 
-const TITLE = new RegExp(
-  String.raw`\b(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Mlle|Sr|Sra|Srta)\.?\s+(${FULL_NAME})`,
-  'gdu',
+/**
+ * Capitalised words that are common words first (a name list holds "Will", "May", "Line", "Said",
+ * "Rose", "Brown", "Paris"): alone they are no evidence of a name.
+ */
+const COMMON = words(`
+a an the this that these those it he she they we you i me my our your their his her its who whom what which
+and or but nor so yet if then than when while where why how all any each every some no not only also just
+is are was were be been being am do does did done has have had can could will would shall should may might
+must to of in on at by for from with without into onto over under after before about above below between
+through during until till up down out off per via vs via new old good best fine long young little big
+great grand high low north south east west upper lower main general major minor royal noble golden
+january february march april may june july august september october november december jan feb mar apr jun
+jul aug sep sept oct nov dec monday tuesday wednesday thursday friday saturday sunday today tomorrow
+yesterday morning evening night day week month year spring summer autumn fall winter
+line name note notes ticket job order shift team crew unit area zone site plant gate dock bay hall
+room ward wing floor level mode state status stage step phase batch lot item part kit set case
+pump valve motor sensor alarm alert fault error warning event log logs device robot drone arm gateway
+node server host client user admin root system service support office desk center centre station
+park hill wood woods field fields green white black brown gray grey red blue pink rose violet olive
+hazel ruby pearl jade amber crystal coral ivory silver gold sterling stone rock river lake ocean sea
+sky star sun rain storm frost snow
+king queen prince princess baron duke lord lady sir dame judge major marshal bishop dean earl
+faith hope joy grace charity patience mercy honor honour justice harmony melody destiny trinity
+heaven haven bliss love lucky sunny sandy rusty dusty misty golden happy merry
+will bill mark pat sue rob guy ray jay bob rod mat art max les dawn eve
+frank earnest constant innocent modest prosper
+paris london berlin milan florence geneva vienna madrid dallas denver phoenix austin houston
+sydney victoria georgia virginia carolina florida montana indiana asia africa america europe
+china india japan israel jordan kenya chad
+christian german french english irish dutch swiss
+tea coffee sugar honey cherry apple berry olive ginger pepper salt
+hunter archer porter carter fisher baker cook miller smith taylor mason turner
+hope brook lane dale glen forest
+said says told asked called named saw set put got let made take took
+aus bei mit von zur zum dem den der die das des ein eine einer und oder nicht auch noch nur schon
+ist sind war hat haben wird werden kann muss soll bitte danke heute morgen
+druck pumpe ventil anlage linie schicht station störung meldung alarm fehler auftrag teile
+sommer winter herbst frühling koch bauer wolf fuchs vogel hahn engel kraft stahl graf richter
+le la les un une des du de et ou mais pour par avec sans sur sous dans chez est sont
+salle service unité pavillon ligne poste équipe alarme défaut pompe vanne
+el los las un una del y o pero para por con sin sobre en es son
+sala planta turno equipo alarma bomba válvula
+il lo gli uno una per con su tra fra è sono turno reparto
+het een en of maar voor met zonder op bij naar is zijn
+o os as um uma do dos das em no na para com sem é são turno ala
+sol luz paz cruz mar rosa blanca dolores pilar nieves rocio consuelo amparo
+wi-fi wifi bluetooth ethernet modbus profinet profibus ethercat zigbee lorawan lora canbus opc mqtt http https
+vpn lan wan ssh ftp api sms usb lte gps
+`);
+
+const TITLE_WORDS =
+  'mr mrs ms mx miss mister dr doctor prof professor sir dame herr frau fr hr mme mlle m monsieur madame ' +
+  'mademoiselle sr sra srta sres don doña dña dott dott.ssa dottssa dottor dottore sig sig.ra sigra sig.na ' +
+  'signor signora signorina dhr mevr mw mevrouw meneer ing eng mag pan pani fru bay bayan sayın ' +
+  'capt captain sgt lt col nurse sister brother father rev';
+const TITLES = words(TITLE_WORDS);
+
+/** Words right after a run of capitalised words that make it a place, a ward, a firm or a product. */
+const THING_AFTER = words(`
+ward wards wing unit units station stations street st road rd avenue ave lane way drive boulevard blvd
+square place plaza court gate gates bridge tower house hall hospital clinic klinik clinique hôpital
+hospital centre center institute university school college academy campus building block park garden
+gardens airport port harbour harbor river lake falls springs mountain mount valley bay beach island
+electric electrical electronics controls control automation robotics robots medical healthcare dynamics
+instruments systems system technologies technology solutions software industries industrial motors
+energy power group holding holdings gmbh ag kg se sa sas sarl spa srl bv nv ab as oy inc ltd llc plc co
+corp corporation company limited truck car straße strasse platz weg allee ring gasse
+rue boulevard chemin calle avenida plaza rua praça via viale piazza straat laan plein weg
+`);
+
+/** Place words that are common family names as well. */
+const SURNAME_THINGS = words(
+  'park hill wood field fields lane way house gate bay port court hall bridge tower',
 );
-const CUE = new RegExp(
-  String.raw`\b(?:[Mm]y name is|[Nn]ame(?:d|:)|[Cc]alled|[Ss]igned by|[Dd]ear|[Hh]i|[Hh]ello|[Pp]atient|[Oo]perator|[Tt]echnician|[Ee]ngineer|[Dd]river|[Cc]ustomer|[Cc]ontact(?: person)?:?|[Aa]ttn:?|[Ss]poke (?:with|to)|[Tt]alked to|[Aa]ssigned to|[Rr]eported by|[Aa]pproved by|[Rr]equested by|[Ee]scalated to|[Cc]c:?|[Ff]rom:|[Tt]o:|[Oo]n behalf of)\s+(${FULL_NAME})`,
-  'gdu',
+
+/**
+ * Vendors and brands named after people or with name-like words: a run that holds one is a product.
+ */
+const BRANDS = words(`
+siemens allen-bradley rockwell honeywell yokogawa mitsubishi omron beckhoff endress+hauser rexroth danfoss
+grundfos festo wago keyence fanuc kuka abb medtronic fresenius garmin fitbit withings suunto dji
+fisher-price hewlett-packard mercedes-benz rolls-royce harley-davidson toyota honda nissan mazda yamaha
+kawasaki hitachi toshiba panasonic sony samsung canon nikon legrand rittal moxa hirschmann pepperl+fuchs
+sew-eurodrive turck balluff ifm wilo ksb sulzer flowserve daikin mettler-toledo sartorius eppendorf
+westinghouse kärcher miele dyson dewalt makita hilti stihl husqvarna caterpillar liebherr komatsu scania
+iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrolet cadillac
+`);
+
+/** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
+const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’]\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
+const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
+/** A run: capitalised words and initials, particles between them, on one line. */
+const RUN = new RegExp(
+  String.raw`(?=\p{Lu})(?<![\p{L}\p{N}_@./\\-])${TOKEN}(?:[ \t]+(?:${PARTICLE}[ \t]+){0,3}${TOKEN}){0,6}(?![\p{L}\p{N}_@]|\.\p{L})`,
+  'gu',
 );
 
-/** Capitalised words that compromise or the cue rules take for names but that are not people here. */
-const NOT_A_NAME = new Set(
-  [
-    'monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday',
-    'january february march april june july august september october november december',
-    'the a an this that these those it he she they we you i my our your their his her',
-    'line pump valve sensor gateway device node server station plant site zone area unit team shift',
-    'ok okay thanks thank please regards best hello hi dear sir madam all everyone',
-    'admin root user system operator support service manager engineer technician',
-    'mr mrs ms mx miss dr prof sir dame herr frau mme mlle sr sra srta',
-  ]
-    .join(' ')
-    .split(/\s+/),
-);
+type Kind =
+  | 'cparticle'
+  | 'given'
+  | 'family'
+  | 'both'
+  | 'initial'
+  | 'particle'
+  | 'unknown'
+  | 'weak'
+  | 'common'
+  | 'title'
+  | 'cue'
+  | 'place'
+  | 'brand';
 
-/** Words after (or ending) a capitalised name that make it a place or a thing. */
-const PLACE_OR_THING =
-  /^(?:street|st|avenue|ave|road|rd|lane|way|drive|boulevard|station|line|valve|pump|depot|plant|park|bridge|hall|gate|building|tower|centre|center|square|airport|river|lake|valley|substation|county|city|group|inc|ltd|gmbh|corp)\b/i;
-
-function acceptable(text: string, after = ''): boolean {
-  const words = text.split(/\s+/);
-  if (PLACE_OR_THING.test(after.trimStart()) || PLACE_OR_THING.test(words[words.length - 1])) return false;
-  if (!/^\p{Lu}/u.test(text)) return false;
-  if (words.every((w) => NOT_A_NAME.has(w.toLowerCase()))) return false;
-  // ALL-CAPS words are codes and acronyms far more often than names.
-  return !words.every((w) => w === w.toUpperCase());
+interface Tok {
+  text: string;
+  start: number;
+  end: number;
+  kind: Kind;
 }
 
-function trimSpan(text: string, start: number, end: number): [number, number] {
-  let s = text.slice(start, end);
-  const lead = s.length - s.trimStart().length;
-  s = s.trim().replace(/(?:['’]s)?[.,;:!?)"'’]*$/u, '');
-  return [start + lead, start + lead + s.length];
+/** Single words that announce a name (titles are apart): "Patient Maria Keller". */
+const CUE_WORDS = words(`
+patient pt pat patientin paciente paziente patiënt patiente operator operatorin opérateur opératrice operador
+operadora operatore technician techniker technikerin technicien technicienne técnico técnica tecnico tecnica
+monteur tech engineer ingenieur ingénieur ingeniero ingegnere driver fahrer chauffeur conductor pilot pilote
+piloto nurse pflegekraft infirmière infirmier enfermera enfermero infermiera verpleegkundige arzt ärztin médecin
+médico medico huisarts hausarzt gp attending surgeon contact kontakt contacto contatto ansprechpartner
+ansprechpartnerin contactpersoon contato owner caller escort wearer employee worker mitarbeiter mitarbeiterin
+customer kunde kundin client cliente klant visitor besucher guest inspector supervisor manager foreman
+vorarbeiter author reporter requester assignee dear hi hello attn cc ask call notify tell inform thank thanks
+regards cheers
+`);
+/** First words of place names: "San Francisco", "Port Elizabeth", "Bad Homburg". */
+const PLACE_WORDS = words(
+  `st st. saint sainte san santa santo são sankt mount mt mt. fort ft port lake cape bad villa puerto porto ciudad new`,
+);
+
+function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
+  if (/^\p{Lu}\.$/u.test(w)) return 'initial';
+  const lower = w.toLowerCase();
+  const bare = lower.replace(/\.$/, '');
+  // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
+  // ("De Stefano", "Van Dijk") or are names themselves ("Lê Thụy Du").
+  if (NAME_PARTICLES.has(w)) return 'particle';
+  if (NAME_PARTICLES.has(lower) && /^\p{Lu}\p{Ll}{1,3}$/u.test(w)) return 'cparticle';
+  if (TITLES.has(bare)) return 'title';
+  if (CUE_WORDS.has(bare)) return 'cue';
+  if (place && PLACE_WORDS.has(lower)) return 'place';
+  if (BRANDS.has(lower)) return 'brand';
+  // Product names: CamelCase inside a word (ControlLogix, DeltaV) other than Mc/Mac/De/Di/La/Le/Van.
+  if (/\p{Ll}\p{Lu}/u.test(w) && !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(w)) return 'brand';
+  if (!g) return COMMON.has(lower) ? 'common' : 'unknown';
+  const parts = lower.split(/[-'’]/).filter((p) => p.length > 1);
+  const known = (set: ReadonlySet<string>) =>
+    set.has(lower) || (parts.length > 1 && parts.every((p) => set.has(p)));
+  const given = known(g.given);
+  const family =
+    known(g.family) ||
+    (/^(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-/.test(lower) && parts.length > 1) ||
+    /^(?:o['’]|mc|fitz)\p{L}{2,}/u.test(lower);
+  if (COMMON.has(lower)) return given || family ? 'weak' : 'common';
+  if (given && family) return 'both';
+  if (given) return 'given';
+  if (family) return 'family';
+  if (parts.length > 1 && parts.some((p) => g.given.has(p) || g.family.has(p))) return 'family';
+  return 'unknown';
 }
 
-function ruleSpans(text: string, out: PersonSpan[]): void {
-  for (const [regex, rule] of [
-    [TITLE, 'title'],
-    [CUE, 'cue'],
-  ] as const) {
-    for (const m of text.matchAll(regex)) {
-      const span = m.indices?.[1];
-      if (span && acceptable(m[1], text.slice(span[1], span[1] + 20)))
-        out.push({ start: span[0], end: span[1], rule });
-    }
+function tokens(text: string, start: number, g: Gazetteer | undefined): Tok[] {
+  const out: Tok[] = [];
+  for (const m of text.matchAll(/\S+/gu)) {
+    out.push({
+      text: m[0],
+      start: start + m.index,
+      end: start + m.index + m[0].length,
+      kind: classify(m[0], g),
+    });
   }
+  return out;
 }
 
-// compromise's cost grows with the text; bounded pieces keep memory flat on huge inputs.
-const CHUNK = 16_384;
+const isName = (k: Kind) => k === 'given' || k === 'family' || k === 'both';
+const isGiven = (k: Kind) => k === 'given' || k === 'both';
 
-function compromiseSpans(text: string, out: PersonSpan[]): void {
-  for (let base = 0; base < text.length;) {
-    let end = Math.min(text.length, base + CHUNK);
-    if (end < text.length) {
-      const cut = Math.max(text.lastIndexOf('\n', end), text.lastIndexOf('. ', end));
-      if (cut > base + CHUNK / 2) end = cut + 1;
+/**
+ * Whether a segment of name-like tokens (no common words inside) is a person's name. `cue`: 2 after a
+ * title, a role word or a field name; 1 after a weak cue (by, to, from); 0 without.
+ */
+function judge(seg: Tok[], cue: number): [number, number] | undefined {
+  let a = 0;
+  let b = seg.length;
+  while (a < b && seg[a].kind === 'particle') a++;
+  while (b > a && seg[b - 1].kind === 'particle') b--;
+  let core = seg.slice(a, b);
+  if (core.length === 0) return undefined;
+  // A capitalised word before the name that is none ("Föraren Anna Lindqvist", "Kierowca Jan
+  // Kowalski"): without a cue, a name starts at a given name when one follows.
+  if (cue < 2) {
+    const g = core.findIndex((t) => isGiven(t.kind) || t.kind === 'weak');
+    if (g > 0 && core.slice(0, g).every((t) => t.kind === 'unknown')) core = core.slice(g);
+  }
+  // "Camion de Charlotte Amalie": a word and a particle before names are no part of them.
+  if (cue === 0 && core.length > 2 && core[0].kind === 'unknown' && core[1].kind === 'particle')
+    return judge(core.slice(2), 0);
+  // A capitalised particle at the end is a name ("Lê Thụy Du"); elsewhere it joins the family name.
+  if (core.length > 1 && core[core.length - 1].kind === 'cparticle') core[core.length - 1].kind = 'unknown';
+  const named = core.filter((t) => t.kind !== 'particle' && t.kind !== 'initial' && t.kind !== 'cparticle');
+  const words = named.length;
+  const strong = named.filter((t) => isName(t.kind)).length;
+  const given = named.some((t) => isGiven(t.kind));
+  const family = named.some((t) => t.kind === 'family' || t.kind === 'both');
+  const weak = named.filter((t) => t.kind === 'weak').length;
+  const unknown = named.filter((t) => t.kind === 'unknown').length;
+  if (words === 0 || words > 5) return undefined;
+  // ALL-CAPS words are codes and acronyms unless the gazetteer knows them (SMITH, Jean DUPONT).
+  if (named.some((t) => t.kind === 'unknown' && t.text.length > 1 && t.text === t.text.toUpperCase()))
+    return undefined;
+  const span: [number, number] = [core[0].start, core[core.length - 1].end];
+  if (cue === 2) return span;
+  if (cue === 1 && ((strong >= 1 && words >= 2) || core[0].kind === 'initial')) return span;
+  const first = core[0].kind;
+  if (words >= 2) {
+    if (isGiven(first) && (strong >= 2 || unknown + weak >= 1)) return span;
+    if (strong >= 2) return span;
+    if (family && given) return span;
+    if (first === 'family' && named.slice(1).every((t) => t.kind !== 'unknown') && weak >= 1) return span;
+    if (strong >= 1 && weak >= 1 && unknown === 0) return span;
+  }
+  if (first === 'initial' && words >= 1 && (strong >= 1 || unknown >= 1)) return span;
+  // A name after a capitalised word that is none ("Störung Maria Keller", "Replaced Maria Keller").
+  const at = core.findIndex((t, i) => i > 0 && isGiven(t.kind));
+  if (at > 0) return judge(core.slice(at), 0);
+  return undefined;
+}
+
+const LAST_FIRST = /^\s*,\s*$/;
+
+/** Single words after which a name follows for sure (beside CUE_WORDS). */
+const STRONG_WORDS = words(`
+named called signed notify inform informed ask asked call phone text page paged remind tell told meet met thank
+thanks regards cheers best greetings gruß grüße gruesse cordialement saludos saluti groeten cumprimentos
+avisar benachrichtigen informieren anrufen prévenir appeler avvisare chiamare bellen bel ligar
+pilot pilote piloto driver fahrer chauffeur tech gp arts hausarzt huisarts médecin médico medico
+`);
+/** Two-word phrases after which a name follows for sure. */
+const STRONG_CUE_2 = new Set([
+  'signed by',
+  'approved by',
+  'reported by',
+  'requested by',
+  'raised by',
+  'opened by',
+  'closed by',
+  'checked by',
+  'confirmed by',
+  'acknowledged by',
+  'informed by',
+  'called by',
+  'visited by',
+  'seen by',
+  'treated by',
+  'relieved by',
+  'covered by',
+  'escalated to',
+  'assigned to',
+  'handed to',
+  'over to',
+  'forwarded to',
+  'sent to',
+  'given to',
+  'passed to',
+  'behalf of',
+  'name is',
+  'zugewiesen an',
+  'gemeldet von',
+  'geprüft von',
+  'übergabe an',
+  'assigné à',
+  'signalé par',
+  'asignado a',
+  'reportado por',
+  'assegnato a',
+  'segnalato da',
+  'toegewezen aan',
+  'gemeld door',
+  'atribuído a',
+  'aberto por',
+  'relatado por',
+  'avisar a',
+  'ligar para',
+  'llamar a',
+  'signed off',
+  'off by',
+]);
+const STRONG_CUE_1 = new Set([...CUE_WORDS, ...STRONG_WORDS]);
+const WEAK_CUE = words(
+  'by to from an à a aan für pour para per voor von par por da door cc with mit avec con met com for',
+);
+const PLACE_PREV = words(
+  'in at near nach aus em naar uit st saint sainte san santa santo são sankt mount mt fort port lake cape bad villa ' +
+    'puerto porto ciudad ward unit wing station salle service pavillon unité pabellón sala planta reparto ' +
+    'padiglione afdeling paviljoen ala enfermaria klinik clinic hospital hôpital ospedale ziekenhuis street rue ' +
+    'calle via straat rua avenue',
+);
+const WORD_CHAR = /[\p{L}\p{N}_.'’-]/u;
+const isWordChar = (c: string): boolean =>
+  (c >= 'a' && c <= 'z') ||
+  (c >= 'A' && c <= 'Z') ||
+  (c >= '0' && c <= '9') ||
+  (c > '\x7f' && WORD_CHAR.test(c)) ||
+  c === '_' ||
+  c === '.' ||
+  c === "'" ||
+  c === '-';
+
+/** The word that ends at `end` (exclusive), read backwards: [start, word]. */
+function wordBefore(text: string, end: number): [number, string] {
+  let i = end;
+  while (i > 0 && end - i < 40 && isWordChar(text[i - 1])) i--;
+  return [i, text.slice(i, end)];
+}
+
+/**
+ * What stands right before a run: a cue (2: a title, a role word, a field name, "signed by"; 1: a
+ * weak one such as "by", "to"), a word that makes the run a place, and particles of a family name
+ * ("aan de Ruiter") that belong to the run. Reads the last two words backwards from the run.
+ */
+function contextBefore(text: string, start: number): { cue: number; place: boolean; leadStart: number } {
+  let leadStart = start;
+  // Lower-case particles right before belong to the name.
+  for (let n = 0; n < 3; n++) {
+    let i = leadStart;
+    while (i > 0 && (text[i - 1] === ' ' || text[i - 1] === '\t')) i--;
+    if (i === leadStart) break;
+    const [ws, w] = wordBefore(text, i);
+    if (!NAME_PARTICLES.has(w)) break;
+    leadStart = ws;
+  }
+  let i = leadStart;
+  while (i > 0 && leadStart - i < 8 && /[\s"'[\](:=]/.test(text[i - 1])) i--;
+  const gap = text.slice(i, leadStart);
+  if (i === 0 || (gap === '' && leadStart > 0)) return { cue: 0, place: false, leadStart };
+  const [w1Start, w1Raw] = wordBefore(text, i);
+  if (w1Raw === '') return { cue: 0, place: false, leadStart };
+  const w1 = w1Raw.toLowerCase().replace(/[.'’-]+$/, '');
+  const spaceOnly = /^[ \t]+$/.test(gap);
+  const clean = /^["'\]]?\s*[:=]?\s*["'[(]?\s*$/.test(gap);
+  let cue = 0;
+  if (clean) {
+    let j = w1Start;
+    while (j > 0 && (text[j - 1] === ' ' || text[j - 1] === '\t')) j--;
+    const w0 = j < w1Start ? wordBefore(text, j)[1].toLowerCase() : '';
+    if (TITLES.has(w1) && spaceOnly) cue = 2;
+    else if (STRONG_CUE_1.has(w1) || STRONG_CUE_2.has(`${w0} ${w1}`)) cue = 2;
+    else if (w1 === 'by' && /(?:ed|en|t)$/.test(w0)) cue = 2;
+    else if (/[:=]/.test(gap) && KEY_WORD.test(w1)) cue = 2;
+    else if (WEAK_CUE.has(w1)) cue = 1;
+  }
+  return { cue, place: spaceOnly && PLACE_PREV.has(w1), leadStart };
+}
+
+/** Field names in JSON-like text that hold a person's name: `"signed_by":"`, `technician_name=`. */
+const KEY_WORD =
+  /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
+
+function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
+  type Run = { start: number; end: number; text: string; toks?: Tok[] };
+  const runs: Run[] = [];
+  for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
+  const toksOf = (r: Run): Tok[] => (r.toks ??= tokens(r.text, r.start, g));
+  for (let i = 0; i < runs.length; i++) {
+    const r = runs[i];
+    // A lone word is a name only after a cue: most runs are one capitalised word, look no further.
+    if (text[r.end] !== ',' && !/\s/.test(r.text)) {
+      const c = text[r.start - 1];
+      if (r.start === 0 || c === '\n' || c === '.' || c === '!' || c === '?' || c === ';' || c === ',')
+        continue;
+      const k = classify(r.text, g);
+      if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
     }
-    const piece = text.slice(base, end);
-    if (/\p{Lu}\p{Ll}/u.test(piece)) {
-      const people = nlp(piece).people().json({ offset: true }) as {
-        text: string;
-        offset: { start: number; length: number };
-      }[];
-      for (const p of people) {
-        let at = p.offset.start;
-        // Offsets are UTF-16 indices into `piece`; check, and search nearby if compromise normalised it.
-        if (
-          piece.slice(at, at + p.offset.length).trim() === '' ||
-          !piece.startsWith(p.text.slice(0, 1), at)
-        ) {
-          at = piece.indexOf(p.text.trim(), Math.max(0, at - 8));
-          if (at < 0) continue;
-        }
-        const [s, e] = trimSpan(piece, at, at + p.offset.length);
-        if (e > s && acceptable(piece.slice(s, e), piece.slice(e, e + 20)))
-          out.push({ start: base + s, end: base + e, rule: 'compromise' });
+    const ctx = contextBefore(text, r.start);
+    // Without the gazetteer only a cue or a title makes a name.
+    if (!g && ctx.cue < 2 && text[r.end] !== ',') {
+      const k = classify(r.text.split(/\s/, 1)[0], undefined);
+      if (k !== 'title' && k !== 'cue') continue;
+    }
+    const leadStart = ctx.leadStart;
+    const after = text.slice(r.end, r.end + 24);
+    const nextWord = /^\s+([\p{L}&]+)/u.exec(after)?.[1]?.toLowerCase();
+    let cue = ctx.cue;
+    if (nextWord && THING_AFTER.has(nextWord)) continue;
+    // A product model right after ("Garmin Venu 3", "Dräger Evita V500").
+    if (
+      cue < 2 &&
+      /^\s+(?:\p{Lu}{1,4}-?\d[\p{L}\d-]*|\d+\p{L}[\p{L}\d]*|(?!DOB|MRN|SSN|PIN|GP|MD|RN|PHD)\p{Lu}{3,}\b(?!:))/u.test(
+        after,
+      )
+    )
+      continue;
+    if (cue < 2 && ctx.place) continue;
+    // "Last, First": a family name, a comma, then given names only.
+    const next = runs[i + 1];
+    if (toksOf(r)[0].kind === 'title' || toksOf(r)[0].kind === 'cue') cue = 2;
+    if (g && next && LAST_FIRST.test(text.slice(r.end, next.start))) {
+      const lastToks = toksOf(r).filter((t) => t.kind !== 'title' && t.kind !== 'cue');
+      // "SMITH, JOHN  DOB": an unknown code after the given names is no part of them.
+      const nextToks = toksOf(next);
+      const codeAt = nextToks.findIndex(
+        (t, j) => j > 0 && t.kind === 'unknown' && t.text.length > 1 && t.text === t.text.toUpperCase(),
+      );
+      const firstToks = codeAt > 0 ? nextToks.slice(0, codeAt) : nextToks;
+      const firstNamed = firstToks.filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
+      const lastNamed = lastToks.filter((t) => t.kind !== 'particle');
+      const givenOnly =
+        firstNamed.length >= 1 &&
+        firstNamed.length <= 2 &&
+        (firstNamed.every((t) => isGiven(t.kind) || t.kind === 'weak') ||
+          (cue === 2 &&
+            firstNamed.every(
+              (t) => isName(t.kind) || (t.kind === 'unknown' && t.text !== t.text.toUpperCase()),
+            )));
+      const lastOk =
+        lastNamed.length >= 1 &&
+        lastNamed.length <= 3 &&
+        lastNamed.every((t) => isName(t.kind) || t.kind === 'unknown' || t.kind === 'weak') &&
+        (cue > 0 ||
+          toksOf(r).length > lastToks.length ||
+          lastNamed.some((t) => t.kind === 'family' || t.kind === 'both'));
+      if (givenOnly && lastOk && !/^\s+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
+        const s0 = lastToks[0].start === r.start ? leadStart : lastToks[0].start;
+        out.push({ start: s0, end: firstToks[firstToks.length - 1].end, rule: 'last-first' });
+        i++;
+        continue;
       }
     }
-    base = end;
+    // Split the run at words that are no part of a name; a title or role word cues what follows it.
+    let segCue = cue;
+    let skip = false;
+    let seg: Tok[] = [];
+    const flush = (): void => {
+      if (seg.length > 0 && !skip) {
+        const last = seg[seg.length - 1].text.toLowerCase();
+        const whole = text.slice(seg[0].start, seg[seg.length - 1].end).toLowerCase();
+        const span =
+          (THING_AFTER.has(last) && !(SURNAME_THINGS.has(last) && seg.some((x) => isGiven(x.kind)))) ||
+          (g && g.places.has(whole))
+            ? undefined
+            : g || segCue === 2
+              ? judge(seg, g ? segCue : 2)
+              : undefined;
+        if (span)
+          out.push({
+            start: span[0] === r.start ? leadStart : span[0],
+            end: span[1],
+            rule: segCue ? 'cue' : 'gazetteer',
+          });
+      }
+      seg = [];
+    };
+    for (const t of toksOf(r)) {
+      // A firm or a place word inside the run ("Johnson Controls", "Charité Klinik"): what came before is none.
+      const thing = t.text.toLowerCase();
+      if (
+        seg.length > 0 &&
+        segCue < 2 &&
+        THING_AFTER.has(thing) &&
+        // "Emma Hall", "Ji-woo Park": words that are family names too end a name after a given name.
+        !(SURNAME_THINGS.has(thing) && seg.some((x) => isGiven(x.kind)))
+      ) {
+        seg = [];
+        segCue = 0;
+        skip = true;
+        continue;
+      }
+      // "Station Albert Schweitzer", "Ward Florence Nightingale": a ward or place word leads the run.
+      if (seg.length === 0 && t.text.length > 3 && PLACE_PREV.has(t.text.toLowerCase())) break;
+      if (t.kind === 'place' && seg.length > 0) t.kind = classify(t.text, g, false);
+      if (
+        t.kind === 'common' ||
+        t.kind === 'brand' ||
+        t.kind === 'title' ||
+        t.kind === 'cue' ||
+        t.kind === 'place'
+      ) {
+        flush();
+        segCue = t.kind === 'title' || t.kind === 'cue' ? 2 : 0;
+        skip = t.kind === 'brand' || t.kind === 'place';
+        if (t.kind === 'place') break;
+        continue;
+      }
+      if (skip && (t.kind === 'unknown' || t.kind === 'weak')) continue;
+      skip = false;
+      seg.push(t);
+    }
+    flush();
   }
 }
 
 export function findPersons(text: string, detector: PersonDetector): PersonSpan[] {
   const out: PersonSpan[] = [];
   if (detector === 'off') return out;
-  ruleSpans(text, out);
-  if (detector === 'compromise') compromiseSpans(text, out);
+  runSpans(text, detector === 'rules' ? undefined : gazetteer(), out);
   return out;
 }
+
+/** Field names whose whole value is a person's name. */
+export const KEY_PERSON =
+  /^(?:(?:[a-z]+[_-]?)?(?:full_?name|first_?name|last_?name|given_?name|family_?name|middle_?name|display_?name|contact_?name|surname)|name|contact|patient(?:_?name)?|customer(?:_?name)?|operator(?:_?name)?|technician(?:_?name)?|tech|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee(?:_?name)?|user_?name|person|signed_?by|approved_?by|reported_?by|assigned_?to|signedBy|approvedBy|reportedBy|assignedTo|fullName|firstName|lastName|displayName)$/i;
+
+/** A whole field value that reads as a name: 1 to 6 words of letters, "Last, First" too. */
+export const NAME_VALUE =
+  /^(?:\p{Lu}\.\s*)*\p{Lu}[\p{L}\p{M}'’.-]*(?:,?\s+(?:\p{Lu}\.|\p{Lu}[\p{L}\p{M}'’.-]*|(?:van|von|der|den|de|da|di|du|del|della|le|la|al|el|bin|ibn|ter|ten|y|dos|das|do)\b)){0,5}$/u;

@@ -1,0 +1,173 @@
+import { Metadata, type MetadataJson } from 'libphonenumber-js/core';
+import metadataJson from 'libphonenumber-js/metadata.max.json';
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import type { Finding } from './types';
+
+/**
+ * Regions whose national numbers (written without +/00) are recognised when no list is configured:
+ * Europe, the Americas, Asia, Africa and Oceania, with the gateway's own region put first.
+ */
+export const DEFAULT_REGIONS: readonly string[] = (
+  'US CA MX BR AR CL CO PE GB IE DE AT CH FR BE NL LU ES PT IT PL CZ SK HU RO BG GR HR SI RS SE NO DK FI ' +
+  'EE LV LT UA TR IL AE SA EG MA ZA NG KE GH IN PK BD LK CN HK TW JP KR VN TH MY SG ID PH AU NZ'
+).split(' ');
+
+/** The region of the gateway's locale (LANG, LC_ALL or Intl), if it names one. */
+export function gatewayRegion(): string | undefined {
+  for (const v of [process.env.LC_ALL, process.env.LC_TELEPHONE, process.env.LANG]) {
+    const m = /^[a-z]{2,3}[_-]([A-Z]{2})\b/.exec(v ?? '');
+    if (m) return m[1];
+  }
+  const locale = Intl.DateTimeFormat().resolvedOptions().locale;
+  return /-([A-Z]{2})\b/.exec(locale)?.[1];
+}
+
+/** The regions to try, in order: the configured ones, else the gateway's then the defaults. */
+export function phoneRegions(
+  configured: readonly string[] | undefined,
+  defaultCountry?: string,
+): CountryCode[] {
+  const list =
+    configured && configured.length > 0 ? [...configured] : [gatewayRegion() ?? '', ...DEFAULT_REGIONS];
+  if (defaultCountry) list.unshift(defaultCountry);
+  return [...new Set(list.filter((r) => /^[A-Z]{2}$/.test(r)))] as CountryCode[];
+}
+
+// Candidates are cut with a cheap regex and validated by libphonenumber-js against the numbering
+// plans; its own text scanner is several times slower on long text.
+const PHONE_CANDIDATE = /(?<![\w+.,/:-])(?:\+|\b00)?\(?\d[\d ().\-/]{5,22}\d(?![\w/:]|[.,\-/]\d)/g;
+
+/** Words before a number that say it is one: tel, phone, mobile, Handy, tél., móvil, 電話 ... */
+const PHONE_CUE =
+  /(?:\b(?:tel|tél|tlf|tlfn|tfn|tf|fon|phone|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|telephon|mobile?|mobil|mobiel|móvil|movil|cell|cellulare|cel|celular|handy|natel|portable|gsm|telemóvel|tlm|fax|call|calls|callback|ring|ruf|rufnummer|rückruf|durchwahl|hotline|whatsapp|sms|text|bel|bellen|terugbellen|anrufen|benachrichtigen|avisar|llamar|llamen|llamada|richiamato|richiamare|chiamare|chiamata|appeler|rappel|rappelé|rappeler|ligar|retorno|notify|reach|dial|family|familie|famille|familia|famiglia|família|emergency|notfall|urgence|emergencia|emergenza|noodgeval|contact|kontakt|contacto|contatto|contato|contact(?:_| )?(?:no|number|nr)|numéro|número|numero|nummer|nr|puh|puhelin|tlf\.nr|tel\.?\s?nr|ph|mob|hp|telp|điện thoại|sđt|dt|tel[eé]fono|τηλ|тел|телефон|hatsapp)\b|電話|携帯|手机|电话|전화|휴대폰|هاتف|טלפון|📞|☎)[\s.:#=("'\]-]{0,6}(?:\w+[\s.:#=("'-]{1,3}){0,3}$/iu;
+
+const cache = new Map<string, boolean>();
+
+/** Per region: the national number lengths and trunk prefix, to skip regions that cannot fit. */
+const plans = new Map<string, { lengths: ReadonlySet<number>; prefix: string }>();
+function plan(region: CountryCode): { lengths: ReadonlySet<number>; prefix: string } {
+  let p = plans.get(region);
+  if (!p) {
+    const m = new Metadata(metadataJson as unknown as MetadataJson);
+    m.selectNumberingPlan(region);
+    const np = m.numberingPlan;
+    p = {
+      lengths: new Set(np?.possibleLengths() ?? []),
+      prefix: (np as unknown as { nationalPrefix(): string | undefined } | undefined)?.nationalPrefix() ?? '',
+    };
+    plans.set(region, p);
+  }
+  return p;
+}
+
+function mayFit(region: CountryCode, digits: string): boolean {
+  const { lengths, prefix } = plan(region);
+  if (lengths.size === 0) return true;
+  return (
+    lengths.has(digits.length) ||
+    (prefix !== '' && digits.startsWith(prefix) && lengths.has(digits.length - prefix.length))
+  );
+}
+const NOT_A_NUMBER =
+  /^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:19|20)?\d{2}|(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)|[1-9]\d*\.\d+)$/;
+/** Three digit groups or more, an area code in brackets, or a trunk 0 and an area code set apart. */
+const NATIONAL_SHAPE = /^(?:\(?\d+\)?[\s.\-/]+\d+[\s.\-/]+\d+.*|\(\d{2,5}\)\s?\d.*|0\d{1,4}[\s/.-]\d{5,})$/;
+
+function digitGroups(s: string): string {
+  return (s.match(/\d+/g) ?? []).map((g) => g.length).join(',');
+}
+
+/**
+ * Whether `candidate` is a phone number: international ones (+ or 00) when possible for their
+ * country; national ones when valid in one of `regions` and either a cue word stands before them or
+ * they are grouped the way that region writes its numbers.
+ */
+function validPhone(candidate: string, regions: readonly CountryCode[], cue: boolean): boolean {
+  const digits = candidate.replace(/\D/g, '');
+  if (digits.length < 7 || digits.length > 17) return false;
+  const international = candidate.startsWith('+') || candidate.startsWith('00');
+  if (!international) {
+    // Dates, IP addresses and decimals are no numbers to dial; without a cue, only number-shaped
+    // groupings are worth asking the numbering plans about.
+    if (NOT_A_NUMBER.test(candidate)) return false;
+    if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
+  }
+  const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
+  const key = `${cue ? 1 : 0}${regions.join('')}\u0000${candidate}`;
+  const known = cache.get(key);
+  if (known !== undefined) return known;
+  let ok = false;
+  try {
+    if (international) {
+      const parsed = parsePhoneNumberFromString(input.replace(/\(0\)/, ''), { extract: false });
+      // A leading + (or 00) is itself strong evidence; numbering plans change faster than metadata,
+      // so a number of possible length for its country is enough.
+      ok = !!parsed && digits.length >= 8 && parsed.isPossible();
+    } else {
+      const grouped = /[\s.\-/()]/.test(candidate.trim());
+      for (const region of regions) {
+        if (!mayFit(region, digits)) continue;
+        const parsed = parsePhoneNumberFromString(input, { defaultCountry: region, extract: false });
+        if (!parsed || !parsed.isValid()) continue;
+        if (cue) {
+          ok = true;
+          break;
+        }
+        // Without a cue, dates, lot and ticket numbers parse as valid national numbers too: the
+        // digits must be grouped the way the region writes its numbers, in three groups or more.
+        const groups = digitGroups(candidate);
+        if (grouped && groups.split(',').length >= 3 && groups === digitGroups(parsed.formatNational())) {
+          ok = true;
+          break;
+        }
+        // An area code in brackets, or a trunk 0 and an area code set apart: "(0312) 393 82 33", "0208/2727282".
+        if (
+          (/^\(\d{2,5}\)\s?\d/.test(candidate) || /^0\d{1,4}[\s/.-]\d{5,}$/.test(candidate)) &&
+          digits.length >= 9
+        ) {
+          ok = true;
+          break;
+        }
+      }
+    }
+  } catch {
+    ok = false;
+  }
+  if (cache.size > 4096) cache.clear();
+  cache.set(key, ok);
+  return ok;
+}
+
+export function phones(
+  text: string,
+  out: Finding[],
+  regions: readonly CountryCode[],
+  fieldCue: boolean,
+): void {
+  for (const m of text.matchAll(PHONE_CANDIDATE)) {
+    let candidate = m[0];
+    let start = m.index;
+    // "(0034 975 60 34 31)": the bracket is the text's, not the number's.
+    if (candidate.startsWith('(') && !candidate.includes(')')) {
+      candidate = candidate.slice(1);
+      start++;
+    }
+    const cue = fieldCue || PHONE_CUE.test(text.slice(Math.max(0, start - 40), start));
+    // Trailing space-separated groups may belong to the next word ("+44 20 7946 0958 12 units").
+    for (let attempt = 0; attempt < 3 && candidate.length >= 7; attempt++) {
+      if (validPhone(candidate, regions, cue)) {
+        out.push({
+          type: 'PHONE',
+          rule: 'libphonenumber',
+          start,
+          end: start + candidate.length,
+          value: candidate,
+        });
+        break;
+      }
+      const cut = candidate.lastIndexOf(' ');
+      if (cut <= 0) break;
+      candidate = candidate.slice(0, cut).replace(/[ (.-]+$/, '');
+    }
+  }
+}
