@@ -18,7 +18,14 @@ const run = promisify(execFile);
 const MODULE = 'node-red-contrib-edge-llm';
 
 /** What the tarball may hold: the compiled runtime and nodes, the examples, the README, package.json. */
-const SHIPPED = [/^dist\/lib\//, /^dist\/nodes\//, /^examples\//, /^README\.md$/, /^package\.json$/];
+const SHIPPED = [
+  /^dist\/lib\//,
+  /^dist\/nodes\//,
+  /^examples\//,
+  /^README\.md$/,
+  /^LICENSE$/,
+  /^package\.json$/,
+];
 
 describe('the npm package (npm pack, npm install, Node-RED)', function () {
   this.timeout(60_000);
@@ -56,9 +63,14 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('packs only the compiled package, the examples, the README and package.json', function () {
+  it('packs only the compiled package, the examples, the README, the licence and package.json', function () {
     const stray = files.filter((f) => !SHIPPED.some((re) => re.test(f)));
-    assert.deepEqual(stray, [], 'files outside dist/lib, dist/nodes, examples, README.md, package.json');
+    assert.deepEqual(
+      stray,
+      [],
+      'files outside dist/lib, dist/nodes, examples, README.md, LICENSE, package.json',
+    );
+    assert.ok(files.includes('LICENSE'), 'the Apache-2.0 licence that package.json declares');
     assert.equal(files.filter((f) => /(^|\/)test\/|_spec\./.test(f)).length, 0, 'no tests in the tarball');
   });
 
