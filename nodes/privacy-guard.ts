@@ -151,11 +151,12 @@ export = function (RED: NodeAPI): void {
       this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
     }
     if (!configError) this.status({});
-    // The name lists load once per process, at deploy rather than on the first message.
-    if (guard && mode === 'protect') {
-      const g = guard;
-      setImmediate(() => g.prepare());
-    }
+    // The name lists load once per process, at deploy and off the event loop; messages that
+    // arrive meanwhile wait for them in the queue below.
+    const prepared: Promise<void> =
+      guard && mode === 'protect'
+        ? guard.prepare().catch((err: Error) => this.warn(t('errors.prepare', { reason: err.message })))
+        : Promise.resolve();
 
     const audit = async (input: unknown, counts: Record<string, number>, blocked?: string): Promise<void> => {
       if (def.audit !== 'log' && def.audit !== 'file') return;
@@ -287,7 +288,7 @@ export = function (RED: NodeAPI): void {
 
     // Large messages are scanned in slices that give the event loop back; messages still leave in
     // the order they came, and a session's pseudonyms are read and written by one message at a time.
-    let queue: Promise<void> = Promise.resolve();
+    let queue: Promise<void> = prepared;
     this.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
       if (configError || !guard) {
         done(new Error(t('errors.config', { reason: configError ?? 'not configured' })));

@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,6 +207,39 @@ describe('privacy: large input', function () {
       found.map((f) => f.value),
       ['ann@example.com'],
     );
+  });
+});
+
+describe('privacy: name lists', function () {
+  this.timeout(60_000);
+
+  it('are built in a worker thread, never on the event loop, and hold what a build in place holds', function () {
+    // A fresh process, so that nothing of faker is loaded yet: after loadGazetteer() the calling
+    // thread still has none of it, and the sets equal those gazetteer() builds in place after.
+    const script = `
+      const g = require(${JSON.stringify(join(__dirname, '..', 'lib', 'privacy', 'gazetteer.js'))});
+      const fakerHere = () => Object.keys(require.cache).some((k) => k.includes('@faker-js'));
+      g.loadGazetteer().then((loaded) => {
+        const before = fakerHere();
+        const lists = g.nameLists();
+        const same = (set, list) => set.size === list.length && list.every((x) => set.has(x));
+        console.log(JSON.stringify({
+          fakerBefore: before,
+          fakerAfter: fakerHere(),
+          given: loaded.given.size,
+          same: same(loaded.given, lists.given) && same(loaded.family, lists.family) && same(loaded.places, lists.places),
+          shared: g.gazetteer() === loaded,
+        }));
+      });`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(out.fakerBefore, false);
+    assert.equal(out.fakerAfter, true); // the check can see faker where it is loaded
+    assert.ok((out.given as number) > 10_000);
+    assert.equal(out.same, true);
+    assert.equal(out.shared, true);
   });
 });
 

@@ -22,7 +22,7 @@ import {
   type Operator,
 } from './types';
 import { isPlainObject } from '../plain';
-import { gazetteer } from './gazetteer';
+import { loadGazetteer } from './gazetteer';
 import { phoneRegions } from './phone';
 
 /** A value the guard cannot make safe; the caller must not pass the message on. */
@@ -182,16 +182,18 @@ export class PrivacyGuard {
   }
 
   /**
-   * Loads what detection needs on first use (the name lists: about 0.3 s), so that it does not
-   * happen on the first message. Idempotent.
+   * Loads what detection needs before the first message: the name lists (built in a worker thread)
+   * and V8's machine code for the large regular expressions (tens of milliseconds each on first
+   * use), one at a time between turns of the event loop. Idempotent.
    */
-  prepare(): void {
+  async prepare(): Promise<void> {
     if (this.detectOptions.types.has('PERSON') && (this.detectOptions.person ?? 'names') !== 'off') {
-      if (this.detectOptions.person !== 'rules') gazetteer();
+      if (this.detectOptions.person !== 'rules') await loadGazetteer();
     }
-    // V8 compiles a regular expression to machine code on its first uses; for the large ones here
-    // that takes tens of milliseconds, better spent now than on a message.
-    for (let i = 0; i < 3; i++) this.detect(WARM_UP, i === 0 ? undefined : 'name');
+    for (let i = 0; i < 3; i++) {
+      this.detect(WARM_UP, i === 0 ? undefined : 'name');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Entities in one string, without replacing anything. */
