@@ -10,6 +10,9 @@ export interface MissionNodeDef extends NodeDef {
   monitor: string;
   device: string;
   constraints: string;
+  whenSpent: 'fail' | 'drop';
+  /** A flow context key whose value goes to llm-plan and the guardrail as msg.state. */
+  state: string;
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -58,6 +61,7 @@ export default function (RED: NodeAPI): void {
           monitor: json(def.monitor, 'Monitor'),
           device: def.device?.trim() || undefined,
           constraints: json(def.constraints, 'Constraints'),
+          whenSpent: def.whenSpent || undefined,
         }),
       );
       deployed.set(this.id, control);
@@ -106,6 +110,9 @@ export default function (RED: NodeAPI): void {
                   }
                 : { id: missionId, stage: e.stage, ...(e.stepId ? { stepId: e.stepId } : {}) };
           }
+          // What is known now (robot position, readings) for the planner and the guardrail's site map.
+          if (def.state?.trim() && (e.port === 'plan' || e.port === 'check'))
+            m.state = this.context().flow.get(def.state.trim());
           // Also where a guardrail policy's "mission" (budgets per mission) usually reads it.
           if (e.port !== 'ignored') m.missionId = m.mission && (m.mission as { id?: string }).id;
           Object.assign(m, e.fields ?? {});

@@ -276,6 +276,31 @@ describe('mission node: a signed plan executed step by step with device acks', f
     assert.equal(device!.executions.length, 0);
   });
 
+  it('with no replan left and "drop": skips the step the guardrail refused and completes the rest', async function () {
+    const f = await load({
+      plans: () => [move('A'), move('B'), read('gas')],
+      config: { maxReplans: '0', whenSpent: 'drop' },
+    });
+    f.zones({ A: 40, B: 95 });
+    f.mission.receive({ payload: 'inspect' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as Record<string, never>;
+    assert.equal(report.outcome, 'complete');
+    assert.deepEqual(
+      (report.steps as Array<{ id: string; status: string; note?: string }>).map((s) => [s.id, s.status]),
+      [
+        ['s1', 'done'],
+        ['s2', 'skipped'],
+        ['s3', 'done'],
+      ],
+    );
+    assert.match((report.steps as Array<{ note: string }>)[1].note, /^refused by the guardrail: .*95/);
+    assert.deepEqual(
+      device!.executions.map((e) => e.action.action),
+      ['move_to', 'read_sensor'],
+    );
+  });
+
   it('aborts mid-step: the step sent stays "sent", and its late failure is dropped as stale', async function () {
     const f = await load({ plans: () => [move('A'), read('gas')], device: { silent: true } });
     f.mission.receive({ payload: 'inspect A', missionId: 'm-abort' } as NodeMessage);

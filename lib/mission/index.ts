@@ -37,6 +37,11 @@ export interface MissionConfig {
   device?: string;
   /** Constraints sent to the planner with every plan request. */
   constraints?: unknown;
+  /**
+   * When no replan is left: `fail` the mission, or `drop` the steps the guardrail refused or
+   * Monitor stopped and go on with the rest (each round removes at least one step).
+   */
+  whenSpent?: 'fail' | 'drop';
 }
 
 interface CompiledCondition extends MonitorCondition {
@@ -52,6 +57,8 @@ export interface StepRecord {
   status: 'pending' | 'sent' | 'done' | 'failed' | 'skipped';
   reply?: unknown;
   failure?: unknown;
+  /** Why a step was skipped. */
+  note?: string;
   sentAt?: number;
   doneAt?: number;
 }
@@ -114,6 +121,7 @@ export function compileConfig(raw: {
   monitor?: unknown;
   device?: unknown;
   constraints?: unknown;
+  whenSpent?: unknown;
 }): MissionConfig & { monitor: CompiledCondition[] } {
   const maxReplans = raw.maxReplans === undefined ? 2 : Number(raw.maxReplans);
   if (!Number.isInteger(maxReplans) || maxReplans < 0 || maxReplans > 20)
@@ -149,8 +157,11 @@ export function compileConfig(raw: {
   });
   if (raw.device !== undefined && raw.device !== '' && typeof raw.device !== 'string')
     throw new Error('Device must be text.');
+  if (raw.whenSpent !== undefined && raw.whenSpent !== 'fail' && raw.whenSpent !== 'drop')
+    throw new Error('When no replan is left must be fail or drop.');
   return {
     maxReplans,
+    whenSpent: raw.whenSpent ?? 'fail',
     suggestOnly: suggestOnly as string[],
     monitor: compiled,
     ...(typeof raw.device === 'string' && raw.device ? { device: raw.device } : {}),
@@ -294,6 +305,7 @@ export class MissionControl {
       case 'refused':
         if (s.status !== 'checking')
           return [this.ignored('Stale: no plan of this mission is being checked.')];
+        if (this.spent && this.config.whenSpent === 'drop') return this.dropRefused(input.reasons, now);
         return this.replan(`The guardrail did not approve the plan (${input.decision}).`, now, {
           refused: input.reasons,
         });
@@ -348,7 +360,7 @@ export class MissionControl {
   private check(plan: { steps: unknown[]; mission?: unknown }, now: number): Effect[] {
     const s = this.state!;
     if (s.status !== 'planning') return [this.ignored('Stale: this mission is not waiting for a plan.')];
-    const known = new Set(s.steps.map((x) => x.id));
+    const known = new Set([...s.steps, ...s.suggestions].map((x) => x.id));
     const steps: StepRecord[] = [];
     for (const raw of plan.steps) {
       if (!isPlainObject(raw) || typeof raw.action !== 'string') continue;
@@ -368,16 +380,42 @@ export class MissionControl {
     s.suggestions.push(...steps.filter((x) => x.status === 'skipped'));
     const pending = steps.filter((x) => x.status === 'pending');
     if (pending.length === 0) return this.end('complete', undefined, now);
-    const history = s.steps;
-    s.steps = [...history, ...pending];
-    s.status = 'checking';
+    s.steps = [...s.steps, ...pending];
     this.log('planned', now, `${pending.length} steps to check`);
-    // Steps done, dropped and suggested travel as history (the guardrail leaves them out); pending ones are judged.
-    const request = {
-      mission: s.goal,
-      steps: [...history, ...steps].map((x) => ({ ...asAction(x), status: x.status })),
-    };
-    return [{ port: 'check', stage: 'check', payload: request }];
+    return this.checkRequest();
+  }
+
+  private get spent(): boolean {
+    return this.state!.replans >= this.state!.maxReplans;
+  }
+
+  /** Steps done, dropped and suggested travel as history (the guardrail leaves them out); pending ones are judged. */
+  private checkRequest(): Effect[] {
+    const s = this.state!;
+    s.status = 'checking';
+    this.collecting = undefined;
+    const steps = [...s.steps, ...s.suggestions].map((x) => ({ ...asAction(x), status: x.status }));
+    return [{ port: 'check', stage: 'check', payload: { mission: s.goal, steps } }];
+  }
+
+  /** No replan left: the steps the guardrail named (else the last one) are dropped, the rest checked again. */
+  private dropRefused(reasons: unknown, now: number): Effect[] {
+    const s = this.state!;
+    const pending = s.steps.filter((x) => x.status === 'pending');
+    const list = Array.isArray(reasons) ? reasons.filter(isPlainObject) : [];
+    const named = new Set(list.map((r) => r.stepId).filter((id): id is string => typeof id === 'string'));
+    const drop = pending.filter((x) => named.has(x.id));
+    if (drop.length === 0 && pending.length > 0) drop.push(pending[pending.length - 1]);
+    for (const x of drop) {
+      const why = list
+        .filter((r) => r.stepId === undefined || r.stepId === x.id)
+        .map((r) => String(r.message));
+      x.status = 'skipped';
+      x.note = `refused by the guardrail: ${why.join(' ')}`.trim();
+    }
+    this.log('dropped', now, drop.map((x) => x.id).join(' '));
+    if (!s.steps.some((x) => x.status === 'pending')) return this.end('complete', undefined, now);
+    return this.checkRequest();
   }
 
   private collect(input: Extract<MissionInput, { kind: 'signed' }>, read: Reader, now: number): Effect[] {
@@ -406,6 +444,20 @@ export class MissionControl {
     const remaining = s.steps.filter((x) => x.status === 'pending');
     if (remaining.length === 0) return this.end('complete', undefined, now);
     const problems = this.monitor(remaining, read);
+    if (problems.length > 0 && this.spent && this.config.whenSpent === 'drop') {
+      const ids = new Set(problems.map((p) => p.step));
+      for (const x of remaining) {
+        if (!ids.has(x.id)) continue;
+        x.status = 'skipped';
+        x.note = problems
+          .filter((p) => p.step === x.id)
+          .map((p) => p.message)
+          .join(' ');
+      }
+      this.queue = this.queue.filter((a) => !ids.has(a.action.id ?? ''));
+      this.log('dropped', now, [...ids].join(' '));
+      return this.next(read, now);
+    }
     if (problems.length > 0) {
       this.log('adjust', now, problems.map((p) => p.message).join(' '));
       this.queue = [];
@@ -485,7 +537,7 @@ export class MissionControl {
     this.log('replan', now, why);
     const previous = {
       mission: s.goal,
-      steps: s.steps.map((x) => ({
+      steps: [...s.steps, ...s.suggestions].map((x) => ({
         id: x.id,
         action: x.action,
         params: x.params,
@@ -537,6 +589,7 @@ export function report(s: MissionState): Record<string, unknown> {
       action: x.action,
       params: x.params,
       status: x.status,
+      ...(x.note !== undefined ? { note: x.note } : {}),
       ...(x.reply !== undefined ? { reply: x.reply } : {}),
       ...(x.failure !== undefined ? { failure: x.failure } : {}),
     })),
