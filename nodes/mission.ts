@@ -27,6 +27,7 @@ const TRANSIENT = [
   'command',
   'failure',
   'error',
+  'rejected',
   'plan',
   'feedback',
   'approval',

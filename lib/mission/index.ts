@@ -223,8 +223,10 @@ export function classify(msg: Record<string, unknown>): MissionInput {
   }
   if (m.stage === 'plan') {
     const p = msg.payload;
-    if (isPlainObject(p) && Array.isArray(p.steps)) return { kind: 'plan', id, plan: p as never };
-    const err = msg.error as { message?: unknown } | undefined;
+    // llm-plan's plan names its catalogue; what its Rejected output carries back is the request.
+    if (isPlainObject(p) && Array.isArray(p.steps) && typeof p.catalogueHash === 'string')
+      return { kind: 'plan', id, plan: p as never };
+    const err = (msg.rejected ?? msg.error) as { message?: unknown } | undefined;
     return {
       kind: 'no_plan',
       id,
