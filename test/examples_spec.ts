@@ -365,3 +365,51 @@ describe('npm start (examples/demo/start.ts)', function () {
     }
   });
 });
+
+describe("the examples' mission path: wired, not coded", function () {
+  type Wired = FlowNode & { name?: string; func?: string; wires?: string[][] };
+  const load = async (name: string): Promise<Wired[]> =>
+    JSON.parse(await readFile(path.join(REPO_ROOT, 'examples', `${name}.json`), 'utf8')) as Wired[];
+
+  /** Every node a message can reach from the named start nodes, following the wires. */
+  function reachable(nodes: Wired[], starts: string[]): Wired[] {
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const seen = new Set<string>();
+    const todo = starts.map((name) => {
+      const start = nodes.find((n) => n.name === name);
+      assert.ok(start, `start node "${name}"`);
+      return start.id;
+    });
+    while (todo.length) {
+      const id = todo.pop()!;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      for (const port of byId.get(id)?.wires ?? []) todo.push(...port);
+    }
+    return [...seen].map((id) => byId.get(id)!);
+  }
+
+  it('02: no function node from the command or a reading to the robot and back (0 nodes, 0 lines)', async function () {
+    const nodes = await load('02 - Inspection robot mission');
+    const pathNodes = reachable(nodes, [
+      'Start the inspection mission',
+      'Abort the mission',
+      'Robot telemetry',
+    ]);
+    // The path does reach every node of the mission: planner, guardrail, robot, report.
+    for (const type of ['mission', 'llm-plan', 'guardrail', 'actuator-out', 'file']) {
+      assert.ok(
+        pathNodes.some((n) => n.type === type),
+        `${type} on the mission path`,
+      );
+    }
+    const functions = pathNodes.filter((n) => n.type === 'function');
+    const lines = functions.reduce((sum, n) => sum + (n.func ?? '').split('\n').length, 0);
+    assert.deepEqual({ functions: functions.map((n) => n.name), lines }, { functions: [], lines: 0 });
+    // Nor anywhere else in the example: its simulator is the demo's, outside the flow.
+    assert.deepEqual(
+      nodes.filter((n) => n.type === 'function').map((n) => n.name),
+      [],
+    );
+  });
+});
