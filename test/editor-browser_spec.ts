@@ -105,7 +105,8 @@ async function runRobotMission(c: Ctx): Promise<void> {
     autoFaultEveryMs: 120_000,
     log: (line) => c.simulatorLog.push(line),
   });
-  const telemetry = await nodeNamed(c, 'function', 'Zone temperatures → flow context');
+  const telemetry = await nodeNamed(c, 'debug', 'Robot');
+  const missionNode = await nodeNamed(c, 'mission', 'Inspection mission');
   const start = await nodeNamed(c, 'inject', 'Start the inspection mission');
   const plans = await nodeNamed(c, 'debug', 'Plan from the model');
   const acks = await nodeNamed(c, 'debug', 'Robot acks');
@@ -114,7 +115,7 @@ async function runRobotMission(c: Ctx): Promise<void> {
 
   // A person starts the mission once the robot shows up on the canvas: its telemetry is in.
   await eventually('the robot telemetry on the canvas', 20_000, async () =>
-    /robot in dock/.test(await editor.nodeStatus(telemetry)) ? true : undefined,
+    /dock/.test(await editor.nodeStatus(telemetry)) ? true : undefined,
   );
   const sidebar = await editor.openDebugSidebar();
   const note = await editor.clickInjectButton(start);
@@ -122,19 +123,15 @@ async function runRobotMission(c: Ctx): Promise<void> {
   await editor.dismissNotifications();
 
   const mission = await eventually('the mission ended', MISSION_MS, async () => {
-    const m = (await (await red.get('/robot/mission')).json()) as {
-      state: string;
+    const m = (await (await red.get(`/edge-llm/mission/${missionNode}`)).json()) as {
+      outcome: string;
       steps: Array<{ id: string; action: string; status: string; note?: string }>;
     };
-    return ['Complete', 'Failed', 'Aborted'].includes(m.state) ? m : undefined;
+    return ['complete', 'failed', 'aborted'].includes(m.outcome) ? m : undefined;
   }).catch((err: Error) => {
     throw new Error(`${err.message}\nsimulators:\n${c.simulatorLog.join('\n')}`);
   });
-  assert.equal(mission.state, 'Complete', JSON.stringify(mission));
-  const sessions = (await (await red.get('/edge-llm/sessions')).json()) as Array<{
-    sessions: Array<{ key: string; state: string }>;
-  }>;
-  assert.equal(sessions.flatMap((s) => s.sessions).find((s) => s.key === 'robot-1')?.state, 'Complete');
+  assert.equal(mission.outcome, 'complete', JSON.stringify(mission));
 
   // What the debug sidebar shows, read from the page: the report comes last, after every ack.
   const done = mission.steps.filter((s) => s.status === 'done').length;
@@ -160,7 +157,7 @@ async function runRobotMission(c: Ctx): Promise<void> {
     assert.match(m.summary, /idempotencyKey: ".+".*ok: true/, `the robot's ack: ${seen}`);
   }
   assert.equal(shown.report.length, 1, seen);
-  assert.match(shown.report[0].summary, /state: "Complete"/, seen);
+  assert.match(shown.report[0].summary, /outcome: "complete"/, seen);
   assert.deepEqual(shown.errors, [], 'nothing reached the Catch node');
 
   // the first plan unfolded, as a person reads what the model proposed
@@ -316,6 +313,13 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
     await assertFieldError(editor, '#node-input-defaultCountry', false);
     await assertFieldError(editor, '#node-input-regions', false);
     await assertFieldError(editor, '#node-input-maxChars', false);
+  },
+  mission: async ({ editor }) => {
+    await editor.type('#node-input-maxReplans', 'twice');
+    await assertFieldError(editor, '#node-input-maxReplans', true);
+    await editor.screenshot('dialog-mission-invalid');
+    await editor.type('#node-input-maxReplans', '2');
+    await assertFieldError(editor, '#node-input-maxReplans', false);
   },
 };
 

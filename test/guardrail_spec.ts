@@ -25,6 +25,7 @@ import {
 } from '../lib/guardrail/policy';
 import { main as verifyCli } from '../lib/guardrail/verify-cli';
 import { verifySignedAction } from '../lib/signing';
+import { assemblePlan } from '../lib/plan';
 
 const KEY = 'guardrail-test-key';
 
@@ -651,6 +652,58 @@ describe('guardrail evaluation', () => {
         ['malformed_action'],
       );
       assert.deepEqual(codes(guard.decide({ steps: [step('a', 'beep', {}), 'beep'] }, reader(SAFE))), [
+        'malformed_action',
+      ]);
+    });
+
+    it("accepts llm-plan's plan as it is: judges and signs only the pending steps, without their status", () => {
+      // The plan shape llm-plan sends: the steps a replan kept are done, the new ones pending.
+      const kept = [{ ...step('s1', 'beep', {}), status: 'done' as const }];
+      const plan = assemblePlan(
+        'inspect zone A',
+        kept,
+        [
+          { action: 'move_to', params: { zone: 'A', distance: 20 }, reason: 'go' },
+          { action: 'beep', params: { loud: true }, reason: 'tell' },
+        ],
+        'cat',
+        { steps: kept },
+      );
+      assert.deepEqual(
+        plan.steps.map((s) => [s.id, s.status]),
+        [
+          ['s1', 'done'],
+          ['s2', 'pending'],
+          ['s3', 'pending'],
+        ],
+      );
+      const d = guard.decide(plan, reader(SAFE));
+      assert.equal(d.outcome, 'approved', d.summary);
+      assert.deepEqual(
+        d.signed.map((s) => s.action),
+        [
+          { id: 's2', action: 'move_to', params: { zone: 'A', distance: 20 }, reason: 'go' },
+          { id: 's3', action: 'beep', params: { loud: true }, reason: 'tell' },
+        ],
+      );
+      // A done step outside the policy is history, not a request; a pending one is still judged.
+      const history = {
+        steps: [{ ...step('s0', 'wipe_memory', { x: 1 }), status: 'failed' }, plan.steps[1]],
+      };
+      assert.equal(guard.decide(history, reader(SAFE)).outcome, 'approved');
+      const bad = { steps: [{ ...step('s4', 'set_torque', { torque: 11 }, 'arm-1'), status: 'pending' }] };
+      assert.deepEqual(codes(guard.decide(bad, reader(SAFE))), ['param_range']);
+    });
+
+    it('refuses a step status other than pending, done, failed or skipped, and a plan with nothing pending', () => {
+      const odd = { steps: [{ ...step('a', 'beep', {}), status: 'approved' }] };
+      assert.deepEqual(codes(guard.decide(odd, reader(SAFE))), ['malformed_action']);
+      const none = { steps: [{ ...step('a', 'beep', {}), status: 'done' }] };
+      const d = guard.decide(none, reader(SAFE));
+      assert.deepEqual(codes(d), ['malformed_request']);
+      assert.equal(d.summary, 'The plan has no pending steps.');
+      // A single action has no status: the field is still unexpected there.
+      assert.deepEqual(codes(guard.decide({ ...step('a', 'beep', {}), status: 'pending' }, reader(SAFE))), [
         'malformed_action',
       ]);
     });

@@ -110,7 +110,7 @@ async function main(): Promise<void> {
 
   01 Predictive maintenance: a bearing fault starts every 2 minutes (or click "Simulate a bearing
      fault on pump-2"); tickets go to ${path.join(userDir, 'maintenance-tickets.jsonl')}
-  02 Inspection robot mission: click "Start the inspection mission", then watch ${url}/robot/mission;
+  02 Inspection robot mission: click "Start the inspection mission", then watch ${url}/edge-llm/mission/7e15510a2b3c4d5e;
      reports go to ${path.join(userDir, 'robot-mission-reports.jsonl')}
   03 Privacy-first assistant:
      curl -s -X POST ${url}/ask -H 'content-type: application/json' \\

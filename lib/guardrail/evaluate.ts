@@ -168,8 +168,11 @@ function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?:
   });
   if (!isPlainObject(v)) return bad(`${label} is not an object {action, params}.`);
   for (const k of Object.keys(v)) {
-    if (!ACTION_KEYS.has(k))
+    if (!ACTION_KEYS.has(k) && !(kind === 'plan' && k === 'status'))
       return bad(`${label} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
+  }
+  if (kind === 'plan' && v.status !== undefined && v.status !== 'pending') {
+    return bad(`${label}: status must be "pending" (steps done, failed or skipped are left out first).`);
   }
   if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label} has no action name.`);
   if (!isPlainObject(v.params)) return bad(`${label} (${clip(v.action)}) has no params object.`);
@@ -181,7 +184,19 @@ function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?:
   }
   if (v.reason !== undefined && typeof v.reason !== 'string')
     return bad(`${label} (${clip(v.action)}): reason must be text.`);
-  return { action: v as Action };
+  // Only the action's own fields are judged and signed: a plan step's status is bookkeeping.
+  const action: Record<string, unknown> = { ...v };
+  delete action.status;
+  return { action: action as unknown as Action };
+}
+
+/**
+ * Steps of a plan from llm-plan that are finished (`status` done, failed or skipped) are history,
+ * not requests: the guardrail judges and signs only the steps still to run.
+ */
+const SETTLED = new Set(['done', 'failed', 'skipped']);
+function isSettled(step: unknown): boolean {
+  return isPlainObject(step) && typeof step.status === 'string' && SETTLED.has(step.status);
 }
 
 function compare(actual: Scalar, op: CompiledCondition['op'], expected: Scalar | Scalar[]): boolean {
@@ -363,9 +378,10 @@ export class Guardrail {
         ? { kind: 'action', actions: [action], reasons: [] }
         : { kind: 'action', actions: [], reasons: [reason!] };
     }
-    const steps = payload.steps;
-    if (!Array.isArray(steps) || steps.length === 0)
+    if (!Array.isArray(payload.steps) || payload.steps.length === 0)
       return { ...malformed('The plan has no steps.'), kind: 'plan' };
+    const steps = payload.steps.filter((s) => !isSettled(s));
+    if (steps.length === 0) return { ...malformed('The plan has no pending steps.'), kind: 'plan' };
     if (steps.length > HARD_MAX_STEPS || steps.length > this.policy.maxSteps) {
       return {
         kind: 'plan',

@@ -1,0 +1,149 @@
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import { type Effect, MissionControl, type Reader, classify, compileConfig, report } from '../lib/mission';
+import { readPath } from '../lib/guardrail/paths';
+
+const NS = 'node-red-contrib-edge-llm/mission:mission';
+
+export interface MissionNodeDef extends NodeDef {
+  maxReplans: string;
+  suggestOnly: string;
+  monitor: string;
+  device: string;
+  constraints: string;
+  whenSpent: 'fail' | 'drop';
+  /** A flow context key whose value goes to llm-plan and the guardrail as msg.state. */
+  state: string;
+}
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+type Send = (msg: Array<NodeMessage | null>) => void;
+type Done = (err?: Error) => void;
+
+const PORTS: Effect['port'][] = ['plan', 'check', 'execute', 'report', 'ignored'];
+/** Left by the nodes a mission message passed through; a new leg starts without them. */
+const TRANSIENT = [
+  'guardrail',
+  'parts',
+  'command',
+  'failure',
+  'error',
+  'rejected',
+  'plan',
+  'feedback',
+  'approval',
+  'llm',
+];
+
+export default function (RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
+  /** The mission nodes deployed now, for the admin API. */
+  const deployed = new Map<string, MissionControl>();
+
+  function MissionNode(this: Node, def: MissionNodeDef): void {
+    RED.nodes.createNode(this, def);
+    let control: MissionControl | undefined;
+    let configError: string | undefined;
+    try {
+      const json = (text: string | undefined, what: string): unknown => {
+        if (!text?.trim()) return undefined;
+        try {
+          return JSON.parse(text);
+        } catch (err) {
+          throw new Error(t('errors.not-json', { what, message: (err as Error).message }), { cause: err });
+        }
+      };
+      control = new MissionControl(
+        compileConfig({
+          maxReplans: def.maxReplans?.trim() ? def.maxReplans.trim() : undefined,
+          suggestOnly: (def.suggestOnly ?? '')
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+          monitor: json(def.monitor, 'Monitor'),
+          device: def.device?.trim() || undefined,
+          constraints: json(def.constraints, 'Constraints'),
+          whenSpent: def.whenSpent || undefined,
+        }),
+      );
+      deployed.set(this.id, control);
+      this.status({ fill: 'grey', shape: 'ring', text: t('status.idle') });
+    } catch (err) {
+      configError = t('errors.bad-config', { message: (err as Error).message });
+      this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
+      this.error(configError);
+    }
+
+    const showStatus = (): void => {
+      const s = control?.state;
+      if (!s) return;
+      const fill = s.status === 'complete' ? 'green' : s.status === 'failed' ? 'red' : 'blue';
+      const done = s.steps.filter((x) => x.status === 'done').length;
+      this.status({
+        fill: s.status === 'aborted' ? 'grey' : fill,
+        shape: control!.active ? 'ring' : 'dot',
+        text: t(`status.${s.status}`, { id: s.id, done, steps: s.steps.length, replans: s.replans }),
+      });
+    };
+
+    this.on('input', (msg: Msg, send: Send, done: Done) => {
+      try {
+        if (configError || !control) throw new Error(configError ?? t('errors.not-ready'));
+        const read: Reader = (source, segments) => {
+          if (source === 'msg') return readPath(msg, segments);
+          const store = source === 'flow' ? this.context().flow : this.context().global;
+          return readPath(store.get(segments[0]), segments.slice(1));
+        };
+        const effects = control.handle(classify(msg), read, Date.now());
+        const missionId = control.state?.id;
+        const out: Array<NodeMessage[] | null> = PORTS.map(() => null);
+        // Copies first: the message in hand becomes the first one sent.
+        const copies = effects.map((_e, i) => (i === 0 ? msg : (RED.util.cloneMessage(msg) as Msg)));
+        effects.forEach((e, i) => {
+          const m = copies[i];
+          if (e.port !== 'ignored') {
+            for (const k of TRANSIENT) delete m[k];
+            m.payload = e.payload;
+            m.mission =
+              e.port === 'report'
+                ? {
+                    id: (e.payload as { mission: string }).mission,
+                    outcome: (e.payload as { outcome: string }).outcome,
+                  }
+                : { id: missionId, stage: e.stage, ...(e.stepId ? { stepId: e.stepId } : {}) };
+          }
+          // What is known now (robot position, readings) for the planner and the guardrail's site map.
+          if (def.state?.trim() && (e.port === 'plan' || e.port === 'check'))
+            m.state = this.context().flow.get(def.state.trim());
+          // Also where a guardrail policy's "mission" (budgets per mission) usually reads it.
+          if (e.port !== 'ignored') m.missionId = m.mission && (m.mission as { id?: string }).id;
+          Object.assign(m, e.fields ?? {});
+          const p = PORTS.indexOf(e.port);
+          (out[p] ??= []).push(m as NodeMessage);
+        });
+        if (effects.length > 0) send(out as Array<NodeMessage | null>);
+        showStatus();
+        done();
+      } catch (err) {
+        this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+        done(err as Error);
+      }
+    });
+
+    this.on('close', (_removed: boolean, done: () => void) => {
+      deployed.delete(this.id);
+      done();
+    });
+  }
+
+  // A mission's state for the editor and for any HTTP client with the right to read flows.
+  RED.httpAdmin.get('/edge-llm/mission/:id', RED.auth.needsPermission('mission.read'), (req, res) => {
+    const control = deployed.get(String(req.params.id));
+    if (!control) {
+      res.status(404).json({ error: t('errors.no-node') });
+      return;
+    }
+    res.json(control.state ? report(control.state) : { outcome: 'idle' });
+  });
+
+  RED.nodes.registerType('mission', MissionNode as unknown as (this: Node, def: NodeDef) => void);
+}

@@ -1,0 +1,389 @@
+import * as assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Node, NodeMessage } from 'node-red';
+import actuatorOutNode from '../nodes/actuator-out';
+import brokerNode from '../nodes/edge-mqtt-broker';
+import guardrailNode from '../nodes/guardrail';
+import missionNode from '../nodes/mission';
+import { MissionControl, classify, compileConfig } from '../lib/mission';
+import { assemblePlan, completedSteps } from '../lib/plan';
+import { TestBroker } from './support/broker';
+import { SimulatedDevice } from './support/device';
+import { type Msg, collect, initHelper, stopServer, until } from './support/flow';
+
+const helper = initHelper();
+const KEY = 'mission-test-key';
+
+const POLICY = {
+  name: 'robot',
+  version: '2',
+  actions: {
+    move_to: {
+      params: { zone: { type: 'string', enum: ['A', 'B', 'C', 'dock'], required: true } },
+      devices: ['robot-1'],
+    },
+    read_sensor: {
+      params: { sensor: { type: 'string', enum: ['temperature', 'gas'], required: true } },
+      devices: ['robot-1'],
+    },
+    report: { params: { summary: { type: 'string', required: true } }, devices: ['robot-1'] },
+  },
+  interlocks: [
+    {
+      id: 'zone-too-hot',
+      when: { action: 'move_to' },
+      require: { source: 'flow', path: 'zones.{params.zone}.temperature', op: '<=', value: 80 },
+    },
+  ],
+};
+
+const MONITOR = [
+  {
+    id: 'zone-hot',
+    source: 'flow',
+    path: 'zones.{params.zone}.temperature',
+    op: '<=',
+    value: 80,
+    actions: ['move_to'],
+    constraint: 'never into a zone above 80 °C',
+  },
+];
+
+type Step = { action: string; params: Record<string, unknown>; reason: string };
+const move = (zone: string): Step => ({ action: 'move_to', params: { zone }, reason: `go to ${zone}` });
+const read = (sensor: string): Step => ({ action: 'read_sensor', params: { sensor }, reason: 'measure' });
+
+describe('mission node: a signed plan executed step by step with device acks', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let broker: TestBroker;
+  let device: SimulatedDevice | undefined;
+
+  beforeEach(async function () {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mission-node-'));
+    broker = await TestBroker.start();
+    helper.settings({ userDir: dir });
+    await new Promise<void>((resolve) => helper.startServer(() => resolve()));
+  });
+  afterEach(async function () {
+    await helper.unload();
+    await stopServer();
+    helper.settings({ userDir: undefined });
+    await device?.close();
+    device = undefined;
+    await broker.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * mission → (plan) the test, standing in for llm-plan with the same plan shape → mission →
+   * guardrail → mission → actuator-out → robot (MQTT) → ack → mission. The test plays only the model.
+   */
+  async function load(opts: {
+    plans: (request: Msg, n: number) => Step[];
+    config?: Record<string, unknown>;
+    device?: Partial<ConstructorParameters<typeof SimulatedDevice>[0]>;
+  }) {
+    device = await SimulatedDevice.connect({ url: broker.url, topic: 'robots/#', ...opts.device });
+    const nodes = [
+      { id: 'f1', type: 'tab' },
+      {
+        id: 'm',
+        z: 'f1',
+        type: 'mission',
+        device: 'robot-1',
+        maxReplans: '2',
+        suggestOnly: 'report',
+        monitor: JSON.stringify(MONITOR),
+        constraints: '{"avoid_zones_above_c": 80}',
+        ...opts.config,
+        wires: [['planner'], ['g'], ['a1'], ['reports'], ['ignored']],
+      },
+      { id: 'planner', z: 'f1', type: 'helper' },
+      {
+        id: 'g',
+        z: 'f1',
+        type: 'guardrail',
+        policySource: 'inline',
+        policy: JSON.stringify(POLICY),
+        auditLog: 'audit.jsonl',
+        wires: [['m'], [], ['m']],
+      },
+      { id: 'b1', z: 'f1', type: 'edge-mqtt-broker', url: broker.url, protocolVersion: '4' },
+      {
+        id: 'a1',
+        z: 'f1',
+        type: 'actuator-out',
+        broker: 'b1',
+        topic: 'robots/{{device}}/{{action}}',
+        ackTimeout: '5',
+        retries: '0',
+        deadline: '60',
+        outboxDir: path.join(dir, 'outbox'),
+        trustedPolicies: '',
+        wires: [['m', 'acks'], ['m']],
+      },
+      { id: 'reports', z: 'f1', type: 'helper' },
+      { id: 'ignored', z: 'f1', type: 'helper' },
+      { id: 'acks', z: 'f1', type: 'helper' },
+    ];
+    await helper.load(
+      [missionNode, guardrailNode, brokerNode, actuatorOutNode],
+      nodes as never,
+      {
+        g: { signingKey: KEY },
+        a1: { signingKey: KEY },
+      } as never,
+    );
+    const mission = helper.getNode('m') as Node;
+    const planner = helper.getNode('planner') as Node;
+    const requests: Msg[] = [];
+    // llm-plan's part: the same plan shape (lib/plan), on the same message, back to the mission.
+    planner.on('input', (msg: Msg) => {
+      requests.push(JSON.parse(JSON.stringify(msg)) as Msg);
+      const previous = msg.plan as { steps?: never[] } | undefined;
+      const kept = completedSteps({ mission: msg.payload, previous, feedback: msg.feedback });
+      msg.payload = assemblePlan(msg.payload, kept, opts.plans(msg, requests.length), 'test', previous);
+      mission.receive(msg as NodeMessage);
+    });
+    const zones = (temps: Record<string, number>) =>
+      mission
+        .context()
+        .flow.set(
+          'zones',
+          Object.fromEntries(Object.entries(temps).map(([z, t]) => [z, { temperature: t }])),
+        );
+    zones({ A: 40, B: 45, C: 50, dock: 30 });
+    return {
+      mission,
+      requests,
+      zones,
+      reports: collect(helper.getNode('reports') as Node),
+      ignored: collect(helper.getNode('ignored') as Node),
+      acks: collect(helper.getNode('acks') as Node),
+    };
+  }
+
+  it('executes each signed step only after the ack of the one before, and completes with a report', async function () {
+    const acksAtExecution: number[] = [];
+    const f: Awaited<ReturnType<typeof load>> = await load({
+      plans: () => [move('A'), read('gas'), { action: 'report', params: { summary: 'ok' }, reason: 'tell' }],
+      device: {
+        refuse: () => {
+          acksAtExecution.push(f.acks.messages.length);
+          return undefined;
+        },
+      },
+    });
+    f.mission.receive({ payload: 'inspect zone A', missionId: 'mission-1' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as Record<string, never>;
+    assert.equal(report.outcome, 'complete');
+    assert.equal(report.mission, 'mission-1');
+    assert.deepEqual(
+      (
+        report.steps as Array<{ id: string; action: string; status: string; reply: Record<string, unknown> }>
+      ).map((s) => [s.id, s.action, s.status, { ok: s.reply.ok, result: s.reply.result }]),
+      [
+        ['s1', 'move_to', 'done', { ok: true, result: { done: 'move_to' } }],
+        ['s2', 'read_sensor', 'done', { ok: true, result: { done: 'read_sensor' } }],
+      ],
+    );
+    // The suggestion was neither checked nor sent.
+    assert.deepEqual(
+      (report.suggestions as Array<{ action: string }>).map((s) => s.action),
+      ['report'],
+    );
+    assert.deepEqual(
+      device!.executions.map((e) => e.action.action),
+      ['move_to', 'read_sensor'],
+    );
+    // Step 2 reached the robot only after step 1's ack had come back.
+    assert.deepEqual(acksAtExecution, [0, 1]);
+    assert.deepEqual(f.requests[0].constraints, { avoid_zones_above_c: 80 });
+    assert.equal(f.ignored.messages.length, 0);
+
+    // The state over the admin API, as the editor shows it.
+    const res = await helper.request().get('/edge-llm/mission/m').expect(200);
+    assert.equal(res.body.outcome, 'complete');
+    assert.equal(res.body.steps.length, 2);
+    await helper.request().get('/edge-llm/mission/nope').expect(404);
+  });
+
+  it('a hot zone mid-mission: Monitor adjusts, the mission replans around it and completes', async function () {
+    const f: Awaited<ReturnType<typeof load>> = await load({
+      plans: (_msg, n) =>
+        n === 1 ? [move('A'), move('B'), read('temperature')] : [move('C'), read('temperature')],
+      device: {
+        refuse: (action) => {
+          // Zone B heats up while the robot drives to A.
+          if (action.action === 'move_to' && action.params.zone === 'A') f.zones({ A: 40, B: 95, C: 50 });
+          return undefined;
+        },
+      },
+    });
+    f.mission.receive({ payload: 'inspect B' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as Record<string, never>;
+    assert.equal(report.outcome, 'complete', JSON.stringify(report));
+    assert.equal(report.replans, 1);
+    assert.deepEqual(
+      device!.executions.map((e) => [e.action.action, e.action.params]),
+      [
+        ['move_to', { zone: 'A' }],
+        ['move_to', { zone: 'C' }],
+        ['read_sensor', { sensor: 'temperature' }],
+      ],
+    );
+    const feedback = f.requests[1].feedback as {
+      completed: string[];
+      monitor: Array<Record<string, unknown>>;
+    };
+    assert.deepEqual(feedback.completed, ['s1']);
+    assert.deepEqual(
+      feedback.monitor.map((p) => [p.condition, p.step, p.value]),
+      [['zone-hot', 's2', 95]],
+    );
+    // The replan kept the done step and numbered the new ones after every id used before.
+    assert.deepEqual(
+      (report.steps as Array<{ id: string; status: string }>).map((s) => [s.id, s.status]),
+      [
+        ['s1', 'done'],
+        ['s2', 'skipped'],
+        ['s3', 'skipped'],
+        ['s4', 'done'],
+        ['s5', 'done'],
+      ],
+    );
+  });
+
+  it('fails when the replan budget is spent: the guardrail refuses every plan into the hot zone', async function () {
+    const f = await load({ plans: () => [move('B')] });
+    f.zones({ A: 40, B: 95 });
+    f.mission.receive({ payload: 'inspect B' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as Record<string, string>;
+    assert.equal(report.outcome, 'failed');
+    assert.match(report.reason, /did not approve the plan .* No replans left \(2 allowed\)/);
+    assert.equal(f.requests.length, 3);
+    const refused = (f.requests[1].feedback as { refused: Array<{ code: string }> }).refused;
+    assert.deepEqual(
+      refused.map((r) => r.code),
+      ['interlock'],
+    );
+    assert.equal(device!.executions.length, 0);
+  });
+
+  it('with no replan left and "drop": skips the step the guardrail refused and completes the rest', async function () {
+    const f = await load({
+      plans: () => [move('A'), move('B'), read('gas')],
+      config: { maxReplans: '0', whenSpent: 'drop' },
+    });
+    f.zones({ A: 40, B: 95 });
+    f.mission.receive({ payload: 'inspect' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as Record<string, never>;
+    assert.equal(report.outcome, 'complete');
+    assert.deepEqual(
+      (report.steps as Array<{ id: string; status: string; note?: string }>).map((s) => [s.id, s.status]),
+      [
+        ['s1', 'done'],
+        ['s2', 'skipped'],
+        ['s3', 'done'],
+      ],
+    );
+    assert.match((report.steps as Array<{ note: string }>)[1].note, /^refused by the guardrail: .*95/);
+    assert.deepEqual(
+      device!.executions.map((e) => e.action.action),
+      ['move_to', 'read_sensor'],
+    );
+  });
+
+  it('aborts mid-step: the step sent stays "sent", and its late failure is dropped as stale', async function () {
+    const f = await load({ plans: () => [move('A'), read('gas')], device: { silent: true } });
+    f.mission.receive({ payload: 'inspect A', missionId: 'm-abort' } as NodeMessage);
+    await until(() => device!.executions.length === 1, 10_000, 'the first step');
+    f.mission.receive({ topic: 'abort', reason: 'operator stop' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as Record<string, never>;
+    assert.equal(report.outcome, 'aborted');
+    assert.equal(report.reason, 'operator stop');
+    assert.deepEqual(
+      (report.steps as Array<{ status: string }>).map((s) => s.status),
+      ['sent', 'skipped'],
+    );
+    // actuator-out gives up on the ack (5 s) and reports the failure: the mission has ended.
+    await f.ignored.until(1);
+    assert.match(
+      String(f.ignored.messages[0].ignored),
+      /Stale: mission m-abort has already ended \(aborted\)/,
+    );
+    assert.equal(device!.executions.length, 1);
+  });
+
+  it('ignores a stale ack of an earlier mission', async function () {
+    const f = await load({ plans: () => [move('A')] });
+    f.mission.receive({ payload: 'first', missionId: 'first' } as NodeMessage);
+    await f.reports.until(1);
+    const oldAck = JSON.parse(JSON.stringify(f.acks.messages[0])) as Msg;
+    assert.equal((oldAck.mission as { id: string }).id, 'first');
+    f.mission.receive({ payload: 'second', missionId: 'second' } as NodeMessage);
+    await f.reports.until(2);
+    f.mission.receive(oldAck as NodeMessage);
+    await f.ignored.until(1);
+    assert.match(
+      String(f.ignored.messages[0].ignored),
+      /Stale: mission first is not the current one \(second\)/,
+    );
+    const res = await helper.request().get('/edge-llm/mission/m').expect(200);
+    assert.equal(res.body.mission, 'second');
+    assert.equal(res.body.outcome, 'complete');
+    assert.equal(res.body.steps.length, 1);
+  });
+});
+
+describe('mission logic', function () {
+  it('refuses a bad configuration with a sentence that names the field', function () {
+    assert.throws(() => compileConfig({ maxReplans: -1 }), /Replans must be a whole number/);
+    assert.throws(
+      () => compileConfig({ monitor: [{ id: 'x', source: 'flow', path: 'a.{b}', op: '<', value: 1 }] }),
+      /Monitor condition 1 \(x\): "\{b\}"/,
+    );
+    assert.throws(
+      () => compileConfig({ monitor: [{ id: 'x', source: 'flow', path: 'a', op: '<', value: 'hot' }] }),
+      /value must be a number/,
+    );
+    assert.throws(
+      () => compileConfig({ monitor: [{ id: 'x', source: 'disk', path: 'a' }] }),
+      /source must be/,
+    );
+  });
+
+  it('drops a signed step that carries no mission id, and never starts a mission from it', function () {
+    const control = new MissionControl(compileConfig({}));
+    const input = classify({ payload: { action: { action: 'move_to', params: {} }, signature: {} } });
+    assert.equal(input.kind, 'stray');
+    const effects = control.handle(input, () => undefined, 0);
+    assert.deepEqual(
+      effects.map((e) => e.port),
+      ['ignored'],
+    );
+    assert.equal(control.state, undefined);
+  });
+
+  it('a new start aborts the mission running, with a report', function () {
+    const control = new MissionControl(compileConfig({}));
+    control.handle({ kind: 'start', goal: 'one', id: 'one' }, () => undefined, 0);
+    const effects = control.handle({ kind: 'start', goal: 'two', id: 'two' }, () => undefined, 5);
+    assert.deepEqual(
+      effects.map((e) => [e.port, (e.payload as { outcome?: string })?.outcome]),
+      [
+        ['report', 'aborted'],
+        ['plan', undefined],
+      ],
+    );
+    assert.equal(control.state!.id, 'two');
+  });
+});
