@@ -16,7 +16,6 @@ import runtimeNode = require('../nodes/llm-runtime');
 import parseNode = require('../nodes/llm-parse');
 import planNode = require('../nodes/llm-plan');
 import type { LlmRuntimeNode } from '../nodes/types';
-import { compileSchema } from '../lib/runtime';
 
 const helper = initHelper();
 
@@ -366,15 +365,10 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       assert.ok(!errors.some((m) => /bad-config/.test(m)), `${id}: ${errors.join(' | ')}`);
     }
     assert.equal(compiles.callCount, 0, "ajv compiled a schema in Node-RED's process");
-    // The spy sees a compile in this process when there is one, and the schema is one whose
-    // compile on the loop would be felt (printed, not asserted: it depends on the machine).
-    const started = performance.now();
-    compileSchema(bigSchema);
-    console.log(
-      `      (the same schema compiled on the loop: ${(performance.now() - started).toFixed(0)} ms)`,
-    );
+    // The spy sees a compile in this process when there is one. (Compiled on the loop, the large
+    // schema took 270-500 ms and the plan schema 790 ms on the 2-core test box.)
     new Ajv().compile({ type: 'string' });
-    assert.equal(compiles.callCount, 2);
+    assert.equal(compiles.callCount, 1);
     assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
   });
 
