@@ -1,6 +1,12 @@
 import Ajv, { type ValidateFunction } from 'ajv';
 import { createHash } from 'node:crypto';
-import { describeErrors, stableStringify, type JsonSchema } from './runtime';
+import {
+  describeErrors,
+  loadValidator,
+  precompileSchemas,
+  stableStringify,
+  type JsonSchema,
+} from './runtime';
 
 /** One thing a plan may ask a machine to do, with the shape its parameters must have. */
 export interface CatalogueAction {
@@ -143,6 +149,58 @@ function compileCatalogueNow(raw: unknown): CompiledCatalogue {
     byName,
     hash: createHash('sha256').update(stableStringify(actions)).digest('hex').slice(0, 16),
   };
+}
+
+/**
+ * compileCatalogue for a node being deployed: the same checks and result, but
+ * ajv compiles the params schemas in a worker thread, never on Node-RED's event loop; catalogues
+ * are kept by content, so a redeploy of an unchanged node compiles nothing.
+ */
+const precompiledCatalogues = new Map<string, Promise<CompiledCatalogue>>();
+
+export function compileCatalogueOffLoop(raw: unknown): Promise<CompiledCatalogue> {
+  // The plain JSON as the key (native, fast); the stable hash is a tree walk, done in the worker.
+  const key = JSON.stringify(raw);
+  const known = precompiledCatalogues.get(key);
+  if (known) return known;
+  const compiled = compileCatalogueOffLoopNow(raw);
+  compiled.catch(() => precompiledCatalogues.delete(key));
+  if (precompiledCatalogues.size >= 16)
+    precompiledCatalogues.delete(precompiledCatalogues.keys().next().value!);
+  precompiledCatalogues.set(key, compiled);
+  return compiled;
+}
+
+async function compileCatalogueOffLoopNow(raw: unknown): Promise<CompiledCatalogue> {
+  if (!Array.isArray(raw) || raw.length === 0) {
+    throw new Error('The action catalogue must be a non-empty JSON array of {name, description, params}.');
+  }
+  const names = new Set<string>();
+  const actions: CatalogueAction[] = raw.map((item: Partial<CatalogueAction>, i) => {
+    const where = `Catalogue action ${i + 1}`;
+    if (typeof item?.name !== 'string' || !NAME.test(item.name)) {
+      throw new Error(
+        `${where}: "name" must be lower_snake_case letters, digits and _ (got ${JSON.stringify(item?.name)}).`,
+      );
+    }
+    if (names.has(item.name)) throw new Error(`${where}: "${item.name}" appears twice.`);
+    names.add(item.name);
+    const params = item.params ?? { type: 'object', properties: {}, additionalProperties: false };
+    if (typeof params !== 'object' || params === null || (params as JsonSchema).type !== 'object') {
+      throw new Error(`${where} (${item.name}): "params" must be a JSON Schema of type "object".`);
+    }
+    return { name: item.name, description: String(item.description ?? ''), params };
+  });
+  const reply = await precompileSchemas({ schemas: actions.map((a) => a.params), hashOf: actions });
+  const byName = new Map<string, ValidateFunction>();
+  for (const [i, action] of actions.entries()) {
+    const result = reply.results[i];
+    if ('error' in result) {
+      throw new Error(`Catalogue action ${i + 1} (${action.name}): invalid params schema: ${result.error}`);
+    }
+    byName.set(action.name, loadValidator(result.code));
+  }
+  return { actions, byName, hash: reply.contentHash! };
 }
 
 /**

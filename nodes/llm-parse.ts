@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/parse';
 import { renderTemplate, type Example } from '../lib/prompt';
-import { compileSchemaOnce, type CompiledSchema } from '../lib/runtime';
+import { BadExample, compileSchemaOffLoop, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
@@ -28,27 +28,38 @@ export = function (RED: NodeAPI) {
     let schema: CompiledSchema | undefined;
     let examples: Example[] = [];
     let configError: string | undefined;
-    try {
+    // The schema is compiled off the event loop (a worker thread); a message that comes before
+    // the check has finished waits for it, then ends as it would have.
+    const checked = (async () => {
       settings = parseGenerationSettings(def);
       const rawSchema = def.schema?.trim() ? JSON.parse(def.schema) : MISSION_SCHEMA;
-      schema = compileSchemaOnce(rawSchema);
-      examples = def.examples?.trim()
+      const parsedExamples = def.examples?.trim()
         ? parseExamples(JSON.parse(def.examples))
         : def.schema?.trim()
           ? []
           : MISSION_EXAMPLES;
-      for (const example of examples) {
-        if (!schema.validate(example.output))
-          throw new Error(support.t('errors.bad-example', { input: example.input }));
+      try {
+        schema = await compileSchemaOffLoop(
+          rawSchema,
+          parsedExamples.map((example) => example.output),
+        );
+      } catch (err) {
+        if (!(err instanceof BadExample)) throw err;
+        throw new Error(support.t('errors.bad-example', { input: parsedExamples[err.index].input }), {
+          cause: err,
+        });
       }
-    } catch (err) {
-      configError = `${support.t('errors.bad-config')}: ${(err as Error).message}`;
+      examples = parsedExamples;
+    })().catch((err: Error) => {
+      schema = undefined;
+      configError = `${support.t('errors.bad-config')}: ${err.message}`;
       this.status({ fill: 'red', shape: 'ring', text: support.t('status.config-error') });
       this.error(configError);
-    }
+    });
     const instruction = def.instruction?.trim() ? def.instruction : MISSION_INSTRUCTION;
 
     support.onInput<ParseMsg>(async (msg, send, done) => {
+      await checked;
       if (configError || !settings || !schema) throw new Error(configError);
       // The bound first: a 10 MB payload is refused before it is serialised or tokenized.
       support.checkInput(msg.payload, settings);

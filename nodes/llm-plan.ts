@@ -4,7 +4,7 @@ import {
   PLAN_INSTRUCTION,
   assemblePlan,
   checkSteps,
-  compileCatalogue,
+  compileCatalogueOffLoop,
   completedSteps,
   describeCatalogue,
   isPlan,
@@ -14,7 +14,7 @@ import {
   type PlanRequest,
 } from '../lib/plan';
 import { renderTemplate } from '../lib/prompt';
-import { compileSchemaOnce, type CompiledSchema } from '../lib/runtime';
+import { compileSchemaOffLoop, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
@@ -50,21 +50,28 @@ export = function (RED: NodeAPI) {
     let catalogue: CompiledCatalogue | undefined;
     let schema: CompiledSchema | undefined;
     let configError: string | undefined;
-    try {
+    // The catalogue and the plan schema are compiled off the event loop (a worker thread); a
+    // message that comes before the check has finished waits for it, then ends as it would have.
+    const checked = (async () => {
       settings = parseGenerationSettings(def);
-      catalogue = compileCatalogue(def.catalogue?.trim() ? JSON.parse(def.catalogue) : DEFAULT_CATALOGUE);
+      const rawCatalogue = def.catalogue?.trim() ? JSON.parse(def.catalogue) : DEFAULT_CATALOGUE;
       const maxSteps = def.maxSteps?.trim() ? Number(def.maxSteps) : 8;
       if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > 64)
         throw new Error('Max steps must be 1 to 64.');
-      schema = compileSchemaOnce(planSchema(catalogue, maxSteps));
-    } catch (err) {
-      configError = `${support.t('errors.bad-config')}: ${(err as Error).message}`;
+      const compiled = await compileCatalogueOffLoop(rawCatalogue);
+      schema = await compileSchemaOffLoop(planSchema(compiled, maxSteps));
+      catalogue = compiled;
+    })().catch((err: Error) => {
+      catalogue = undefined;
+      schema = undefined;
+      configError = `${support.t('errors.bad-config')}: ${err.message}`;
       this.status({ fill: 'red', shape: 'ring', text: support.t('status.config-error') });
       this.error(configError);
-    }
+    });
     const instruction = def.instruction?.trim() ? def.instruction : PLAN_INSTRUCTION;
 
     support.onInput<PlanMsg>(async (msg, send, done) => {
+      await checked;
       if (configError || !settings || !catalogue || !schema) throw new Error(configError);
       // The bound first, over everything the prompt is made of.
       support.checkInput(

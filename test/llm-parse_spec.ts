@@ -336,11 +336,36 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
       parse('p1', 'rt1', { schema: '{"type": "object", "properties": {"a": {"type": 7}}}' }),
     ]);
     const p1 = helper.getNode('p1') as Spied;
+    // The schema is checked off the event loop: a message sent at once waits for the check and
+    // ends once, at Catch, with the reason.
+    const outcomes: string[] = [];
+    for (const id of ['valid', 'rejected', 'caught']) helper.getNode(id).on('input', () => outcomes.push(id));
+    const caught = next('caught');
+    p1.receive({ payload: 'zone A level 3' });
+    assert.match(String(((await caught).error as { message: string }).message), /Invalid JSON Schema/);
     assert.ok(p1.status.calledWithMatch({ fill: 'red' }));
     assert.ok(
       p1.error.args.some(([m]) => /bad-config: Invalid JSON Schema/.test(String(m))),
       p1.error.args.join(),
     );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(outcomes, ['caught']);
+  });
+
+  it('refuses at deploy an example whose output the schema refuses', async function () {
+    await load([
+      runtime('rt1', stories),
+      parse('p1', 'rt1', {
+        examples: JSON.stringify([
+          { input: 'zone A level 3', output: { zone: 'A', level: 3 } },
+          { input: 'zone B level 12', output: { zone: 'B', level: 12 } },
+        ]),
+      }),
+    ]);
+    const p1 = helper.getNode('p1') as Spied;
+    await until(() => p1.error.args.length > 0, 10_000, 'a configuration error');
+    assert.ok(p1.status.calledWithMatch({ fill: 'red' }));
+    assert.match(String(p1.error.args[0][0]), /bad-config: .*errors\.bad-example/);
   });
 
   it('sends a refused msg.schema override to a Catch node with the original message', async function () {

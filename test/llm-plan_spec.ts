@@ -7,6 +7,7 @@ import {
   assemblePlan,
   checkSteps,
   compileCatalogue,
+  compileCatalogueOffLoop,
   completedSteps,
   planInput,
   planSchema,
@@ -148,6 +149,29 @@ describe('llm-plan (real model)', function () {
         /not in the action catalogue/,
       );
     });
+    it('compiles a catalogue off the event loop with the same checks and the same validators', async function () {
+      await assert.rejects(
+        compileCatalogueOffLoop([{ name: 'Bad Name', params: { type: 'object' } }]),
+        /lower_snake_case/,
+      );
+      await assert.rejects(
+        compileCatalogueOffLoop([{ name: 'a', params: { type: 'object', properties: { x: { type: 7 } } } }]),
+        /Catalogue action 1 \(a\): invalid params schema/,
+      );
+      const offLoop = await compileCatalogueOffLoop(DEFAULT_CATALOGUE);
+      const onLoop = compileCatalogue(DEFAULT_CATALOGUE);
+      assert.equal(offLoop.hash, onLoop.hash);
+      for (const action of DEFAULT_CATALOGUE) {
+        for (const params of [{}, { zone: 'A' }, { zone: 7 }, { nope: true }]) {
+          const steps = [{ action: action.name, params }];
+          assert.equal(
+            checkSteps(offLoop, steps),
+            checkSteps(onLoop, steps),
+            `${action.name} ${JSON.stringify(params)}`,
+          );
+        }
+      }
+    });
   });
 
   describe('in a flow', function () {
@@ -219,6 +243,20 @@ describe('llm-plan (real model)', function () {
       const p = helper.getNode('p') as Spied;
       assert.ok(p.status.calledWithMatch({ fill: 'red' }));
       assert.ok(p.error.args.some(([m]) => /type "object"/.test(String(m))));
+    });
+
+    it('refuses at deploy a catalogue whose params schema ajv refuses, and a message sent meanwhile ends at Catch', async function () {
+      await load(
+        flow({
+          catalogue: '[{"name": "x", "params": {"type": "object", "properties": {"a": {"type": 7}}}}]',
+        }),
+      );
+      const p = helper.getNode('p') as Spied;
+      const caught = next('caught');
+      p.receive({ payload: 'inspect zone A' });
+      assert.match(String(((await caught).error as { message: string }).message), /invalid params schema/);
+      assert.ok(p.status.calledWithMatch({ fill: 'red' }));
+      assert.ok(p.error.args.some(([m]) => /bad-config.*invalid params schema/.test(String(m))));
     });
 
     it('refuses a replan whose kept steps are not catalogue actions, to a Catch node', async function () {

@@ -3,7 +3,15 @@ import { copyFile, mkdtemp, open, readFile, rename, rm, utimes, writeFile } from
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as sinon from 'sinon';
-import { IdentityCache, LlmError, ModelRuntime, RuntimeRegistry } from '../lib/runtime';
+import {
+  BadExample,
+  compileSchema,
+  compileSchemaOffLoop,
+  IdentityCache,
+  LlmError,
+  ModelRuntime,
+  RuntimeRegistry,
+} from '../lib/runtime';
 import { testModel, testModelsDir } from './support/models';
 
 const bounded = {
@@ -380,5 +388,46 @@ describe('runtime (real inference on the test models)', function () {
       }
       assert.ok((await good.complete('Once', { maxTokens: 4 })).tokensOut > 0);
     });
+  });
+});
+
+describe('schemas compiled off the event loop (worker thread)', function () {
+  this.timeout(30_000);
+
+  it('gives what compileSchema gives: hash, grammar schema, and a validator with the same errors', async function () {
+    const offLoop = await compileSchemaOffLoop(bounded);
+    const onLoop = compileSchema(bounded);
+    assert.equal(offLoop.hash, onLoop.hash);
+    assert.deepEqual(offLoop.grammarSchema, onLoop.grammarSchema);
+    for (const value of [
+      { targets: ['a'], severity: 3, ok: true },
+      { targets: ['a'], severity: 9, ok: true },
+      { targets: 'a', severity: -1 },
+      null,
+    ]) {
+      assert.equal(offLoop.validate(value), onLoop.validate(value), JSON.stringify(value));
+      assert.deepEqual(
+        offLoop.validate.errors ?? null,
+        onLoop.validate.errors ?? null,
+        JSON.stringify(value),
+      );
+    }
+    assert.equal(await compileSchemaOffLoop(bounded), offLoop, 'the same schema again is not compiled again');
+  });
+
+  it('refuses what compileSchema refuses, and names the example a schema refuses', async function () {
+    await assert.rejects(compileSchemaOffLoop([1]), /must be an object/);
+    await assert.rejects(
+      compileSchemaOffLoop({ type: 'object', properties: { a: { type: 7 } } }),
+      /Invalid JSON Schema/,
+    );
+    await assert.rejects(compileSchemaOffLoop({ properties: {} }), /top level needs a "type"/);
+    await assert.rejects(
+      compileSchemaOffLoop(bounded, [
+        { targets: [], severity: 1, ok: false },
+        { targets: [], severity: 7, ok: false },
+      ]),
+      (err: unknown) => err instanceof BadExample && err.index === 1,
+    );
   });
 });

@@ -7,3 +7,4 @@ export * from './runtime';
 export * from './registry';
 export * from './client';
 export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';
+export { precompileSchemas, loadValidator } from './precompile';

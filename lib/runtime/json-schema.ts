@@ -1,6 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { createHash } from 'node:crypto';
 import { LlmError } from './errors';
+import { loadValidator, precompileSchemas } from './precompile';
 
 export type JsonSchema = { [key: string]: unknown };
 
@@ -127,6 +128,64 @@ export function compileSchema(schema: unknown, bounds: SchemaBounds = DEFAULT_BO
   } catch (err) {
     throw new LlmError('bad_request', `Invalid JSON Schema: ${(err as Error).message}`, { cause: err });
   }
+  checkTopLevel(schema);
+  return {
+    schema,
+    grammarSchema: grammarSchema(schema, bounds),
+    hash: schemaHash(schema),
+    validate,
+  };
+}
+
+/**
+ * Schemas the nodes compile when they are deployed, by hash: ajv's code generation costs 15-80 ms
+ * a schema on a 2-core gateway, so it runs in a worker thread (precompile.ts), never on Node-RED's
+ * event loop, and a redeploy of unchanged nodes reuses what the last deploy compiled.
+ * Process-wide by nature, like the shared Llama; a few entries.
+ */
+const deployed = new Map<string, Promise<CompiledSchema>>();
+const DEPLOYED_CACHE = 32;
+
+/** compileSchema's checks and result, with ajv's compile done off the event loop. */
+export function compileSchemaOffLoop(schema: unknown, examples: unknown[] = []): Promise<CompiledSchema> {
+  // The cache key is the plain JSON (native, fast); the stable hash is a tree walk, done in the
+  // worker. The same node redeployed gives the same JSON.
+  const key = JSON.stringify([schema, examples]);
+  let compiled = deployed.get(key);
+  if (compiled) deployed.delete(key);
+  else {
+    compiled = compileOffLoop(schema, examples);
+    // A schema refused is not kept: its error is cheap to find again and must not pin memory.
+    compiled.catch(() => deployed.delete(key));
+    if (deployed.size >= DEPLOYED_CACHE) deployed.delete(deployed.keys().next().value!);
+  }
+  deployed.set(key, compiled);
+  return compiled;
+}
+
+/** A value of examples that schema refuses (with its index), as compileSchemaOffLoop reports it. */
+export class BadExample extends Error {
+  constructor(readonly index: number) {
+    super(`Example ${index + 1} does not match the schema.`);
+  }
+}
+
+async function compileOffLoop(schema: unknown, examples: unknown[]): Promise<CompiledSchema> {
+  if (!isObject(schema)) throw new LlmError('bad_request', 'The JSON Schema must be an object.');
+  checkTopLevel(schema);
+  const reply = await precompileSchemas({ schemas: [schema], describe: true, examples });
+  const [result] = reply.results;
+  if ('error' in result) throw new LlmError('bad_request', `Invalid JSON Schema: ${result.error}`);
+  if (reply.badExample !== undefined) throw new BadExample(reply.badExample);
+  return {
+    schema,
+    grammarSchema: reply.grammarSchema!,
+    hash: reply.hash!,
+    validate: loadValidator(result.code),
+  };
+}
+
+function checkTopLevel(schema: JsonSchema): void {
   if (
     schema.type === undefined &&
     schema.oneOf === undefined &&
@@ -138,32 +197,6 @@ export function compileSchema(schema: unknown, bounds: SchemaBounds = DEFAULT_BO
       'Invalid JSON Schema: the top level needs a "type" (usually "object").',
     );
   }
-  return {
-    schema,
-    grammarSchema: grammarSchema(schema, bounds),
-    hash: schemaHash(schema),
-    validate,
-  };
-}
-
-/**
- * Schemas the nodes compile when they are deployed, by hash: ajv's code generation costs 15-50 ms
- * a schema on a 2-core gateway, on Node-RED's event loop, so a redeploy of unchanged nodes reuses
- * what the last deploy compiled. Process-wide by nature, like the shared Llama; a few entries.
- */
-const deployed = new Map<string, CompiledSchema>();
-const DEPLOYED_CACHE = 32;
-
-export function compileSchemaOnce(schema: unknown): CompiledSchema {
-  const hash = schemaHash(schema);
-  let compiled = deployed.get(hash);
-  if (compiled) deployed.delete(hash);
-  else {
-    compiled = compileSchema(schema);
-    if (deployed.size >= DEPLOYED_CACHE) deployed.delete(deployed.keys().next().value!);
-  }
-  deployed.set(hash, compiled);
-  return compiled;
 }
 
 export function schemaHash(schema: unknown): string {
