@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeAtomicSync } from '../session/files';
 
 /**
  * The guardrail's memory of what it approved: rate-limit buckets and windows, last set-points,
@@ -154,29 +155,11 @@ export class LimitState {
 
   private rewrite(): void {
     if (!this.file) return;
-    const tmp = `${this.file}.tmp`;
     let text = '';
     for (const [k, v] of this.values) text += JSON.stringify({ k, v }) + '\n';
-    const out = fs.openSync(tmp, 'w');
-    try {
-      fs.writeSync(out, text);
-      fs.fsyncSync(out);
-    } finally {
-      fs.closeSync(out);
-    }
-    fs.renameSync(tmp, this.file);
+    writeAtomicSync(this.file, text);
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = fs.openSync(this.file, 'a');
-    try {
-      const dir = fs.openSync(path.dirname(this.file), 'r');
-      try {
-        fs.fsyncSync(dir);
-      } finally {
-        fs.closeSync(dir);
-      }
-    } catch {
-      // A platform that cannot open a folder; the rename is still atomic there.
-    }
     this.lines = this.values.size;
     this.dirty.clear();
   }

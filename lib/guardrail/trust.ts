@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalJson } from '../signing';
+import { writeAtomicSync } from '../session/files';
 
 /**
  * Which policy a guardrail approves under now, signed with its signing key, so that an actuator
@@ -141,30 +142,6 @@ interface PolicyHistory {
   previous: Array<{ policyHash: string; until: number }>;
 }
 
-/** Writes a file so that a crash leaves the old or the new content, never a mix. */
-export function writeFileAtomic(file: string, text: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  try {
-    const dir = fs.openSync(path.dirname(file), 'r');
-    try {
-      fs.fsyncSync(dir);
-    } finally {
-      fs.closeSync(dir);
-    }
-  } catch {
-    // Some platforms cannot open a folder; the rename is still atomic there.
-  }
-}
-
 /**
  * Records that a guardrail now holds `policyHash` (null: none) in `file`, keeping the policies it
  * held before and when each stopped, across redeploys and restarts. Returns the history to announce.
@@ -181,6 +158,7 @@ export function recordPolicy(file: string, policyHash: string | null, now: numbe
   const previous = before?.previous.filter((p) => p.policyHash !== policyHash) ?? [];
   if (before?.policyHash) previous.unshift({ policyHash: before.policyHash, until: now });
   const history = { policyHash, since: now, previous: previous.slice(0, KEPT) };
-  writeFileAtomic(file, JSON.stringify(history) + '\n');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeAtomicSync(file, JSON.stringify(history) + '\n');
   return history;
 }
