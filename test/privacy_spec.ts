@@ -499,9 +499,21 @@ describe('privacy: audit', function () {
     assert.ok(!JSON.stringify(rec).includes('ann@'));
   });
 
+  it('serialises large strings and buffers in pieces to the same JSON', function () {
+    // A surrogate pair astride a 64 Ki piece boundary stays one character; escapes stay whole.
+    const text = 'a"\n'.repeat(21_845) + '😀' + '\u0001b'.repeat(100_000);
+    const bytes = Buffer.from(text.repeat(2), 'utf8');
+    assert.equal(stableStringify({ text }), JSON.stringify({ text }));
+    assert.equal(stableStringify([bytes]), JSON.stringify(['base64:' + bytes.toString('base64')]));
+    assert.equal(
+      stableStringify(new Uint8Array(bytes).subarray(5)),
+      JSON.stringify('base64:' + bytes.subarray(5).toString('base64')),
+    );
+  });
+
   it('hashes large input in pieces to the same record', async function () {
-    // A surrogate pair astride the 256 KiB piece boundary must hash as one character.
-    const input = { text: 'a'.repeat(262_143 - 9) + '😀' + 'b'.repeat(300_000) };
+    // A surrogate pair astride the 64 Ki piece boundary must hash as one character.
+    const input = { text: 'a'.repeat(65_535) + '😀' + 'b'.repeat(300_000) };
     const now = new Date(0);
     const sync = auditRecord({ key, node: 'n', mode: 'protect', input, counts: { PERSON: 1 }, now });
     assert.deepEqual(
