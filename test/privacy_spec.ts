@@ -297,6 +297,32 @@ describe('privacy: checks behind the detectors', function () {
     }
   });
 
+  it('hides a name whole: no given name left beside a hidden family name', function () {
+    const guard = new PrivacyGuard();
+    const names = (text: string) =>
+      guard
+        .detect(text)
+        .filter((f) => f.type === 'PERSON')
+        .map((f) => f.value);
+    for (const [text, expected] of [
+      ['WO-8927 closed. Tech: Di Benedetto, Iacopo. Callback 393 836 573.', ['Di Benedetto, Iacopo']],
+      ['Dr Audrey Da silva du fournisseur demande un rappel.', ['Audrey Da silva']],
+      [
+        'Si vuelve a disparar llamar a L. Caldera Kardache soto (+52-599-537-6556).',
+        ['L. Caldera Kardache soto'],
+      ],
+      // Two names in a list stay two; a word after a name that is no name stays out of it.
+      [
+        'Shift: Anna Schmidt, Peter Braun and Maria Keller will call back.',
+        ['Anna Schmidt', 'Peter Braun', 'Maria Keller'],
+      ],
+      ['Patient: Keller, Maria, geb. 12. März 1961', ['Keller, Maria']],
+      ['Ahmed Al-Farsi and Jean van der Berg signed.', ['Ahmed Al-Farsi', 'Jean van der Berg']],
+    ] as const) {
+      assert.deepEqual(names(text), expected, text);
+    }
+  });
+
   it('finds MAC addresses in the formats in use, and not hashes, IPv6 addresses or serials', function () {
     const guard = new PrivacyGuard();
     const macsIn = (text: string, keyHint?: string) =>
