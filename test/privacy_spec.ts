@@ -360,6 +360,7 @@ describe('privacy: checks behind the detectors', function () {
       'firmware 2024.0101.1234 installed', // a dotted version
       'value 1234.5678.9012.3456',
       'at 12:30:45 sharp',
+      'blob g' + 'a'.repeat(40) + ':00:11:22:33:44:55', // the tail of a long hex run
     ]) {
       assert.deepEqual(macsIn(text), [], text);
     }

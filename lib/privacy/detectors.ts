@@ -129,10 +129,11 @@ function ipv6(text: string, out: Finding[]): void {
 /**
  * Six hex pairs apart by colons or hyphens, either case. Before it: no word character or hyphen,
  * and no hex group and colon (the tail of an IPv6 address or an EUI-64), though a label such as
- * "mac:" or "HWaddr:" may stand right before.
+ * "mac:" or "HWaddr:" may stand right before. The look-behinds are bounded: unbounded, a long hex
+ * run before a colon took time quadratic in its length.
  */
 const MAC =
-  /(?<![\w-]|(?<![G-Zg-z_][0-9A-Fa-f]*)[0-9A-Fa-f]+:)[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
+  /(?<![\w-]|(?<![G-Zg-z_][0-9A-Fa-f]{0,8})[0-9A-Fa-f]{1,8}:)[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
 /** Cisco's three dotted groups of four (0011.2233.4455); a full stop may end the sentence after it. */
 const MAC_DOTTED = /(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?!\w|\.\w)/g;
 /** Twelve hex digits in one run: a MAC only right after a MAC word or in a MAC field. */
