@@ -15,35 +15,78 @@ export interface AuditRecord {
   blocked?: string;
 }
 
-/** JSON text of any value, cycles and buffers included, with keys in a stable order. */
-export function stableStringify(value: unknown): string {
+/** Characters of JSON text made in one piece: a long string is escaped a piece at a time. */
+const PIECE = 65_536;
+
+/** JSON of one string, in pieces never cut between the two halves of a surrogate pair. */
+function* stringPieces(s: string): Generator<string, void, void> {
+  if (s.length <= PIECE) {
+    yield JSON.stringify(s);
+    return;
+  }
+  yield '"';
+  for (let at = 0; at < s.length;) {
+    let end = Math.min(s.length, at + PIECE);
+    const c = s.charCodeAt(end - 1);
+    if (end < s.length && c >= 0xd800 && c <= 0xdbff) end++;
+    yield JSON.stringify(s.slice(at, end)).slice(1, -1);
+    at = end;
+  }
+  yield '"';
+}
+
+/**
+ * The JSON text of stableStringify() in pieces of at most a few tens of kilobytes each, so that a
+ * message of megabytes is serialised (and hashed) between turns of the event loop.
+ */
+export function* stableStringifyPieces(value: unknown): Generator<string, void, void> {
   const seen = new Set<object>();
-  const walk = (v: unknown): string => {
-    if (v === undefined) return 'null';
-    if (typeof v === 'bigint') return JSON.stringify(v.toString());
-    if (typeof v === 'function' || typeof v === 'symbol') return JSON.stringify(String(v));
-    if (typeof v !== 'object' || v === null) return JSON.stringify(v) ?? 'null';
-    if (Buffer.isBuffer(v) || v instanceof Uint8Array)
-      return JSON.stringify('base64:' + Buffer.from(v).toString('base64'));
-    if (v instanceof Date) return JSON.stringify(v.toISOString?.() ?? String(v));
-    if (seen.has(v)) return '"[cycle]"';
+  function* walk(v: unknown): Generator<string, void, void> {
+    if (v === undefined) return yield 'null';
+    if (typeof v === 'bigint') return yield JSON.stringify(v.toString());
+    if (typeof v === 'function' || typeof v === 'symbol') return yield JSON.stringify(String(v));
+    if (typeof v === 'string') return yield* stringPieces(v);
+    if (typeof v !== 'object' || v === null) return yield JSON.stringify(v) ?? 'null';
+    if (Buffer.isBuffer(v) || v instanceof Uint8Array) {
+      const bytes = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      yield '"base64:';
+      // Whole groups of three bytes: the pieces of base64 join into the base64 of the whole.
+      const step = (PIECE / 4) * 3;
+      for (let at = 0; at < bytes.length; at += step)
+        yield JSON.stringify(bytes.subarray(at, at + step).toString('base64')).slice(1, -1);
+      return yield '"';
+    }
+    if (v instanceof Date) return yield JSON.stringify(v.toISOString?.() ?? String(v));
+    if (seen.has(v)) return yield '"[cycle]"';
     seen.add(v);
-    let out: string;
-    if (Array.isArray(v)) out = '[' + v.map(walk).join(',') + ']';
-    else {
+    if (Array.isArray(v)) {
+      yield '[';
+      for (let i = 0; i < v.length; i++) {
+        if (i > 0) yield ',';
+        yield* walk(v[i]);
+      }
+      yield ']';
+    } else {
       const rec = v as Record<string, unknown>;
-      out =
-        '{' +
-        Object.keys(rec)
-          .sort()
-          .map((k) => JSON.stringify(k) + ':' + walk(rec[k]))
-          .join(',') +
-        '}';
+      yield '{';
+      let first = true;
+      for (const k of Object.keys(rec).sort()) {
+        yield (first ? '' : ',') + JSON.stringify(k) + ':';
+        first = false;
+        yield* walk(rec[k]);
+      }
+      yield '}';
     }
     seen.delete(v);
-    return out;
-  };
-  return walk(value);
+  }
+  yield* walk(value);
+}
+
+/** JSON text of any value, cycles and buffers included, with keys in a stable order. */
+export function stableStringify(value: unknown): string {
+  let out = '';
+  for (const piece of stableStringifyPieces(value)) out += piece;
+  return out;
 }
 
 export interface AuditInput {
@@ -66,25 +109,23 @@ export function auditRecord(opts: AuditInput): AuditRecord {
   return record(opts, inputHash);
 }
 
-const HASH_PIECE = 262_144;
+/** How long the hash works before it lets the event loop run. */
+const AUDIT_SLICE_MS = 10;
 
-/** auditRecord() for large input: the hash is fed in pieces with the event loop let run between. */
+/** auditRecord() for large input: serialised and hashed in pieces, with the event loop let run between. */
 export async function auditRecordAsync(opts: AuditInput): Promise<AuditRecord> {
-  let text: string;
+  const hmac = createHmac('sha256', opts.key);
+  let sliceStart = performance.now();
   try {
-    text = stableStringify(opts.input);
+    for (const piece of stableStringifyPieces(opts.input)) {
+      hmac.update(piece, 'utf8');
+      if (performance.now() - sliceStart >= AUDIT_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+    }
   } catch {
     return record(opts, 'unhashable');
-  }
-  const hmac = createHmac('sha256', opts.key);
-  for (let at = 0; at < text.length;) {
-    let end = Math.min(text.length, at + HASH_PIECE);
-    // Never between the two halves of a surrogate pair: the UTF-8 bytes must be those of the whole.
-    const c = text.charCodeAt(end - 1);
-    if (end < text.length && c >= 0xd800 && c <= 0xdbff) end++;
-    hmac.update(text.slice(at, end), 'utf8');
-    at = end;
-    if (at < text.length) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return record(opts, hmac.digest('hex'));
 }

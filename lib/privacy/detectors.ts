@@ -126,17 +126,42 @@ function ipv6(text: string, out: Finding[]): void {
   }
 }
 
-const MAC = /\b(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
-const MAC_DOTTED = /\b(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.]|\.\d)/g;
-const MAC_CONTEXT = /\b(?:mac|hw ?addr|hardware address|ether|bssid|lladdr|arp|dhcp\w*|station|client)\b/i;
+/**
+ * Six hex pairs apart by colons or hyphens, either case. Before it: no word character or hyphen,
+ * and no hex group and colon (the tail of an IPv6 address or an EUI-64), though a label such as
+ * "mac:" or "HWaddr:" may stand right before. The look-behinds are bounded: unbounded, a long hex
+ * run before a colon took time quadratic in its length.
+ */
+const MAC =
+  /(?<![\w-]|(?<![G-Zg-z_][0-9A-Fa-f]{0,8})[0-9A-Fa-f]{1,8}:)[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])/g;
+/** Cisco's three dotted groups of four (0011.2233.4455); a full stop may end the sentence after it. */
+const MAC_DOTTED = /(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?!\w|\.\w)/g;
+/** Twelve hex digits in one run: a MAC only right after a MAC word or in a MAC field. */
+const MAC_BARE = /(?<![\w.:-])[0-9A-Fa-f]{12}(?![\w:-]|\.\w)/g;
+/** Words that name a MAC address (or the link it identifies). */
+const MAC_WORDS =
+  'mac|mac[ _-]?addr(?:ess)?|hw ?addr(?:ess)?|hardware[ _-]?addr(?:ess)?|ether|link/ether|bssid|lladdr|chaddr|eui(?:-?48)?|ble|bluetooth|wlan|wi-?fi';
+/** Near a dotted group of decimal digits, the words of network logs count as well. */
+const MAC_CONTEXT = new RegExp(`\\b(?:${MAC_WORDS}|station|client|arp|dhcp\\w*|nic)\\b`, 'i');
+/** A MAC word and at most a separator, a quote or "is" between it and the value. */
+const MAC_CUE_RIGHT_BEFORE = new RegExp(`\\b(?:${MAC_WORDS})["']?\\s*(?:[:=]|is)?\\s*["']?$`, 'i');
+/** Field names whose value is a MAC address. */
+const KEY_MAC =
+  /^(?:[\w-]*[_-])?(?:mac|macaddr|macaddress|mac_?addr(?:ess)?|hwaddr|hw_?addr(?:ess)?|bssid|lladdr|chaddr|ether|eui48)$|^(?:macAddress|hwAddress|macAddr|hwAddr)$/i;
 
-function macs(text: string, out: Finding[]): void {
+function macs(text: string, out: Finding[], keyHint?: string): void {
   for (const m of text.matchAll(MAC)) push(out, 'MAC', 'mac', text, m.index, m.index + m[0].length);
+  const field = keyHint !== undefined && KEY_MAC.test(keyHint);
   for (const m of text.matchAll(MAC_DOTTED)) {
     // Cisco-style dotted MACs look like version or part numbers unless they hold a hex letter or a MAC word.
-    if (/[A-Fa-f]/.test(m[0]) || contextBefore(text, m.index, MAC_CONTEXT, 30)) {
+    if (field || /[A-Fa-f]/.test(m[0]) || contextBefore(text, m.index, MAC_CONTEXT, 30)) {
       push(out, 'MAC', 'mac-dotted', text, m.index, m.index + m[0].length);
     }
+  }
+  for (const m of text.matchAll(MAC_BARE)) {
+    // Hashes, serials and order numbers are hex runs too: only a MAC word right before, or a MAC field.
+    if (field || MAC_CUE_RIGHT_BEFORE.test(text.slice(Math.max(0, m.index - 24), m.index)))
+      push(out, 'MAC', 'mac-bare', text, m.index, m.index + m[0].length);
   }
 }
 
@@ -635,7 +660,7 @@ const HAS_IBAN_START = /[A-Z]{2}\d{2}/;
 const HAS_YEAR = /(?:19|20)\d\d|年/;
 /** Digits with at most single spaces or dashes between, 9 or more: cards and SSNs need that. */
 const HAS_DIGIT_RUN = /\d(?:[ -]?\d){8}/;
-const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}/;
+const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12}/;
 
 /** Every detector but the whole-text ones, on one piece of text; offsets relative to it. */
 function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeText: boolean): void {
@@ -649,7 +674,7 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
   const longDigits = HAS_DIGIT_RUN.test(text);
   if (on('CARD') && longDigits) cards(text, out);
   if (on('NATIONAL_ID') && longDigits) nationalIds(text, out);
-  if (on('MAC') && HAS_HEX_PAIR_SEP.test(text)) macs(text, out);
+  if (on('MAC') && HAS_HEX_PAIR_SEP.test(text)) macs(text, out, options.keyHint);
   if (on('IPV6') && text.includes(':')) ipv6(text, out);
   if (on('IPV4') && text.includes('.')) ipv4(text, out, options.keyHint);
   if (on('GPS')) gps(text, out);

@@ -2,4 +2,10 @@
 import { parentPort } from 'node:worker_threads';
 import { nameLists } from './gazetteer';
 
-parentPort?.postMessage(nameLists());
+const lists = nameLists();
+// Joined: one string crosses threads as one copy (see loadGazetteer).
+parentPort?.postMessage({
+  given: lists.given.join('\n'),
+  family: lists.family.join('\n'),
+  places: lists.places.join('\n'),
+});

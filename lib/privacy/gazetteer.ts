@@ -230,10 +230,12 @@ let loading: Promise<Gazetteer> | undefined;
 export function loadGazetteer(): Promise<Gazetteer> {
   if (cache) return Promise.resolve(cache);
   loading ??= (async () => {
-    const lists = await new Promise<NameLists>((resolve, reject) => {
+    // One string per list, lines apart: a string crosses between threads as one copy, where
+    // tens of thousands of small strings would be rebuilt one by one on this event loop.
+    const lists = await new Promise<Record<keyof NameLists, string>>((resolve, reject) => {
       const worker = new Worker(path.join(__dirname, 'gazetteer-worker.js'));
-      worker.once('message', (lists: NameLists) => {
-        resolve(lists);
+      worker.once('message', (joined: Record<keyof NameLists, string>) => {
+        resolve(joined);
         void worker.terminate();
       });
       worker.once('error', reject);
@@ -252,13 +254,19 @@ export function loadGazetteer(): Promise<Gazetteer> {
   return loading;
 }
 
-const SLICE = 4000;
-
-async function inSlices(items: string[]): Promise<Set<string>> {
+/** Lines of a joined list put into a set, a few milliseconds at a time. */
+async function inSlices(joined: string): Promise<Set<string>> {
   const set = new Set<string>();
-  for (let i = 0; i < items.length; i += SLICE) {
-    for (let j = i; j < Math.min(items.length, i + SLICE); j++) set.add(items[j]);
-    await new Promise((resolve) => setImmediate(resolve));
+  let sliceStart = performance.now();
+  for (let at = 0; at < joined.length;) {
+    let nl = joined.indexOf('\n', at);
+    if (nl < 0) nl = joined.length;
+    if (nl > at) set.add(joined.slice(at, nl));
+    at = nl + 1;
+    if (performance.now() - sliceStart >= 5) {
+      await new Promise((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
   }
   return set;
 }

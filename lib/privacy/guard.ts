@@ -23,7 +23,7 @@ import {
 } from './types';
 import { isPlainObject } from '../plain';
 import { loadGazetteer } from './gazetteer';
-import { phoneRegions } from './phone';
+import { phoneRegions, warmUpPhoneSteps } from './phone';
 
 /** A value the guard cannot make safe; the caller must not pass the message on. */
 export class BlockedError extends Error {
@@ -190,8 +190,27 @@ export class PrivacyGuard {
     if (this.detectOptions.types.has('PERSON') && (this.detectOptions.person ?? 'names') !== 'off') {
       if (this.detectOptions.person !== 'rules') await loadGazetteer();
     }
-    for (let i = 0; i < 3; i++) {
-      this.detect(WARM_UP, i === 0 ? undefined : 'name');
+    // V8 compiles a regular expression to machine code on its second use, or at once on a subject
+    // of 1000 characters or more: each detector is run alone on a long text, twice, so that each
+    // compile is a separate short block here rather than one long block on the first message.
+    const long = (WARM_UP + '\n').repeat(4);
+    const one = (type: EntityType): DetectOptions => ({
+      ...this.detectOptions,
+      types: new Set([type]),
+      custom: [],
+    });
+    for (const type of this.detectOptions.types) {
+      for (let i = 0; i < 2; i++) {
+        detect(long, one(type));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    if (this.detectOptions.types.has('PHONE')) {
+      const phones = warmUpPhoneSteps();
+      while (!phones.next().done) await new Promise((resolve) => setImmediate(resolve));
+    }
+    for (const keyHint of [undefined, 'name']) {
+      detect(long, keyHint === undefined ? this.detectOptions : { ...this.detectOptions, keyHint });
       await new Promise((resolve) => setImmediate(resolve));
     }
   }

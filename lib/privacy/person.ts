@@ -513,11 +513,80 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
   }
 }
 
+/** The word right after `end` on the same line, with the gap before it. */
+const WORD_AFTER = /^([ \t]+)([\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
+/** The word right before `start` on the same line, with the gap after it. */
+const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])([\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
+/** "Last, First": a comma and one capitalised word that ends the name. */
+const COMMA_FIRST = /^,[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?![\p{L}\p{M}]|[ \t]+\p{Lu})/u;
+
+/**
+ * A name is hidden whole or it is not hidden: a given name left beside a hidden family name tells
+ * who it was. Grows a span over the name-like words next to it: capitalised words the lists know,
+ * initials, particles before a name, a family name written in lower case ("Da silva"), and the
+ * given name of "Last, First".
+ */
+function extendSpan(text: string, span: PersonSpan, g: Gazetteer): PersonSpan {
+  let { start, end } = span;
+  const inSpan = () => tokens(text.slice(start, end), start, g);
+  for (let guard = 0; guard < 6; guard++) {
+    const m = WORD_AFTER.exec(text.slice(end, end + 64));
+    if (!m) break;
+    const word = m[2].replace(/\.$/, '');
+    const kind = classify(word, g);
+    const lower = word === word.toLowerCase();
+    const wordEnd = end + m[1].length + word.length;
+    const next = WORD_AFTER.exec(text.slice(wordEnd, wordEnd + 64));
+    const nextKind = next ? classify(next[2].replace(/\.$/, ''), g) : undefined;
+    const nextIsName =
+      !!next && /^\p{Lu}/u.test(next[2]) && (isName(nextKind as Kind) || nextKind === 'cparticle');
+    if (!lower && (isName(kind) || kind === 'cparticle') && kind !== 'cparticle') end = wordEnd;
+    else if (
+      (kind === 'particle' || kind === 'cparticle') &&
+      (nextIsName || (!!next && (g.family.has(next[2]) || g.given.has(next[2]))))
+    )
+      end = wordEnd;
+    else if (
+      lower &&
+      word.length > 2 &&
+      /^(?:\p{Lu}\p{Ll}{1,3}|\p{Ll}{1,3})$/u.test(text.slice(start, end).split(/\s+/).pop() ?? '') &&
+      NAME_PARTICLES.has((text.slice(start, end).split(/\s+/).pop() ?? '').toLowerCase()) &&
+      (g.family.has(word) || g.given.has(word))
+    )
+      // "Da silva": a family name in lower case after a particle.
+      end = wordEnd;
+    else if (
+      lower &&
+      word.length > 2 &&
+      !COMMON.has(word) &&
+      (g.family.has(word) || g.given.has(word)) &&
+      (nextIsName || !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2)))
+    )
+      end = wordEnd;
+    else break;
+  }
+  for (let guard = 0; guard < 3; guard++) {
+    const m = WORD_BEFORE.exec(text.slice(Math.max(0, start - 64), start));
+    if (!m) break;
+    const word = m[1];
+    const kind = classify(word, g);
+    if (kind === 'initial' || (/^\p{Lu}/u.test(word) && isGiven(kind)) || kind === 'cparticle')
+      start -= m[0].length;
+    else break;
+  }
+  // "Di Benedetto, Iacopo": a span of family names only, a comma, then a given name alone.
+  const comma = COMMA_FIRST.exec(text.slice(end, end + 48));
+  if (comma && isGiven(classify(comma[1], g)) && !inSpan().some((t) => t.kind === 'given'))
+    end += comma[0].length;
+  return start === span.start && end === span.end ? span : { start, end, rule: span.rule };
+}
+
 export function findPersons(text: string, detector: PersonDetector): PersonSpan[] {
   const out: PersonSpan[] = [];
   if (detector === 'off') return out;
-  runSpans(text, detector === 'rules' ? undefined : gazetteer(), out);
-  return out;
+  const g = detector === 'rules' ? undefined : gazetteer();
+  runSpans(text, g, out);
+  return g ? out.map((span) => extendSpan(text, span, g)) : out;
 }
 
 /** Field names whose whole value is a person's name. */
