@@ -136,6 +136,11 @@ export default function (RED: NodeAPI): void {
   }
 
   // A mission's state for the editor and for any HTTP client with the right to read flows.
+  // The ids of the mission nodes deployed: the edit dialog asks for a state only where there is one.
+  RED.httpAdmin.get('/edge-llm/mission', RED.auth.needsPermission('mission.read'), (_req, res) => {
+    res.json({ deployed: [...deployed.keys()] });
+  });
+
   RED.httpAdmin.get('/edge-llm/mission/:id', RED.auth.needsPermission('mission.read'), (req, res) => {
     const control = deployed.get(String(req.params.id));
     if (!control) {

@@ -210,6 +210,8 @@ describe('mission node: a signed plan executed step by step with device acks', f
     assert.equal(res.body.outcome, 'complete');
     assert.equal(res.body.steps.length, 2);
     await helper.request().get('/edge-llm/mission/nope').expect(404);
+    const list = await helper.request().get('/edge-llm/mission').expect(200);
+    assert.deepEqual(list.body.deployed, ['m']);
   });
 
   it('a hot zone mid-mission: Monitor adjusts, the mission replans around it and completes', async function () {
