@@ -4,7 +4,6 @@ import { copyFile, mkdtemp, open, rename, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import type { Node } from 'node-red';
 import AjvCore from 'ajv/dist/core';
 import Ajv from 'ajv';
@@ -16,6 +15,7 @@ import runtimeNode = require('../nodes/llm-runtime');
 import parseNode = require('../nodes/llm-parse');
 import planNode = require('../nodes/llm-plan');
 import type { LlmRuntimeNode } from '../nodes/types';
+import { gapMonitor } from './support/gap-monitor';
 
 const helper = initHelper();
 
@@ -34,39 +34,6 @@ const long = {
   properties: { story: { type: 'string', maxLength: 6000 } },
   required: ['story'],
 };
-
-/**
- * The longest gap between ticks of a 10 ms interval: what a flow feels as a stalled event loop
- * (monitorEventLoopDelay missed multi-second blocks; a plain timer does not). A gap counts as a
- * block only as far as the loop was busy during it (event-loop utilization: time spent running
- * callbacks, not waiting): on a shared 2-core box the OS sometimes runs other jobs for 50-250 ms
- * while this process waits with an idle loop. Raw gaps over 50 ms are printed.
- */
-function gapMonitor() {
-  let last = performance.now();
-  let lastElu = performance.eventLoopUtilization();
-  let longest = 0;
-  let stopped = false;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    const busy = performance.eventLoopUtilization(lastElu).active;
-    lastElu = performance.eventLoopUtilization();
-    const gap = now - last - 10;
-    if (gap > 50)
-      console.log(`      (a ${gap.toFixed(0)} ms gap, the loop busy ${busy.toFixed(0)} ms of it)`);
-    longest = Math.max(longest, Math.min(gap, busy));
-    last = now;
-  }, 10);
-  return {
-    stop(): number {
-      clearInterval(timer);
-      if (stopped) return Math.round(longest);
-      stopped = true;
-      console.log(`      (longest event-loop block: ${longest.toFixed(0)} ms)`);
-      return Math.round(longest);
-    },
-  };
-}
 
 /** A GET with nothing more than node:http. */
 function getJson(url: string): Promise<{ status: number; body: unknown }> {

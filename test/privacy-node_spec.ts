@@ -2,11 +2,11 @@ import * as assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import type { Node, NodeMessage } from 'node-red';
 import type { SinonSpy } from 'sinon';
 import privacyGuardNode from '../nodes/privacy-guard';
 import { callsBy, collect, coreNode, initHelper } from './support/flow';
+import { gapMonitor } from './support/gap-monitor';
 
 /** The part of node-red-node-test-helper these tests use (it ships no types). */
 interface TestHelper {
@@ -378,31 +378,3 @@ describe('privacy-guard node', function () {
     assert.ok(longest < 50, `the event loop was held for ${longest} ms`);
   });
 });
-
-/**
- * The longest gap between ticks of a 10 ms interval, counted only as far as the loop was busy
- * during it (event-loop utilization): on a shared box the OS may run other jobs for a while
- * this process waits with an idle loop. Raw gaps over 50 ms are printed.
- */
-function gapMonitor() {
-  let last = performance.now();
-  let lastElu = performance.eventLoopUtilization();
-  let longest = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    const busy = performance.eventLoopUtilization(lastElu).active;
-    lastElu = performance.eventLoopUtilization();
-    const gap = now - last - 10;
-    if (gap > 50)
-      console.log(`      (a ${gap.toFixed(0)} ms gap, the loop busy ${busy.toFixed(0)} ms of it)`);
-    longest = Math.max(longest, Math.min(gap, busy));
-    last = now;
-  }, 10);
-  return {
-    stop(): number {
-      clearInterval(timer);
-      console.log(`      (longest event-loop block: ${longest.toFixed(0)} ms)`);
-      return Math.round(longest);
-    },
-  };
-}
