@@ -352,14 +352,19 @@ describe('actuator-out node', function () {
     }
     afterEach(() => helper.settings({ userDir: undefined }));
     const torque = (nm: number) => ({ payload: { action: 'set_valve', params: { nm }, device: 'valve-1' } });
-
-    it('refuses nm 9 signed under nm <= 10 once the policy says nm <= 8, and executes what the new one signs', async function () {
-      const d = await device();
+    /** `set_valve nm 9` signed by a guardrail whose policy allows nm <= 10, then that flow stopped. */
+    async function signedUnderTen(): Promise<unknown> {
       const before = await loadWithGuardrail(10);
       before.guardrail.receive(torque(9) as NodeMessage);
       await before.signed.until(1);
       const old = before.signed.messages[0].payload;
       await helper.unload();
+      return old;
+    }
+
+    it('refuses nm 9 signed under nm <= 10 once the policy says nm <= 8, and executes what the new one signs', async function () {
+      const d = await device();
+      const old = await signedUnderTen();
 
       const after = await loadWithGuardrail(8);
       after.node.receive({ payload: old, _msgid: 'old' } as NodeMessage);
@@ -381,11 +386,7 @@ describe('actuator-out node', function () {
 
     it('accepts the previous policy within the grace period the actuator is given', async function () {
       const d = await device();
-      const before = await loadWithGuardrail(10);
-      before.guardrail.receive(torque(9) as NodeMessage);
-      await before.signed.until(1);
-      const old = before.signed.messages[0].payload;
-      await helper.unload();
+      const old = await signedUnderTen();
       const after = await loadWithGuardrail(8, { policyGrace: '60' });
       after.node.receive({ payload: old } as NodeMessage);
       await after.acked.until(1);
@@ -397,11 +398,7 @@ describe('actuator-out node', function () {
 
     it('accepts the same policy again after a redeploy that did not change it', async function () {
       const d = await device();
-      const before = await loadWithGuardrail(10);
-      before.guardrail.receive(torque(9) as NodeMessage);
-      await before.signed.until(1);
-      const old = before.signed.messages[0].payload;
-      await helper.unload();
+      const old = await signedUnderTen();
       const after = await loadWithGuardrail(10);
       after.node.receive({ payload: old } as NodeMessage);
       await after.acked.until(1);
