@@ -8,9 +8,9 @@ import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Actuator, BrokerConnection, ReplayStore, type Command } from '../lib/actuator';
-import { Outbox } from '../lib/outbox';
-import { signAction } from '../lib/signing';
+import { Actuator, BrokerConnection, ReplayStore, type Command } from '../lib/device/actuator';
+import { Outbox } from '../lib/device/outbox';
+import { signAction } from '../lib/device/signing';
 import { TestBroker } from '../test/support/broker';
 import { SimulatedDevice } from '../test/support/device';
 

@@ -16,9 +16,9 @@ import {
   describeCatalogue,
   planInput,
   planSchema,
-} from '../lib/plan';
-import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/parse';
-import { buildMessages, prefixKey } from '../lib/prompt';
+} from '../lib/llm/plan';
+import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/llm/parse';
+import { buildMessages, prefixKey } from '../lib/llm/prompt';
 import {
   RuntimeRegistry,
   compileSchema,

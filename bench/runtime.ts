@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import type { LlamaCompletion, LlamaContext, LlamaModel } from 'node-llama-cpp' with {
   'resolution-mode': 'import',
 };
-import { inputLength, inputTooLong } from '../lib/prompt';
+import { inputLength, inputTooLong } from '../lib/llm/prompt';
 import {
   RuntimeProcess,
   RuntimeRegistry,

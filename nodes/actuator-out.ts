@@ -10,9 +10,9 @@ import {
   type AckInfo,
   type Command,
   type Failure,
-} from '../lib/actuator';
+} from '../lib/device/actuator';
 import { type PolicyTrust, fixedTrust, parsePolicyHashes, trustPolicy } from '../lib/guardrail/trust';
-import { Outbox, OutboxFullError } from '../lib/outbox';
+import { Outbox, OutboxFullError } from '../lib/device/outbox';
 import type { GuardrailNode } from './guardrail';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';

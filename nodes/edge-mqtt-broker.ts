@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { BrokerConnection, type BrokerOptions } from '../lib/actuator';
-import { redactUrl } from '../lib/redact';
+import { BrokerConnection, type BrokerOptions } from '../lib/device/actuator';
+import { redactUrl } from '../lib/util/redact';
 
 const NS = 'node-red-contrib-edge-llm/edge-mqtt-broker:edge-mqtt-broker';
 const URL_SCHEMES = new Set(['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'tls:', 'ws:', 'wss:']);

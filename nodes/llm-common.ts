@@ -9,7 +9,7 @@ import {
   rejectReason,
   type AttemptOptions,
   type Example,
-} from '../lib/prompt';
+} from '../lib/llm/prompt';
 import {
   messagesFor,
   type MissionState,

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/parse';
-import { renderTemplate, type Example } from '../lib/prompt';
+import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/llm/parse';
+import { renderTemplate, type Example } from '../lib/llm/prompt';
 import { BadExample, compileSchemaOffLoop, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,

@@ -12,8 +12,8 @@ import {
   planSchema,
   type CompiledCatalogue,
   type PlanRequest,
-} from '../lib/plan';
-import { renderTemplate } from '../lib/prompt';
+} from '../lib/llm/plan';
+import { renderTemplate } from '../lib/llm/prompt';
 import { compileSchemaOffLoop, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,

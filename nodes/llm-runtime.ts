@@ -10,7 +10,7 @@ import {
   type RuntimeInfo,
 } from '../lib/runtime';
 import type { LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
-import { redactUrl } from '../lib/redact';
+import { redactUrl } from '../lib/util/redact';
 
 const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 

@@ -15,10 +15,10 @@ import {
   type CommandLink,
   type Failure,
   type PublishProperties,
-} from '../lib/actuator';
-import { Outbox } from '../lib/outbox';
+} from '../lib/device/actuator';
+import { Outbox } from '../lib/device/outbox';
 import { type PolicyTrust, announcePolicy, fixedTrust, trustPolicy } from '../lib/guardrail/trust';
-import { signAction, type Action, type SignedAction } from '../lib/signing';
+import { signAction, type Action, type SignedAction } from '../lib/device/signing';
 import { MosquittoBroker, TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
 import * as sinon from 'sinon';

@@ -10,7 +10,7 @@ import { run as verifyRun } from '../lib/guardrail/verify-cli';
 import { sha256 } from '../lib/guardrail/audit';
 import { TestBroker } from './support/broker';
 import { verifyAuditFile } from '../lib/guardrail/audit';
-import { type SignedAction, verifySignedAction } from '../lib/signing';
+import { type SignedAction, verifySignedAction } from '../lib/device/signing';
 import { callsBy, collect, coreNode, initHelper, stopServer } from './support/flow';
 
 type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; warn: SinonSpy; send: SinonSpy };

@@ -24,8 +24,8 @@ import {
   policyHash,
 } from '../lib/guardrail/policy';
 import { main as verifyCli } from '../lib/guardrail/verify-cli';
-import { verifySignedAction } from '../lib/signing';
-import { assemblePlan } from '../lib/plan';
+import { verifySignedAction } from '../lib/device/signing';
+import { assemblePlan } from '../lib/llm/plan';
 
 const KEY = 'guardrail-test-key';
 

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import type { Node } from 'node-red';
 import * as sinon from 'sinon';
-import { MISSION_SCHEMA } from '../lib/parse';
+import { MISSION_SCHEMA } from '../lib/llm/parse';
 import { coreNode, initHelper, stopServer, until } from './support/flow';
 import { testModel, testModelsDir } from './support/models';
 

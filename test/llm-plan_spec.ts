@@ -12,8 +12,8 @@ import {
   planInput,
   planSchema,
   type Plan,
-} from '../lib/plan';
-import { buildMessages, generateValidJson } from '../lib/prompt';
+} from '../lib/llm/plan';
+import { buildMessages, generateValidJson } from '../lib/llm/prompt';
 import { RuntimeRegistry, compileSchema, type LlmError } from '../lib/runtime';
 import { coreNode, initHelper, stopServer, until } from './support/flow';
 import { testModel, testModelsDir } from './support/models';

@@ -8,7 +8,7 @@ import brokerNode from '../nodes/edge-mqtt-broker';
 import guardrailNode from '../nodes/guardrail';
 import missionNode from '../nodes/mission';
 import { MissionControl, classify, compileConfig } from '../lib/mission';
-import { assemblePlan, completedSteps } from '../lib/plan';
+import { assemblePlan, completedSteps } from '../lib/llm/plan';
 import { TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
 import { type Msg, collect, initHelper, stopServer, until } from './support/flow';

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Outbox, OutboxFullError } from '../lib/outbox';
+import { Outbox, OutboxFullError } from '../lib/device/outbox';
 
 describe('outbox', function () {
   let dir: string;

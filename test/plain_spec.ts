@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { runInNewContext } from 'node:vm';
-import { isPlainObject } from '../lib/plain';
-import { signAction, verifySignedAction, type Action } from '../lib/signing';
+import { isPlainObject } from '../lib/util/plain';
+import { signAction, verifySignedAction, type Action } from '../lib/device/signing';
 
 describe('isPlainObject', () => {
   it('accepts {...} and Object.create(null), also from another realm (a function node)', () => {

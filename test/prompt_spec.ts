@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as sinon from 'sinon';
-import { buildMessages, generateValidJson, inputLength } from '../lib/prompt';
+import { buildMessages, generateValidJson, inputLength } from '../lib/llm/prompt';
 import { RuntimeRegistry, compileSchema, loadNodeLlamaCpp, type LlmError } from '../lib/runtime';
 import { testModel, testModelsDir } from './support/models';
 

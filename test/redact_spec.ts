@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { redactUrl } from '../lib/redact';
+import { redactUrl } from '../lib/util/redact';
 
 describe('redactUrl', () => {
   it('hides the user and password of a broker URL and the values of a query', () => {

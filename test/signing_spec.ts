@@ -10,7 +10,7 @@ import {
   signAction,
   snapshotJson,
   verifySignedAction,
-} from '../lib/signing';
+} from '../lib/device/signing';
 
 const KEY = 'test-key-0123456789';
 const ACTION: Action = {

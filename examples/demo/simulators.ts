@@ -8,7 +8,7 @@
  * the key in the body.
  */
 import * as mqtt from 'mqtt';
-import type { CommandEnvelope, DeviceAck } from '../../lib/actuator';
+import type { CommandEnvelope, DeviceAck } from '../../lib/device/actuator';
 
 export interface SimulatorOptions {
   url: string;

@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalJson, hmacSha256Hex } from '../signing';
+import { canonicalJson, hmacSha256Hex } from '../device/signing';
 import type { Decision } from './evaluate';
 
 /** `prev` of the first line. */

@@ -4,7 +4,7 @@ import {
   type SnapshotProblemCode,
   signSnapshot,
   snapshotJson,
-} from '../signing';
+} from '../device/signing';
 import { type BucketLimit, Limits, type WindowLimit, setpointKey } from './limits';
 import { LimitState } from './state';
 import { FORBIDDEN_KEYS, readPath, resolvePath, templateText } from './paths';
@@ -19,7 +19,7 @@ import {
   type Source,
   interlockApplies,
 } from './policy';
-import { isPlainObject } from '../plain';
+import { isPlainObject } from '../util/plain';
 
 export type ReasonCode =
   | 'malformed_request'

@@ -1,4 +1,4 @@
-import type { Action } from '../signing';
+import type { Action } from '../device/signing';
 
 /** Keys that can reach an object's prototype; refused anywhere in a request and in any path. */
 export const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];

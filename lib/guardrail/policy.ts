@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import Ajv, { type ErrorObject } from 'ajv';
-import { canonicalJson } from '../signing';
+import { canonicalJson } from '../device/signing';
 import { FORBIDDEN_KEYS, type PathTemplate, parsePathTemplate, templateRefs } from './paths';
 
 export type Source = 'msg' | 'flow' | 'global';

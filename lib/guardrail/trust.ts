@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalJson } from '../signing';
+import { canonicalJson } from '../device/signing';
 import { writeAtomicSync } from '../session/files';
 
 /**

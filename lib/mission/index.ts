@@ -1,6 +1,6 @@
-import type { Action, SignedAction } from '../signing';
+import type { Action, SignedAction } from '../device/signing';
 import { type PathTemplate, parsePathTemplate, resolvePath } from '../guardrail/paths';
-import { isPlainObject } from '../plain';
+import { isPlainObject } from '../util/plain';
 
 /**
  * A mission: a goal planned by llm-plan, checked and signed by the guardrail, executed one signed

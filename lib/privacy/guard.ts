@@ -21,7 +21,7 @@ import {
   type Finding,
   type Operator,
 } from './types';
-import { isPlainObject } from '../plain';
+import { isPlainObject } from '../util/plain';
 import { loadGazetteer } from './gazetteer';
 import { phoneRegions, warmUpPhoneSteps } from './phone';
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { redactUrl } from '../redact';
+import { redactUrl } from '../util/redact';
 import { LlmError } from './errors';
 import { loadNodeLlamaCpp } from './llama';
 

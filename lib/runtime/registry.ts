@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
 import type { LlamaModel } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
-import { redactUrl } from '../redact';
+import { redactUrl } from '../util/redact';
 import { LlmError, isLlmError } from './errors';
 import { getSharedLlama, type GpuChoice } from './llama';
 import type { RuntimeMetrics } from './metrics';

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import * as mqtt from 'mqtt';
-import type { CommandEnvelope, DeviceAck } from '../../lib/actuator';
+import type { CommandEnvelope, DeviceAck } from '../../lib/device/actuator';
 
 export interface Execution {
   idempotencyKey: string;

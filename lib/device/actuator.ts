@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
-import type { PolicyTrust } from './guardrail/trust';
+import type { PolicyTrust } from '../guardrail/trust';
 import { Outbox, OutboxFullError } from './outbox';
 import {
   snapshotJson,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { ChatMessage, CompiledSchema, GenerateOptions, JsonResult, LlmRuntime } from './runtime';
-import { LlmError, isLlmError, type LlmErrorCode } from './runtime';
+import type { ChatMessage, CompiledSchema, GenerateOptions, JsonResult, LlmRuntime } from '../runtime';
+import { LlmError, isLlmError, type LlmErrorCode } from '../runtime';
 
 /**
  * Fills `{{payload}}`, `{{msg.topic}}`, `{{ sensors.temp }}` from the message, like Node-RED's

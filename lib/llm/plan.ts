@@ -6,7 +6,7 @@ import {
   precompileSchemas,
   stableStringify,
   type JsonSchema,
-} from './runtime';
+} from '../runtime';
 
 /** One thing a plan may ask a machine to do, with the shape its parameters must have. */
 export interface CatalogueAction {

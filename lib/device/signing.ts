@@ -1,6 +1,6 @@
 import { type Hash, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { types } from 'node:util';
-import { isPlainObject } from './plain';
+import { isPlainObject } from '../util/plain';
 
 /** One action for an actuator, as a plan step or a single request carries it. */
 export interface Action {

@@ -1,0 +1,3 @@
+export * from './actuator';
+export * from './outbox';
+export * from './signing';
