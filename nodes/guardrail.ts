@@ -33,6 +33,8 @@ export interface GuardrailCredentials {
 /** What actuator-out nodes ask a running guardrail: which policy it holds, signed with its key. */
 export interface GuardrailNode extends Node<GuardrailCredentials> {
   policyAnnouncement(): PolicyAnnouncement | undefined;
+  /** The policy it decides under now (none after a bad deploy): the mission node measures budgets on it. */
+  policy(): CompiledPolicy | undefined;
 }
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
@@ -65,6 +67,7 @@ export default function (RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     let announcement: PolicyAnnouncement | undefined;
     this.policyAnnouncement = () => announcement;
+    this.policy = () => guard?.policy;
     /** Says which policy this node approves under now (none after a bad deploy), and which it held before. */
     const announce = (policyHash: string | null): void => {
       const key = this.credentials?.signingKey;
@@ -245,6 +248,7 @@ export default function (RED: NodeAPI): void {
             _msgid: RED.util.generateId(),
             payload: entry.payload,
             approval: { id: entry.id },
+            ...(entry.mission !== undefined ? { mission: entry.mission } : {}),
           } as Msg;
           void (async () => {
             const { seq, durable } = record('approval_expired', d, {
@@ -274,6 +278,8 @@ export default function (RED: NodeAPI): void {
           expires: now + g.policy.approvalTimeoutMs,
           reasons: d.reasons,
           requestMsgId: msg._msgid,
+          // A plan released later goes back to the mission that asked for it.
+          ...(msg.mission !== undefined ? { mission: RED.util.cloneMessage({ m: msg.mission }).m } : {}),
         });
         if (!pending) {
           const message = t('reasons.queue-full', { max: g.policy.maxPending });
@@ -311,6 +317,8 @@ export default function (RED: NodeAPI): void {
           d = reject('approval_unknown', t('reasons.approval-unknown'));
         } else {
           msg.payload = taken.entry.payload;
+          if (msg.mission === undefined && taken.entry.mission !== undefined)
+            msg.mission = taken.entry.mission;
           if (taken.status === 'expired')
             d = reject('approval_expired', t('reasons.approval-expired'), taken.entry.kind);
           else if (parsed.decision === 'reject') {

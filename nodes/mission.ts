@@ -1,6 +1,11 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import { type Effect, MissionControl, type Reader, classify, compileConfig, report } from '../lib/mission';
 import { readPath } from '../lib/guardrail/paths';
+import { writeAtomic } from '../lib/session/files';
+import type { GuardrailNode } from './guardrail';
 
 const NS = 'node-red-contrib-edge-llm/mission:mission';
 
@@ -9,6 +14,12 @@ export interface MissionNodeDef extends NodeDef {
   suggestOnly: string;
   monitor: string;
   device: string;
+  /** JSON: a device template per action, e.g. {"stop_line": "{goal.line}"}. */
+  devices?: string;
+  /** JSON: budget conditions measured on the guardrail's policy. */
+  budgets?: string;
+  /** The guardrail node whose policy (site map, budgets) the budget conditions use. */
+  guardrail?: string;
   constraints: string;
   whenSpent: 'fail' | 'drop';
   /** A flow context key whose value goes to llm-plan and the guardrail as msg.state. */
@@ -36,6 +47,7 @@ const TRANSIENT = [
 
 export default function (RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
+  const userDir = (): string => RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
   /** The mission nodes deployed now, for the admin API. */
   const deployed = new Map<string, MissionControl>();
 
@@ -60,17 +72,60 @@ export default function (RED: NodeAPI): void {
             .map((s) => s.trim())
             .filter(Boolean),
           monitor: json(def.monitor, 'Monitor'),
+          budgets: json(def.budgets, 'Budgets'),
           device: def.device?.trim() || undefined,
+          devices: json(def.devices, 'Device per action'),
           constraints: json(def.constraints, 'Constraints'),
           whenSpent: def.whenSpent || undefined,
         }),
       );
+      if (def.budgets?.trim() && !def.guardrail) throw new Error(t('errors.no-guardrail'));
       deployed.set(this.id, control);
       this.status({ fill: 'grey', shape: 'ring', text: t('status.idle') });
     } catch (err) {
       configError = t('errors.bad-config', { message: (err as Error).message });
       this.status({ fill: 'red', shape: 'ring', text: t('status.config-error') });
       this.error(configError);
+    }
+
+    // The mission outlives a redeploy and a restart: its state is written (atomically) before
+    // anything it decided is sent, and read back here.
+    const stateFile = path.join(userDir(), 'edge-llm', 'mission', `${this.id}.json`);
+    if (control) {
+      try {
+        const text = fs.existsSync(stateFile) ? fs.readFileSync(stateFile, 'utf8') : undefined;
+        if (text) control.restore(JSON.parse(text));
+      } catch (err) {
+        this.warn(t('errors.state-unreadable', { file: stateFile, message: (err as Error).message }));
+      }
+    }
+    let saving: Promise<void> = Promise.resolve();
+    const save = (snapshot: unknown): Promise<void> => {
+      saving = saving.then(async () => {
+        await fs.promises.mkdir(path.dirname(stateFile), { recursive: true });
+        await writeAtomic(stateFile, JSON.stringify(snapshot));
+      });
+      return saving;
+    };
+
+    if (control) {
+      const stateKey = def.state?.trim();
+      // What the guardrail would read on the mission's next request: msg.state and msg.missionId.
+      control.policy = () => {
+        const guardrail = def.guardrail ? (RED.nodes.getNode(def.guardrail) as GuardrailNode | null) : null;
+        const request = {
+          state: stateKey ? this.context().flow.get(stateKey) : undefined,
+          missionId: control?.state?.id,
+        };
+        return {
+          policy: guardrail?.policy?.(),
+          read: (source, segments) => {
+            if (source === 'msg') return readPath(request, segments);
+            const store = source === 'flow' ? this.context().flow : this.context().global;
+            return readPath(store.get(segments[0]), segments.slice(1));
+          },
+        };
+      };
     }
 
     const showStatus = (): void => {
@@ -120,18 +175,31 @@ export default function (RED: NodeAPI): void {
           const p = PORTS.indexOf(e.port);
           (out[p] ??= []).push(m as NodeMessage);
         });
-        if (effects.length > 0) send(out as Array<NodeMessage | null>);
         showStatus();
-        done();
+        const sendAll = (): void => {
+          if (effects.length > 0) send(out as Array<NodeMessage | null>);
+          done();
+        };
+        // Only a message that changed the mission is written; a stale one is dropped at once.
+        if (effects.length > 0 && effects.every((e) => e.port === 'ignored')) return sendAll();
+        save(control.snapshot()).then(sendAll, (err: Error) => {
+          this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
+          done(new Error(t('errors.state-write', { file: stateFile, message: err.message }), { cause: err }));
+        });
       } catch (err) {
         this.status({ fill: 'red', shape: 'ring', text: t('status.error') });
         done(err as Error);
       }
     });
 
-    this.on('close', (_removed: boolean, done: () => void) => {
+    this.on('close', (removed: boolean, done: () => void) => {
       deployed.delete(this.id);
-      done();
+      // A node deleted from the flows takes its mission with it; a redeployed one keeps it.
+      void saving
+        .catch(() => undefined)
+        .then(() => (removed ? fs.promises.rm(stateFile, { force: true }) : undefined))
+        .catch((err: Error) => this.warn(err.message))
+        .finally(() => done());
     });
   }
 
@@ -147,7 +215,15 @@ export default function (RED: NodeAPI): void {
       res.status(404).json({ error: t('errors.no-node') });
       return;
     }
-    res.json(control.state ? report(control.state) : { outcome: 'idle' });
+    const s = control.state;
+    res.json(
+      s
+        ? {
+            ...report(s),
+            ...(s.approval ? { approval: { id: s.approval.id, expires: s.approval.expires } } : {}),
+          }
+        : { outcome: 'idle' },
+    );
   });
 
   RED.nodes.registerType('mission', MissionNode as unknown as (this: Node, def: NodeDef) => void);

@@ -7,13 +7,22 @@ import actuatorOutNode from '../nodes/actuator-out';
 import brokerNode from '../nodes/edge-mqtt-broker';
 import guardrailNode from '../nodes/guardrail';
 import missionNode from '../nodes/mission';
-import { MissionControl, classify, compileConfig } from '../lib/mission';
+import { MissionControl, type StepRecord, classify, compileConfig } from '../lib/mission';
+import { compilePolicy } from '../lib/guardrail/policy';
 import { assemblePlan, completedSteps } from '../lib/llm/plan';
 import { TestBroker } from './support/broker';
 import { SimulatedDevice } from './support/device';
 import { type Msg, collect, initHelper, stopServer, until } from './support/flow';
 
 const helper = initHelper();
+
+async function eventually(predicate: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 const KEY = 'mission-test-key';
 
 const POLICY = {
@@ -29,7 +38,10 @@ const POLICY = {
       devices: ['robot-1'],
     },
     report: { params: { summary: { type: 'string', required: true } }, devices: ['robot-1'] },
+    // A person must approve it: the mission waits for the approval, then goes on.
+    dock: { devices: ['robot-1'], classes: ['needs-person'] },
   },
+  approval: { classes: ['needs-person'], timeoutSeconds: 600 },
   interlocks: [
     {
       id: 'zone-too-hot',
@@ -52,6 +64,14 @@ const MONITOR = [
 ];
 
 type Step = { action: string; params: Record<string, unknown>; reason: string };
+
+/** What llm-plan makes of a plan request: the same plan shape (lib/llm/plan), on the same message. */
+function planned(msg: Msg, steps: Step[]): Msg {
+  const previous = msg.plan as { steps?: never[] } | undefined;
+  const kept = completedSteps({ mission: msg.payload, previous, feedback: msg.feedback });
+  msg.payload = assemblePlan(msg.payload, kept, steps, 'test', previous);
+  return msg;
+}
 const move = (zone: string): Step => ({ action: 'move_to', params: { zone }, reason: `go to ${zone}` });
 const read = (sensor: string): Step => ({ action: 'read_sensor', params: { sensor }, reason: 'measure' });
 
@@ -82,7 +102,8 @@ describe('mission node: a signed plan executed step by step with device acks', f
    * guardrail → mission → actuator-out → robot (MQTT) → ack → mission. The test plays only the model.
    */
   async function load(opts: {
-    plans: (request: Msg, n: number) => Step[];
+    /** The plan for the n-th request; undefined holds the request (in `held`) unanswered. */
+    plans: (request: Msg, n: number) => Step[] | undefined;
     config?: Record<string, unknown>;
     device?: Partial<ConstructorParameters<typeof SimulatedDevice>[0]>;
   }) {
@@ -109,7 +130,7 @@ describe('mission node: a signed plan executed step by step with device acks', f
         policySource: 'inline',
         policy: JSON.stringify(POLICY),
         auditLog: 'audit.jsonl',
-        wires: [['m'], [], ['m']],
+        wires: [['m'], ['m'], ['m']],
       },
       { id: 'b1', z: 'f1', type: 'edge-mqtt-broker', url: broker.url, protocolVersion: '4' },
       {
@@ -140,13 +161,16 @@ describe('mission node: a signed plan executed step by step with device acks', f
     const mission = helper.getNode('m') as Node;
     const planner = helper.getNode('planner') as Node;
     const requests: Msg[] = [];
+    const held: Msg[] = [];
     // llm-plan's part: the same plan shape (lib/plan), on the same message, back to the mission.
     planner.on('input', (msg: Msg) => {
       requests.push(JSON.parse(JSON.stringify(msg)) as Msg);
-      const previous = msg.plan as { steps?: never[] } | undefined;
-      const kept = completedSteps({ mission: msg.payload, previous, feedback: msg.feedback });
-      msg.payload = assemblePlan(msg.payload, kept, opts.plans(msg, requests.length), 'test', previous);
-      mission.receive(msg as NodeMessage);
+      const steps = opts.plans(msg, requests.length);
+      if (!steps) {
+        held.push(msg);
+        return;
+      }
+      mission.receive(planned(msg, steps) as NodeMessage);
     });
     const zones = (temps: Record<string, number>) =>
       mission
@@ -159,6 +183,7 @@ describe('mission node: a signed plan executed step by step with device acks', f
     return {
       mission,
       requests,
+      held,
       zones,
       reports: collect(helper.getNode('reports') as Node),
       ignored: collect(helper.getNode('ignored') as Node),
@@ -346,6 +371,218 @@ describe('mission node: a signed plan executed step by step with device acks', f
   });
 });
 
+describe('mission node: approvals, devices from the goal, and a redeploy', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let broker: TestBroker;
+  let device: SimulatedDevice | undefined;
+
+  beforeEach(async function () {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mission-node-'));
+    broker = await TestBroker.start();
+    helper.settings({ userDir: dir });
+    await new Promise<void>((resolve) => helper.startServer(() => resolve()));
+  });
+  afterEach(async function () {
+    await helper.unload();
+    await stopServer();
+    helper.settings({ userDir: undefined });
+    await device?.close();
+    device = undefined;
+    await broker.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  const flow = (config: Record<string, unknown>) => [
+    { id: 'f1', type: 'tab' },
+    {
+      id: 'm',
+      z: 'f1',
+      type: 'mission',
+      device: '{goal.robot}',
+      maxReplans: '2',
+      monitor: JSON.stringify(MONITOR),
+      ...config,
+      wires: [['planner'], ['g'], ['a1'], ['reports'], ['ignored']],
+    },
+    { id: 'planner', z: 'f1', type: 'helper' },
+    {
+      id: 'g',
+      z: 'f1',
+      type: 'guardrail',
+      policySource: 'inline',
+      policy: JSON.stringify(POLICY),
+      auditLog: 'audit.jsonl',
+      wires: [['m'], ['m', 'waiting'], ['m']],
+    },
+    { id: 'b1', z: 'f1', type: 'edge-mqtt-broker', url: broker.url, protocolVersion: '4' },
+    {
+      id: 'a1',
+      z: 'f1',
+      type: 'actuator-out',
+      broker: 'b1',
+      topic: 'robots/{{device}}/{{action}}',
+      ackTimeout: '5',
+      retries: '0',
+      deadline: '60',
+      outboxDir: path.join(dir, 'outbox'),
+      wires: [['m'], ['m']],
+    },
+    { id: 'reports', z: 'f1', type: 'helper' },
+    { id: 'ignored', z: 'f1', type: 'helper' },
+    { id: 'waiting', z: 'f1', type: 'helper' },
+  ];
+
+  /** Deploys the flow (again: a restart of Node-RED on the same user directory). */
+  async function deploy(plans: (msg: Msg) => Step[] | undefined, config: Record<string, unknown> = {}) {
+    await helper.load(
+      [missionNode, guardrailNode, brokerNode, actuatorOutNode],
+      flow(config) as never,
+      { g: { signingKey: KEY }, a1: { signingKey: KEY } } as never,
+    );
+    const mission = helper.getNode('m') as Node;
+    const held: Msg[] = [];
+    (helper.getNode('planner') as Node).on('input', (msg: Msg) => {
+      const steps = plans(msg);
+      if (steps) mission.receive(planned(msg, steps) as NodeMessage);
+      else held.push(msg);
+    });
+    mission
+      .context()
+      .flow.set('zones', { A: { temperature: 40 }, B: { temperature: 45 }, C: { temperature: 50 } });
+    return {
+      mission,
+      held,
+      guardrail: helper.getNode('g') as Node,
+      reports: collect(helper.getNode('reports') as Node),
+      ignored: collect(helper.getNode('ignored') as Node),
+      waiting: collect(helper.getNode('waiting') as Node),
+    };
+  }
+  const state = async () => (await helper.request().get('/edge-llm/mission/m').expect(200)).body;
+  const dock: Step = { action: 'dock', params: {}, reason: 'charge' };
+
+  it('waits for a person at a step that needs approval, then goes on when the mission node is told "approve"', async function () {
+    device = await SimulatedDevice.connect({ url: broker.url, topic: 'robots/#' });
+    const f = await deploy(() => [move('A'), dock]);
+    f.mission.receive({
+      payload: { robot: 'robot-1', task: 'inspect A, then dock' },
+      missionId: 'm1',
+    } as never);
+    await f.waiting.until(1);
+    await eventually(async () => (await state()).outcome === 'approval', 'the mission waiting');
+    assert.equal(device.executions.length, 0, 'nothing runs before the approval');
+    // A start-like message that is an approval: it goes to the guardrail's approval path.
+    f.mission.receive({ topic: 'approve', approver: 'shift lead' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as {
+      outcome: string;
+      steps: Array<{ action: string; status: string }>;
+      events: Array<{ event: string; detail?: string }>;
+    };
+    assert.equal(report.outcome, 'complete', JSON.stringify(report));
+    // Each step's device came from the goal (llm-plan's steps name none).
+    assert.deepEqual(
+      device.executions.map((e) => [e.action.action, e.action.device]),
+      [
+        ['move_to', 'robot-1'],
+        ['dock', 'robot-1'],
+      ],
+    );
+    assert.ok(report.events.some((e) => e.event === 'approval'));
+    assert.ok(report.events.some((e) => e.event === 'approved' && e.detail === 'shift lead'));
+    // A second answer finds nothing waiting.
+    f.mission.receive({ topic: 'approve' } as NodeMessage);
+    await f.ignored.until(1);
+    assert.match(String(f.ignored.messages[0].ignored), /No mission is waiting/);
+  });
+
+  it('an approval given to the guardrail itself releases the plan with msg.mission: the mission goes on', async function () {
+    device = await SimulatedDevice.connect({ url: broker.url, topic: 'robots/#' });
+    const f = await deploy(() => [dock]);
+    f.mission.receive({ payload: { robot: 'robot-1' }, missionId: 'm2' } as never);
+    await f.waiting.until(1);
+    const approval = f.waiting.messages[0].approval as { id: string };
+    await eventually(async () => (await state()).approval?.id === approval.id, 'the approval in the state');
+    // As a dashboard would: straight to the guardrail, without msg.mission.
+    f.guardrail.receive({ approval: { id: approval.id, decision: 'approve', approver: 'hmi' } } as never);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as { outcome: string; mission: string };
+    assert.equal(report.outcome, 'complete');
+    assert.equal(report.mission, 'm2');
+    assert.equal(device.executions.length, 1);
+  });
+
+  it('a rejected approval is a refusal: the mission replans, then fails when no replan is left', async function () {
+    device = await SimulatedDevice.connect({ url: broker.url, topic: 'robots/#' });
+    const f = await deploy(() => [dock], { maxReplans: '0' });
+    f.mission.receive({ payload: { robot: 'robot-1' } } as never);
+    await f.waiting.until(1);
+    f.mission.receive({ topic: 'reject', approver: 'shift lead' } as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as { outcome: string; reason: string };
+    assert.equal(report.outcome, 'failed');
+    assert.match(report.reason, /approval_denied|did not approve/);
+    assert.equal(device.executions.length, 0);
+  });
+
+  it('a step without the value its device template names goes unsigned: the guardrail refuses it', async function () {
+    device = await SimulatedDevice.connect({ url: broker.url, topic: 'robots/#' });
+    const f = await deploy(() => [move('A')], { maxReplans: '0' });
+    f.mission.receive({ payload: 'no robot named here' } as NodeMessage);
+    await f.reports.until(1);
+    assert.equal((f.reports.messages[0].payload as { outcome: string }).outcome, 'failed');
+    assert.equal(device.executions.length, 0);
+  });
+
+  it('survives a restart mid-mission: the state is on disk, and the mission goes on from it', async function () {
+    device = await SimulatedDevice.connect({
+      url: broker.url,
+      topic: 'robots/#',
+      // Zone B heats up while the robot drives to A: Monitor asks for a new plan.
+      refuse: (action) => {
+        if (action.action === 'move_to' && action.params.zone === 'A')
+          first.mission.context().flow.set('zones', { A: { temperature: 40 }, B: { temperature: 95 } });
+        return undefined;
+      },
+    });
+    let n = 0;
+    const first = await deploy(() => (++n === 1 ? [move('A'), move('B')] : undefined));
+    first.mission.receive({ payload: { robot: 'robot-1' }, missionId: 'm-restart' } as never);
+    await until(() => first.held.length === 1, 10_000, 'the replan request');
+    const request = JSON.parse(JSON.stringify(first.held[0])) as Msg;
+    const file = path.join(dir, 'edge-llm', 'mission', 'm.json');
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as { state: { status: string } };
+    assert.equal(saved.state.status, 'planning');
+
+    await helper.unload();
+    const second = await deploy(() => undefined);
+    assert.equal((await state()).outcome, 'planning');
+    // llm-plan's answer to the request made before the restart reaches the new node.
+    second.mission.receive(planned(request, [move('C')]) as NodeMessage);
+    await second.reports.until(1);
+    const report = second.reports.messages[0].payload as {
+      outcome: string;
+      mission: string;
+      steps: Array<{ id: string; status: string; params: { zone: string } }>;
+    };
+    assert.equal(report.outcome, 'complete', JSON.stringify(report));
+    assert.equal(report.mission, 'm-restart');
+    assert.deepEqual(
+      report.steps.map((s) => [s.id, s.params.zone, s.status]),
+      [
+        ['s1', 'A', 'done'],
+        ['s2', 'B', 'skipped'],
+        ['s3', 'C', 'done'],
+      ],
+    );
+    assert.deepEqual(
+      device.executions.map((e) => e.action.params.zone),
+      ['A', 'C'],
+    );
+  });
+});
+
 describe('mission logic', function () {
   it('refuses a bad configuration with a sentence that names the field', function () {
     assert.throws(() => compileConfig({ maxReplans: -1 }), /Replans must be a whole number/);
@@ -387,5 +624,72 @@ describe('mission logic', function () {
       ],
     );
     assert.equal(control.state!.id, 'two');
+  });
+
+  it("budget conditions measure the steps left on the guardrail policy's site map, from where the robot is", function () {
+    const compiled = compilePolicy({
+      name: 'map',
+      version: '1',
+      actions: {
+        move_to: {
+          params: { zone: { type: 'string', required: true } },
+          moves: { to: 'zone' },
+          costs: { battery: { travel: true, factor: 0.5 } },
+        },
+        read_sensor: { costs: { battery: 1 } },
+      },
+      siteMap: {
+        unit: 'm',
+        zones: { dock: { x: 0, y: 0 }, A: { x: 6, y: 0 }, B: { x: 12, y: 0 } },
+        position: { source: 'msg', path: 'state.robot.zone' },
+      },
+      plan: { budgets: { battery: { max: 10, unit: 'min' } } },
+    } as never);
+    assert.ok(compiled.ok, JSON.stringify(compiled));
+    const control = new MissionControl(
+      compileConfig({
+        budgets: [
+          { id: 'battery-left', budget: 'battery', used: { source: 'msg', path: 'state.robot.used' } },
+          { id: 'travel', budget: 'travel', max: 12 },
+        ],
+      }),
+    );
+    const live = { state: { robot: { zone: 'dock', used: 3 } } };
+    control.policy = () => ({
+      policy: compiled.policy,
+      read: (_source, segments) => segments.reduce<unknown>((o, k) => (o as never)?.[k], live),
+    });
+    control.handle({ kind: 'start', goal: 'g', id: 'g' }, () => undefined, 0);
+    const step = (id: string, action: string, params: Record<string, unknown>): StepRecord => ({
+      id,
+      action,
+      params,
+      status: 'pending',
+    });
+    const steps = [
+      step('s1', 'move_to', { zone: 'A' }),
+      step('s2', 'move_to', { zone: 'B' }),
+      step('s3', 'read_sensor', {}),
+    ];
+    // dock → A → B: 12 m on the map, 6 min of battery, and 1 for the reading; 3 used: 10 of 10.
+    assert.deepEqual(control.budgetsFor(steps), []);
+    live.state.robot.used = 5;
+    const problems = control.budgetsFor(steps);
+    assert.deepEqual(
+      problems.map((p) => [p.condition, p.step, p.value]),
+      [['battery-left', 's3', { need: 7, used: 5, max: 10 }]],
+    );
+    assert.match(problems[0].message, /need 7 min of battery; 5 min of 10 min used/);
+    // From B to the dock and back: 24 m, over the travel allowed and the battery left.
+    live.state.robot.zone = 'B';
+    assert.deepEqual(
+      control
+        .budgetsFor([step('s4', 'move_to', { zone: 'dock' }), step('s5', 'move_to', { zone: 'B' })])
+        .map((p) => [p.condition, p.value]),
+      [
+        ['battery-left', { need: 12, used: 5, max: 10 }],
+        ['travel', { need: 24, used: 0, max: 12 }],
+      ],
+    );
   });
 });

@@ -11,6 +11,8 @@ export interface PendingApproval {
   expires: number;
   reasons: Reason[];
   requestMsgId?: string;
+  /** The request's msg.mission, given back with the decision made later. */
+  mission?: unknown;
 }
 
 export type TakeResult =

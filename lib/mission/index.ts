@@ -1,5 +1,6 @@
 import type { Action, SignedAction } from '../device/signing';
-import { type PathTemplate, parsePathTemplate, resolvePath } from '../guardrail/paths';
+import { type PathTemplate, parsePathTemplate, readPath, resolvePath } from '../guardrail/paths';
+import type { CompiledPolicy } from '../guardrail/policy';
 import { isPlainObject } from '../util/plain';
 
 /**
@@ -8,7 +9,8 @@ import { isPlainObject } from '../util/plain';
  * budget, and ended Complete, Failed or Aborted with a report. Pure logic: the mission node feeds it
  * what comes back to it and sends what it returns.
  */
-export type MissionStatus = 'planning' | 'checking' | 'executing' | 'complete' | 'failed' | 'aborted';
+export type MissionStatus =
+  'planning' | 'checking' | 'approval' | 'executing' | 'complete' | 'failed' | 'aborted';
 
 export type Op = '<' | '<=' | '>' | '>=' | '==' | '!=';
 
@@ -27,14 +29,38 @@ export interface MonitorCondition {
   constraint?: string;
 }
 
+/**
+ * A Monitor condition on what the steps still to run will need, measured as the guardrail measures
+ * it: travel on its policy's site map from where the device is, and each step's cost in one of its
+ * policy's budgets. It holds when what they need, added to what is used already, stays within the
+ * budget's maximum (or `max`).
+ */
+export interface BudgetCondition {
+  id: string;
+  /** A budget of the guardrail's policy (`battery`), or `travel` for the distance on its site map. */
+  budget: string;
+  /** The live reading of what is used already, e.g. flow `robotState.robot.battery_used_min`. */
+  used?: { source: 'msg' | 'flow' | 'global'; path: string };
+  /** The maximum; the policy budget's own maximum when absent (required for travel). */
+  max?: number;
+  constraint?: string;
+}
+
 export interface MissionConfig {
   /** Replans allowed per mission, for refusals, failed steps and Adjust together. */
   maxReplans: number;
   /** Actions a person only sees as suggestions: in the report, never sent to the guardrail. */
   suggestOnly: string[];
   monitor: MonitorCondition[];
-  /** Device given to a step that names none (llm-plan's steps do not). */
+  /** Conditions on what the remaining steps need, measured on the guardrail's policy. */
+  budgets?: BudgetCondition[];
+  /**
+   * Device given to a step that names none (llm-plan's steps do not): a name, or a template with
+   * the mission's goal and the step in braces, `{goal.asset}`, `{params.zone}`, `{action}`.
+   */
   device?: string;
+  /** A device template per action, before `device`: `{"stop_line": "{goal.line}"}`. */
+  devices?: Record<string, string>;
   /** Constraints sent to the planner with every plan request. */
   constraints?: unknown;
   /**
@@ -47,6 +73,12 @@ export interface MissionConfig {
 interface CompiledCondition extends MonitorCondition {
   template: PathTemplate;
 }
+
+interface CompiledBudget extends BudgetCondition {
+  usedTemplate?: PathTemplate;
+}
+
+export type CompiledConfig = MissionConfig & { monitor: CompiledCondition[]; budgets: CompiledBudget[] };
 
 export interface StepRecord {
   id: string;
@@ -80,6 +112,8 @@ export interface MissionState {
   suggestions: StepRecord[];
   /** Id of the step sent and waiting for its ack. */
   current?: string;
+  /** The guardrail's request for a person's approval the mission waits for (status `approval`). */
+  approval?: { id: string; expires?: number; reasons?: unknown; answered?: 'approve' | 'reject' };
   started: number;
   ended?: number;
   /** Why it ended, when it did not complete. */
@@ -100,6 +134,8 @@ export interface Effect {
 export type MissionInput =
   | { kind: 'start'; goal: unknown; id?: string; constraints?: unknown }
   | { kind: 'abort'; id?: string; reason?: string }
+  | { kind: 'decide'; decision: 'approve' | 'reject'; id?: string; approver?: string; comment?: string }
+  | { kind: 'needs_approval'; id: string; approvalId: string; expires?: number; reasons: unknown }
   | { kind: 'plan'; id: string; plan: { steps: unknown[]; mission?: unknown } }
   | { kind: 'no_plan'; id: string; error: string }
   | { kind: 'signed'; id: string; step: SignedAction; group: string; index: number; count: number }
@@ -110,8 +146,15 @@ export type MissionInput =
 
 export type Reader = (source: MonitorCondition['source'], segments: readonly string[]) => unknown;
 
+/** The guardrail's policy and how it reads live values, for the budget conditions. */
+export interface PolicyView {
+  policy?: CompiledPolicy;
+  /** Reads as the guardrail would on the mission's next request (msg.state, msg.missionId). */
+  read: Reader;
+}
+
 const OPS = new Set<Op>(['<', '<=', '>', '>=', '==', '!=']);
-const ACTIVE = new Set<MissionStatus>(['planning', 'checking', 'executing']);
+const ACTIVE = new Set<MissionStatus>(['planning', 'checking', 'approval', 'executing']);
 const MAX_EVENTS = 200;
 
 /** Checks a configuration once, at deploy; throws a sentence that names the field. */
@@ -119,10 +162,12 @@ export function compileConfig(raw: {
   maxReplans?: unknown;
   suggestOnly?: unknown;
   monitor?: unknown;
+  budgets?: unknown;
   device?: unknown;
+  devices?: unknown;
   constraints?: unknown;
   whenSpent?: unknown;
-}): MissionConfig & { monitor: CompiledCondition[] } {
+}): CompiledConfig {
   const maxReplans = raw.maxReplans === undefined ? 2 : Number(raw.maxReplans);
   if (!Number.isInteger(maxReplans) || maxReplans < 0 || maxReplans > 20)
     throw new Error('Replans must be a whole number from 0 to 20.');
@@ -157,6 +202,37 @@ export function compileConfig(raw: {
   });
   if (raw.device !== undefined && raw.device !== '' && typeof raw.device !== 'string')
     throw new Error('Device must be text.');
+  if (typeof raw.device === 'string') checkDeviceTemplate(raw.device, 'Device');
+  const devices = raw.devices ?? {};
+  if (!isPlainObject(devices) || Object.values(devices).some((d) => typeof d !== 'string' || !d))
+    throw new Error('Device per action must be a JSON object of action names to device templates.');
+  for (const [action, d] of Object.entries(devices)) checkDeviceTemplate(d as string, `Device of ${action}`);
+  const budgetList = raw.budgets ?? [];
+  if (!Array.isArray(budgetList)) throw new Error('Budgets must be a JSON list of conditions.');
+  const budgets = budgetList.map((c: unknown, i): CompiledBudget => {
+    const where = `Budget condition ${i + 1}`;
+    if (!isPlainObject(c)) throw new Error(`${where} is not an object {id, budget, used?, max?}.`);
+    if (typeof c.id !== 'string' || !c.id) throw new Error(`${where} has no id.`);
+    if (ids.has(c.id)) throw new Error(`${where}: the id "${c.id}" appears twice.`);
+    ids.add(c.id);
+    if (typeof c.budget !== 'string' || !c.budget)
+      throw new Error(`${where} (${c.id}): budget must name a budget of the policy, or travel.`);
+    if (c.max !== undefined && (typeof c.max !== 'number' || !(c.max >= 0)))
+      throw new Error(`${where} (${c.id}): max must be a number, 0 or more.`);
+    if (c.budget === 'travel' && c.max === undefined)
+      throw new Error(`${where} (${c.id}): travel has no maximum in the policy; give max.`);
+    let usedTemplate: PathTemplate | undefined;
+    if (c.used !== undefined) {
+      const u = c.used;
+      if (!isPlainObject(u) || !['msg', 'flow', 'global'].includes(u.source as string))
+        throw new Error(`${where} (${c.id}): used must be {source: msg, flow or global, path}.`);
+      const parsed = typeof u.path === 'string' ? parsePathTemplate(u.path) : undefined;
+      if (!parsed?.ok)
+        throw new Error(`${where} (${c.id}): used.path ${parsed ? parsed.error : 'is missing'}.`);
+      usedTemplate = parsed.template;
+    }
+    return { ...(c as unknown as BudgetCondition), ...(usedTemplate ? { usedTemplate } : {}) };
+  });
   if (raw.whenSpent !== undefined && raw.whenSpent !== 'fail' && raw.whenSpent !== 'drop')
     throw new Error('When no replan is left must be fail or drop.');
   return {
@@ -164,9 +240,37 @@ export function compileConfig(raw: {
     whenSpent: raw.whenSpent ?? 'fail',
     suggestOnly: suggestOnly as string[],
     monitor: compiled,
+    budgets,
     ...(typeof raw.device === 'string' && raw.device ? { device: raw.device } : {}),
+    ...(Object.keys(devices).length ? { devices: devices as Record<string, string> } : {}),
     ...(raw.constraints !== undefined ? { constraints: raw.constraints } : {}),
   };
+}
+
+const PLACEHOLDER = /\{([^{}]*)\}/g;
+
+function checkDeviceTemplate(template: string, what: string): void {
+  for (const [, ref] of template.matchAll(PLACEHOLDER)) {
+    if (ref !== 'action' && ref !== 'goal' && !/^(goal|params)\.[^.]+(\.[^.]+)*$/.test(ref))
+      throw new Error(`${what}: "{${ref}}" is not {goal.NAME}, {params.NAME} or {action}.`);
+  }
+}
+
+/** A step's device from its template: undefined when a value it names is not there. */
+export function fillDevice(
+  template: string,
+  goal: unknown,
+  step: { action: string; params: Record<string, unknown> },
+): string | undefined {
+  let missing = false;
+  const device = template.replace(PLACEHOLDER, (_whole, ref: string) => {
+    const [head, ...rest] = ref.split('.');
+    const v = ref === 'action' ? step.action : readPath(head === 'goal' ? goal : step.params, rest);
+    if (typeof v === 'string' || typeof v === 'number') return String(v);
+    missing = true;
+    return '';
+  });
+  return missing || !device ? undefined : device;
 }
 
 function isSignedAction(v: unknown): v is SignedAction {
@@ -180,7 +284,18 @@ function isSignedAction(v: unknown): v is SignedAction {
  */
 export function classify(msg: Record<string, unknown>): MissionInput {
   const m = msg.mission;
-  if (msg.topic === 'abort') {
+  // A person's message; what comes back from a stage of the mission keeps the topic it was sent with.
+  const returning = isPlainObject(m) && typeof m.stage === 'string';
+  if (!returning && (msg.topic === 'approve' || msg.topic === 'reject')) {
+    return {
+      kind: 'decide',
+      decision: msg.topic,
+      ...(isPlainObject(m) && typeof m.id === 'string' ? { id: m.id } : {}),
+      ...(typeof msg.approver === 'string' ? { approver: msg.approver } : {}),
+      ...(typeof msg.comment === 'string' ? { comment: msg.comment } : {}),
+    };
+  }
+  if (!returning && msg.topic === 'abort') {
     return {
       kind: 'abort',
       ...(isPlainObject(m) && typeof m.id === 'string' ? { id: m.id } : {}),
@@ -209,6 +324,16 @@ export function classify(msg: Record<string, unknown>): MissionInput {
   const g = msg.guardrail;
   if (m.stage === 'check' && isPlainObject(g)) {
     const parts = msg.parts as { id?: unknown; index?: unknown; count?: unknown } | undefined;
+    const approval = msg.approval;
+    if (g.decision === 'needs_approval' && isPlainObject(approval) && typeof approval.id === 'string') {
+      return {
+        kind: 'needs_approval',
+        id,
+        approvalId: approval.id,
+        ...(typeof approval.expires === 'number' ? { expires: approval.expires } : {}),
+        reasons: g.reasons,
+      };
+    }
     if (g.decision === 'approved' && isSignedAction(msg.payload)) {
       return {
         kind: 'signed',
@@ -272,14 +397,53 @@ function newId(now: number): string {
 /** One mission at a time for one robot or line: a new start ends the one before it (Aborted). */
 export class MissionControl {
   state?: MissionState;
-  private readonly config: MissionConfig & { monitor: CompiledCondition[] };
+  private readonly config: CompiledConfig;
   /** Signed steps of the plan being collected (the guardrail sends one message per step). */
   private collecting?: { group: string; count: number; got: Map<number, SignedAction> };
   /** The signed steps still to send, in order. */
   private queue: SignedAction[] = [];
 
-  constructor(config: MissionConfig & { monitor: CompiledCondition[] }) {
+  /** The guardrail's policy for the budget conditions, when the node has one. */
+  policy?: () => PolicyView;
+
+  constructor(config: CompiledConfig) {
     this.config = config;
+  }
+
+  /** Everything needed to go on after a redeploy or a restart, as plain JSON. */
+  snapshot(): MissionSnapshot | undefined {
+    if (!this.state) return undefined;
+    return {
+      version: 1,
+      state: this.state,
+      queue: this.queue,
+      ...(this.collecting
+        ? {
+            collecting: {
+              group: this.collecting.group,
+              count: this.collecting.count,
+              got: [...this.collecting.got.entries()],
+            },
+          }
+        : {}),
+    };
+  }
+
+  /** Takes up a snapshot written by snapshot(); throws on one it cannot read. */
+  restore(raw: unknown): void {
+    if (!isPlainObject(raw) || raw.version !== 1 || !isPlainObject(raw.state))
+      throw new Error('it is not a mission snapshot of this version');
+    const state = raw.state as unknown as MissionState;
+    if (typeof state.id !== 'string' || !Array.isArray(state.steps) || !Array.isArray(state.events))
+      throw new Error('its mission has no id or steps');
+    const queue = Array.isArray(raw.queue) ? raw.queue.filter(isSignedAction) : [];
+    const c = raw.collecting;
+    this.state = state;
+    this.queue = queue;
+    this.collecting =
+      isPlainObject(c) && typeof c.group === 'string' && typeof c.count === 'number' && Array.isArray(c.got)
+        ? { group: c.group, count: c.count, got: new Map(c.got as Array<[number, SignedAction]>) }
+        : undefined;
   }
 
   get active(): boolean {
@@ -289,6 +453,7 @@ export class MissionControl {
   handle(input: MissionInput, read: Reader, now: number): Effect[] {
     if (input.kind === 'start') return this.start(input, now);
     if (input.kind === 'stray') return [this.ignored(input.reason)];
+    if (input.kind === 'decide') return this.decide(input, now);
     if (input.kind === 'abort') {
       if (!this.active) return [this.ignored('No mission is active: there is nothing to abort.')];
       if (input.id !== undefined && input.id !== this.state!.id)
@@ -304,8 +469,19 @@ export class MissionControl {
         return this.check(input.plan, now);
       case 'no_plan':
         return this.replan(input.error, now);
-      case 'refused':
+      case 'needs_approval':
         if (s.status !== 'checking')
+          return [this.ignored('Stale: no plan of this mission is being checked.')];
+        s.status = 'approval';
+        s.approval = {
+          id: input.approvalId,
+          ...(input.expires !== undefined ? { expires: input.expires } : {}),
+          reasons: input.reasons,
+        };
+        this.log('approval', now, `waiting for a person (${input.approvalId})`);
+        return [];
+      case 'refused':
+        if (s.status !== 'checking' && s.status !== 'approval')
           return [this.ignored('Stale: no plan of this mission is being checked.')];
         if (this.spent && this.config.whenSpent === 'drop') return this.dropRefused(input.reasons, now);
         return this.replan(`The guardrail did not approve the plan (${input.decision}).`, now, {
@@ -325,6 +501,34 @@ export class MissionControl {
     const ev = this.state!.events;
     ev.push({ at: now, event, ...(detail !== undefined ? { detail } : {}) });
     if (ev.length > MAX_EVENTS) ev.splice(0, ev.length - MAX_EVENTS);
+  }
+
+  /** A person's answer to the approval the mission waits for, sent to the guardrail's approval path. */
+  private decide(input: Extract<MissionInput, { kind: 'decide' }>, now: number): Effect[] {
+    const s = this.state;
+    if (!s || s.status !== 'approval' || !s.approval)
+      return [this.ignored("No mission is waiting for a person's approval.")];
+    if (input.id !== undefined && input.id !== s.id)
+      return [this.ignored(`Mission ${input.id} is not the one waiting for approval (${s.id}).`)];
+    if (s.approval.answered)
+      return [this.ignored(`Mission ${s.id}: the approval was already answered (${s.approval.answered}).`)];
+    s.approval.answered = input.decision;
+    this.log(input.decision === 'approve' ? 'approved' : 'rejected', now, input.approver);
+    return [
+      {
+        port: 'check',
+        stage: 'check',
+        payload: null,
+        fields: {
+          approval: {
+            id: s.approval.id,
+            decision: input.decision,
+            ...(input.approver !== undefined ? { approver: input.approver } : {}),
+            ...(input.comment !== undefined ? { comment: input.comment } : {}),
+          },
+        },
+      },
+    ];
   }
 
   private ignored(reason: string): Effect {
@@ -369,11 +573,18 @@ export class MissionControl {
       const id = typeof raw.id === 'string' ? raw.id : `s${steps.length + 1}`;
       if (known.has(id) || raw.status === 'done') continue;
       const suggestion = this.config.suggestOnly.includes(raw.action);
-      const device = typeof raw.device === 'string' ? raw.device : this.config.device;
+      const params = isPlainObject(raw.params) ? raw.params : {};
+      const template = this.config.devices?.[raw.action] ?? this.config.device;
+      const device =
+        typeof raw.device === 'string'
+          ? raw.device
+          : template !== undefined
+            ? fillDevice(template, s.goal, { action: raw.action, params })
+            : undefined;
       steps.push({
         id,
         action: raw.action,
-        params: isPlainObject(raw.params) ? raw.params : {},
+        params,
         ...(device !== undefined ? { device } : {}),
         ...(typeof raw.reason === 'string' ? { reason: raw.reason } : {}),
         status: suggestion ? 'skipped' : 'pending',
@@ -422,7 +633,8 @@ export class MissionControl {
 
   private collect(input: Extract<MissionInput, { kind: 'signed' }>, read: Reader, now: number): Effect[] {
     const s = this.state!;
-    if (s.status !== 'checking') return [this.ignored('Stale: no plan of this mission is being checked.')];
+    if (s.status !== 'checking' && s.status !== 'approval')
+      return [this.ignored('Stale: no plan of this mission is being checked.')];
     if (!this.collecting || this.collecting.group !== input.group)
       this.collecting = { group: input.group, count: input.count, got: new Map() };
     this.collecting.got.set(input.index, input.step);
@@ -436,6 +648,7 @@ export class MissionControl {
       return this.end('failed', 'The signed steps do not match the plan that was checked.', now);
     this.queue = pending.map((x) => byId.get(x.id)!);
     s.status = 'executing';
+    s.approval = undefined;
     this.log('signed', now, `${signed.length} steps`);
     return this.next(read, now);
   }
@@ -445,7 +658,7 @@ export class MissionControl {
     const s = this.state!;
     const remaining = s.steps.filter((x) => x.status === 'pending');
     if (remaining.length === 0) return this.end('complete', undefined, now);
-    const problems = this.monitor(remaining, read);
+    const problems = [...this.monitor(remaining, read), ...this.budgetsFor(remaining)];
     if (problems.length > 0 && this.spent && this.config.whenSpent === 'drop') {
       const ids = new Set(problems.map((p) => p.step));
       for (const x of remaining) {
@@ -502,6 +715,48 @@ export class MissionControl {
     return out;
   }
 
+  /**
+   * Budget conditions: what the steps still to run need, measured on the guardrail's policy as the
+   * guardrail measures it (travel on its site map from where the device is, each step's costs).
+   * Without the policy, or where the position cannot be told, nothing is judged here: the guardrail
+   * refuses what it cannot measure.
+   */
+  budgetsFor(
+    steps: StepRecord[],
+  ): Array<{ condition: string; step: string; value: unknown; constraint?: string; message: string }> {
+    if (this.config.budgets.length === 0 || steps.length === 0) return [];
+    const view = this.policy?.();
+    const policy = view?.policy;
+    if (!view || !policy) return [];
+    const need = planNeeds(policy, steps, this.state!.steps, view.read);
+    if (!need) return [];
+    const out = [];
+    for (const c of this.config.budgets) {
+      const total = c.budget === 'travel' ? need.travel : need.budgets.get(c.budget);
+      const max = c.max ?? policy.budgets.get(c.budget)?.max;
+      if (total === undefined || max === undefined) continue;
+      let used = 0;
+      if (c.used && c.usedTemplate) {
+        const path = resolvePath(c.usedTemplate, asAction(steps[0]));
+        const v = path.ok ? view.read(c.used.source, path.segments) : undefined;
+        if (typeof v === 'number' && Number.isFinite(v)) used = v;
+      }
+      if (used + total <= max + 1e-9) continue;
+      const unit =
+        c.budget === 'travel' ? (policy.siteMap?.unit ?? '') : (policy.budgets.get(c.budget)?.unit ?? '');
+      const u = unit ? ` ${unit}` : '';
+      out.push({
+        condition: c.id,
+        // The last step: dropped first when no replan is left.
+        step: steps[steps.length - 1].id,
+        value: { need: round(total), used: round(used), max },
+        ...(c.constraint ? { constraint: c.constraint } : {}),
+        message: `The ${steps.length} steps left need ${round(total)}${u} of ${c.budget}; ${round(used)}${u} of ${max}${u} used already${c.constraint ? ` (${c.constraint})` : ''}.`,
+      });
+    }
+    return out;
+  }
+
   private acked(input: Extract<MissionInput, { kind: 'ack' }>, read: Reader, now: number): Effect[] {
     const s = this.state!;
     const step = s.steps.find((x) => x.id === input.stepId)!;
@@ -532,6 +787,7 @@ export class MissionControl {
       return this.end('failed', `${why} No replans left (${s.maxReplans} allowed).`, now);
     s.replans++;
     s.status = 'planning';
+    s.approval = undefined;
     this.collecting = undefined;
     // Steps not run are dropped, but stay in the record: a new plan never reuses their ids.
     for (const x of s.steps) if (x.status === 'pending') x.status = 'skipped';
@@ -564,6 +820,7 @@ export class MissionControl {
     s.status = status;
     s.ended = now;
     s.current = undefined;
+    s.approval = undefined;
     if (reason !== undefined) s.reason = reason;
     // A step sent but not acked stays `sent`: whether the device did it is not known.
     for (const x of s.steps) if (x.status === 'pending') x.status = 'skipped';
@@ -572,6 +829,78 @@ export class MissionControl {
     this.log(status, now, reason);
     return [{ port: 'report', payload: report(s) }];
   }
+}
+
+export interface MissionSnapshot {
+  version: 1;
+  state: MissionState;
+  queue: SignedAction[];
+  collecting?: { group: string; count: number; got: Array<[number, SignedAction]> };
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;
+
+function numberOf(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  if (isPlainObject(v) && typeof v.value === 'number' && Number.isFinite(v.value)) return v.value;
+  return undefined;
+}
+
+/**
+ * What `steps` need, in the order they run: travel on the policy's site map (from the device's
+ * position as the guardrail reads it, else the last move done, else the map's home) and each
+ * budget's costs. Undefined when a move's start cannot be told.
+ */
+export function planNeeds(
+  policy: CompiledPolicy,
+  steps: StepRecord[],
+  history: StepRecord[],
+  read: Reader,
+): { travel: number; budgets: Map<string, number> } | undefined {
+  const map = policy.siteMap;
+  const positions = new Map<string, string>();
+  const budgets = new Map<string, number>();
+  let travel = 0;
+  const startOf = (step: StepRecord): string | undefined => {
+    const device = step.device ?? '';
+    const known = positions.get(device);
+    if (known !== undefined) return known;
+    if (map?.position) {
+      const path = resolvePath(map.position.path, asAction(step));
+      const zone = path.ok ? read(map.position.source, path.segments) : undefined;
+      if (typeof zone === 'string' && map.zones.has(zone)) return zone;
+    }
+    for (const x of [...history].reverse()) {
+      const to = policy.actions.get(x.action)?.moves?.to;
+      if (x.status === 'done' && (x.device ?? '') === device && to && typeof x.params[to] === 'string')
+        return x.params[to] as string;
+    }
+    return map?.home;
+  };
+  for (const step of steps) {
+    const rule = policy.actions.get(step.action);
+    if (!rule) continue;
+    let distance = 0;
+    if (rule.moves && map) {
+      const to = step.params[rule.moves.to];
+      const from = startOf(step);
+      if (typeof to !== 'string' || from === undefined) return undefined;
+      const d = map.distance(from, to);
+      if (d === undefined) return undefined;
+      distance = d;
+      travel += d;
+      positions.set(step.device ?? '', to);
+    }
+    for (const { budget, cost } of rule.costs) {
+      let amount: number;
+      if (typeof cost === 'number') amount = cost;
+      else if ('param' in cost)
+        amount = Math.abs(numberOf(step.params[cost.param]) ?? 0) * (cost.factor ?? 1);
+      else amount = distance * (cost.factor ?? 1);
+      budgets.set(budget, (budgets.get(budget) ?? 0) + amount);
+    }
+  }
+  return { travel, budgets };
 }
 
 /** The mission as a person reads it after the fact: outcome, steps with their acks, suggestions. */
