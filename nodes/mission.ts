@@ -101,10 +101,13 @@ export default function (RED: NodeAPI): void {
     }
     let saving: Promise<void> = Promise.resolve();
     const save = (snapshot: unknown): Promise<void> => {
-      saving = saving.then(async () => {
-        await fs.promises.mkdir(path.dirname(stateFile), { recursive: true });
-        await writeAtomic(stateFile, JSON.stringify(snapshot));
-      });
+      // One write after the other; one that failed does not stop the next.
+      saving = saving
+        .catch(() => undefined)
+        .then(async () => {
+          await fs.promises.mkdir(path.dirname(stateFile), { recursive: true });
+          await writeAtomic(stateFile, JSON.stringify(snapshot));
+        });
       return saving;
     };
 

@@ -185,42 +185,49 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
       assert.doesNotMatch(JSON.stringify(ticket), /Maria|Keller|1234567/);
     });
 
-    it('records what became of the ticket: done by the machine, or a person decides', async function () {
-      const file = path.join(red.userDir, 'maintenance-actions.jsonl');
-      const outcomes = async (): Promise<Array<{ ticket: string; outcome: string; action?: unknown }>> =>
-        existsSync(file)
-          ? (await readFile(file, 'utf8'))
-              .trim()
-              .split('\n')
-              .filter(Boolean)
-              .map((l) => JSON.parse(l))
-          : [];
-      const first = await eventually('an outcome in maintenance-actions.jsonl', 60_000, async () => {
-        const all = await outcomes();
-        return all.length ? all[0] : undefined;
+    it('acts on the ticket through the mission node: each command to the measured asset, a line stop only after a person approves it', async function () {
+      const missionNow = async () =>
+        (await (await red.get('/edge-llm/mission/5a1c0e3b7d2f4a60')).json()) as {
+          mission?: string;
+          outcome: string;
+          goal?: { id?: string; asset?: string };
+          steps: Array<{ action: string; status: string }>;
+        };
+      const ENDED = ['complete', 'failed', 'aborted'];
+      const first = await eventually('the mission waiting for a person, or ended', 150_000, async () => {
+        const m = await missionNow();
+        return m.outcome === 'approval' || ENDED.includes(m.outcome) ? m : undefined;
       });
-      assert.match(first.ticket, /^MT-\d{14}-pump-2$/);
-      const OUTCOMES = [
-        'done by the machine',
-        'command failed',
-        'waiting for a person',
-        'escalated to a person',
-      ];
-      assert.ok(OUTCOMES.includes(first.outcome), first.outcome);
-      if (first.outcome === 'waiting for a person') {
-        // A line stop: the person at the gateway approves it, then the machine runs it.
-        await inject('Approve the waiting request');
-        await eventually('the approved command done', 30_000, async () =>
-          (await outcomes()).some((o) => o.outcome === 'done by the machine') ? true : undefined,
+      // The mission is named after the ticket, and acts on the asset the detector measured.
+      assert.match(String(first.mission), /^MT-\d{14}-pump-2$/);
+      assert.equal(first.goal?.asset, 'pump-2');
+      if (first.outcome === 'approval') {
+        assert.ok(
+          first.steps.some((s) => s.action === 'stop_line'),
+          JSON.stringify(first),
         );
+        assert.equal(simulators.line.executed.length, 0, 'nothing runs before the person approves');
+        // The person at the gateway approves it; the mission goes on through the guardrail's approval path.
+        await inject('Approve the waiting request');
       }
-      // Whatever the model proposed, a command only ever reached the asset the detector measured.
-      for (const o of await outcomes()) {
-        if (o.outcome === 'done by the machine') {
-          assert.ok(['pump-2', 'line1'].includes((o.action as { device: string }).device));
-        }
-      }
-      const done = (await outcomes()).filter((o) => o.outcome === 'done by the machine').length;
+      const mission = await eventually('the mission ended', 150_000, async () => {
+        const m = await missionNow();
+        return ENDED.includes(m.outcome) ? m : undefined;
+      });
+      assert.ok(['complete', 'failed'].includes(mission.outcome), JSON.stringify(mission));
+      // Its report, one line in maintenance-actions.jsonl.
+      const file = path.join(red.userDir, 'maintenance-actions.jsonl');
+      const report = await eventually('the report in maintenance-actions.jsonl', 10_000, async () => {
+        if (!existsSync(file)) return undefined;
+        const lines = (await readFile(file, 'utf8')).trim().split('\n').filter(Boolean);
+        return lines.length ? (JSON.parse(lines[0]) as Record<string, unknown>) : undefined;
+      });
+      assert.equal(report.mission, mission.mission);
+      assert.equal(report.outcome, mission.outcome);
+      // Whatever the model proposed, a command only ever reached the measured asset or its line.
+      for (const a of simulators.line.executed)
+        assert.ok(['pump-2', 'line1'].includes(a.device ?? ''), String(a.device));
+      const done = mission.steps.filter((s) => s.status === 'done').length;
       assert.equal(simulators.line.executed.length, done);
     });
   });
@@ -249,9 +256,13 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
       // The aborted mission's model answers still arrive: they must not touch this one.
       const before = simulators.robot.executed.length;
       await inject('Start the inspection mission');
+      let last: unknown;
       const mission = await eventually('the mission ended', 150_000, async () => {
         const m = await missionNow();
+        last = m;
         return ['complete', 'failed', 'aborted'].includes(m.outcome) ? m : undefined;
+      }).catch((err: Error) => {
+        throw new Error(`${err.message}; the mission: ${JSON.stringify(last)}`, { cause: err });
       });
       assert.equal(mission.outcome, 'complete', JSON.stringify(mission));
       assert.ok(mission.steps.every((s) => s.status !== 'pending' && s.status !== 'sent'));
@@ -394,6 +405,46 @@ describe("the examples' mission path: wired, not coded", function () {
     }
     return [...seen].map((id) => byId.get(id)!);
   }
+
+  it('01: no function node from the alarm to the machine and back (0 nodes, 0 lines); the detector says why it is one', async function () {
+    const nodes = await load('01 - Predictive maintenance');
+    const detector = nodes.find((n) => n.type === 'function');
+    assert.ok(detector);
+    // The mission path starts where the detector's alarm goes, and at the person's answers.
+    const pathNodes = reachable(nodes, [
+      ...(detector.wires ?? []).flat().map((id) => nodes.find((n) => n.id === id)!.name!),
+      'Approve the waiting request',
+      'Reject the waiting request',
+    ]);
+    for (const type of [
+      'privacy-guard',
+      'llm-parse',
+      'mission',
+      'llm-plan',
+      'guardrail',
+      'actuator-out',
+      'file',
+    ]) {
+      assert.ok(
+        pathNodes.some((n) => n.type === type),
+        `${type} on the mission path`,
+      );
+    }
+    const functions = pathNodes.filter((n) => n.type === 'function');
+    const lines = functions.reduce((sum, n) => sum + (n.func ?? '').split('\n').length, 0);
+    assert.deepEqual({ functions: functions.map((n) => n.name), lines }, { functions: [], lines: 0 });
+    // The one function node left is the anomaly detector, with a comment that says why.
+    assert.deepEqual(
+      nodes.filter((n) => n.type === 'function').map((n) => n.name),
+      ['Anomaly detector (rolling RMS, z-score)'],
+    );
+    assert.match(detector.func ?? '', /^\/\/ A function node on purpose: this is the domain logic/);
+    assert.ok(
+      nodes.some(
+        (n) => n.type === 'comment' && /The one function node: the anomaly detector/.test(n.name ?? ''),
+      ),
+    );
+  });
 
   it('02: no function node from the command or a reading to the robot and back (0 nodes, 0 lines)', async function () {
     const nodes = await load('02 - Inspection robot mission');
