@@ -256,13 +256,13 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
       // The aborted mission's model answers still arrive: they must not touch this one.
       const before = simulators.robot.executed.length;
       await inject('Start the inspection mission');
-      let last: unknown;
+      let seen: unknown;
       const mission = await eventually('the mission ended', 150_000, async () => {
         const m = await missionNow();
-        last = m;
+        seen = m;
         return ['complete', 'failed', 'aborted'].includes(m.outcome) ? m : undefined;
       }).catch((err: Error) => {
-        throw new Error(`${err.message}; the mission: ${JSON.stringify(last)}`, { cause: err });
+        throw new Error(`${err.message}; the mission: ${JSON.stringify(seen)}`, { cause: err });
       });
       assert.equal(mission.outcome, 'complete', JSON.stringify(mission));
       assert.ok(mission.steps.every((s) => s.status !== 'pending' && s.status !== 'sent'));
