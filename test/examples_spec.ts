@@ -186,6 +186,7 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
     });
 
     it('acts on the ticket through the mission node: each command to the measured asset, a line stop only after a person approves it', async function () {
+      this.timeout(660_000);
       const missionNow = async () =>
         (await (await red.get('/edge-llm/mission/5a1c0e3b7d2f4a60')).json()) as {
           mission?: string;
@@ -194,7 +195,7 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
           steps: Array<{ action: string; status: string }>;
         };
       const ENDED = ['complete', 'failed', 'aborted'];
-      const first = await eventually('the mission waiting for a person, or ended', 150_000, async () => {
+      const first = await eventually('the mission waiting for a person, or ended', 300_000, async () => {
         const m = await missionNow();
         return m.outcome === 'approval' || ENDED.includes(m.outcome) ? m : undefined;
       });
@@ -210,7 +211,7 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
         // The person at the gateway approves it; the mission goes on through the guardrail's approval path.
         await inject('Approve the waiting request');
       }
-      const mission = await eventually('the mission ended', 150_000, async () => {
+      const mission = await eventually('the mission ended', 300_000, async () => {
         const m = await missionNow();
         return ENDED.includes(m.outcome) ? m : undefined;
       });
@@ -253,11 +254,13 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
     });
 
     it('runs a new mission through the mission node to Complete', async function () {
+      // Parse, plan and each replan take the tiny model minutes on a loaded two-core machine.
+      this.timeout(480_000);
       // The aborted mission's model answers still arrive: they must not touch this one.
       const before = simulators.robot.executed.length;
       await inject('Start the inspection mission');
       let seen: unknown;
-      const mission = await eventually('the mission ended', 150_000, async () => {
+      const mission = await eventually('the mission ended', 420_000, async () => {
         const m = await missionNow();
         seen = m;
         return ['complete', 'failed', 'aborted'].includes(m.outcome) ? m : undefined;
