@@ -393,7 +393,7 @@ describe('mission node: approvals, devices from the goal, and a redeploy', funct
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  const flow = (config: Record<string, unknown>) => [
+  const flow = (config: Record<string, unknown>, policy: object = POLICY) => [
     { id: 'f1', type: 'tab' },
     {
       id: 'm',
@@ -411,7 +411,7 @@ describe('mission node: approvals, devices from the goal, and a redeploy', funct
       z: 'f1',
       type: 'guardrail',
       policySource: 'inline',
-      policy: JSON.stringify(POLICY),
+      policy: JSON.stringify(policy),
       auditLog: 'audit.jsonl',
       wires: [['m'], ['m', 'waiting'], ['m']],
     },
@@ -434,10 +434,14 @@ describe('mission node: approvals, devices from the goal, and a redeploy', funct
   ];
 
   /** Deploys the flow (again: a restart of Node-RED on the same user directory). */
-  async function deploy(plans: (msg: Msg) => Step[] | undefined, config: Record<string, unknown> = {}) {
+  async function deploy(
+    plans: (msg: Msg) => Step[] | undefined,
+    config: Record<string, unknown> = {},
+    policy?: object,
+  ) {
     await helper.load(
       [missionNode, guardrailNode, brokerNode, actuatorOutNode],
-      flow(config) as never,
+      flow(config, policy) as never,
       { g: { signingKey: KEY }, a1: { signingKey: KEY } } as never,
     );
     const mission = helper.getNode('m') as Node;
@@ -533,6 +537,67 @@ describe('mission node: approvals, devices from the goal, and a redeploy', funct
     await f.reports.until(1);
     assert.equal((f.reports.messages[0].payload as { outcome: string }).outcome, 'failed');
     assert.equal(device.executions.length, 0);
+  });
+
+  it("a budget condition measured on the guardrail policy's site map: the battery left no longer covers the way, so the mission adjusts", async function () {
+    const policy = {
+      ...POLICY,
+      actions: {
+        ...POLICY.actions,
+        move_to: {
+          ...POLICY.actions.move_to,
+          moves: { to: 'zone' },
+          costs: { battery: { travel: true, factor: 1 } },
+        },
+      },
+      siteMap: {
+        unit: 'm',
+        zones: { dock: { x: 0, y: 0 }, A: { x: 6, y: 0 }, B: { x: 12, y: 0 }, C: { x: 18, y: 0 } },
+        home: 'dock',
+      },
+      plan: { budgets: { battery: { max: 100, unit: 'min' } } },
+    };
+    device = await SimulatedDevice.connect({
+      url: broker.url,
+      topic: 'robots/#',
+      // The drive to A costs far more battery than the map says.
+      refuse: (action) => {
+        if (action.action === 'move_to') f.mission.context().flow.set('robot', { used: 15 });
+        return undefined;
+      },
+    });
+    let n = 0;
+    const requests: Msg[] = [];
+    const f: Awaited<ReturnType<typeof deploy>> = await deploy(
+      (msg) => {
+        requests.push(JSON.parse(JSON.stringify(msg)) as Msg);
+        return ++n === 1 ? [move('A'), move('B')] : [read('gas')];
+      },
+      {
+        guardrail: 'g',
+        budgets: JSON.stringify([
+          { id: 'battery-left', budget: 'battery', used: { source: 'flow', path: 'robot.used' }, max: 20 },
+        ]),
+      },
+      policy,
+    );
+    f.mission.context().flow.set('robot', { used: 0 });
+    f.mission.receive({ payload: { robot: 'robot-1' } } as never);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as { outcome: string; replans: number };
+    assert.equal(report.outcome, 'complete', JSON.stringify(report));
+    assert.equal(report.replans, 1);
+    // A to B is 6 m on the guardrail's map: 15 used + 6 needed is over the 20 allowed.
+    const monitor = (requests[1].feedback as { monitor: Array<{ condition: string; value: unknown }> })
+      .monitor;
+    assert.deepEqual(
+      monitor.map((p) => [p.condition, p.value]),
+      [['battery-left', { need: 6, used: 15, max: 20 }]],
+    );
+    assert.deepEqual(
+      device.executions.map((e) => e.action.action),
+      ['move_to', 'read_sensor'],
+    );
   });
 
   it('survives a restart mid-mission: the state is on disk, and the mission goes on from it', async function () {
