@@ -646,6 +646,56 @@ describe('mission node: approvals, devices from the goal, and a redeploy', funct
       ['A', 'C'],
     );
   });
+
+  it('survives a redeploy mid-mission (modified nodes): the new node takes the mission up from its file', async function () {
+    device = await SimulatedDevice.connect({
+      url: broker.url,
+      topic: 'robots/#',
+      refuse: (action) => {
+        if (action.action === 'move_to' && action.params.zone === 'A')
+          f.mission
+            .context()
+            .flow.set('zones', { A: { temperature: 40 }, B: { temperature: 95 }, C: { temperature: 50 } });
+        return undefined;
+      },
+    });
+    let n = 0;
+    const f: Awaited<ReturnType<typeof deploy>> = await deploy(() =>
+      ++n === 1 ? [move('A'), move('B')] : undefined,
+    );
+    f.mission.receive({ payload: { robot: 'robot-1' }, missionId: 'm-redeploy' } as never);
+    await until(() => f.held.length === 1, 10_000, 'the replan request');
+    const request = JSON.parse(JSON.stringify(f.held[0])) as Msg;
+    // As the editor deploys a changed mission node: only that node is stopped and started again.
+    await helper.setFlows(flow({ name: 'inspection, edited' }), 'nodes', {
+      g: { signingKey: KEY },
+      a1: { signingKey: KEY },
+    });
+    await until(() => helper.getNode('m') !== f.mission, 10_000, 'the mission node redeployed');
+    const again = helper.getNode('m') as Node;
+    assert.equal((await state()).outcome, 'planning');
+    again.receive(planned(request, [move('C')]) as NodeMessage);
+    await f.reports.until(1);
+    const report = f.reports.messages[0].payload as {
+      outcome: string;
+      mission: string;
+      steps: Array<{ id: string; status: string }>;
+    };
+    assert.equal(report.outcome, 'complete', JSON.stringify(report));
+    assert.equal(report.mission, 'm-redeploy');
+    assert.deepEqual(
+      report.steps.map((s) => [s.id, s.status]),
+      [
+        ['s1', 'done'],
+        ['s2', 'skipped'],
+        ['s3', 'done'],
+      ],
+    );
+    assert.deepEqual(
+      device.executions.map((e) => e.action.params.zone),
+      ['A', 'C'],
+    );
+  });
 });
 
 describe('mission logic', function () {
