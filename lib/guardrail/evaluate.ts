@@ -17,8 +17,8 @@ import {
   type RateLimitRule,
   type Scalar,
   type Source,
-  interlockApplies,
 } from './policy';
+import { compare, interlockApplies } from './predicates';
 import { isPlainObject } from '../util/plain';
 
 export type ReasonCode =
@@ -197,27 +197,6 @@ function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?:
 const SETTLED = new Set(['done', 'failed', 'skipped']);
 function isSettled(step: unknown): boolean {
   return isPlainObject(step) && typeof step.status === 'string' && SETTLED.has(step.status);
-}
-
-function compare(actual: Scalar, op: CompiledCondition['op'], expected: Scalar | Scalar[]): boolean {
-  switch (op) {
-    case '<':
-      return (actual as number) < (expected as number);
-    case '<=':
-      return (actual as number) <= (expected as number);
-    case '>':
-      return (actual as number) > (expected as number);
-    case '>=':
-      return (actual as number) >= (expected as number);
-    case '==':
-      return actual === expected;
-    case '!=':
-      return actual !== expected;
-    case 'in':
-      return (expected as Scalar[]).includes(actual);
-    case 'notIn':
-      return !(expected as Scalar[]).includes(actual);
-  }
 }
 
 const OP_WORDS: Record<CompiledCondition['op'], string> = {
