@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalJson, hmacSha256Hex } from '../device/signing';
+import { canonicalJson, canonicalSignedJson, hmacSha256Hex } from '../device/signing';
 import type { Decision } from './evaluate';
 
 /** `prev` of the first line. */
@@ -693,7 +693,10 @@ export function decisionRecord(
   extra: { node?: string; msgid?: string; approvalId?: string; approver?: string; comment?: string } = {},
 ): Record<string, unknown> {
   const bounded = bound(d.actions);
-  let actions: unknown = new RawJson(canonicalJson(bounded));
+  // Signed actions were written as canonical JSON when they were signed: that text, as it is.
+  let actions: unknown = new RawJson(
+    bounded === d.actions ? `[${d.actions.map(canonicalSignedJson).join(',')}]` : canonicalJson(bounded),
+  );
   if ((actions as RawJson).text.length > AUDIT_MAX_ACTIONS_JSON) {
     actions = {
       count: d.actions.length,
