@@ -163,28 +163,28 @@ function stepLabel(kind: 'action' | 'plan', i: number, a: { id?: unknown; action
 }
 
 function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?: Action; reason?: Reason } {
-  const label = kind === 'plan' ? `Step ${i + 1}` : 'The action';
+  const label = (): string => (kind === 'plan' ? `Step ${i + 1}` : 'The action');
   const bad = (message: string): { reason: Reason } => ({
     reason: { code: 'malformed_action', message, ...(kind === 'plan' ? { step: i } : {}) },
   });
-  if (!isPlainObject(v)) return bad(`${label} is not an object {action, params}.`);
+  if (!isPlainObject(v)) return bad(`${label()} is not an object {action, params}.`);
   for (const k of Object.keys(v)) {
     if (!ACTION_KEYS.has(k) && !(kind === 'plan' && k === 'status'))
-      return bad(`${label} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
+      return bad(`${label()} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
   }
   if (kind === 'plan' && v.status !== undefined && v.status !== 'pending') {
-    return bad(`${label}: status must be "pending" (steps done, failed or skipped are left out first).`);
+    return bad(`${label()}: status must be "pending" (steps done, failed or skipped are left out first).`);
   }
-  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label} has no action name.`);
-  if (!isPlainObject(v.params)) return bad(`${label} (${clip(v.action)}) has no params object.`);
+  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label()} has no action name.`);
+  if (!isPlainObject(v.params)) return bad(`${label()} (${clip(v.action)}) has no params object.`);
   if (v.device !== undefined && (typeof v.device !== 'string' || v.device.length === 0)) {
-    return bad(`${label} (${clip(v.action)}): device must be a non-empty string.`);
+    return bad(`${label()} (${clip(v.action)}): device must be a non-empty string.`);
   }
   if (v.id !== undefined && (typeof v.id !== 'string' || v.id.length === 0)) {
-    return bad(`${label} (${clip(v.action)}): id must be a non-empty string.`);
+    return bad(`${label()} (${clip(v.action)}): id must be a non-empty string.`);
   }
   if (v.reason !== undefined && typeof v.reason !== 'string')
-    return bad(`${label} (${clip(v.action)}): reason must be text.`);
+    return bad(`${label()} (${clip(v.action)}): reason must be text.`);
   // Only the action's own fields are judged and signed: a plan step's status is bookkeeping.
   // Copied field by field in their order (not spread, then deleted: that would slow every later read).
   const action: Record<string, unknown> = {};
@@ -523,14 +523,16 @@ export class Guardrail {
     reasons: Reason[],
     approvals: Reason[],
   ): StepFacts | undefined {
-    const label = stepLabel(kind, i, a);
-    const base: Pick<Reason, 'step' | 'stepId' | 'action'> = {
+    // The label and the reason's fields are written only when a step fails or needs approval.
+    let labelText: string | undefined;
+    const label = (): string => (labelText ??= stepLabel(kind, i, a));
+    const base = (): Pick<Reason, 'step' | 'stepId' | 'action'> => ({
       ...(kind === 'plan' ? { step: i } : {}),
       ...(a.id !== undefined ? { stepId: a.id } : {}),
       action: a.action,
-    };
+    });
     const add = (code: ReasonCode, message: string, rule?: string) =>
-      reasons.push({ code, message, ...base, ...(rule !== undefined ? { rule } : {}) });
+      reasons.push({ code, message, ...base(), ...(rule !== undefined ? { rule } : {}) });
     const rule = this.policy.actions.get(a.action);
     if (!rule) {
       const allowed = [...this.policy.actions.keys()].join(', ');
@@ -545,8 +547,8 @@ export class Guardrail {
       add(
         'device_not_allowed',
         a.device === undefined
-          ? `${label}: a device is required (one of ${allowed}).`
-          : `${label}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
+          ? `${label()}: a device is required (one of ${allowed}).`
+          : `${label()}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
       );
     }
     const before = reasons.length;
@@ -555,7 +557,7 @@ export class Guardrail {
         const known = [...rule.params.keys()];
         add(
           'unknown_param',
-          `${label}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
+          `${label()}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
           name,
         );
       }
@@ -572,8 +574,8 @@ export class Guardrail {
       const why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
       approvals.push({
         code: 'approval_required',
-        message: `${label} needs a person's approval${why}.`,
-        ...base,
+        message: `${label()} needs a person's approval${why}.`,
+        ...base(),
       });
     } else {
       // A condition on a parameter that is not given counts as holding: a person decides.
@@ -586,8 +588,8 @@ export class Guardrail {
         const limit = Array.isArray(held.value) ? held.value.map(show).join(', ') : show(held.value);
         approvals.push({
           code: 'approval_required',
-          message: `${label} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
-          ...base,
+          message: `${label()} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
+          ...base(),
           rule: held.param,
         });
       }
@@ -599,13 +601,13 @@ export class Guardrail {
     p: CompiledParam,
     raw: unknown,
     present: boolean,
-    label: string,
+    label: () => string,
     numbers: Map<string, number>,
     add: (code: ReasonCode, message: string, rule?: string) => void,
   ): void {
-    const name = `${label}: ${p.name}`;
+    const name = (): string => `${label()}: ${p.name}`;
     if (!present) {
-      if (p.required) add('missing_param', `${name} is required.`, p.name);
+      if (p.required) add('missing_param', `${name()} is required.`, p.name);
       return;
     }
     const numeric = p.type === 'number' || p.type === 'integer';
@@ -618,11 +620,11 @@ export class Guardrail {
       Object.hasOwn(raw, 'unit')
     ) {
       if (Object.keys(raw).length !== 2)
-        return add('param_type', `${name} must be {value, unit} and nothing else.`, p.name);
+        return add('param_type', `${name()} must be {value, unit} and nothing else.`, p.name);
       if (raw.unit !== p.unit) {
         return add(
           'unit_mismatch',
-          `${name} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
+          `${name()} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
           p.name,
         );
       }
@@ -632,35 +634,36 @@ export class Guardrail {
     if (numeric) {
       if (typeof v !== 'number') {
         const hint = typeof v === 'string' ? ' (a number given as text is not accepted)' : '';
-        return add('param_type', `${name} must be a number, not ${show(v)}${hint}.`, p.name);
+        return add('param_type', `${name()} must be a number, not ${show(v)}${hint}.`, p.name);
       }
-      if (!Number.isFinite(v)) return add('param_type', `${name} must be a finite number, not ${v}.`, p.name);
+      if (!Number.isFinite(v))
+        return add('param_type', `${name()} must be a finite number, not ${v}.`, p.name);
       if (p.type === 'integer' && !Number.isInteger(v))
-        return add('param_type', `${name} must be a whole number, not ${v}.`, p.name);
+        return add('param_type', `${name()} must be a whole number, not ${v}.`, p.name);
       if (p.min !== undefined && v < p.min)
-        return add('param_range', `${name} ${v}${unit} is below the minimum of ${p.min}${unit}.`, p.name);
+        return add('param_range', `${name()} ${v}${unit} is below the minimum of ${p.min}${unit}.`, p.name);
       if (p.max !== undefined && v > p.max)
-        return add('param_range', `${name} ${v}${unit} is above the maximum of ${p.max}${unit}.`, p.name);
+        return add('param_range', `${name()} ${v}${unit} is above the maximum of ${p.max}${unit}.`, p.name);
       numbers.set(p.name, v);
     } else if (typeof v !== p.type) {
-      return add('param_type', `${name} must be a ${p.type}, not ${show(v)}.`, p.name);
+      return add('param_type', `${name()} must be a ${p.type}, not ${show(v)}.`, p.name);
     }
     if (p.enum && !p.enum.includes(v as Scalar)) {
-      return add('param_enum', `${name} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`, p.name);
+      return add('param_enum', `${name()} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`, p.name);
     }
     if (typeof v === 'string') {
       if (p.maxLength !== undefined && v.length > p.maxLength) {
-        return add('param_length', `${name} is longer than ${p.maxLength} characters.`, p.name);
+        return add('param_length', `${name()} is longer than ${p.maxLength} characters.`, p.name);
       }
       if (p.regex && !p.regex.test(v))
-        return add('param_pattern', `${name} ${show(v)} does not match ${p.pattern}.`, p.name);
+        return add('param_pattern', `${name()} ${show(v)} does not match ${p.pattern}.`, p.name);
     }
   }
 
   private checkInterlock(
     il: CompiledInterlock,
     a: Action,
-    label: string,
+    label: () => string,
     live: LiveReader,
     add: (code: ReasonCode, message: string, rule?: string) => void,
   ): void {
@@ -669,7 +672,7 @@ export class Guardrail {
       if (!path.ok) {
         add(
           'interlock_value_missing',
-          `${label}: interlock "${il.id}" cannot find its value: ${path.error}.`,
+          `${label()}: interlock "${il.id}" cannot find its value: ${path.error}.`,
           il.id,
         );
         return;
@@ -679,7 +682,7 @@ export class Guardrail {
       if (value === undefined || value === null) {
         add(
           'interlock_value_missing',
-          `${label}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
+          `${label()}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
           il.id,
         );
         return;
@@ -693,7 +696,7 @@ export class Guardrail {
       if (!valid) {
         add(
           'interlock_value_invalid',
-          `${label}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
+          `${label()}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
           il.id,
         );
         return;
@@ -706,7 +709,7 @@ export class Guardrail {
         if (!Number.isFinite(at)) {
           add(
             raw === undefined ? 'interlock_value_missing' : 'interlock_value_invalid',
-            `${label}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
+            `${label()}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
             il.id,
           );
           return;
@@ -716,7 +719,7 @@ export class Guardrail {
         if (at > now + FUTURE_SKEW_MS) {
           add(
             'interlock_value_invalid',
-            `${label}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
+            `${label()}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
             il.id,
           );
           return;
@@ -724,7 +727,7 @@ export class Guardrail {
         if (now - at > c.maxAgeMs) {
           add(
             'interlock_stale',
-            `${label}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
+            `${label()}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
             il.id,
           );
           return;
@@ -734,7 +737,7 @@ export class Guardrail {
         const limit = Array.isArray(c.value) ? c.value.map(show).join(', ') : show(c.value);
         const message = il.message
           ? fillMessage(il.message, a, { value, limit, path: where })
-          : `${label}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
+          : `${label()}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
         add('interlock', message, il.id);
         return;
       }
@@ -945,7 +948,7 @@ export class Guardrail {
         const v = f.numbers.get(roc.param);
         if (v === undefined) continue;
         const key = this.setpointKeys(f.rule, roc).key(f);
-        const label = stepLabel(kind, i, f.action);
+        const label = (): string => stepLabel(kind, i, f.action);
         const unit = f.rule.params.get(roc.param)?.unit;
         const u = unit ? ` ${unit}` : '';
         const add = (code: ReasonCode, message: string) =>
@@ -968,7 +971,7 @@ export class Guardrail {
                   : `at most ${max}${u}`;
             add(
               'rate_of_change',
-              `${label}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
+              `${label()}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
             );
             continue;
           }
@@ -980,7 +983,7 @@ export class Guardrail {
           if (typeof current !== 'number' || !Number.isFinite(current)) {
             add(
               'interlock_value_missing',
-              `${label}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
+              `${label()}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
             );
             continue;
           }
@@ -994,7 +997,7 @@ export class Guardrail {
           if (change > allowed + 1e-9) {
             add(
               'rate_of_change',
-              `${label}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
+              `${label()}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
             );
           }
         }
