@@ -32,6 +32,9 @@ const flag = (name: string): string | undefined => {
 const BASELINE = flag('--baseline');
 const ROUNDS = Number(flag('--rounds') ?? 3);
 const COUNT = Number(args[0] ?? 20000);
+/** Decisions in a row: COUNT single actions, or COUNT / 20 plans (COUNT actions). */
+const countFor = (payload: unknown): number =>
+  typeof payload === 'object' && payload !== null && 'steps' in payload ? Math.ceil(COUNT / 20) : COUNT;
 
 /** One build of the guardrail: this one, or the baseline's dist/ loaded from its folder. */
 interface Impl {
@@ -144,19 +147,20 @@ function summarize(count: number, seconds: number, actions: number, lat: number[
 }
 
 function runOff(impl: Impl, payload: unknown): Run {
+  const count = countFor(payload);
   const guard = guardFor(impl);
   const live = liveFor(impl);
   for (let i = 0; i < 2000; i++) guard.decide(payload, live); // warm up the JIT
-  const latencies: number[] = new Array(COUNT);
+  const latencies: number[] = new Array(count);
   let actions = 0;
   const start = performance.now();
-  for (let i = 0; i < COUNT; i++) {
+  for (let i = 0; i < count; i++) {
     const t0 = performance.now();
     const d = guard.decide(payload, live);
     latencies[i] = performance.now() - t0;
     actions += d.signed.length;
   }
-  return summarize(COUNT, (performance.now() - start) / 1000, actions, latencies);
+  return summarize(count, (performance.now() - start) / 1000, actions, latencies);
 }
 
 /**
@@ -179,30 +183,31 @@ async function runAudited(
   const log = impl.AuditLog.open(`${base}.jsonl`, { signingKey: KEY });
   log.attach(limitState);
   for (let i = 0; i < 500; i++) guard.decide(payload, live);
+  const count = countFor(payload);
   const latencies: number[] = [];
   let actions = 0;
   let submitted = 0;
   const start = performance.now();
   await new Promise<void>((resolve, reject) => {
     const turn = () => {
-      const due = Math.min(COUNT, Math.floor(((performance.now() - start) / 1000) * rate));
+      const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * rate));
       for (; submitted < due; submitted++) {
         const arrived = start + (submitted / rate) * 1000;
         const d = guard.decide(payload, live);
         actions += d.signed.length;
         log.append(impl.decisionRecord('request', d, { node: 'bench' })).durable.then(() => {
           latencies.push(performance.now() - arrived);
-          if (latencies.length === COUNT) resolve();
+          if (latencies.length === count) resolve();
         }, reject);
       }
-      if (submitted < COUNT) setImmediate(turn);
+      if (submitted < count) setImmediate(turn);
     };
     turn();
   });
   const seconds = (performance.now() - start) / 1000;
   await log.close();
   await limitState.close();
-  return summarize(COUNT, seconds, actions, latencies);
+  return summarize(count, seconds, actions, latencies);
 }
 
 /** The disk's own latency: one short line appended and fdatasynced, `n` times, in `dir`. */
@@ -235,7 +240,7 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-bench-'));
   try {
     console.log(
-      `guardrail: ${COUNT} decisions per row, ${ROUNDS} rounds without the log, node ${process.version}, ` +
+      `guardrail: ${COUNT} single actions or ${Math.ceil(COUNT / 20)} plans per row, ${ROUNDS} rounds without the log, node ${process.version}, ` +
         `${os.cpus().length} x ${os.cpus()[0]?.model ?? ''}, load average ${os
           .loadavg()
           .map((l) => l.toFixed(1))
