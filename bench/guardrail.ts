@@ -7,7 +7,9 @@
  * With `--baseline DIR` (DIR: another build's dist/, e.g. main's), every row runs for both builds
  * in the same process, interleaved, and the table shows them side by side with their ratio. The
  * disk's own fdatasync (one short line appended and synced, in the same folder) is timed before
- * and after the audited rows, so the audited latencies can be read against it. Not a test.
+ * and after the audited rows, so the audited latencies can be read against it. Rows without the
+ * log also give decisions per second of the process's own CPU time: on a machine shared with
+ * other jobs, wall-clock rates say more about the neighbours than about the code. Not a test.
  *
  *   npm run build && node dist/bench/guardrail.js [decisions] [--baseline ../main/dist] [--rounds N]
  */
@@ -131,6 +133,8 @@ function guardFor(impl: Impl, limitState?: state.LimitState): evaluate.Guardrail
 
 interface Run {
   rate: number;
+  /** Decisions per second of this process's own CPU time (user + system): what a busy machine's other jobs leave out. */
+  cpuRate?: number;
   actionsRate: number;
   p50: number;
   p99: number;
@@ -153,6 +157,7 @@ function runOff(impl: Impl, payload: unknown): Run {
   for (let i = 0; i < 2000; i++) guard.decide(payload, live); // warm up the JIT
   const latencies: number[] = new Array(count);
   let actions = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
@@ -160,7 +165,12 @@ function runOff(impl: Impl, payload: unknown): Run {
     latencies[i] = performance.now() - t0;
     actions += d.signed.length;
   }
-  return summarize(count, (performance.now() - start) / 1000, actions, latencies);
+  const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    ...summarize(count, seconds, actions, latencies),
+    cpuRate: count / ((cpu.user + cpu.system) / 1e6),
+  };
 }
 
 /**
@@ -266,6 +276,7 @@ async function main() {
         const [b, t] = IMPLS.map((impl) => runs.get(impl)!);
         row['this ÷ baseline'] = `${median(t.map((x, i) => x.rate / b[i].rate)).toFixed(2)}x`;
       }
+      for (const impl of IMPLS) row[`${impl.name} per CPU-s`] = range(runs.get(impl)!.map((x) => x.cpuRate!));
       for (const impl of IMPLS) row[`${impl.name} p50 ms`] = ms(runs.get(impl)!.at(-1)!.p50);
       for (const impl of IMPLS) row[`${impl.name} p99 ms`] = ms(runs.get(impl)!.at(-1)!.p99);
       rows.push(row);
