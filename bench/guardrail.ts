@@ -2,37 +2,69 @@
  * Guardrail decisions per second and latency percentiles, for single actions and 20-step plans,
  * without the audit log and with it (real files: the hash chain, group commit with one fdatasync
  * per batch, the limits journal synced in the same batch, the head file). Audited latency runs from
- * the decision to its line being durable, which is when the node may send its message. Prints a
- * table beside the figures measured on main before policy v2 (same machine, same command). Not a
- * test.
+ * a decision's arrival to its line being durable, which is when the node may send its message.
  *
- *   npm run build && node dist/bench/guardrail.js [decisions]
+ * With `--baseline DIR` (DIR: another build's dist/, e.g. main's), every row runs for both builds
+ * in the same process, interleaved, and the table shows them side by side with their ratio. The
+ * disk's own fdatasync (one short line appended and synced, in the same folder) is timed before
+ * and after the audited rows, so the audited latencies can be read against it. Rows without the
+ * log also give decisions per second of the process's own CPU time: on a machine shared with
+ * other jobs, wall-clock rates say more about the neighbours than about the code. Not a test.
+ *
+ *   npm run build && node dist/bench/guardrail.js [decisions] [--baseline ../main/dist] [--rounds N]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
-import { Guardrail, type LiveReader } from '../lib/guardrail/evaluate';
-import { readPath } from '../lib/guardrail/paths';
-import { type Policy, compilePolicy } from '../lib/guardrail/policy';
-import { LimitState } from '../lib/guardrail/state';
+import * as audit from '../lib/guardrail/audit';
+import * as evaluate from '../lib/guardrail/evaluate';
+import * as paths from '../lib/guardrail/paths';
+import * as policy from '../lib/guardrail/policy';
+import * as state from '../lib/guardrail/state';
+import type { LiveReader } from '../lib/guardrail/evaluate';
+import type { Policy } from '../lib/guardrail/policy';
 
 const KEY = 'bench-key';
-const COUNT = Number(process.argv[2] ?? 20000);
-
-/**
- * Main at 613c400 (policy v1, an audit line written and its head renamed per decision), this
- * machine (2 vCPU Intel Xeon, shared), node 20, 20,000 decisions per row: the better of two runs.
- */
-const BEFORE: Record<string, { rate: string; p99: string }> = {
-  'single action, rejected/off': { rate: '290k-452k', p99: '0.005' },
-  'single action, approved and signed/off': { rate: '34k-45k', p99: '0.047' },
-  '20-step plan, approved/off': { rate: '1.8k-1.9k', p99: '2.6' },
-  'single action, rejected/file': { rate: '5.5k-5.6k', p99: '0.36' },
-  'single action, approved and signed/file': { rate: '3.4k-3.7k', p99: '0.57' },
-  '20-step plan, approved/file': { rate: '820-870', p99: '3.1' },
+const args = process.argv.slice(2);
+const flag = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args.splice(i, 2)[1] : undefined;
 };
+const BASELINE = flag('--baseline');
+const ROUNDS = Number(flag('--rounds') ?? 3);
+const COUNT = Number(args[0] ?? 20000);
+/** Decisions in a row: COUNT single actions, or COUNT / 20 plans (COUNT actions). */
+const countFor = (payload: unknown): number =>
+  typeof payload === 'object' && payload !== null && 'steps' in payload ? Math.ceil(COUNT / 20) : COUNT;
+
+/** One build of the guardrail: this one, or the baseline's dist/ loaded from its folder. */
+interface Impl {
+  name: string;
+  Guardrail: typeof evaluate.Guardrail;
+  compilePolicy: typeof policy.compilePolicy;
+  readPath: typeof paths.readPath;
+  AuditLog: typeof audit.AuditLog;
+  decisionRecord: typeof audit.decisionRecord;
+  LimitState: typeof state.LimitState;
+}
+
+function load(name: string, dir: string): Impl {
+  // Another build, found by its folder at run time: plain require is the way to load it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const req = (m: string) => require(path.resolve(dir, 'lib/guardrail', m)) as Record<string, unknown>;
+  return {
+    name,
+    ...req('evaluate'),
+    ...req('policy'),
+    ...req('paths'),
+    ...req('audit'),
+    ...req('state'),
+  } as Impl;
+}
+
+const THIS: Impl = { name: 'this', ...evaluate, ...policy, ...paths, ...audit, ...state };
+const IMPLS: Impl[] = BASELINE ? [load('baseline', BASELINE), THIS] : [THIS];
 
 const POLICY: Policy = {
   actions: {
@@ -63,7 +95,6 @@ const POLICY: Policy = {
 };
 
 const msg = { sensors: { A: { temperature: 40 }, B: { temperature: 50 }, C: { temperature: 60 } } };
-const live: LiveReader = (_source, segments) => readPath(msg, segments);
 
 const SCENARIOS: Array<[string, unknown]> = [
   ['single action, rejected', { action: 'set_torque', params: { torque: 50 }, device: 'arm-1' }],
@@ -90,42 +121,55 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
-function guardFor(state?: LimitState): Guardrail {
-  const compiled = compilePolicy(POLICY);
-  if (!compiled.ok) throw new Error(compiled.errors.join('\n'));
-  return new Guardrail(compiled.policy, { key: KEY, state });
+function liveFor(impl: Impl): LiveReader {
+  return (_source, segments) => impl.readPath(msg, segments);
 }
 
-function row(name: string, audit: string, count: number, seconds: number, actions: number, lat: number[]) {
+function guardFor(impl: Impl, limitState?: state.LimitState): evaluate.Guardrail {
+  const compiled = impl.compilePolicy(POLICY);
+  if (!compiled.ok) throw new Error(compiled.errors.join('\n'));
+  return new impl.Guardrail(compiled.policy, { key: KEY, state: limitState });
+}
+
+interface Run {
+  rate: number;
+  /** Decisions per second of this process's own CPU time (user + system): what a busy machine's other jobs leave out. */
+  cpuRate?: number;
+  actionsRate: number;
+  p50: number;
+  p99: number;
+}
+
+function summarize(count: number, seconds: number, actions: number, lat: number[]): Run {
   lat.sort((a, b) => a - b);
-  const before = BEFORE[`${name}/${audit.split(',')[0]}`];
   return {
-    scenario: name,
-    audit,
-    'decisions/s': Math.round(count / seconds),
-    'signed actions/s': Math.round(actions / seconds),
-    'p50 ms': percentile(lat, 50).toFixed(3),
-    'p99 ms': percentile(lat, 99).toFixed(3),
-    'before: decisions/s': before?.rate ?? '-',
-    'before: p99 ms': before?.p99 ?? '-',
+    rate: count / seconds,
+    actionsRate: actions / seconds,
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
   };
 }
 
-function runOff(name: string, payload: unknown) {
-  const guard = guardFor();
+function runOff(impl: Impl, payload: unknown): Run {
+  const count = countFor(payload);
+  const guard = guardFor(impl);
+  const live = liveFor(impl);
   for (let i = 0; i < 2000; i++) guard.decide(payload, live); // warm up the JIT
-  const latencies: number[] = new Array(COUNT);
+  const latencies: number[] = new Array(count);
   let actions = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
-  for (let i = 0; i < COUNT; i++) {
+  for (let i = 0; i < count; i++) {
     const t0 = performance.now();
     const d = guard.decide(payload, live);
     latencies[i] = performance.now() - t0;
     actions += d.signed.length;
   }
+  const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   return {
-    ...row(name, 'off', COUNT, (performance.now() - start) / 1000, actions, latencies),
-    offered: 'max',
+    ...summarize(count, seconds, actions, latencies),
+    cpuRate: count / ((cpu.user + cpu.system) / 1e6),
   };
 }
 
@@ -135,55 +179,132 @@ function runOff(name: string, payload: unknown) {
  * sends it). Latency runs from a decision's arrival to that moment, so waiting for the disk, and
  * for a busy event loop, counts.
  */
-async function runAudited(name: string, payload: unknown, dir: string, rate: number) {
-  const base = path.join(dir, name.replace(/\W+/g, '-'));
-  const state = LimitState.open(`${base}.state.jsonl`);
-  const guard = guardFor(state);
-  const audit = AuditLog.open(`${base}.jsonl`, { signingKey: KEY });
-  audit.attach(state);
+async function runAudited(
+  impl: Impl,
+  name: string,
+  payload: unknown,
+  dir: string,
+  rate: number,
+): Promise<Run> {
+  const base = path.join(dir, `${impl.name}-${name.replace(/\W+/g, '-')}-${rate}`);
+  const limitState = impl.LimitState.open(`${base}.state.jsonl`);
+  const guard = guardFor(impl, limitState);
+  const live = liveFor(impl);
+  const log = impl.AuditLog.open(`${base}.jsonl`, { signingKey: KEY });
+  log.attach(limitState);
   for (let i = 0; i < 500; i++) guard.decide(payload, live);
+  const count = countFor(payload);
   const latencies: number[] = [];
   let actions = 0;
   let submitted = 0;
   const start = performance.now();
   await new Promise<void>((resolve, reject) => {
     const turn = () => {
-      const due = Math.min(COUNT, Math.floor(((performance.now() - start) / 1000) * rate));
+      const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * rate));
       for (; submitted < due; submitted++) {
         const arrived = start + (submitted / rate) * 1000;
         const d = guard.decide(payload, live);
         actions += d.signed.length;
-        audit.append(decisionRecord('request', d, { node: 'bench' })).durable.then(() => {
+        log.append(impl.decisionRecord('request', d, { node: 'bench' })).durable.then(() => {
           latencies.push(performance.now() - arrived);
-          if (latencies.length === COUNT) resolve();
+          if (latencies.length === count) resolve();
         }, reject);
       }
-      if (submitted < COUNT) setImmediate(turn);
+      if (submitted < count) setImmediate(turn);
     };
     turn();
   });
   const seconds = (performance.now() - start) / 1000;
-  await audit.close();
-  await state.close();
-  return { ...row(name, `file, offered ${rate}/s`, COUNT, seconds, actions, latencies), audit: 'file' };
+  await log.close();
+  await limitState.close();
+  return summarize(count, seconds, actions, latencies);
 }
+
+/** The disk's own latency: one short line appended and fdatasynced, `n` times, in `dir`. */
+function fdatasyncLatency(dir: string, n = 400): { p50: number; p99: number; max: number } {
+  const file = path.join(dir, 'fdatasync-probe');
+  const fd = fs.openSync(file, 'a');
+  const lat: number[] = [];
+  try {
+    const line = `${'x'.repeat(200)}\n`;
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      fs.writeSync(fd, line);
+      fs.fdatasyncSync(fd);
+      lat.push(performance.now() - t0);
+    }
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+  lat.sort((a, b) => a - b);
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99), max: lat[lat.length - 1] };
+}
+
+const k = (n: number) => (n >= 10000 ? `${Math.round(n / 1000)}k` : String(Math.round(n)));
+const ms = (n: number) => n.toFixed(n < 1 ? 3 : 1);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const range = (xs: number[]) => `${k(Math.min(...xs))}-${k(Math.max(...xs))}`;
 
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'guardrail-bench-'));
   try {
-    const rows = [];
-    for (const [name, payload] of SCENARIOS) rows.push(runOff(name, payload));
+    console.log(
+      `guardrail: ${COUNT} single actions or ${Math.ceil(COUNT / 20)} plans per row, ${ROUNDS} rounds without the log, node ${process.version}, ` +
+        `${os.cpus().length} x ${os.cpus()[0]?.model ?? ''}, load average ${os
+          .loadavg()
+          .map((l) => l.toFixed(1))
+          .join(' ')}` +
+        (BASELINE ? `, baseline ${BASELINE}` : ''),
+    );
+    const rows: Array<Record<string, string>> = [];
+    for (const [name, payload] of SCENARIOS) {
+      // Rounds alternate which build goes first; a row keeps every round's rate and the last p99.
+      const runs = new Map<Impl, Run[]>(IMPLS.map((impl) => [impl, []]));
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const impl of r % 2 ? [...IMPLS].reverse() : IMPLS) runs.get(impl)!.push(runOff(impl, payload));
+      }
+      const row: Record<string, string> = { scenario: name, audit: 'off' };
+      for (const impl of IMPLS) {
+        const rs = runs.get(impl)!;
+        // A plan's row counts plans, and its signed actions beside them.
+        row[`${impl.name} decisions/s`] =
+          range(rs.map((x) => x.rate)) +
+          (name.includes('plan') ? ` (${range(rs.map((x) => x.actionsRate))} actions)` : '');
+      }
+      if (IMPLS.length === 2) {
+        const [b, t] = IMPLS.map((impl) => runs.get(impl)!);
+        row['this ÷ baseline'] = `${median(t.map((x, i) => x.rate / b[i].rate)).toFixed(2)}x`;
+      }
+      for (const impl of IMPLS) row[`${impl.name} per CPU-s`] = range(runs.get(impl)!.map((x) => x.cpuRate!));
+      for (const impl of IMPLS) row[`${impl.name} p50 ms`] = ms(runs.get(impl)!.at(-1)!.p50);
+      for (const impl of IMPLS) row[`${impl.name} p99 ms`] = ms(runs.get(impl)!.at(-1)!.p99);
+      rows.push(row);
+    }
+    const before = fdatasyncLatency(dir);
     for (const [name, payload] of SCENARIOS) {
       // Single actions at 20,000 offered per second (the approved ones at 10,000 too, to show the
       // latency below saturation); a 20-step plan at 1,000 plans (20,000 actions) per second.
       const rates = name.startsWith('20-step') ? [1000] : name.includes('signed') ? [10000, 20000] : [20000];
-      for (const rate of rates)
-        rows.push({ ...(await runAudited(name, payload, dir, rate)), offered: `${rate}/s` });
+      for (const rate of rates) {
+        const row: Record<string, string> = { scenario: name, audit: `file, ${rate}/s offered` };
+        // Which build goes first alternates from row to row, as the disk's mood changes.
+        const rs: Run[] = new Array<Run>(IMPLS.length);
+        const order = rows.length % 2 ? [...IMPLS.keys()].reverse() : [...IMPLS.keys()];
+        for (const i of order) rs[i] = await runAudited(IMPLS[i], name, payload, dir, rate);
+        IMPLS.forEach((impl, i) => (row[`${impl.name} decisions/s`] = k(rs[i].rate)));
+        if (IMPLS.length === 2) row['this ÷ baseline'] = `${(rs[1].rate / rs[0].rate).toFixed(2)}x`;
+        IMPLS.forEach((impl, i) => (row[`${impl.name} p50 ms`] = ms(rs[i].p50)));
+        IMPLS.forEach((impl, i) => (row[`${impl.name} p99 ms`] = ms(rs[i].p99)));
+        rows.push(row);
+      }
     }
-    console.log(
-      `guardrail: ${COUNT} decisions per row, node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? ''}`,
-    );
+    const after = fdatasyncLatency(dir);
     console.table(rows);
+    console.log(
+      `fdatasync of one line on this disk (${dir}), 400 each: before the audited rows p50 ${ms(before.p50)} ms, ` +
+        `p99 ${ms(before.p99)} ms, max ${ms(before.max)} ms; after: p50 ${ms(after.p50)} ms, p99 ${ms(after.p99)} ms, max ${ms(after.max)} ms`,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -1128,6 +1128,56 @@ describe('limits kept on disk (failure 4)', () => {
   });
   const valve = (id: string, position = 10) => ({ action: 'set_valve', params: { id, position } });
 
+  it('stores its limits under the same keys as journals already on disk hold', () => {
+    // The journal's keys are `b:`/`w:`/`s:` and the JSON of an array; a change of that text would
+    // forget every limit kept across the upgrade.
+    const g = new Guardrail(
+      compile({
+        actions: {
+          set_valve: {
+            params: {
+              id: { type: 'string', required: true },
+              position: { type: 'integer', min: 0, max: 100 },
+            },
+            rateLimits: [
+              { per: 'action', by: ['id'], max: 5, windowSeconds: 60 },
+              { per: 'device', capacity: 5, refillPerSecond: 1 },
+            ],
+            rateOfChange: [{ param: 'position', by: ['id'], maxPerSecond: 10 }],
+          },
+          ping: { params: {}, rateLimits: [{ per: 'action', capacity: 3, refillPerSecond: 1 }] },
+        },
+        rateLimits: [
+          { per: 'all', max: 100, windowSeconds: 60 },
+          { per: 'device', capacity: 50, refillPerSecond: 5 },
+        ],
+      }),
+      { key: KEY },
+    );
+    const live = reader({});
+    const approved = [
+      { action: 'set_valve', params: { id: 'V"1', position: 10 }, device: 'pump-é' },
+      { action: 'set_valve', params: { id: 'V2', position: 10 } },
+      { action: 'set_valve', params: { id: 'V2', position: 10 } },
+      { action: 'ping', params: {}, device: 'd1' },
+    ];
+    for (const a of approved) assert.equal(g.decide(a, live).outcome, 'approved');
+    const expected = [
+      `w:${JSON.stringify(['action', 'set_valve', 0, 'V"1'])}`,
+      `b:${JSON.stringify(['action-device', 'set_valve', 1, 'pump-é'])}`,
+      `w:${JSON.stringify(['all', 0])}`,
+      `b:${JSON.stringify(['device', 1, 'pump-é'])}`,
+      `s:${JSON.stringify(['set_valve', 'pump-é', 'position', 'V"1'])}`,
+      `w:${JSON.stringify(['action', 'set_valve', 0, 'V2'])}`,
+      `b:${JSON.stringify(['action-device', 'set_valve', 1, null])}`,
+      `b:${JSON.stringify(['device', 1, null])}`,
+      `s:${JSON.stringify(['set_valve', null, 'position', 'V2'])}`,
+      `b:${JSON.stringify(['action', 'ping', 0])}`,
+      `b:${JSON.stringify(['device', 1, 'd1'])}`,
+    ];
+    assert.deepEqual([...g.limits.state.keys()].sort(), expected.sort());
+  });
+
   it('refuses the 6th valve command within a minute after a redeploy, and allows it a minute later', async () => {
     const file = path.join(dir, 'g.state.jsonl');
     const first = new Guardrail(VALVES, { key: KEY, state: LimitState.open(file) });

@@ -7,6 +7,7 @@ import {
   type SignedAction,
   canonicalJson,
   createNonceStore,
+  hmacSha256Hex,
   signAction,
   snapshotJson,
   verifySignedAction,
@@ -73,6 +74,30 @@ describe('signAction / verifySignedAction', () => {
   function sign(overrides: Partial<Parameters<typeof signAction>[1]> = {}): SignedAction {
     return signAction(ACTION, { key: KEY, policyHash: 'p1', ttlMs: 5000, now: 1_000_000, ...overrides });
   }
+
+  it('computes the same HMAC-SHA256 bytes as createHmac, for any key length and text', () => {
+    const keys: Array<string | Buffer> = [
+      'k',
+      KEY,
+      'x'.repeat(64),
+      'y'.repeat(65),
+      'ключ-é',
+      Buffer.from([0, 1, 2, 255]),
+      Buffer.alloc(200, 7),
+    ];
+    const texts = ['', 'a', '{"action":"é😀"}', 'z'.repeat(1023), 'w'.repeat(5000), '€'.repeat(3000)];
+    for (const key of keys) {
+      // Twice in each order: the buffers kept per key must not carry one text into the next.
+      for (const text of [...texts, ...texts.slice().reverse()]) {
+        const expected = createHmac('sha256', key).update(text, 'utf8').digest('hex');
+        assert.equal(
+          hmacSha256Hex(key, text),
+          expected,
+          `key ${String(key).slice(0, 8)}, ${text.length} chars`,
+        );
+      }
+    }
+  });
 
   it('produces the documented MAC over {action, policyHash, expires, nonce}', () => {
     const signed = sign();

@@ -1,4 +1,5 @@
-import { type Hash, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { types } from 'node:util';
 import { isPlainObject } from '../util/plain';
 
@@ -97,13 +98,20 @@ function fastCanonical(v: unknown, depth: number): string {
     }
     return out + ']';
   }
-  if (!isPlainObject(v)) throw NOT_JSON;
-  const keys = Object.keys(v);
+  // This realm's plain objects (every snapshot is made of them) pass without the longer test.
+  if (
+    (Object.getPrototypeOf(v) !== Object.prototype ||
+      (v as Record<symbol, unknown>)[Symbol.toStringTag] !== undefined) &&
+    !isPlainObject(v)
+  )
+    throw NOT_JSON;
+  const obj = v as Record<string, unknown>;
+  const keys = Object.keys(obj);
   if (keys.length > 1) keys.sort();
   let out = '{';
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
-    out += (i > 0 ? ',' : '') + quote(k) + ':' + fastCanonical(v[k], depth + 1);
+    out += (i > 0 ? ',' : '') + quote(k) + ':' + fastCanonical(obj[k], depth + 1);
   }
   return out + '}';
 }
@@ -307,42 +315,86 @@ function checkKey(key: string | Buffer): void {
 }
 
 /**
- * HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once and the hash state copied
- * for each MAC: the same bytes as createHmac, without setting the key up again every time.
+ * HMAC-SHA256 (RFC 2104) from the key's inner and outer pads, prepared once per key, and two
+ * one-shot hashes (crypto.hash) into buffers kept for the purpose: the same bytes as createHmac,
+ * without building a Hash or Hmac object for every MAC.
  */
-const padCache = new Map<string | Buffer, { inner: Hash; outer: Hash }>();
+interface Pads {
+  /** The inner pad, then room for the message. */
+  inner: Buffer;
+  /** The outer pad, then the inner digest. */
+  outer: Buffer;
+}
+const padCache = new Map<string | Buffer, Pads>();
+type OneShot = ((algorithm: string, data: Buffer, encoding: 'buffer') => Buffer) &
+  ((algorithm: string, data: Buffer, encoding: 'hex') => string);
+/** crypto.hash (Node 20.12 and later); createHash where it is missing. */
+const oneShot = (crypto as unknown as { hash?: OneShot }).hash;
 
-export function hmacSha256Hex(key: string | Buffer, text: string): string {
+function padsFor(key: string | Buffer): Pads {
   let pads = padCache.get(key);
-  if (!pads) {
-    let k = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
-    if (k.length > 64) k = createHash('sha256').update(k).digest();
-    const ipad = Buffer.alloc(64, 0x36);
-    const opad = Buffer.alloc(64, 0x5c);
-    for (let i = 0; i < k.length; i++) {
-      ipad[i] ^= k[i];
-      opad[i] ^= k[i];
-    }
-    pads = { inner: createHash('sha256').update(ipad), outer: createHash('sha256').update(opad) };
-    // A handful of keys per process; a Buffer key is kept by identity, so bound the cache.
-    if (padCache.size >= 32) padCache.clear();
-    padCache.set(key, pads);
+  if (pads) return pads;
+  let k = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+  if (k.length > 64) k = createHash('sha256').update(k).digest();
+  pads = { inner: Buffer.alloc(64 + 1024, 0x36), outer: Buffer.alloc(64 + 32, 0x5c) };
+  for (let i = 0; i < k.length; i++) {
+    pads.inner[i] ^= k[i];
+    pads.outer[i] ^= k[i];
   }
-  const inner = pads.inner.copy().update(text, 'utf8').digest();
-  return pads.outer.copy().update(inner).digest('hex');
+  // A handful of keys per process; a Buffer key is kept by identity, so bound the cache.
+  if (padCache.size >= 32) padCache.clear();
+  padCache.set(key, pads);
+  return pads;
 }
 
+export function hmacSha256Hex(key: string | Buffer, text: string): string {
+  const pads = padsFor(key);
+  // Room for the text in UTF-8 (at most 3 bytes per UTF-16 code unit) after the pad.
+  if (64 + text.length * 3 > pads.inner.length) {
+    const inner = Buffer.alloc(64 + text.length * 3 + 1024);
+    pads.inner.copy(inner, 0, 0, 64);
+    pads.inner = inner;
+  }
+  const n = pads.inner.write(text, 64, 'utf8');
+  if (!oneShot) {
+    const inner = createHash('sha256')
+      .update(pads.inner.subarray(0, 64 + n))
+      .digest();
+    inner.copy(pads.outer, 64);
+    return createHash('sha256').update(pads.outer).digest('hex');
+  }
+  oneShot('sha256', pads.inner.subarray(0, 64 + n), 'buffer').copy(pads.outer, 64);
+  return oneShot('sha256', pads.outer, 'hex');
+}
+
+/** `actionText` is canonicalJson(action). */
 function computeMac(
   key: string | Buffer,
-  action: unknown,
+  actionText: string,
   policyHash: string,
   expires: number,
   nonce: string,
 ) {
   // canonicalJson({ action, policyHash, expires, nonce }), written with its keys already in order.
   if (!Number.isFinite(expires)) throw new TypeError('canonicalJson: non-finite number at $.expires');
-  const text = `{"action":${canonicalJson(action)},"expires":${JSON.stringify(expires)},"nonce":${JSON.stringify(nonce)},"policyHash":${JSON.stringify(policyHash)}}`;
+  const text = `{"action":${actionText},"expires":${JSON.stringify(expires)},"nonce":${quote(nonce)},"policyHash":${quote(policyHash)}}`;
   return hmacSha256Hex(key, text);
+}
+
+/**
+ * The canonical JSON of each action signed by signSnapshot, as it was signed: the audit log records
+ * these actions and takes the text from here rather than writing it a second time. A snapshot is
+ * not changed after it is signed (the signature covers this text); the entry goes with the object.
+ */
+const signedText = new WeakMap<object, string>();
+
+/** canonicalJson(value), taken from the signing when `value` is an action signSnapshot signed. */
+export function canonicalSignedJson(value: unknown): string {
+  if (typeof value === 'object' && value !== null) {
+    const text = signedText.get(value);
+    if (text !== undefined) return text;
+  }
+  return canonicalJson(value);
 }
 
 /** Nonces come from one CSPRNG read per 256 of them: the same randomness, fewer calls. */
@@ -394,6 +446,8 @@ export function signSnapshot(action: Action, opts: SignOptions): SignedAction {
   const now = opts.now ?? Date.now();
   const expires = Math.floor(now + opts.ttlMs);
   const nonce = newNonce();
+  const actionText = canonicalJson(action);
+  signedText.set(action, actionText);
   return {
     action,
     signature: {
@@ -401,7 +455,7 @@ export function signSnapshot(action: Action, opts: SignOptions): SignedAction {
       policyHash: opts.policyHash,
       expires,
       nonce,
-      mac: computeMac(opts.key, action, opts.policyHash, expires, nonce),
+      mac: computeMac(opts.key, actionText, opts.policyHash, expires, nonce),
     },
   };
 }
@@ -441,7 +495,7 @@ export function verifySignedAction(signed: unknown, opts: VerifyOptions): Verify
   if (shapeError) return fail('malformed', shapeError);
   let expected: string;
   try {
-    expected = computeMac(opts.key, signed.action, sig.policyHash, sig.expires, sig.nonce);
+    expected = computeMac(opts.key, canonicalJson(signed.action), sig.policyHash, sig.expires, sig.nonce);
   } catch (err) {
     return fail('malformed', `action is not plain JSON data: ${(err as Error).message}`);
   }

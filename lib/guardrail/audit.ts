@@ -1,7 +1,8 @@
+import * as crypto from 'node:crypto';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { canonicalJson, hmacSha256Hex } from '../device/signing';
+import { canonicalJson, canonicalSignedJson, hmacSha256Hex } from '../device/signing';
 import type { Decision } from './evaluate';
 
 /** `prev` of the first line. */
@@ -51,8 +52,12 @@ export interface AuditVerifyResult {
   problems: AuditProblem[];
 }
 
+/** crypto.hash (Node 20.12 and later): one call, no Hash object; createHash where it is missing. */
+const oneShot = (crypto as unknown as { hash?: (algorithm: string, data: string, encoding: 'hex') => string })
+  .hash;
+
 export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return oneShot ? oneShot('sha256', text, 'hex') : createHash('sha256').update(text).digest('hex');
 }
 
 /** Domain-separated key for audit MACs, so an audit MAC can never pass as an action signature. */
@@ -317,13 +322,19 @@ export class AuditLog {
     this.waiters = [];
     const fd = this.fd;
     const companions = Promise.all(this.companions.map((c) => c.sync()));
+    // The lines are written, then synced while the head is replaced: the head is not synced (a
+    // process that dies leaves both in the page cache, whichever finished), so waiting for the
+    // sync before writing it would only add its time to every batch's latency.
     const written = new Promise<void>((resolve, reject) => {
       if (!text) return resolve();
       fs.write(fd, text, (err) => {
         if (err) return reject(err);
-        fs.fdatasync(fd, (err2) => (err2 ? reject(err2) : resolve()));
+        const synced = new Promise<void>((ok, fail) =>
+          fs.fdatasync(fd, (err2) => (err2 ? fail(err2) : ok())),
+        );
+        Promise.all([synced, this.writeHeadAsync(seq, hash)]).then(() => resolve(), reject);
       });
-    }).then(() => (text ? this.writeHeadAsync(seq, hash) : undefined));
+    });
     Promise.all([written, companions])
       .then(
         () => {
@@ -693,7 +704,10 @@ export function decisionRecord(
   extra: { node?: string; msgid?: string; approvalId?: string; approver?: string; comment?: string } = {},
 ): Record<string, unknown> {
   const bounded = bound(d.actions);
-  let actions: unknown = new RawJson(canonicalJson(bounded));
+  // Signed actions were written as canonical JSON when they were signed: that text, as it is.
+  let actions: unknown = new RawJson(
+    bounded === d.actions ? `[${d.actions.map(canonicalSignedJson).join(',')}]` : canonicalJson(bounded),
+  );
   if ((actions as RawJson).text.length > AUDIT_MAX_ACTIONS_JSON) {
     actions = {
       count: d.actions.length,

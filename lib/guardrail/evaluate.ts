@@ -5,7 +5,7 @@ import {
   signSnapshot,
   snapshotJson,
 } from '../device/signing';
-import { type BucketLimit, Limits, type WindowLimit, setpointKey } from './limits';
+import { type BucketLimit, Limits, type WindowLimit } from './limits';
 import { LimitState } from './state';
 import { FORBIDDEN_KEYS, readPath, resolvePath, templateText } from './paths';
 import {
@@ -14,11 +14,12 @@ import {
   type CompiledInterlock,
   type CompiledParam,
   type CompiledPolicy,
+  type CompiledRateOfChange,
   type RateLimitRule,
   type Scalar,
   type Source,
-  interlockApplies,
 } from './policy';
+import { compare, interlockApplies } from './predicates';
 import { isPlainObject } from '../util/plain';
 
 export type ReasonCode =
@@ -162,31 +163,32 @@ function stepLabel(kind: 'action' | 'plan', i: number, a: { id?: unknown; action
 }
 
 function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?: Action; reason?: Reason } {
-  const label = kind === 'plan' ? `Step ${i + 1}` : 'The action';
+  const label = (): string => (kind === 'plan' ? `Step ${i + 1}` : 'The action');
   const bad = (message: string): { reason: Reason } => ({
     reason: { code: 'malformed_action', message, ...(kind === 'plan' ? { step: i } : {}) },
   });
-  if (!isPlainObject(v)) return bad(`${label} is not an object {action, params}.`);
+  if (!isPlainObject(v)) return bad(`${label()} is not an object {action, params}.`);
   for (const k of Object.keys(v)) {
     if (!ACTION_KEYS.has(k) && !(kind === 'plan' && k === 'status'))
-      return bad(`${label} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
+      return bad(`${label()} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
   }
   if (kind === 'plan' && v.status !== undefined && v.status !== 'pending') {
-    return bad(`${label}: status must be "pending" (steps done, failed or skipped are left out first).`);
+    return bad(`${label()}: status must be "pending" (steps done, failed or skipped are left out first).`);
   }
-  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label} has no action name.`);
-  if (!isPlainObject(v.params)) return bad(`${label} (${clip(v.action)}) has no params object.`);
+  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label()} has no action name.`);
+  if (!isPlainObject(v.params)) return bad(`${label()} (${clip(v.action)}) has no params object.`);
   if (v.device !== undefined && (typeof v.device !== 'string' || v.device.length === 0)) {
-    return bad(`${label} (${clip(v.action)}): device must be a non-empty string.`);
+    return bad(`${label()} (${clip(v.action)}): device must be a non-empty string.`);
   }
   if (v.id !== undefined && (typeof v.id !== 'string' || v.id.length === 0)) {
-    return bad(`${label} (${clip(v.action)}): id must be a non-empty string.`);
+    return bad(`${label()} (${clip(v.action)}): id must be a non-empty string.`);
   }
   if (v.reason !== undefined && typeof v.reason !== 'string')
-    return bad(`${label} (${clip(v.action)}): reason must be text.`);
+    return bad(`${label()} (${clip(v.action)}): reason must be text.`);
   // Only the action's own fields are judged and signed: a plan step's status is bookkeeping.
-  const action: Record<string, unknown> = { ...v };
-  delete action.status;
+  // Copied field by field in their order (not spread, then deleted: that would slow every later read).
+  const action: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) if (k !== 'status') action[k] = v[k];
   return { action: action as unknown as Action };
 }
 
@@ -197,27 +199,6 @@ function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?:
 const SETTLED = new Set(['done', 'failed', 'skipped']);
 function isSettled(step: unknown): boolean {
   return isPlainObject(step) && typeof step.status === 'string' && SETTLED.has(step.status);
-}
-
-function compare(actual: Scalar, op: CompiledCondition['op'], expected: Scalar | Scalar[]): boolean {
-  switch (op) {
-    case '<':
-      return (actual as number) < (expected as number);
-    case '<=':
-      return (actual as number) <= (expected as number);
-    case '>':
-      return (actual as number) > (expected as number);
-    case '>=':
-      return (actual as number) >= (expected as number);
-    case '==':
-      return actual === expected;
-    case '!=':
-      return actual !== expected;
-    case 'in':
-      return (expected as Scalar[]).includes(actual);
-    case 'notIn':
-      return !(expected as Scalar[]).includes(actual);
-  }
 }
 
 const OP_WORDS: Record<CompiledCondition['op'], string> = {
@@ -261,6 +242,70 @@ function keyPart(v: unknown): string | number | boolean | null {
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : null;
 }
 
+/** One value of a state key, as JSON.stringify writes it inside an array. */
+function jsonPart(v: string | number | boolean | null): string {
+  return JSON.stringify(v);
+}
+
+/** `,v1,v2` for the `by` parameters of a key: the tail of JSON.stringify([..., ...by]). */
+function byParts(by: readonly string[], f: StepFacts): string {
+  let out = '';
+  for (const p of by) out += `,${jsonPart(keyPart(f.action.params[p]))}`;
+  return out;
+}
+
+/**
+ * Writes the state keys of one rule: a prefix (`b:` bucket, `w:` window, `s:` set-point) and the
+ * JSON of an array, the same text the limits have always been stored under. `head` is the fixed
+ * start of that text, then the device (when `device`), `mid`, the `by` values and `]`. Keys without
+ * `by` values are kept per device, so the same key is not written, and hashed, for every decision.
+ */
+class KeyMaker {
+  private readonly byDevice = new Map<string | undefined, string>();
+  constructor(
+    private readonly head: string,
+    private readonly device: boolean,
+    private readonly mid: string,
+    readonly by: readonly string[],
+  ) {}
+
+  key(f: StepFacts): string {
+    const device = this.device ? f.action.device : undefined;
+    if (this.by.length > 0)
+      return `${this.head}${this.device ? jsonPart(device ?? null) : ''}${this.mid}${byParts(this.by, f)}]`;
+    let key = this.byDevice.get(device);
+    if (key === undefined) {
+      key = `${this.head}${this.device ? jsonPart(device ?? null) : ''}${this.mid}]`;
+      if (this.byDevice.size >= 1024) this.byDevice.clear();
+      this.byDevice.set(device, key);
+    }
+    return key;
+  }
+}
+
+/** A rate limit and how its state key is written. */
+interface LimitKey {
+  limit: RateLimitRule;
+  bucket: boolean;
+  keys: KeyMaker;
+  /** The device is part of the key. */
+  device: boolean;
+  by: readonly string[];
+  /** The action's name for the action's own limits; absent for the policy-wide ones. */
+  action?: string;
+}
+
+/** What a rate limit counts, for a person: "set_valve on device v-1 for id 3". */
+function limitWhat(lk: LimitKey, f: StepFacts): string {
+  const device = f.action.device;
+  const dev = device === undefined ? '(no device)' : `device ${device}`;
+  if (lk.action === undefined) return lk.device ? dev : 'all actions';
+  const byText = lk.by.length
+    ? ` for ${lk.by.map((p) => `${p} ${show(keyPart(f.action.params[p]))}`).join(', ')}`
+    : '';
+  return lk.device ? `${lk.action} on ${dev}${byText}` : `${lk.action}${byText}`;
+}
+
 /**
  * The guardrail: checks one action or a plan against a compiled policy and, when everything passes,
  * consumes rate-limit tokens, records set-points and signs each action. Never throws from decide():
@@ -273,12 +318,49 @@ export class Guardrail {
   private readonly sinceStart = new Set<string>();
   private readonly now: () => number;
 
+  /** Each action's rate limits, then the policy-wide ones, with their key heads written once. */
+  private readonly limitKeyCache = new Map<CompiledAction, LimitKey[]>();
+  private readonly setpointKeyCache = new Map<CompiledRateOfChange, KeyMaker>();
+
   constructor(
     readonly policy: CompiledPolicy,
     private readonly opts: GuardrailOptions,
   ) {
     this.now = opts.now ?? Date.now;
     this.limits = new Limits(opts.state ?? LimitState.memory(), opts.maxTrackedKeys);
+  }
+
+  private limitKeys(rule: CompiledAction): LimitKey[] {
+    const cached = this.limitKeyCache.get(rule);
+    if (cached) return cached;
+    const made: LimitKey[] = [];
+    const name = JSON.stringify(rule.name);
+    // `b:` or `w:`, then JSON.stringify([kind, (name,) index, (device,) ...by]).
+    const add = (limit: RateLimitRule, head: string, device: boolean, by: string[], action?: string) => {
+      const bucket = limit.capacity !== undefined;
+      const keyHead = `${bucket ? 'b:' : 'w:'}${head}${device ? ',' : ''}`;
+      made.push({ limit, bucket, keys: new KeyMaker(keyHead, device, '', by), device, by, action });
+    };
+    for (const [j, l] of rule.rateLimits.entries()) {
+      if (l.per === 'action') add(l, `["action",${name},${j}`, false, l.by ?? [], rule.name);
+      else add(l, `["action-device",${name},${j}`, true, l.by ?? [], rule.name);
+    }
+    for (const [j, l] of this.policy.rateLimits.entries()) {
+      if (l.per === 'all') add(l, `["all",${j}`, false, []);
+      else add(l, `["device",${j}`, true, []);
+    }
+    this.limitKeyCache.set(rule, made);
+    return made;
+  }
+
+  /** Set-point keys of a rate-of-change rule: `s:` JSON.stringify([action, device ?? null, param, ...by]). */
+  private setpointKeys(rule: CompiledAction, roc: CompiledRateOfChange): KeyMaker {
+    let keys = this.setpointKeyCache.get(roc);
+    if (!keys) {
+      keys = new KeyMaker(`s:[${JSON.stringify(rule.name)},`, true, `,${JSON.stringify(roc.param)}`, roc.by);
+      this.setpointKeyCache.set(roc, keys);
+    }
+    return keys;
   }
 
   decide(payload: unknown, live: LiveReader, options: DecideOptions = {}): Decision {
@@ -294,24 +376,24 @@ export class Guardrail {
       kind = parsed.kind;
       if (parsed.reasons.length > 0) return this.result('rejected', kind, parsed.actions, parsed.reasons);
       actions = parsed.actions;
+      const judged = kind as 'action' | 'plan';
       const now = this.now();
       const reasons: Reason[] = [];
       const approvals: Reason[] = [];
       const facts: StepFacts[] = [];
-      actions.forEach((a, i) => {
-        const f = this.checkStep(a, i, kind as 'action' | 'plan', live, reasons, approvals);
+      for (let i = 0; i < actions.length; i++) {
+        const f = this.checkStep(actions[i], i, judged, live, reasons, approvals);
         if (f) facts.push(f);
-      });
-      let effects: PlanEffects = { positions: new Map() };
-      if (reasons.length === 0)
-        effects = this.checkPlan(facts, kind as 'action' | 'plan', now, live, reasons);
+      }
+      const effects: PlanEffects =
+        reasons.length === 0 ? this.checkPlan(facts, judged, now, live, reasons) : { positions: new Map() };
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       // Limits first: a request over a rate limit is rejected, not put before a person who might
       // approve it. They are checked again, and only then applied, when the approval comes.
-      const commit = this.checkLimits(facts, kind as 'action' | 'plan', now, live, reasons, effects);
+      const commit = this.checkLimits(facts, judged, now, live, reasons, effects);
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       if (approvals.length > 0 && !options.approvalGranted) {
-        return { ...this.result('needs_approval', kind, actions, approvals), request };
+        return this.result('needs_approval', kind, actions, approvals, [], request);
       }
       const signed = actions.map((a) =>
         signSnapshot(a, {
@@ -331,7 +413,7 @@ export class Guardrail {
           this.policy.mission!.forgetAfterMs,
         );
       }
-      return { ...this.result('approved', kind, actions, []), signed, request };
+      return this.result('approved', kind, actions, [], signed, request);
     } catch (err) {
       return this.result('rejected', kind, actions, [
         {
@@ -343,7 +425,14 @@ export class Guardrail {
   }
 
   /** A decision that did not come from evaluating a request (approval denied, expired...). */
-  result(outcome: Outcome, kind: Decision['kind'], actions: Action[], reasons: Reason[]): Decision {
+  result(
+    outcome: Outcome,
+    kind: Decision['kind'],
+    actions: Action[],
+    reasons: Reason[],
+    signed: SignedAction[] = [],
+    request?: unknown,
+  ): Decision {
     let summary: string;
     if (outcome === 'approved') {
       summary =
@@ -352,7 +441,17 @@ export class Guardrail {
       summary = reasons[0]?.message ?? (outcome === 'rejected' ? 'Rejected.' : 'Needs approval.');
       if (reasons.length > 1) summary += ` (and ${reasons.length - 1} more)`;
     }
-    return { outcome, kind, actions, reasons, summary, policyHash: this.policy.hash, signed: [] };
+    const decision: Decision = {
+      outcome,
+      kind,
+      actions,
+      reasons,
+      summary,
+      policyHash: this.policy.hash,
+      signed,
+    };
+    if (request !== undefined) decision.request = request;
+    return decision;
   }
 
   private parseRequest(payload: unknown): { kind: Decision['kind']; actions: Action[]; reasons: Reason[] } {
@@ -424,14 +523,16 @@ export class Guardrail {
     reasons: Reason[],
     approvals: Reason[],
   ): StepFacts | undefined {
-    const label = stepLabel(kind, i, a);
-    const base: Pick<Reason, 'step' | 'stepId' | 'action'> = {
+    // The label and the reason's fields are written only when a step fails or needs approval.
+    let labelText: string | undefined;
+    const label = (): string => (labelText ??= stepLabel(kind, i, a));
+    const base = (): Pick<Reason, 'step' | 'stepId' | 'action'> => ({
       ...(kind === 'plan' ? { step: i } : {}),
       ...(a.id !== undefined ? { stepId: a.id } : {}),
       action: a.action,
-    };
+    });
     const add = (code: ReasonCode, message: string, rule?: string) =>
-      reasons.push({ code, message, ...base, ...(rule !== undefined ? { rule } : {}) });
+      reasons.push({ code, message, ...base(), ...(rule !== undefined ? { rule } : {}) });
     const rule = this.policy.actions.get(a.action);
     if (!rule) {
       const allowed = [...this.policy.actions.keys()].join(', ');
@@ -446,8 +547,8 @@ export class Guardrail {
       add(
         'device_not_allowed',
         a.device === undefined
-          ? `${label}: a device is required (one of ${allowed}).`
-          : `${label}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
+          ? `${label()}: a device is required (one of ${allowed}).`
+          : `${label()}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
       );
     }
     const before = reasons.length;
@@ -456,7 +557,7 @@ export class Guardrail {
         const known = [...rule.params.keys()];
         add(
           'unknown_param',
-          `${label}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
+          `${label()}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
           name,
         );
       }
@@ -473,8 +574,8 @@ export class Guardrail {
       const why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
       approvals.push({
         code: 'approval_required',
-        message: `${label} needs a person's approval${why}.`,
-        ...base,
+        message: `${label()} needs a person's approval${why}.`,
+        ...base(),
       });
     } else {
       // A condition on a parameter that is not given counts as holding: a person decides.
@@ -487,8 +588,8 @@ export class Guardrail {
         const limit = Array.isArray(held.value) ? held.value.map(show).join(', ') : show(held.value);
         approvals.push({
           code: 'approval_required',
-          message: `${label} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
-          ...base,
+          message: `${label()} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
+          ...base(),
           rule: held.param,
         });
       }
@@ -500,13 +601,13 @@ export class Guardrail {
     p: CompiledParam,
     raw: unknown,
     present: boolean,
-    label: string,
+    label: () => string,
     numbers: Map<string, number>,
     add: (code: ReasonCode, message: string, rule?: string) => void,
   ): void {
-    const name = `${label}: ${p.name}`;
+    const name = (): string => `${label()}: ${p.name}`;
     if (!present) {
-      if (p.required) add('missing_param', `${name} is required.`, p.name);
+      if (p.required) add('missing_param', `${name()} is required.`, p.name);
       return;
     }
     const numeric = p.type === 'number' || p.type === 'integer';
@@ -519,11 +620,11 @@ export class Guardrail {
       Object.hasOwn(raw, 'unit')
     ) {
       if (Object.keys(raw).length !== 2)
-        return add('param_type', `${name} must be {value, unit} and nothing else.`, p.name);
+        return add('param_type', `${name()} must be {value, unit} and nothing else.`, p.name);
       if (raw.unit !== p.unit) {
         return add(
           'unit_mismatch',
-          `${name} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
+          `${name()} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
           p.name,
         );
       }
@@ -533,35 +634,36 @@ export class Guardrail {
     if (numeric) {
       if (typeof v !== 'number') {
         const hint = typeof v === 'string' ? ' (a number given as text is not accepted)' : '';
-        return add('param_type', `${name} must be a number, not ${show(v)}${hint}.`, p.name);
+        return add('param_type', `${name()} must be a number, not ${show(v)}${hint}.`, p.name);
       }
-      if (!Number.isFinite(v)) return add('param_type', `${name} must be a finite number, not ${v}.`, p.name);
+      if (!Number.isFinite(v))
+        return add('param_type', `${name()} must be a finite number, not ${v}.`, p.name);
       if (p.type === 'integer' && !Number.isInteger(v))
-        return add('param_type', `${name} must be a whole number, not ${v}.`, p.name);
+        return add('param_type', `${name()} must be a whole number, not ${v}.`, p.name);
       if (p.min !== undefined && v < p.min)
-        return add('param_range', `${name} ${v}${unit} is below the minimum of ${p.min}${unit}.`, p.name);
+        return add('param_range', `${name()} ${v}${unit} is below the minimum of ${p.min}${unit}.`, p.name);
       if (p.max !== undefined && v > p.max)
-        return add('param_range', `${name} ${v}${unit} is above the maximum of ${p.max}${unit}.`, p.name);
+        return add('param_range', `${name()} ${v}${unit} is above the maximum of ${p.max}${unit}.`, p.name);
       numbers.set(p.name, v);
     } else if (typeof v !== p.type) {
-      return add('param_type', `${name} must be a ${p.type}, not ${show(v)}.`, p.name);
+      return add('param_type', `${name()} must be a ${p.type}, not ${show(v)}.`, p.name);
     }
     if (p.enum && !p.enum.includes(v as Scalar)) {
-      return add('param_enum', `${name} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`, p.name);
+      return add('param_enum', `${name()} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`, p.name);
     }
     if (typeof v === 'string') {
       if (p.maxLength !== undefined && v.length > p.maxLength) {
-        return add('param_length', `${name} is longer than ${p.maxLength} characters.`, p.name);
+        return add('param_length', `${name()} is longer than ${p.maxLength} characters.`, p.name);
       }
       if (p.regex && !p.regex.test(v))
-        return add('param_pattern', `${name} ${show(v)} does not match ${p.pattern}.`, p.name);
+        return add('param_pattern', `${name()} ${show(v)} does not match ${p.pattern}.`, p.name);
     }
   }
 
   private checkInterlock(
     il: CompiledInterlock,
     a: Action,
-    label: string,
+    label: () => string,
     live: LiveReader,
     add: (code: ReasonCode, message: string, rule?: string) => void,
   ): void {
@@ -570,7 +672,7 @@ export class Guardrail {
       if (!path.ok) {
         add(
           'interlock_value_missing',
-          `${label}: interlock "${il.id}" cannot find its value: ${path.error}.`,
+          `${label()}: interlock "${il.id}" cannot find its value: ${path.error}.`,
           il.id,
         );
         return;
@@ -580,7 +682,7 @@ export class Guardrail {
       if (value === undefined || value === null) {
         add(
           'interlock_value_missing',
-          `${label}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
+          `${label()}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
           il.id,
         );
         return;
@@ -594,7 +696,7 @@ export class Guardrail {
       if (!valid) {
         add(
           'interlock_value_invalid',
-          `${label}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
+          `${label()}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
           il.id,
         );
         return;
@@ -607,7 +709,7 @@ export class Guardrail {
         if (!Number.isFinite(at)) {
           add(
             raw === undefined ? 'interlock_value_missing' : 'interlock_value_invalid',
-            `${label}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
+            `${label()}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
             il.id,
           );
           return;
@@ -617,7 +719,7 @@ export class Guardrail {
         if (at > now + FUTURE_SKEW_MS) {
           add(
             'interlock_value_invalid',
-            `${label}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
+            `${label()}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
             il.id,
           );
           return;
@@ -625,7 +727,7 @@ export class Guardrail {
         if (now - at > c.maxAgeMs) {
           add(
             'interlock_stale',
-            `${label}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
+            `${label()}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
             il.id,
           );
           return;
@@ -635,7 +737,7 @@ export class Guardrail {
         const limit = Array.isArray(c.value) ? c.value.map(show).join(', ') : show(c.value);
         const message = il.message
           ? fillMessage(il.message, a, { value, limit, path: where })
-          : `${label}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
+          : `${label()}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
         add('interlock', message, il.id);
         return;
       }
@@ -661,6 +763,10 @@ export class Guardrail {
         ...(rule !== undefined ? { rule } : {}),
       });
     const map = this.policy.siteMap;
+    // Most actions neither move nor cost anything: nothing to count.
+    let counts = false;
+    for (const f of facts) if (f.rule.costs.length > 0 || (f.rule.moves && map)) counts = true;
+    if (!counts) return { positions };
     for (const [i, f] of facts.entries()) {
       if (!f.rule.moves || !map) continue;
       const device = f.action.device ?? '';
@@ -785,40 +891,26 @@ export class Guardrail {
     reasons: Reason[],
     effects: PlanEffects = { positions: new Map() },
   ) {
-    type Demand = { limit: RateLimitRule; n: number; what: string; step: number };
+    type Demand = { key: LimitKey; n: number; fact: StepFacts; step: number };
     const demand = new Map<string, Demand>();
-    const want = (key: string, limit: RateLimitRule, what: string, step: number) => {
-      const d = demand.get(key);
-      if (d) d.n++;
-      else demand.set(key, { limit, n: 1, what, step });
-    };
-    for (const [i, f] of facts.entries()) {
-      const device = f.action.device;
-      const dev = device === undefined ? '(no device)' : `device ${device}`;
-      for (const [j, l] of f.rule.rateLimits.entries()) {
-        const by = (l.by ?? []).map((p) => keyPart(f.action.params[p]));
-        const byText = l.by?.length ? ` for ${l.by.map((p, k) => `${p} ${show(by[k])}`).join(', ')}` : '';
-        if (l.per === 'action')
-          want(JSON.stringify(['action', f.rule.name, j, ...by]), l, `${f.rule.name}${byText}`, i);
-        else
-          want(
-            JSON.stringify(['action-device', f.rule.name, j, device ?? null, ...by]),
-            l,
-            `${f.rule.name} on ${dev}${byText}`,
-            i,
-          );
-      }
-      for (const [j, l] of this.policy.rateLimits.entries()) {
-        if (l.per === 'all') want(JSON.stringify(['all', j]), l, 'all actions', i);
-        else want(JSON.stringify(['device', j, device ?? null]), l, dev, i);
+    for (let i = 0; i < facts.length; i++) {
+      const f = facts[i];
+      const keys = this.limitKeys(f.rule);
+      for (let j = 0; j < keys.length; j++) {
+        const lk = keys[j];
+        const key = lk.keys.key(f);
+        const d = demand.get(key);
+        if (d) d.n++;
+        else demand.set(key, { key: lk, n: 1, fact: f, step: i });
       }
     }
-    const isBucket = (l: RateLimitRule): l is RateLimitRule & BucketLimit => l.capacity !== undefined;
     const subject = kind === 'plan' ? 'The plan' : 'The action';
-    for (const [key, d] of demand) {
-      const plan = kind === 'plan' ? { step: d.step } : {};
-      if (isBucket(d.limit)) {
-        if (this.limits.available(key, d.limit, now) + 1e-9 < d.n) {
+    for (const [key, { key: lk, n, fact, step }] of demand) {
+      const plan = kind === 'plan' ? { step } : {};
+      if (lk.bucket) {
+        const limit = lk.limit as RateLimitRule & BucketLimit;
+        if (this.limits.available(key, limit, now) + 1e-9 < n) {
+          const d = { limit, n, what: limitWhat(lk, fact) };
           const wait = this.limits.waitSeconds(key, d.limit, d.n, now);
           const per = `${d.limit.capacity} at once, ${d.limit.refillPerSecond} per second`;
           reasons.push({
@@ -832,8 +924,9 @@ export class Guardrail {
           });
         }
       } else {
-        const w = d.limit as RateLimitRule & WindowLimit;
-        if (this.limits.counted(key, w, now) + d.n > w.max) {
+        const w = lk.limit as RateLimitRule & WindowLimit;
+        if (this.limits.counted(key, w, now) + n > w.max) {
+          const d = { n, what: limitWhat(lk, fact) };
           const per = `at most ${w.max} in any ${w.windowSeconds} s`;
           const wait = this.limits.windowWaitSeconds(key, w, d.n, now);
           reasons.push({
@@ -854,9 +947,8 @@ export class Guardrail {
       for (const roc of f.rule.rateOfChange) {
         const v = f.numbers.get(roc.param);
         if (v === undefined) continue;
-        const by = roc.by.map((p) => keyPart(f.action.params[p]));
-        const key = setpointKey(f.rule.name, f.action.device, roc.param, by);
-        const label = stepLabel(kind, i, f.action);
+        const key = this.setpointKeys(f.rule, roc).key(f);
+        const label = (): string => stepLabel(kind, i, f.action);
         const unit = f.rule.params.get(roc.param)?.unit;
         const u = unit ? ` ${unit}` : '';
         const add = (code: ReasonCode, message: string) =>
@@ -879,7 +971,7 @@ export class Guardrail {
                   : `at most ${max}${u}`;
             add(
               'rate_of_change',
-              `${label}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
+              `${label()}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
             );
             continue;
           }
@@ -891,7 +983,7 @@ export class Guardrail {
           if (typeof current !== 'number' || !Number.isFinite(current)) {
             add(
               'interlock_value_missing',
-              `${label}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
+              `${label()}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
             );
             continue;
           }
@@ -905,7 +997,7 @@ export class Guardrail {
           if (change > allowed + 1e-9) {
             add(
               'rate_of_change',
-              `${label}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
+              `${label()}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
             );
           }
         }
@@ -915,8 +1007,8 @@ export class Guardrail {
     const most = demand.size + tentative.size + effects.positions.size + (effects.mission ? 1 : 0);
     // The keys are listed only when they might not fit (rarely): this runs for every decision.
     const keys = () => [
-      ...[...demand].map(([k, d]) => (isBucket(d.limit) ? `b:${k}` : `w:${k}`)),
-      ...[...tentative.keys()].map((k) => `s:${k}`),
+      ...demand.keys(),
+      ...tentative.keys(),
       ...[...effects.positions.keys()].map((k) => `p:${k}`),
       ...(effects.mission ? [`m:${effects.mission.id}`] : []),
     ];
@@ -928,8 +1020,8 @@ export class Guardrail {
     }
     return () => {
       for (const [key, d] of demand) {
-        if (isBucket(d.limit)) this.limits.take(key, d.limit, d.n, now);
-        else this.limits.record(key, d.limit as RateLimitRule & WindowLimit, d.n, now);
+        if (d.key.bucket) this.limits.take(key, d.key.limit as RateLimitRule & BucketLimit, d.n, now);
+        else this.limits.record(key, d.key.limit as RateLimitRule & WindowLimit, d.n, now);
       }
       for (const [key, p] of tentative) {
         this.limits.setSetpoint(key, p);

@@ -46,6 +46,8 @@ export interface Setpoint {
  * caller is told there is no room and refuses, rather than forget something still limiting.
  */
 export class Limits {
+  // Keys are the state's own, prefixed: `b:` a bucket, `w:` a window, `s:` a set-point (built once
+  // by the caller, then used as they are); positions and missions take their device and mission id.
   constructor(
     readonly state: LimitState = LimitState.memory(),
     private readonly maxKeys = 10000,
@@ -53,7 +55,7 @@ export class Limits {
 
   // ---- token buckets ----
   available(key: string, limit: BucketLimit, now: number): number {
-    const b = this.state.get<BucketValue>(`b:${key}`);
+    const b = this.state.get<BucketValue>(key);
     if (!b) return limit.capacity;
     const elapsed = Math.max(0, now - b.at) / 1000;
     return Math.min(limit.capacity, b.tokens + elapsed * limit.refillPerSecond);
@@ -66,7 +68,7 @@ export class Limits {
   }
 
   take(key: string, limit: BucketLimit, n: number, now: number): void {
-    this.state.set(`b:${key}`, {
+    this.state.set(key, {
       kind: 'bucket',
       tokens: this.available(key, limit, now) - n,
       at: now,
@@ -78,7 +80,7 @@ export class Limits {
   // ---- sliding windows ----
   /** How many approvals fall inside the window ending now. */
   counted(key: string, limit: WindowLimit, now: number): number {
-    const w = this.state.get<WindowValue>(`w:${key}`);
+    const w = this.state.get<WindowValue>(key);
     if (!w) return 0;
     const from = now - limit.windowSeconds * 1000;
     let n = 0;
@@ -88,7 +90,7 @@ export class Limits {
 
   /** Seconds until `n` more fit in the window. */
   windowWaitSeconds(key: string, limit: WindowLimit, n: number, now: number): number {
-    const w = this.state.get<WindowValue>(`w:${key}`);
+    const w = this.state.get<WindowValue>(key);
     const windowMs = limit.windowSeconds * 1000;
     const inside = (w?.times ?? []).filter((t) => t > now - windowMs);
     const over = inside.length + n - limit.max;
@@ -99,10 +101,10 @@ export class Limits {
 
   record(key: string, limit: WindowLimit, n: number, now: number): void {
     const windowMs = limit.windowSeconds * 1000;
-    const w = this.state.get<WindowValue>(`w:${key}`);
+    const w = this.state.get<WindowValue>(key);
     const times = (w?.times ?? []).filter((t) => t > now - windowMs);
     for (let i = 0; i < n; i++) times.push(now);
-    this.state.set(`w:${key}`, {
+    this.state.set(key, {
       kind: 'window',
       times: times.slice(-limit.max),
       windowMs,
@@ -111,11 +113,11 @@ export class Limits {
 
   // ---- set-points (rate of change) and positions ----
   setpoint(key: string): Setpoint | undefined {
-    return this.state.get<Setpoint>(`s:${key}`);
+    return this.state.get<Setpoint>(key);
   }
 
   setSetpoint(key: string, point: Setpoint): void {
-    this.state.set(`s:${key}`, point);
+    this.state.set(key, point);
   }
 
   position(device: string): string | undefined {
@@ -153,7 +155,7 @@ export class Limits {
       if (!v || typeof v !== 'object' || !('kind' in v)) continue;
       const idle =
         v.kind === 'bucket'
-          ? this.available(k.slice(2), v, now) >= v.capacity
+          ? this.available(k, v, now) >= v.capacity
           : v.kind === 'window'
             ? v.times.every((t) => t <= now - v.windowMs)
             : now - v.at > v.forgetAfterMs;
@@ -165,13 +167,4 @@ export class Limits {
   get size(): number {
     return this.state.size;
   }
-}
-
-export function setpointKey(
-  action: string,
-  device: string | undefined,
-  param: string,
-  by: unknown[] = [],
-): string {
-  return JSON.stringify([action, device ?? null, param, ...by]);
 }

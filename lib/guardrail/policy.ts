@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import Ajv, { type ErrorObject } from 'ajv';
 import { canonicalJson } from '../device/signing';
 import { FORBIDDEN_KEYS, type PathTemplate, parsePathTemplate, templateRefs } from './paths';
+import { matchesClass } from './predicates';
 
 export type Source = 'msg' | 'flow' | 'global';
 export type Scalar = string | number | boolean;
@@ -827,10 +828,6 @@ function compileSiteMap(map: SiteMap, errors: string[]): CompiledSiteMap | undef
   return { unit: map.unit, distance, zones, position, home: map.home };
 }
 
-function matchesClass(action: CompiledAction, classes: Set<string> | undefined): boolean {
-  return !classes || [...classes].some((c) => action.classes.has(c));
-}
-
 /**
  * Parses a path template and checks that each `{params.x}` it uses is a parameter of every action
  * the rule applies to, so that a typo fails at deploy rather than rejecting every action later.
@@ -854,16 +851,4 @@ function checkTemplate(
     }
   }
   return parsed.template;
-}
-
-/** Whether an interlock's `when` selects this action. */
-export function interlockApplies(
-  il: CompiledInterlock,
-  action: CompiledAction,
-  device: string | undefined,
-): boolean {
-  if (il.when.action && !il.when.action.has(action.name)) return false;
-  if (il.when.class && !matchesClass(action, il.when.class)) return false;
-  if (il.when.device && (device === undefined || !il.when.device.has(device))) return false;
-  return true;
 }
