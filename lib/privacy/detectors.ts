@@ -3,7 +3,7 @@ import type { CountryCode } from 'libphonenumber-js/max';
 import type * as Ibantools from 'ibantools' with { 'resolution-mode': 'import' };
 import { calendarDay, cardIssuerKnown, luhnValid, shannonEntropy, usSsnValid } from './checksums';
 import { phones } from './phone';
-import { findPersons, KEY_PERSON, NAME_VALUE, type PersonDetector } from './person';
+import { findPersons, KEY_PERSON, KEY_PERSON_ROLE, NAME_VALUE, roleKey, type PersonDetector } from './person';
 import type { BuiltinEntityType, CustomPattern, EntityType, Finding } from './types';
 
 // ibantools ships a CommonJS build under its "require" condition, but its only typings are ESM.
@@ -758,6 +758,8 @@ const KEY_PHONE =
 /** Field names whose whole value is a secret. */
 const KEY_SECRET =
   /^(?:[\w-]*[_-])?(?:password|passwd|pwd|pass|passphrase|passcode|secret|token|api_?key|apikey|access_?key|secret_?key|private_?key|auth|authorization|credentials?|pin|client_?secret|access_?token|refresh_?token|auth_?token)$|^(?:apiKey|accessToken|refreshToken|clientSecret|privateKey|secretKey|authToken)$/i;
+/** In a name field, up to six words of letters with a capital somewhere: "Kadar rodriguez Ulloa, Yolanda". */
+const NAME_WORDS_VALUE = /^(?=[^]*\p{Lu})(?:[\p{L}\p{M}'’.-]+,?(?:\s+|$)){1,6}$/u;
 const KEY_LAT_LON = /^(?:lat|latitude|lon|lng|long|longitude)$/i;
 
 function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>, out: Finding[]): void {
@@ -772,7 +774,11 @@ function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>,
   ) {
     push(out, 'GPS', 'field', text, start, start + t.length);
   }
-  if (types.has('PERSON') && KEY_PERSON.test(keyHint) && NAME_VALUE.test(t)) {
+  if (
+    types.has('PERSON') &&
+    (KEY_PERSON.test(keyHint) || KEY_PERSON_ROLE.test(roleKey(keyHint))) &&
+    (NAME_VALUE.test(t) || NAME_WORDS_VALUE.test(t))
+  ) {
     push(out, 'PERSON', 'field', text, start, start + t.length);
   }
   if (types.has('SECRET') && KEY_SECRET.test(keyHint) && t.length >= 4 && !NOT_A_SECRET.test(t)) {
