@@ -128,10 +128,11 @@ function ipv4(text: string, out: Finding[], keyHint?: string): void {
 
 /**
  * A run of hex digits and colons holding two colons, after neither a word character, a colon nor
- * a dot (an IPv4 tail may follow). Tried only at the start of the run around each colon.
+ * a dot, with an IPv4 tail if one follows (::ffff:192.168.1.1 whole, not ::ffff:192). Tried only
+ * at the start of the run around each colon.
  */
 const IPV6_AT =
-  /(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])/y;
+  /(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)(?:[0-9A-Fa-f:]{2,39}(?<=:)\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]{2,39})(?![\w:])/y;
 const isHexOrColon = (c: number): boolean =>
   (c >= 48 && c <= 58) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
 const isWordOrDot = (c: number): boolean => isAlnum(c) || c === 95 || c === 46;
@@ -417,7 +418,7 @@ const DATE_MONTH_FIRST = new RegExp(
 const MONTH_FIRST_SHAPE = /\d(?:st|nd|rd|th)?,?\s+(?:1[89]|20)\d\d/;
 /** Words that say a date is a birth date, in the languages above and more. */
 const DOB_CONTEXT_ALL =
-  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
+  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh|sinh ngày|födelse\w*|fødsels\w*|syntymä\w*|szül\.|janm\w*|janam)|生年月日|出生日期|出生|誕生日|생년월일|дата рождения|род\.|(?<![\p{L}\p{M}])(?:γέννηση\S*|γεννήθηκε|γενν\.)|تاريخ الميلاد|مواليد|תאריך לידה|जन्म|วันเกิด|(?:^|[\s(,;])b\.)/giu;
 
 function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
   const thisYear = new Date().getUTCFullYear();
