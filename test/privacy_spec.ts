@@ -318,9 +318,87 @@ describe('privacy: checks behind the detectors', function () {
       ],
       ['Patient: Keller, Maria, geb. 12. März 1961', ['Keller, Maria']],
       ['Ahmed Al-Farsi and Jean van der Berg signed.', ['Ahmed Al-Farsi', 'Jean van der Berg']],
+      // Initials with and without a dot, a generation, particles in capitals, "Last, First Middle",
+      // family names found apart from the given names after the comma, a family name on the next line.
+      ['Signed:\nMaxime-Henriette A Perrin\nShift lead', ['Maxime-Henriette A Perrin']],
+      ['Call-back list: Carlota Pantoja Arriaga Sr., then the vendor.', ['Carlota Pantoja Arriaga Sr.']],
+      ['Handover from VAN DER LINDEN Michael to the night shift.', ['VAN DER LINDEN Michael']],
+      ['Signed: Limón Madrigal, Andrea Daniel', ['Limón Madrigal, Andrea Daniel']],
+      ['Signed:\nJossa, Lucian Jordan\nShift lead', ['Jossa, Lucian Jordan']],
+      ['Signed: Maria\nKeller\nShift lead', ['Maria\nKeller']],
+      [
+        "Call-back list: Colin Denesik, Janie Hermiston-O'Hara (valve V-18).",
+        ['Colin Denesik', "Janie Hermiston-O'Hara"],
+      ],
+      // Two people in a list are not read as one "Last, First".
+      ['Call-back list: Anna Keller, Maria Zorbu.', ['Anna Keller', 'Maria Zorbu']],
     ] as const) {
       assert.deepEqual(names(text), expected, text);
     }
+  });
+
+  it('takes a whole field value for a name in role fields, particles and lower-case words included', function () {
+    const guard = new PrivacyGuard();
+    const one = (key: string, value: string) =>
+      guard
+        .detect(value, key)
+        .filter((f) => f.type === 'PERSON')
+        .map((f) => f.value);
+    for (const key of [
+      'created_by',
+      'updatedBy',
+      'nurse_on_duty',
+      'emergency_contact',
+      'next_of_kin',
+      'caregiver',
+    ])
+      assert.deepEqual(one(key, 'Dr. Anna Keller'), ['Dr. Anna Keller'], key);
+    assert.deepEqual(one('contact', 'van der Berg, Anna'), ['van der Berg, Anna']);
+    assert.deepEqual(one('patient', 'Fatima al-Zahra'), ['Fatima al-Zahra']);
+    assert.deepEqual(one('patient', 'Kadar rodriguez Ulloa, Yolanda'), ['Kadar rodriguez Ulloa, Yolanda']);
+    // Fields that only end like a role are none: sort_by, group_by, remember.
+    for (const key of ['sort_by', 'group_by', 'remember', 'member_id'])
+      assert.deepEqual(one(key, 'Date'), [], key);
+  });
+
+  it('knows phone and birth-date cue words in more languages and scripts', function () {
+    const guard = new PrivacyGuard();
+    const found = (text: string) => guard.detect(text).map((f) => `${f.type}:${f.value}`);
+    for (const [text, expected] of [
+      ['τηλ. 210 123 4567', 'PHONE:210 123 4567'],
+      ['Тел. 8 (495) 123-45-67', 'PHONE:8 (495) 123-45-67'],
+      ['मोबाइल 98765 43210', 'PHONE:98765 43210'],
+      ['Födelsedatum 1985-03-12', 'DOB:1985-03-12'],
+      ['γέννηση 12/03/1985', 'DOB:12/03/1985'],
+      ['تاريخ الميلاد 1985-03-12', 'DOB:1985-03-12'],
+      ['出生 1985年3月12日', 'DOB:1985年3月12日'],
+    ] as const)
+      assert.deepEqual(found(text), [expected], text);
+    assert.deepEqual(found('Pump 3 at 14:32:05, pressure 4.2 bar, admitted 1985-03-12'), []);
+  });
+
+  it('finds what the anchored detectors find where an anchor is shared or cut', function () {
+    const guard = new PrivacyGuard({ person: 'off' });
+    const found = (text: string) => guard.detect(text).map((f) => `${f.type}:${f.value}`);
+    // One address per '@'; an '@' inside the last one found starts none.
+    assert.deepEqual(found('a@b@c.com and x.y@ex-ample.co.uk'), [
+      'EMAIL:b@c.com',
+      'EMAIL:x.y@ex-ample.co.uk',
+    ]);
+    assert.deepEqual(found('reach a@b.com+c@d.com'), ['EMAIL:a@b.com']);
+    // Cisco dotted MACs that share a group with the next run; a bare MAC after a MAC word only.
+    assert.deepEqual(found('hwaddr 0011.22aa.bb33 and mac: 001122aabbcc, hash 001122aabbcd'), [
+      'MAC:0011.22aa.bb33',
+      'MAC:001122aabbcc',
+    ]);
+    assert.deepEqual(found('fe80::1ff:fe23:4567:890a at 12:34:56, ::ffff:192.168.1.1'), [
+      'IPV6:fe80::1ff:fe23:4567:890a',
+      'IPV6:::ffff:192.168.1.1',
+    ]);
+    assert.deepEqual(found('myapi_key=abcd1234efgh5678 x_token: 9f8e7d6c5b4a39281706'), [
+      'SECRET:abcd1234efgh5678',
+      'SECRET:9f8e7d6c5b4a39281706',
+    ]);
   });
 
   it('finds MAC addresses in the formats in use, and not hashes, IPv6 addresses or serials', function () {

@@ -3,7 +3,7 @@ import type { CountryCode } from 'libphonenumber-js/max';
 import type * as Ibantools from 'ibantools' with { 'resolution-mode': 'import' };
 import { calendarDay, cardIssuerKnown, luhnValid, shannonEntropy, usSsnValid } from './checksums';
 import { phones } from './phone';
-import { findPersons, KEY_PERSON, NAME_VALUE, type PersonDetector } from './person';
+import { findPersons, KEY_PERSON, KEY_PERSON_ROLE, NAME_VALUE, roleKey, type PersonDetector } from './person';
 import type { BuiltinEntityType, CustomPattern, EntityType, Finding } from './types';
 
 // ibantools ships a CommonJS build under its "require" condition, but its only typings are ESM.
@@ -86,8 +86,25 @@ const EMAIL =
 const FILE_EXTENSION =
   /\.(?:service|socket|timer|mount|automount|target|path|slice|scope|swap|device|png|jpe?g|gif|svg|webp|bmp|ico|m?js|cjs|ts|json|ya?ml|txt|log|csv|html?|css|py|sh|exe|dll|so|bin|zip|gz|tar|pdf)$/i;
 
+const EMAIL_AT = new RegExp(EMAIL.source, 'y');
+const isLocalChar = (c: number): boolean =>
+  isAlnum(c) || c === 46 || c === 95 || c === 37 || c === 43 || c === 45;
+
+/**
+ * What EMAIL finds, tried only where it can start: at the beginning of the run of address
+ * characters before each '@' (the look-behind allows no other start). Most text has few '@'.
+ */
 function emails(text: string, out: Finding[]): void {
-  for (const m of text.matchAll(EMAIL)) {
+  let from = 0;
+  for (let at = text.indexOf('@'); at >= 0; at = text.indexOf('@', Math.max(at + 1, from))) {
+    let s = at;
+    while (s > 0 && at - s <= 64 && isLocalChar(text.charCodeAt(s - 1))) s--;
+    // Only the start of the run may start an address, and not inside the last one found.
+    if (s === at || s < from || (s > 0 && isLocalChar(text.charCodeAt(s - 1)))) continue;
+    EMAIL_AT.lastIndex = s;
+    const m = EMAIL_AT.exec(text);
+    if (!m) continue;
+    from = m.index + m[0].length;
     if (FILE_EXTENSION.test(m[0])) continue; // asset names such as pump@2x.png
     push(out, 'EMAIL', 'email', text, m.index, m.index + m[0].length);
   }
@@ -109,14 +126,38 @@ function ipv4(text: string, out: Finding[], keyHint?: string): void {
   }
 }
 
-// The character before is consumed (group 1 is the candidate), so each position is tried once.
-const IPV6_CANDIDATE =
-  /(?:^|[^\w:.])((?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:])/g;
+/**
+ * A run of hex digits and colons holding two colons, after neither a word character, a colon nor
+ * a dot, with an IPv4 tail if one follows (::ffff:192.168.1.1 whole, not ::ffff:192). Tried only
+ * at the start of the run around each colon.
+ */
+const IPV6_AT =
+  /(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)(?:[0-9A-Fa-f:]{2,39}(?<=:)\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]{2,39})(?![\w:])/y;
+const isHexOrColon = (c: number): boolean =>
+  (c >= 48 && c <= 58) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+const isWordOrDot = (c: number): boolean => isAlnum(c) || c === 95 || c === 46;
+
+function* ipv6Candidates(text: string): Generator<[number, string]> {
+  let c = text.indexOf(':');
+  while (c >= 0) {
+    let s = c;
+    while (s > 0 && isHexOrColon(text.charCodeAt(s - 1))) s--;
+    let e = c + 1;
+    while (e < text.length && isHexOrColon(text.charCodeAt(e))) e++;
+    if (s === 0 || !isWordOrDot(text.charCodeAt(s - 1))) {
+      IPV6_AT.lastIndex = s;
+      const m = IPV6_AT.exec(text);
+      if (m) {
+        e = Math.max(e, s + m[0].length);
+        yield [s, m[0]];
+      }
+    }
+    c = text.indexOf(':', e);
+  }
+}
 
 function ipv6(text: string, out: Finding[]): void {
-  for (const m of text.matchAll(IPV6_CANDIDATE)) {
-    const s = m[1];
-    const index = m.index + m[0].length - s.length;
+  for (const [index, s] of ipv6Candidates(text)) {
     // "::" alone and clock times are valid-looking but not addresses worth hiding.
     if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) continue;
     if (!s.includes('::') && s.split(':').length < 8) continue;
@@ -149,16 +190,61 @@ const MAC_CUE_RIGHT_BEFORE = new RegExp(`\\b(?:${MAC_WORDS})["']?\\s*(?:[:=]|is)
 const KEY_MAC =
   /^(?:[\w-]*[_-])?(?:mac|macaddr|macaddress|mac_?addr(?:ess)?|hwaddr|hw_?addr(?:ess)?|bssid|lladdr|chaddr|ether|eui48)$|^(?:macAddress|hwAddress|macAddr|hwAddr)$/i;
 
+const MAC_DOTTED_AT = new RegExp(MAC_DOTTED.source, 'y');
+const MAC_DOTTED_MIDDLE = /\.[0-9A-Fa-f]{4}\./g;
+
+/** What MAC_DOTTED finds, tried only four characters before each ".hhhh." (hex runs are common). */
+function* macDotted(text: string): Generator<RegExpExecArray> {
+  let from = 0;
+  MAC_DOTTED_MIDDLE.lastIndex = 0;
+  for (let a = MAC_DOTTED_MIDDLE.exec(text); a; a = MAC_DOTTED_MIDDLE.exec(text)) {
+    MAC_DOTTED_MIDDLE.lastIndex = a.index + 1;
+    if (a.index - 4 < from) continue;
+    MAC_DOTTED_AT.lastIndex = a.index - 4;
+    const m = MAC_DOTTED_AT.exec(text);
+    if (!m) continue;
+    from = m.index + m[0].length;
+    yield m;
+  }
+}
+
+const MAC_BARE_AT = new RegExp(MAC_BARE.source, 'y');
+/** A part of each MAC word: where one is, a bare MAC may follow within 24 characters. */
+const MAC_WORD_PART = /mac|addr|ether|bssid|eui|ble|bluetooth|wlan|wi-?fi/gi;
+const isHex = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+
+/**
+ * The MAC_BARE matches that may follow a MAC word (the caller checks the word right before):
+ * tried only within 24 characters after a part of such a word.
+ */
+function* macBareAfterWord(text: string): Generator<RegExpExecArray> {
+  let from = 0;
+  MAC_WORD_PART.lastIndex = 0;
+  for (let w = MAC_WORD_PART.exec(text); w; w = MAC_WORD_PART.exec(text)) {
+    const last = Math.min(text.length - 12, w.index + 24);
+    for (let p = Math.max(from, w.index + 1); p <= last; p++) {
+      if (!isHex(text.charCodeAt(p))) continue;
+      MAC_BARE_AT.lastIndex = p;
+      const m = MAC_BARE_AT.exec(text);
+      if (!m) continue;
+      p += m[0].length - 1;
+      from = p + 1;
+      yield m;
+    }
+    from = Math.max(from, last + 1);
+  }
+}
+
 function macs(text: string, out: Finding[], keyHint?: string): void {
   for (const m of text.matchAll(MAC)) push(out, 'MAC', 'mac', text, m.index, m.index + m[0].length);
   const field = keyHint !== undefined && KEY_MAC.test(keyHint);
-  for (const m of text.matchAll(MAC_DOTTED)) {
+  for (const m of macDotted(text)) {
     // Cisco-style dotted MACs look like version or part numbers unless they hold a hex letter or a MAC word.
     if (field || /[A-Fa-f]/.test(m[0]) || contextBefore(text, m.index, MAC_CONTEXT, 30)) {
       push(out, 'MAC', 'mac-dotted', text, m.index, m.index + m[0].length);
     }
   }
-  for (const m of text.matchAll(MAC_BARE)) {
+  for (const m of field ? text.matchAll(MAC_BARE) : macBareAfterWord(text)) {
     // Hashes, serials and order numbers are hex runs too: only a MAC word right before, or a MAC field.
     if (field || MAC_CUE_RIGHT_BEFORE.test(text.slice(Math.max(0, m.index - 24), m.index)))
       push(out, 'MAC', 'mac-bare', text, m.index, m.index + m[0].length);
@@ -332,7 +418,7 @@ const DATE_MONTH_FIRST = new RegExp(
 const MONTH_FIRST_SHAPE = /\d(?:st|nd|rd|th)?,?\s+(?:1[89]|20)\d\d/;
 /** Words that say a date is a birth date, in the languages above and more. */
 const DOB_CONTEXT_ALL =
-  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh)|生年月日|出生日期|생년월일|дата рождения|род\.|(?:^|[\s(,;])b\.)/giu;
+  /(?:\b(?:born|birth\w*|bday|dob|d\.o\.b|geb(?:\.|oren\b|urts\w*)|geboorte\w*|n[ée]e?(?!\p{L})|dn\b|naissance|ddn|nacid[oa]|nacimiento|f\.\s?nac|nat[oa]\b|nascita|nascid[oa]|nascimento|ur\.|urodzon[ya]|urodzenia|född|født|syntynyt|doğum|narozen[aíý]?|nar\.|született|născut|nașterii|lahir|ngày sinh|sinh ngày|födelse\w*|fødsels\w*|syntymä\w*|szül\.|janm\w*|janam)|生年月日|出生日期|出生|誕生日|생년월일|дата рождения|род\.|(?<![\p{L}\p{M}])(?:γέννηση\S*|γεννήθηκε|γενν\.)|تاريخ الميلاد|مواليد|תאריך לידה|जन्म|วันเกิด|(?:^|[\s(,;])b\.)/giu;
 
 function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
   const thisYear = new Date().getUTCFullYear();
@@ -353,7 +439,76 @@ function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
   return y >= 1900 && y <= thisYear && calendarDay(y, m, d);
 }
 
+/**
+ * DOB_CONTEXT_ALL without the Unicode flag, which made V8 try it slowly at every position: it
+ * matches wherever that does (and in a few more places); DOB_CUE_AT confirms each.
+ */
+const DOB_CUE_FIND = new RegExp(DOB_CONTEXT_ALL.source.replace('(?!\\p{L})', ''), 'gi');
+const DOB_CUE_AT = new RegExp(DOB_CONTEXT_ALL.source, 'iuy');
+const DATE_AT = new RegExp(DATE.source, 'iuy');
+const DATE_MONTH_FIRST_AT = new RegExp(DATE_MONTH_FIRST.source, 'iuy');
+/** How far after the start of a birth cue a date may start. */
+const DOB_REACH = 40;
+
+/** Birth cues in the text, as [start, end], in order. */
+function dobCues(text: string): [number, number][] {
+  const cues: [number, number][] = [];
+  DOB_CUE_FIND.lastIndex = 0;
+  for (let c = DOB_CUE_FIND.exec(text); c; c = DOB_CUE_FIND.exec(text)) {
+    DOB_CUE_AT.lastIndex = c.index;
+    const e = DOB_CUE_AT.exec(text);
+    if (!e) {
+      DOB_CUE_FIND.lastIndex = c.index + 1;
+      continue;
+    }
+    cues.push([e.index, e.index + e[0].length]);
+    DOB_CUE_FIND.lastIndex = Math.max(c.index + 1, e.index + e[0].length);
+  }
+  return cues;
+}
+
+/**
+ * Dates of birth in running text: a birth cue first (rare), then the dates that start within
+ * DOB_REACH characters of it; one cue vouches for one date ("born 1985-03-12, admitted 2024-02-01").
+ */
+function birthDatesNearCues(text: string, out: Finding[]): void {
+  const cues = dobCues(text);
+  if (cues.length === 0) return;
+  const monthFirst = MONTH_FIRST_SHAPE.test(text);
+  let usedContext = -1;
+  let next = 0;
+  let k = 0; // cues before k end too early to vouch for what follows
+  for (const [cueStart, cueEnd] of cues) {
+    const last = Math.min(text.length - 1, cueStart + DOB_REACH);
+    for (let p = Math.max(next, cueEnd); p <= last; p++) {
+      const c = text.charCodeAt(p);
+      let m: RegExpExecArray | null = null;
+      if (c >= 48 && c <= 57) {
+        DATE_AT.lastIndex = p;
+        m = DATE_AT.exec(text);
+      } else if (monthFirst && c > 64 && (p === 0 || !isWordOrDash(text.charCodeAt(p - 1)))) {
+        DATE_MONTH_FIRST_AT.lastIndex = p;
+        m = DATE_MONTH_FIRST_AT.exec(text);
+      }
+      if (!m) continue;
+      next = m.index + m[0].length;
+      p = next - 1;
+      if (!plausibleBirthDate(m.groups ?? {})) continue;
+      // The last cue wholly within DOB_REACH characters before the date vouches for it.
+      while (k < cues.length && cues[k][0] < m.index - DOB_REACH) k++;
+      let cue = -1;
+      for (let j = k; j < cues.length && cues[j][1] <= m.index; j++) cue = cues[j][0];
+      if (cue < 0 || cue === usedContext) continue;
+      usedContext = cue;
+      push(out, 'DOB', 'date+context', text, m.index, next);
+    }
+  }
+}
+const isWordOrDash = (c: number): boolean =>
+  (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45;
+
 function birthDates(text: string, out: Finding[], forced: boolean): void {
+  if (!forced) return birthDatesNearCues(text, out);
   let usedContext = -1;
   const dates = MONTH_FIRST_SHAPE.test(text)
     ? [...text.matchAll(DATE), ...text.matchAll(DATE_MONTH_FIRST)].sort((a, b) => a.index - b.index)
@@ -444,7 +599,23 @@ const SECRET_RULES: SecretRule[] = [
 
 /** A secret named in words: "token 3f9a…", "password: hunter2.", "API key is sk-…". */
 const SECRET_CUE =
-  /(?:\b|(?<=_))(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
+  /(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
+
+/**
+ * The matches of `regex` (global) that start a word or follow an underscore: what a leading
+ * `(?:\b|(?<=_))` would give, without V8 trying that look-behind at every position of the text.
+ */
+function* atWordStarts(text: string, regex: RegExp): Generator<RegExpExecArray> {
+  regex.lastIndex = 0;
+  for (let m = regex.exec(text); m; m = regex.exec(text)) {
+    const before = m.index > 0 ? text.charCodeAt(m.index - 1) : 0;
+    if (isAlnum(before)) {
+      regex.lastIndex = m.index + 1; // the same position with a word start may match further on
+      continue;
+    }
+    yield m;
+  }
+}
 
 /** What a named secret must look like when no `:` or `=` stands between: not a plain word. */
 function secretShaped(v: string): boolean {
@@ -462,8 +633,6 @@ const isTokenChar = (c: number): boolean =>
   c === 47 ||
   c === 95 ||
   c === 45;
-// The character before is consumed rather than looked behind at: each position is tried once.
-const TOKEN_RUN = /(?:^|[^A-Za-z0-9+/_-])([A-Za-z0-9+/_-]{24,})/g;
 const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 
 /**
@@ -473,10 +642,17 @@ const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <=
  */
 function* longTokens(text: string): Generator<[number, string]> {
   const n = text.length;
-  // A plain run regex finds the candidates fast; a match always starts where its run starts.
-  for (const m of text.matchAll(TOKEN_RUN)) {
-    const start = m.index + m[0].length - m[1].length;
-    let end = start + m[1].length;
+  // Every run of 24 or more holds a position p with p % 24 === 23: only the runs around those
+  // positions are read, so most of the text is never looked at.
+  for (let p = 23; p < n; p += 24) {
+    if (!isTokenChar(text.charCodeAt(p))) continue;
+    let start = p;
+    while (start > 0 && isTokenChar(text.charCodeAt(start - 1))) start--;
+    let end = p + 1;
+    while (end < n && isTokenChar(text.charCodeAt(end))) end++;
+    // The next sample inside this run would find it again.
+    while (p + 24 < end) p += 24;
+    if (end - start < 24) continue;
     const before = start > 0 ? text.charCodeAt(start - 1) : 0;
     if (before === 61 || before === 46) continue; // '=' or '.' before: part of something longer
     let pad = 0;
@@ -505,7 +681,7 @@ function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
       push(out, 'SECRET', rule, text, span[0], span[1]);
     }
   }
-  for (const m of text.matchAll(SECRET_CUE)) {
+  for (const m of atWordStarts(text, SECRET_CUE)) {
     const span = m.indices?.[1];
     if (!span) continue;
     // A full stop or comma right after is the sentence's, not the key's.
@@ -583,6 +759,8 @@ const KEY_PHONE =
 /** Field names whose whole value is a secret. */
 const KEY_SECRET =
   /^(?:[\w-]*[_-])?(?:password|passwd|pwd|pass|passphrase|passcode|secret|token|api_?key|apikey|access_?key|secret_?key|private_?key|auth|authorization|credentials?|pin|client_?secret|access_?token|refresh_?token|auth_?token)$|^(?:apiKey|accessToken|refreshToken|clientSecret|privateKey|secretKey|authToken)$/i;
+/** In a name field, up to six words of letters with a capital somewhere: "Kadar rodriguez Ulloa, Yolanda". */
+const NAME_WORDS_VALUE = /^(?=[^]*\p{Lu})(?:[\p{L}\p{M}'’.-]+,?(?:\s+|$)){1,6}$/u;
 const KEY_LAT_LON = /^(?:lat|latitude|lon|lng|long|longitude)$/i;
 
 function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>, out: Finding[]): void {
@@ -597,7 +775,11 @@ function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>,
   ) {
     push(out, 'GPS', 'field', text, start, start + t.length);
   }
-  if (types.has('PERSON') && KEY_PERSON.test(keyHint) && NAME_VALUE.test(t)) {
+  if (
+    types.has('PERSON') &&
+    (KEY_PERSON.test(keyHint) || KEY_PERSON_ROLE.test(roleKey(keyHint))) &&
+    (NAME_VALUE.test(t) || NAME_WORDS_VALUE.test(t))
+  ) {
     push(out, 'PERSON', 'field', text, start, start + t.length);
   }
   if (types.has('SECRET') && KEY_SECRET.test(keyHint) && t.length >= 4 && !NOT_A_SECRET.test(t)) {

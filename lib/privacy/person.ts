@@ -105,7 +105,7 @@ iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrol
 `);
 
 /** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
-const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’]\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
+const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
 /** A run: capitalised words and initials, particles between them, on one line. */
 const RUN = new RegExp(
@@ -152,8 +152,11 @@ const PLACE_WORDS = words(
   `st st. saint sainte san santa santo são sankt mount mt mt. fort ft port lake cape bad villa puerto porto ciudad new`,
 );
 
+/** Generations after a name, counted as initials are: "Jr.", "III". ("Sr." is a title too.) */
+const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
+
 function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
-  if (/^\p{Lu}\.$/u.test(w)) return 'initial';
+  if (/^\p{Lu}\.$/u.test(w) || GENERATION.test(w)) return 'initial';
   const lower = w.toLowerCase();
   const bare = lower.replace(/\.$/, '');
   // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
@@ -526,7 +529,7 @@ const COMMA_FIRST = /^,[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?![\p{L}\p{M}]|[ \t]+\p
  * initials, particles before a name, a family name written in lower case ("Da silva"), and the
  * given name of "Last, First".
  */
-function extendSpan(text: string, span: PersonSpan, g: Gazetteer): PersonSpan {
+function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonly PersonSpan[]): PersonSpan {
   let { start, end } = span;
   const inSpan = () => tokens(text.slice(start, end), start, g);
   for (let guard = 0; guard < 6; guard++) {
@@ -563,36 +566,168 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer): PersonSpan {
       (nextIsName || !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2)))
     )
       end = wordEnd;
+    else if (
+      /^\p{Lu}$/u.test(word) &&
+      (!next || !/^\p{Lu}/u.test(next[2]) || isName(nextKind as Kind) || nextKind === 'unknown')
+    )
+      // "Keller M.", "Anna Keller B": an initial after the name.
+      end += m[1].length + m[2].length;
+    else if (
+      kind === 'unknown' &&
+      !lower &&
+      word.length > 1 &&
+      word !== word.toUpperCase() &&
+      !(next && /^\p{Lu}/u.test(next[2])) &&
+      inSpan().some((t) => isName(t.kind))
+    )
+      // The last of a run of capitalised words after a name found: a name no list holds.
+      end = wordEnd;
     else break;
   }
+  // "Signed: Maria\nKeller": a given name alone at the end of a line, its family name on the next.
+  const own0 = tokens(text.slice(start, end), start, g);
+  if (own0.length === 1 && isGiven(own0[0].kind)) {
+    const nl = NEXT_LINE_NAME.exec(text.slice(end, end + 64));
+    if (nl && isName(classify(nl[1], g))) end += nl[0].length;
+  }
+  let unknownBefore = false;
   for (let guard = 0; guard < 3; guard++) {
     const m = WORD_BEFORE.exec(text.slice(Math.max(0, start - 64), start));
     if (!m) break;
     const word = m[1];
+    const bare = word.replace(/\.$/, '');
     const kind = classify(word, g);
-    if (kind === 'initial' || (/^\p{Lu}/u.test(word) && isGiven(kind)) || kind === 'cparticle')
-      start -= m[0].length;
-    else break;
+    const wordStart = start - m[0].length;
+    if (
+      kind === 'initial' ||
+      /^\p{Lu}$/u.test(bare) ||
+      (/^\p{Lu}/u.test(word) && isGiven(kind)) ||
+      kind === 'cparticle' ||
+      (kind === 'weak' && g.given.has(bare.toLowerCase()))
+    )
+      start = wordStart;
+    else if (
+      !unknownBefore &&
+      kind === 'unknown' &&
+      bare.length > 1 &&
+      bare !== bare.toUpperCase() &&
+      /^\p{Lu}/u.test(bare) &&
+      isGiven(tokens(text.slice(start, end), start, g)[0]?.kind ?? 'unknown') &&
+      (/(?:^|[\n:(;,"'[{])[ \t]*$/.test(text.slice(Math.max(0, wordStart - 4), wordStart)) ||
+        contextBefore(text, wordStart).cue > 0)
+    ) {
+      // "from Viyaba Christer", "Note: Maelzu Maya": a word no list holds, after a cue, before a given name.
+      start = wordStart;
+      unknownBefore = true;
+    } else break;
   }
   // "Di Benedetto, Iacopo": a span of family names only, a comma, then a given name alone.
   const comma = COMMA_FIRST.exec(text.slice(end, end + 48));
-  if (comma && isGiven(classify(comma[1], g)) && !inSpan().some((t) => t.kind === 'given'))
+  const commaKind = comma ? classify(comma[1], g) : undefined;
+  if (
+    comma &&
+    (isGiven(commaKind as Kind) || (commaKind === 'weak' && g.given.has(comma[1].toLowerCase()))) &&
+    !inSpan().some((t) => t.kind === 'given')
+  )
     end += comma[0].length;
+  // "Arriaga Sr.", "Smith, Jr.", "Henry III": a generation belongs to the name.
+  const suffix = SUFFIX_AFTER.exec(text.slice(end, end + 8));
+  if (suffix) end += suffix[0].length;
+  // "Green, Marten Fini": a name of given names after "Word, " is the second half of "Last, First".
+  const own = tokens(text.slice(start, end), start, g);
+  if (
+    own.length <= 3 &&
+    own.some((t) => isGiven(t.kind)) &&
+    own.every((t) => isGiven(t.kind) || t.kind === 'weak' || t.kind === 'unknown' || t.kind === 'initial')
+  ) {
+    // "Limón Madrigal, Andrea": family names found on their own before the comma join the name.
+    const before = found.find(
+      (o) =>
+        /^,[ \t]*$/.test(text.slice(o.end, start)) &&
+        tokens(text.slice(o.start, o.end), o.start, g).every((t) => !isGiven(t.kind) && t.kind !== 'weak'),
+    );
+    if (before) start = before.start;
+    else {
+      const last = LAST_BEFORE.exec(text.slice(Math.max(0, start - 48), start));
+      const lastStart = last ? start - last[0].length + last[1].length : -1;
+      // Not the family name of the name before ("Anna Keller, Maria Zorbu"): a capitalised word
+      // right before it, or a name found over it, makes it that one's.
+      if (
+        last &&
+        !nameWordBefore(text, lastStart, g) &&
+        !found.some((o) => o.start < lastStart && o.end > lastStart)
+      ) {
+        const kind = classify(last[2], g, false);
+        const sentenceStart = /(?:^|[.!?]\s+|\n)$/.test(
+          text.slice(Math.max(0, start - last[0].length - 3), start - last[0].length + last[1].length),
+        );
+        if (
+          kind === 'family' ||
+          kind === 'both' ||
+          kind === 'weak' ||
+          (kind === 'unknown' && last[2] !== last[2].toUpperCase() && (!sentenceStart || span.rule === 'cue'))
+        )
+          start -= last[0].length - last[1].length;
+      }
+    }
+  }
+  // "VAN DER LINDEN Michael": particles in capitals before a family name in capitals.
+  for (let guard = 0; guard < 3; guard++) {
+    const m = CAPS_PARTICLE_BEFORE.exec(text.slice(Math.max(0, start - 8), start));
+    if (!m || !NAME_PARTICLES.has(m[1].toLowerCase()) || !/^\p{Lu}{2}/u.test(text.slice(start, start + 2)))
+      break;
+    start -= m[0].length;
+  }
   return start === span.start && end === span.end ? span : { start, end, rule: span.rule };
 }
+
+/** Whether a capitalised word that may be part of a name stands right before `at` on its line. */
+function nameWordBefore(text: string, at: number, g: Gazetteer): boolean {
+  const m = /(\p{Lu}[\p{L}\p{M}'’-]*)\.?[ \t]+$/u.exec(text.slice(Math.max(0, at - 32), at));
+  if (!m) return false;
+  const lower = m[1].toLowerCase();
+  if (STRONG_CUE_1.has(lower) || WEAK_CUE.has(lower)) return false;
+  const kind = classify(m[1], g, false);
+  return kind !== 'common' && kind !== 'title' && kind !== 'cue' && kind !== 'brand';
+}
+
+/** A name that ends its line alone: "Keller" then the end of the line or a comma, full stop, bracket. */
+const NEXT_LINE_NAME = /^[ \t]*\r?\n[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?=[ \t]*(?:$|[\r\n,.;)]))/u;
+
+/** A generation after a name: "Jr.", ", Sr.", "III". */
+const SUFFIX_AFTER = /^,?[ \t]+(?:Jr|Jnr|Sr|Snr|II|III|IV)\b\.?/u;
+/** "Word, " right before: a family name in front of the given names (group 1: what precedes it). */
+const LAST_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}[\p{L}\p{M}'’-]+),[ \t]*$/u;
+/** A particle in capitals right before: "VAN ", "DE ". */
+const CAPS_PARTICLE_BEFORE = /(?<![\p{L}])(\p{Lu}{1,4})[ \t]+$/u;
 
 export function findPersons(text: string, detector: PersonDetector): PersonSpan[] {
   const out: PersonSpan[] = [];
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
   runSpans(text, g, out);
-  return g ? out.map((span) => extendSpan(text, span, g)) : out;
+  return g ? out.map((span) => extendSpan(text, span, g, out)) : out;
 }
 
 /** Field names whose whole value is a person's name. */
 export const KEY_PERSON =
   /^(?:(?:[a-z]+[_-]?)?(?:full_?name|first_?name|last_?name|given_?name|family_?name|middle_?name|display_?name|contact_?name|surname)|name|contact|patient(?:_?name)?|customer(?:_?name)?|operator(?:_?name)?|technician(?:_?name)?|tech|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee(?:_?name)?|user_?name|person|signed_?by|approved_?by|reported_?by|assigned_?to|signedBy|approvedBy|reportedBy|assignedTo|fullName|firstName|lastName|displayName)$/i;
 
+/**
+ * Field names that hold a person by their role: `created_by`, `updatedBy`, `nurse_on_duty`,
+ * `emergency_contact`, `next_of_kin`, `caregiver`, `crew_member` ... (KEY_PERSON holds the plain ones).
+ * Test it on the snake_case form of the name (roleKey).
+ */
+export const KEY_PERSON_ROLE =
+  /(?:^|[_-])(?:(?:creat|updat|modifi|edit|sign|approv|check|verifi|review|handl|perform|enter|record|submitt|request|confirm|acknowledg|clos|open|assign|escalat|complet|inspect|writt|driv|flown|own)(?:ed|en)?[_-]?by|nurse|carer|caregiver|guardian|relative|spouse|partner|next[_-]?of[_-]?kin|emergency[_-]?contact|contact[_-]?person|resident|clinician|surgeon|therapist|midwife|paramedic|pharmacist|staff|worker|reviewer|approver|verifier|witness|signer|signatory|passenger|crew[_-]?member|crew|member|officer|dispatcher|guest|tenant|recipient|sender|addressee)(?:[_-]?(?:name|on[_-]?duty|in[_-]?charge|\d+))?$/i;
+
+/** `updatedBy` → `updated_By`: camelCase field names split as snake_case ones are. */
+export const roleKey = (key: string): string => key.replace(/(\p{Ll})(\p{Lu})/gu, '$1_$2');
+
+/** Lower-case particles and prefixes that may start or join a name: "van der Berg", "al-Rashid", "d'Almeida". */
+const VALUE_PARTICLE = String.raw`(?:(?:van|von|der|den|de|da|di|du|del|della|le|la|al|el|bin|ibn|ter|ten|y|dos|das|do)\b|(?:al|el|ad|as|ash|bin|ibn|abu|ben|bint)-|d['’]|dell['’]|l['’])`;
 /** A whole field value that reads as a name: 1 to 6 words of letters, "Last, First" too. */
-export const NAME_VALUE =
-  /^(?:\p{Lu}\.\s*)*\p{Lu}[\p{L}\p{M}'’.-]*(?:,?\s+(?:\p{Lu}\.|\p{Lu}[\p{L}\p{M}'’.-]*|(?:van|von|der|den|de|da|di|du|del|della|le|la|al|el|bin|ibn|ter|ten|y|dos|das|do)\b)){0,5}$/u;
+export const NAME_VALUE = new RegExp(
+  String.raw`^(?:\p{Lu}\.\s*)*(?:${VALUE_PARTICLE}\s*)*\p{Lu}[\p{L}\p{M}'’.-]*(?:,?\s+(?:\p{Lu}\.|(?:${VALUE_PARTICLE}\s*)*\p{Lu}[\p{L}\p{M}'’.-]*|${VALUE_PARTICLE})){0,5}$`,
+  'u',
+);
