@@ -17,6 +17,7 @@ import {
   parseModelRef,
   parseUpdateRequest,
   readManifest,
+  signManifest,
   writeManifest,
   type LlmError,
   type LlmRuntime,
@@ -238,6 +239,13 @@ describe('model lifecycle: versions, verification, update, rollback, download (r
     assert.equal(lc.runtime!.modelSha256, sha);
     assert.ok((await lc.runtime!.complete('Once', { maxTokens: 3 })).tokensOut > 0);
 
+    const bad = await installModelFile(dir, { name: 'inspector', version: '1.3.0' }, tiny);
+    await writeManifest(dir, { ...bad, sha256: '0'.repeat(64) });
+    const mismatch = await lc.update({ model: 'inspector@1.3.0' });
+    assert.equal(mismatch.ok, false);
+    assert.match(mismatch.reason ?? '', /has sha256 81f226c6\w+, the manifest expects 0{64}/);
+    assert.equal(lc.runtime!.modelSha256, sha);
+
     const missing = await lc.update({ model: 'inspector@9.9.9' });
     assert.equal(missing.ok, false);
     assert.match(missing.reason ?? '', /inspector@9\.9\.9 not found/);
@@ -374,6 +382,43 @@ describe('model lifecycle: versions, verification, update, rollback, download (r
         lc.runtime!.modelSha256,
         '81f226c62d28ed4a1a9b9fa080fcd9f0cc40e0f9d5680036583ff98fbcd035cb',
       );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('updates over the air from a signed manifest: downloads its source, keeps the signature, verifies it at load', async () => {
+    const keys = keyPair();
+    await installModelFile(dir, { name: 'inspector', version: '1.0.0' }, stories, {
+      privateKeyPem: keys.privatePem,
+    });
+    const server = await fileServer(tiny);
+    try {
+      const lc = start({ source: 'inspector@1.0.0', publicKey: keys.publicPem });
+      await lc.ready;
+      const manifest = signManifest(
+        {
+          name: 'inspector',
+          version: '2.0.0',
+          file: 'inspector.gguf',
+          sha256: '81f226c62d28ed4a1a9b9fa080fcd9f0cc40e0f9d5680036583ff98fbcd035cb',
+          size: 1_750_560,
+          source: server.url,
+        },
+        keys.privatePem,
+      );
+      const ok = await lc.update(parseUpdateRequest({ manifest }));
+      assert.equal(ok.ok, true, ok.reason);
+      assert.equal(lc.info().model, 'inspector@2.0.0');
+      assert.deepEqual(await readManifest(dir, { name: 'inspector', version: '2.0.0' }), manifest);
+      // A manifest signed by someone else is refused before anything is downloaded.
+      const forged = signManifest({ ...manifest, version: '2.0.1' }, keyPair().privatePem);
+      const served = server.requests.length;
+      const refused = await lc.update({ manifest: forged });
+      assert.equal(refused.ok, false);
+      assert.match(refused.reason ?? '', /inspector@2\.0\.1 .*bad signature/);
+      assert.equal(server.requests.length, served, 'nothing downloaded');
+      assert.equal(lc.info().model, 'inspector@2.0.0');
     } finally {
       await server.close();
     }

@@ -6,7 +6,14 @@ import { isPlainObject } from '../util/plain';
 import { redactUrl } from '../util/redact';
 import { downloadModel, type DownloadProgress } from './download';
 import { LlmError, isLlmError } from './errors';
-import { checkManifest, formatModelRef, parseModelRef, type ModelManifest, type ModelRef } from './manifest';
+import {
+  checkManifest,
+  formatModelRef,
+  parseModelRef,
+  verifyManifestSignature,
+  type ModelManifest,
+  type ModelRef,
+} from './manifest';
 import type { RuntimeMetrics } from './metrics';
 import type { Lease, LeaseStatus, Registry, RuntimeSpec } from './registry';
 import type {
@@ -537,6 +544,9 @@ export class ModelLifecycle extends EventEmitter implements Lease {
     let expected: { sha256?: string; size?: number; signature?: string; file?: string };
     if ('manifest' in request) {
       const m = checkManifest(request.manifest, 'The update manifest');
+      // A manifest the configured key did not sign is refused before a byte is downloaded.
+      if (this.options.publicKey)
+        verifyManifestSignature(m, this.options.publicKey, `The update manifest of ${m.name}@${m.version}`);
       ref = { name: m.name, version: m.version };
       source = m.source;
       expected = { sha256: m.sha256, size: m.size, signature: m.signature, file: m.file };
