@@ -1,9 +1,11 @@
 import * as path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import {
+  ModelLifecycle,
   RuntimeProcess,
   RuntimeRegistry,
   parseContextSettings,
+  parseUpdateRequest,
   type LeaseStatus,
   type Registry,
   type RegistryOptions,
@@ -11,11 +13,15 @@ import {
 } from '../lib/runtime';
 import type { LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
 import { redactUrl } from '../lib/util/redact';
+import { parsePublicKey } from '../lib/runtime/manifest';
+import { isLlmError } from '../lib/runtime/errors';
 
 const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
 /** Loading and download progress: at most this often on the canvas (a small model sends dozens a second). */
 const PROGRESS_STATUS_MS = 500;
+/** A refused update shows on the canvas this long (the reason stays in the health endpoint). */
+const FAILED_UPDATE_STATUS_MS = 10 * 60_000;
 
 export = function (RED: NodeAPI) {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
@@ -76,6 +82,17 @@ export = function (RED: NodeAPI) {
         case 'closed':
           return {};
         case 'ready': {
+          const update = this.lifecycle?.info().update;
+          if (update && update.phase !== 'done' && update.phase !== 'failed') {
+            return {
+              fill: 'blue',
+              shape: 'ring',
+              text: t('status.updating', { to: update.to, phase: t(`phase.${update.phase}`) }),
+            };
+          }
+          if (update?.phase === 'failed' && Date.now() - update.at < FAILED_UPDATE_STATUS_MS) {
+            return { fill: 'yellow', shape: 'dot', text: t('status.update-failed', { to: update.to }) };
+          }
           const m = this.lease?.runtime?.getMetrics();
           if (m && (m.queued > 0 || m.active > 0)) {
             return {
@@ -121,7 +138,22 @@ export = function (RED: NodeAPI) {
       if (!def.model || !def.model.trim()) throw new Error(t('errors.no-model'));
       if (def.isolation && !['child', 'in-process'].includes(def.isolation))
         throw new Error(t('errors.bad-isolation'));
-      this.lease = registryFor(def.isolation).acquire({ source: def.model, settings });
+      const publicKey = this.credentials?.publicKey?.trim() || process.env.EDGE_LLM_MODEL_PUBLIC_KEY?.trim();
+      if (publicKey) parsePublicKey(publicKey);
+      this.lifecycle = new ModelLifecycle({
+        registry: registryFor(def.isolation),
+        source: def.model.trim(),
+        settings,
+        publicKey: publicKey || undefined,
+        modelsDir,
+        // The version an update switched to is loaded again after a restart.
+        stateFile: RED.settings.userDir
+          ? path.join(userDir, 'edge-llm', 'model-versions', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
+          : undefined,
+        onLog: (level, message) => (level === 'warn' ? this.warn(message) : this.log(message)),
+      });
+      this.lease = this.lifecycle;
+      this.lifecycle.on('lifecycle', () => broadcast());
       let listening: { off(event: 'change', listener: () => void): unknown } | undefined;
       this.lease.on('status', (s: LeaseStatus) => {
         if (s.state === 'error') this.error(`${t('errors.load-failed')}: ${s.error?.message ?? ''}`);
@@ -150,6 +182,7 @@ export = function (RED: NodeAPI) {
       // The runtime may outlive this node (another config node shares it): stop listening to it.
       lease?.runtime?.off('change', onChange);
       this.lease = undefined;
+      this.lifecycle = undefined;
       (lease ? lease.release() : Promise.resolve()).then(
         () => done(),
         (err: Error) => {
@@ -160,7 +193,9 @@ export = function (RED: NodeAPI) {
     });
   }
 
-  RED.nodes.registerType('llm-runtime', LlmRuntime as unknown as (this: Node, def: NodeDef) => void);
+  RED.nodes.registerType('llm-runtime', LlmRuntime as unknown as (this: Node, def: NodeDef) => void, {
+    credentials: { publicKey: { type: 'text' } },
+  });
 
   const registries = (): Registry[] => {
     const list: Registry[] = [];
@@ -191,4 +226,67 @@ export = function (RED: NodeAPI) {
     if (req.query.probe === undefined) return answer(false);
     RED.auth.needsPermission('llm-runtime.write')(req, res, () => answer(true));
   });
+
+  /** The llm-runtime config node with this id, or a 404 / 409 said to the caller. */
+  const runtimeNode = (id: string, res: { status(code: number): { json(body: unknown): void } }) => {
+    const node = RED.nodes.getNode(id) as LlmRuntimeNode | null;
+    if (!node || (node as Node).type !== 'llm-runtime') {
+      res.status(404).json({ error: `No llm-runtime node with id ${id} is deployed.` });
+      return undefined;
+    }
+    if (!node.lifecycle) {
+      res.status(409).json({ error: node.configError ?? 'This llm-runtime has no model.' });
+      return undefined;
+    }
+    return node.lifecycle;
+  };
+
+  // One runtime's health: loaded, name@version, sha256 and a probe's answer (reused for 10 s, so
+  // polling it costs the model little). 200 when it answers, else 503: a load balancer's check.
+  RED.httpAdmin.get(
+    '/edge-llm/runtimes/:id/health',
+    RED.auth.needsPermission('llm-runtime.read'),
+    (req, res) => {
+      const lifecycle = runtimeNode(String(req.params.id), res);
+      if (!lifecycle) return;
+      lifecycle.health().then(
+        (report) => res.status(report.loaded && report.probe?.ok ? 200 : 503).json(report),
+        (err: Error) => res.status(503).json({ loaded: false, error: err.message }),
+      );
+    },
+  );
+
+  // Update (body: {model} | {name, version, source, sha256?, signature?} | {manifest}) or roll
+  // back; answers when the new version serves (200) or was refused and the old one kept (409).
+  RED.httpAdmin.post(
+    '/edge-llm/runtimes/:id/update',
+    RED.auth.needsPermission('llm-runtime.write'),
+    (req, res) => {
+      const lifecycle = runtimeNode(String(req.params.id), res);
+      if (!lifecycle) return;
+      let request;
+      try {
+        request = parseUpdateRequest(req.body);
+      } catch (err) {
+        res.status(400).json({ error: (err as Error).message });
+        return;
+      }
+      lifecycle.update(request).then(
+        (result) => res.status(result.ok ? 200 : 409).json(result),
+        (err: Error) => res.status(isLlmError(err, 'closed') ? 409 : 500).json({ error: err.message }),
+      );
+    },
+  );
+  RED.httpAdmin.post(
+    '/edge-llm/runtimes/:id/rollback',
+    RED.auth.needsPermission('llm-runtime.write'),
+    (req, res) => {
+      const lifecycle = runtimeNode(String(req.params.id), res);
+      if (!lifecycle) return;
+      lifecycle.rollback().then(
+        (result) => res.status(result.ok ? 200 : 409).json(result),
+        (err: Error) => res.status(isLlmError(err, 'closed') ? 409 : 500).json({ error: err.message }),
+      );
+    },
+  );
 };

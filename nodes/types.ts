@@ -1,5 +1,5 @@
 import type { Node, NodeDef, NodeStatus } from 'node-red';
-import type { Lease, LeaseState } from '../lib/runtime';
+import type { Lease, LeaseState, ModelLifecycle } from '../lib/runtime';
 
 /** A node that uses a runtime: told of the runtime's state (loading %, ready, busy, error). */
 export interface RuntimeUser {
@@ -18,9 +18,17 @@ export interface LlmRuntimeNodeDef extends NodeDef {
   isolation?: string;
 }
 
+export interface LlmRuntimeCredentials {
+  /** Ed25519 public key: only name@version models whose manifest it signed load. */
+  publicKey?: string;
+}
+
 /** What a node that uses the runtime sees of its llm-runtime config node. */
 export interface LlmRuntimeNode extends Node {
   lease: Lease | undefined;
+  /** The same object as lease: versions, updates, rollback and health of this runtime's model. */
+  lifecycle: ModelLifecycle | undefined;
+  credentials: LlmRuntimeCredentials;
   configError: string | undefined;
   register(user: RuntimeUser): void;
   deregister(user: RuntimeUser): void;

@@ -8,3 +8,6 @@ export * from './registry';
 export * from './client';
 export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';
 export { precompileSchemas, loadValidator } from './precompile';
+export * from './manifest';
+export * from './download';
+export * from './lifecycle';

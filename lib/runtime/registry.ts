@@ -12,6 +12,7 @@ import {
   resolveModelSource,
   type ModelIdentity,
 } from './model-source';
+import { verifySpecSource } from './manifest';
 import {
   ModelRuntime,
   resolveContextSettings,
@@ -44,6 +45,11 @@ export interface RuntimeSpec {
   /** A path, an hf:/https URI, or a name in the models directory. */
   source: string;
   settings?: ContextSettings;
+  /**
+   * An Ed25519 public key: only `name@version` models whose manifest it signed load (see
+   * manifest.ts); without one a manifest's sha256 is still checked.
+   */
+  publicKey?: string;
 }
 
 export interface RuntimeInfo {
@@ -263,15 +269,23 @@ export class RuntimeRegistry implements Registry {
   }
 
   private async attach(lease: RuntimeLease): Promise<void> {
-    const file = await resolveModelSource(lease.spec.source, {
-      modelsDir: this.options.modelsDir,
-      signal: lease.cancel.signal,
-      stallMs: this.options.stallMs,
-      onDownloadProgress: (progress) => lease.update({ state: 'downloading', progress }),
+    const verified = await verifySpecSource(lease.spec, this.options.modelsDir, lease.cancel.signal, (f) => {
+      lease.file = f; // a version installed (its manifest written) later is then loaded without a redeploy
     });
-    lease.file = file;
+    const file =
+      verified?.file ??
+      (await resolveModelSource(lease.spec.source, {
+        modelsDir: this.options.modelsDir,
+        signal: lease.cancel.signal,
+        stallMs: this.options.stallMs,
+        onDownloadProgress: (progress) => lease.update({ state: 'downloading', progress }),
+      }));
+    if (!verified) lease.file = file;
     const stamp = await stampOf(file);
-    const identity = await this.identities.identify(file);
+    // A verified version was hashed just now, against its manifest.
+    const identity = verified
+      ? { path: file, size: verified.manifest.size, sha256: verified.manifest.sha256 }
+      : await this.identities.identify(file);
     if (lease.released) return;
     await checkGgufFile(file, identity.size);
     if (lease.released) return;
