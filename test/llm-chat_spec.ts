@@ -7,6 +7,7 @@ import type * as sinon from 'sinon';
 import { chatMessages, chatText } from '../lib/llm/chat';
 import type { SessionStore } from '../lib/session';
 import { coreNode, initHelper, stopServer, until } from './support/flow';
+import { gapMonitor } from './support/gap-monitor';
 import { testModel, testModelsDir } from './support/models';
 
 import runtimeNode = require('../nodes/llm-runtime');
@@ -130,6 +131,24 @@ describe('llm-chat in a flow (real model)', function () {
     assert.ok((llm.tokensOut as number) > 0 && (llm.tokensIn as number) > 0);
     assert.ok(['eos', 'maxTokens', 'stop'].includes(llm.stopReason as string));
     assert.equal(llm.schemaHash, undefined);
+  });
+
+  it('streams a long answer, a message per piece, without blocking the event loop over 50 ms', async function () {
+    await load([runtime('rt1', stories, { contextSize: '1024' }), chat('c1', { maxTokens: '600' })]);
+    const c1 = helper.getNode('c1') as Spied;
+    await until(() => c1.status.args.some(([s]) => String(s.text).endsWith('status.ready')), 20_000, 'ready');
+    const seen = record();
+    const monitor = gapMonitor();
+    try {
+      c1.receive({ payload: 'Once upon a time there was a little girl' });
+      await until(() => seen.some((s) => s.at !== 'parts'), 45_000, 'the answer');
+    } finally {
+      const longest = monitor.stop();
+      assert.ok(longest < 50, `the event loop was blocked ${longest} ms`);
+    }
+    const parts = seen.filter((s) => s.at === 'parts');
+    assert.ok(parts.length > 100, `${parts.length} pieces`);
+    assert.equal(seen.find((s) => s.at === 'answer')?.msg.payload, parts.map((p) => p.msg.payload).join(''));
   });
 
   it('answers on one output without streaming when Stream is off', async function () {
