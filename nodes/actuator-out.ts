@@ -13,6 +13,7 @@ import {
 } from '../lib/device/actuator';
 import { type PolicyTrust, fixedTrust, parsePolicyHashes, trustPolicy } from '../lib/guardrail/trust';
 import { Outbox, OutboxFullError } from '../lib/device/outbox';
+import { MIN_SIGNING_KEY_LENGTH } from '../lib/device/signing';
 import type { GuardrailNode } from './guardrail';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
@@ -140,6 +141,8 @@ export default function (RED: NodeAPI): void {
     try {
       settings = parseSettings(this, def);
       if (!key) throw new Error(t('errors.no-key'));
+      if (key.length < MIN_SIGNING_KEY_LENGTH)
+        throw new Error(t('errors.short-key', { length: key.length, min: MIN_SIGNING_KEY_LENGTH }));
       if (!dryRun) {
         broker = (RED.nodes.getNode(def.broker) as EdgeMqttBrokerNode | null) ?? undefined;
         if (!broker) throw new Error(t('errors.no-broker'));

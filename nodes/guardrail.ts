@@ -8,6 +8,7 @@ import { type Decision, Guardrail, type LiveReader, type Reason } from '../lib/g
 import { readPath } from '../lib/guardrail/paths';
 import { type CompiledPolicy, POLICY_SCHEMA, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
 import { LimitState } from '../lib/guardrail/state';
+import { MIN_SIGNING_KEY_LENGTH } from '../lib/device/signing';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
@@ -94,6 +95,8 @@ export default function (RED: NodeAPI): void {
       const policy = loadPolicy(def);
       const key = this.credentials?.signingKey;
       if (!key) throw new Error(t('errors.no-key'));
+      if (key.length < MIN_SIGNING_KEY_LENGTH)
+        throw new Error(t('errors.short-key', { length: key.length, min: MIN_SIGNING_KEY_LENGTH }));
       const auditFile = path.resolve(
         userDir(),
         def.auditLog?.trim() || path.join('edge-llm', 'guardrail', `${this.id}.jsonl`),

@@ -22,6 +22,7 @@ import {
   type CompiledSchema,
   type ChatMessage,
   type GenerateOptions,
+  type GenerationResult,
   type JsonResult,
   type LeaseState,
   type LlmRuntime,
@@ -54,6 +55,62 @@ export interface GenerationSettings {
   priority: Priority;
   retries: number;
   maxInput: number;
+}
+
+/** What a message may set in place of its node's settings, when the node allows it. */
+export interface SettingsMsg {
+  temperature?: unknown;
+  maxTokens?: unknown;
+  priority?: unknown;
+  /** Seconds, like the node's Timeout field. */
+  timeout?: unknown;
+}
+
+/**
+ * The settings for one message: the node's, with `msg.temperature`, `msg.maxTokens`,
+ * `msg.priority` and `msg.timeout` (seconds) in their place where the node allows it (its
+ * "msg overrides" box). A value out of range is refused with a sentence that names the field, never
+ * clamped; a node that does not allow overrides ignores them (`msg.priority` and `msg.timeout` have
+ * other meanings in other nodes' messages).
+ */
+export function withOverrides(
+  settings: GenerationSettings,
+  msg: SettingsMsg,
+  allowed: boolean,
+): GenerationSettings {
+  if (!allowed) return settings;
+  const number = (
+    value: unknown,
+    field: string,
+    min: number,
+    max: number,
+    whole = false,
+  ): number | undefined => {
+    if (value === undefined) return undefined;
+    const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max || (whole && !Number.isInteger(n)))
+      throw new LlmError(
+        'bad_request',
+        `msg.${field} must be ${whole ? 'a whole number' : 'a number'} from ${min} to ${max}, not ${JSON.stringify(value) ?? String(value)}.`,
+      );
+    return n;
+  };
+  const out = { ...settings };
+  const temperature = number(msg.temperature, 'temperature', 0, 2);
+  if (temperature !== undefined) out.temperature = temperature;
+  const maxTokens = number(msg.maxTokens, 'maxTokens', 1, 32768, true);
+  if (maxTokens !== undefined) out.maxTokens = maxTokens;
+  const timeout = number(msg.timeout, 'timeout', 0, 3600);
+  if (timeout !== undefined) out.timeoutMs = timeout > 0 ? timeout * 1000 : undefined;
+  if (msg.priority !== undefined) {
+    if (!['high', 'normal', 'low'].includes(msg.priority as string))
+      throw new LlmError(
+        'bad_request',
+        `msg.priority must be "high", "normal" or "low", not ${JSON.stringify(msg.priority) ?? String(msg.priority)}.`,
+      );
+    out.priority = msg.priority as Priority;
+  }
+  return out;
 }
 
 export function parseGenerationSettings(def: GenerationDef): GenerationSettings {
@@ -135,14 +192,28 @@ export class SessionTurn {
     path: MissionState[],
     update: MissionUpdate,
   ): Promise<MissionState> {
+    await this.recordTurn(runtime, text, JSON.stringify(result.value), result);
+    return this.store.advance(this.key, path, update).mission.state;
+  }
+
+  /** Records a free-text turn (llm-chat): the conversation grows, the mission stays where it is. */
+  async finishText(runtime: LlmRuntime, text: string, result: GenerationResult): Promise<void> {
+    await this.recordTurn(runtime, text, result.text, result);
+  }
+
+  private async recordTurn(
+    runtime: LlmRuntime,
+    text: string,
+    answer: string,
+    result: GenerationResult,
+  ): Promise<void> {
     // A snapshot the disk refused (perhaps half written) is never offered for loading.
     const saved = result.snapshotSaved !== false;
     if (!saved) await this.abandon();
-    await this.store.appendTurn(this.key, text, JSON.stringify(result.value), {
+    await this.store.appendTurn(this.key, text, answer, {
       snapshotFile: saved ? this.snapshot?.save : undefined,
       modelSha256: runtime.modelSha256,
     });
-    return this.store.advance(this.key, path, update).mission.state;
   }
 
   async abandon(): Promise<void> {
@@ -158,6 +229,11 @@ export class LlmNodeSupport {
   readonly config: LlmRuntimeNode | undefined;
   readonly sessions: KvSessionStoreNode | undefined;
   private lastResult: NodeStatus = {};
+  /**
+   * Whether timeouts, a full queue and the like go to the node's "rejected" output (llm-parse,
+   * llm-plan); llm-chat has none, and sends them to a Catch node with their code.
+   */
+  rejectedOutput = true;
   private readonly closing = new AbortController();
   private readonly inFlight = new Set<Promise<unknown>>();
   private runtimeReady = false;
@@ -361,7 +437,7 @@ export class LlmNodeSupport {
   /** A valid answer: its metadata on `msg.llm`, a green status, the message on the first output. */
   answered(
     msg: NodeMessageInFlow & { llm?: unknown },
-    result: JsonResult<unknown> & { attempts: number },
+    result: GenerationResult & { schemaHash?: string; attempts?: number },
     statusText: string,
     send: (msg: Array<NodeMessage | null>) => void,
     done: () => void,
@@ -372,10 +448,12 @@ export class LlmNodeSupport {
       tokensOut: result.tokensOut,
       ttftMs: result.ttftMs,
       totalMs: result.totalMs,
-      schemaHash: result.schemaHash,
-      attempts: result.attempts,
+      ...(result.schemaHash !== undefined
+        ? { schemaHash: result.schemaHash, attempts: result.attempts }
+        : {}),
       /** warm: the sequence already held the prompt's start; snapshot: restored from disk; cold: read anew. */
       prefix: result.prefix,
+      ...(result.schemaHash === undefined ? { stopReason: result.stopReason } : {}),
     };
     this.lastResult = { fill: 'green', shape: 'dot', text: statusText };
     this.node.status(this.lastResult);
@@ -405,7 +483,7 @@ export class LlmNodeSupport {
       );
       return;
     }
-    const reason = rejectReason(err);
+    const reason = this.rejectedOutput ? rejectReason(err) : undefined;
     const message = (err as Error)?.message ?? String(err);
     if (reason) {
       const retried = attempts && (reason === 'invalid' || reason === 'truncated');

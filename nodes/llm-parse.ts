@@ -5,8 +5,10 @@ import { BadExample, compileSchemaOffLoop, type CompiledSchema } from '../lib/ru
 import {
   LlmNodeSupport,
   parseGenerationSettings,
+  withOverrides,
   type GenerationDef,
   type GenerationSettings,
+  type SettingsMsg,
 } from './llm-common';
 
 interface LlmParseDef extends NodeDef, GenerationDef {
@@ -14,9 +16,11 @@ interface LlmParseDef extends NodeDef, GenerationDef {
   schema: string;
   examples: string;
   allowOverride: boolean;
+  /** Take msg.temperature, msg.maxTokens, msg.priority and msg.timeout. */
+  overrides?: boolean;
 }
 
-type ParseMsg = NodeMessageInFlow & { schema?: unknown; llm?: unknown; rejected?: unknown };
+type ParseMsg = NodeMessageInFlow & SettingsMsg & { schema?: unknown; llm?: unknown; rejected?: unknown };
 
 const NS = 'node-red-contrib-edge-llm/llm-parse:llm-parse';
 
@@ -64,6 +68,7 @@ export = function (RED: NodeAPI) {
       // The bound first: a 10 MB payload is refused before it is serialised or tokenized.
       support.checkInput(msg.payload, settings);
       if (isEmpty(msg.payload)) throw new Error(support.t('errors.empty-input'));
+      const msgSettings = withOverrides(settings, msg, !!def.overrides);
       const text = typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload);
       // A msg.schema crosses to the runtime as it is: compiled there (cached by hash), after the
       // queue has room for it.
@@ -74,9 +79,9 @@ export = function (RED: NodeAPI) {
           throw new Error(support.t('errors.bad-schema'));
         active = { source: msg.schema };
       }
-      const runtime = await support.runtime(support.timeoutMs(settings));
+      const runtime = await support.runtime(support.timeoutMs(msgSettings));
       await support.ask(msg, send, done, {
-        settings,
+        settings: msgSettings,
         runtime,
         system: systemPrompt(
           renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)),

@@ -18,23 +18,28 @@ import { compileSchemaOffLoop, type CompiledSchema } from '../lib/runtime';
 import {
   LlmNodeSupport,
   parseGenerationSettings,
+  withOverrides,
   type GenerationDef,
   type GenerationSettings,
+  type SettingsMsg,
 } from './llm-common';
 
 interface LlmPlanDef extends NodeDef, GenerationDef {
   instruction: string;
   catalogue: string;
   maxSteps: string;
+  /** Take msg.temperature, msg.maxTokens, msg.priority and msg.timeout. */
+  overrides?: boolean;
 }
 
-type PlanMsg = NodeMessageInFlow & {
-  constraints?: unknown;
-  state?: unknown;
-  feedback?: unknown;
-  plan?: PlanRequest['previous'];
-  llm?: unknown;
-};
+type PlanMsg = NodeMessageInFlow &
+  SettingsMsg & {
+    constraints?: unknown;
+    state?: unknown;
+    feedback?: unknown;
+    plan?: PlanRequest['previous'];
+    llm?: unknown;
+  };
 
 interface GeneratedPlan {
   steps: Array<{ action: string; params: Record<string, unknown>; reason: string }>;
@@ -85,6 +90,7 @@ export = function (RED: NodeAPI) {
       ) {
         throw new Error(support.t('errors.no-mission'));
       }
+      const msgSettings = withOverrides(settings, msg, !!def.overrides);
       // A plan sent back (with msg.feedback) is a replan of its own mission.
       const previous = msg.plan ?? (isPlan(msg.payload) ? msg.payload : undefined);
       const request: PlanRequest = {
@@ -98,10 +104,10 @@ export = function (RED: NodeAPI) {
       // Kept steps come from the message, not the model: they too must be catalogue actions.
       const keptProblem = checkSteps(catalogue, kept);
       if (keptProblem) throw new Error(`${support.t('errors.bad-previous-plan')}: ${keptProblem}`);
-      const runtime = await support.runtime(support.timeoutMs(settings));
+      const runtime = await support.runtime(support.timeoutMs(msgSettings));
       const cat = catalogue;
       await support.ask<GeneratedPlan>(msg, send, done, {
-        settings,
+        settings: msgSettings,
         runtime,
         system: [
           renderTemplate(instruction, (path) => RED.util.getMessageProperty(msg, path)).trim(),

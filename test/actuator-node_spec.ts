@@ -20,7 +20,7 @@ type SpiedNode = Node & { error: SinonSpy; status: SinonSpy; log: SinonSpy; warn
 
 const helper = initHelper();
 
-const KEY = 'shared-guardrail-key';
+const KEY = 'shared-guardrail-key-0123456789abcdef';
 /** The policy the tests' signatures name; trusted as a fixed hash unless a test runs a guardrail. */
 const POLICY_HASH = 'a1'.repeat(32);
 const NS = 'node-red-contrib-edge-llm/actuator-out:actuator-out';
@@ -432,6 +432,15 @@ describe('actuator-out node', function () {
     assert.equal((acked.messages[0].command as { dryRun: boolean }).dryRun, true);
     assert.ok(callsBy(node.log, node).some((c) => c.args[0] === `${NS}.log.dry-run`));
     assert.equal(d.deliveries.length, 0);
+  });
+
+  it('refuses a signing key shorter than 32 characters, as its dialog does', async function () {
+    const { node } = await load({}, { a1: { signingKey: 'k'.repeat(31) } });
+    assert.deepEqual(
+      callsBy(node.error, node).map((c) => c.args[0]),
+      [`${NS}.errors.short-key`],
+    );
+    assert.equal(callsBy(node.status, node)[0].args[0].fill, 'red');
   });
 
   it('shows a configuration error without throwing when the signing key is missing', async function () {

@@ -221,6 +221,11 @@ const CONFIG_DIALOGS: Record<string, (c: Ctx) => Promise<void>> = {
     for (const field of Object.keys(good))
       await assertFieldError(editor, `#node-config-input-${field}`, false);
   },
+  'kv-session-store': async ({ editor }) => {
+    const tip = editor.page.locator('.form-tips', { hasText: 'Sessions are kept' }).last();
+    const text = await tip.innerText();
+    assert.match(text, /edge-llm\/sessions\/<this node's id> in the Node-RED user folder/, text);
+  },
   'edge-mqtt-broker': async ({ editor, broker }) => {
     await editor.type('#node-config-input-url', 'http://127.0.0.1:1883');
     await assertFieldError(editor, '#node-config-input-url', true);
@@ -246,6 +251,14 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
   'llm-parse': async ({ editor }, id) => {
     await editor.setCode('node-input-schema-editor', '{"type": "object", "properties": ');
     await expectBadgeAfterDone(editor, id, 'llm-parse', message('llm-parse', 'errors.schema-not-json'));
+    // JSON, but not a schema: the dialog finds the misspelt type inside a property
+    await editor.setCode(
+      'node-input-schema-editor',
+      '{"type": "object", "properties": {"zone": {"type": "text"}}, "required": ["zone"]}',
+    );
+    await expectBadgeAfterDone(editor, id, 'llm-parse', 'The schema at properties.zone has the type');
+    await editor.setCode('node-input-schema-editor', '{"type": "object", "required": "zone"}');
+    await expectBadgeAfterDone(editor, id, 'llm-parse', 'has a "required" that is not a list');
     const schema = '{"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}';
     await editor.setCode('node-input-schema-editor', schema);
     await editor.setCode('node-input-instruction-editor', 'Which zone should the robot go to?');
@@ -268,7 +281,29 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
     await assertFieldError(editor, '#node-input-maxSteps', false);
     return async () => assert.ok(sameJson(String((await editor.node(id))?.catalogue), catalogue));
   },
-  guardrail: async ({ editor }, id) => {
+  'llm-chat': async ({ editor }, id) => {
+    await editor.type('#node-input-temperature', 'warm');
+    await editor.type('#node-input-maxTokens', 'many');
+    await assertFieldError(editor, '#node-input-temperature', true);
+    await assertFieldError(editor, '#node-input-maxTokens', true);
+    await editor.screenshot('dialog-llm-chat-invalid');
+    await editor.type('#node-input-temperature', '0.2');
+    await editor.type('#node-input-maxTokens', '128');
+    await assertFieldError(editor, '#node-input-temperature', false);
+    await assertFieldError(editor, '#node-input-maxTokens', false);
+    await editor.type('#node-input-system', 'You answer questions about line {{topic}} in one sentence.');
+    await editor.page.locator('#node-input-stream').check();
+    return async () => {
+      const node = await editor.node(id);
+      assert.equal(node?.stream, true);
+      assert.equal(node?.outputs, 2, 'streaming adds the second output');
+      assert.equal(node?.system, 'You answer questions about line {{topic}} in one sentence.');
+      assert.equal(await editor.canvasNode(id).locator('.red-ui-flow-port-output').count(), 2);
+    };
+  },
+  guardrail: async (c, id) => {
+    await checkSigningKey(c, id, 'guardrail');
+    const { editor } = c;
     await editor.setCode('node-input-policy-editor', '{"name": "cell", "actions": ');
     await expectBadgeAfterDone(editor, id, 'guardrail', 'The policy is not valid JSON');
     const policy = JSON.stringify({
@@ -280,7 +315,9 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
     return async () =>
       assert.deepEqual(JSON.parse(String((await editor.node(id))?.policy)), JSON.parse(policy));
   },
-  'actuator-out': async ({ editor }) => {
+  'actuator-out': async (c, id) => {
+    await checkSigningKey(c, id, 'actuator-out');
+    const { editor } = c;
     await editor.type('#node-input-topic', 'devices/+/commands');
     await editor.type('#node-input-retries', '1.5');
     await assertFieldError(editor, '#node-input-topic', true);
@@ -344,6 +381,31 @@ async function assertFieldError(editor: Editor, selector: string, wrong: boolean
   assert.ok(state.visible, `${selector} is visible`);
   assert.equal(state.error, wrong, `${selector} ${wrong ? 'is' : 'is not'} marked wrong`);
   if (wrong) assert.notEqual(state.border, state.normal, `${selector} is drawn in the error colour`);
+}
+
+/**
+ * The signing key, as a person gets it wrong: a short one is marked in the dialog and, saved, gives
+ * the red triangle; an empty one too, and Deploy then warns instead of "Successfully deployed".
+ */
+async function checkSigningKey({ editor }: Ctx, id: string, type: string): Promise<void> {
+  await editor.type('#node-input-signingKey', 'secret123');
+  await assertFieldError(editor, '#node-input-signingKey', true);
+  await editor.screenshot(`dialog-${type}-short-key`);
+  await expectBadgeAfterDone(editor, id, type, 'The signing key has 9 characters; at least 32');
+  await editor.type('#node-input-signingKey', '');
+  await assertFieldError(editor, '#node-input-signingKey', true);
+  await editor.done();
+  assert.ok(await editor.errorBadge(id).isVisible(), `${type} without a key shows the red triangle`);
+  assert.ok((await editor.errorTooltip(id)).includes('No signing key'));
+  const note = await editor.deploy();
+  assert.match(note, /not properly configured/, note);
+  await editor.page.waitForTimeout(500); // the notification slides in
+  await editor.screenshot(`deploy-${type}-without-key`);
+  await editor.page.locator('.red-ui-notification button', { hasText: 'Cancel' }).click();
+  await editor.dismissNotifications();
+  await editor.openDialog(id);
+  await editor.type('#node-input-signingKey', SIGNING_KEY);
+  await assertFieldError(editor, '#node-input-signingKey', false);
 }
 
 /** Closes the dialog on a bad code-editor value, checks the node's red triangle and its tooltip, reopens. */
@@ -411,6 +473,13 @@ describe('the editor in a real browser (Chromium)', function () {
         loaded.filter((t) => !config.includes(t)),
         [...PALETTE_TYPES].sort(),
       );
+    });
+
+    it('labels every entry in words, not split at a hyphen ("kv - session")', async function () {
+      for (const type of PALETTE_TYPES) {
+        const label = await ctx.editor.paletteNode(type).locator('.red-ui-palette-label').innerText();
+        assert.doesNotMatch(label, / - /, `${type}: ${JSON.stringify(label)}`);
+      }
     });
 
     for (const type of PALETTE_TYPES) {

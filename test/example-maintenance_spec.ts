@@ -124,7 +124,7 @@ describe('example 01: the ticket becomes a mission, wired, with a person approvi
   let dir: string;
   let broker: TestBroker;
   let line: PackagingLine;
-  const KEY = 'example-01-test-key';
+  const KEY = 'example-01-test-key-0123456789abcdef';
   const WIRED = new Set([
     'tab',
     'change',

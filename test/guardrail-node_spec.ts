@@ -21,7 +21,7 @@ const catchNode = coreNode('common/25-catch.js');
 const getNode = (id: string) => helper.getNode(id) as unknown as SpiedNode;
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
-const KEY = 'guardrail-node-test-key';
+const KEY = 'guardrail-node-test-key-0123456789';
 
 const POLICY = {
   name: 'node test',
@@ -283,6 +283,14 @@ describe('guardrail node', function () {
     assert.equal(caught.messages[0].topic, 'original');
     assert.match((caught.messages[0].error as { message: string }).message, /guardrail\.errors\.bad-policy$/);
     assert.equal(ok.messages.length + no.messages.length, 0);
+  });
+
+  it('refuses to start with a signing key shorter than 32 characters', async function () {
+    const { g } = await start({}, { g: { signingKey: 'k'.repeat(31) } });
+    assert.deepEqual(
+      callsBy(g.error, g).map((c) => c.args[0]),
+      [`${NS}.errors.short-key`],
+    );
   });
 
   it('refuses to start without a signing key', async function () {

@@ -240,6 +240,32 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     );
   });
 
+  it('takes msg overrides only where ticked, and refuses one out of range to Catch with the original message', async function () {
+    await load([
+      runtime('rt1', stories),
+      parse('p1', 'rt1', { overrides: true, retries: '0' }),
+      parse('p2', 'rt1', { retries: '0' }),
+    ]);
+    const truncated = next('rejected');
+    (helper.getNode('p1') as Spied).receive({ payload: 'Zone A level 2', maxTokens: 3, temperature: 0.5 });
+    assert.equal(((await truncated).rejected as { reason: string }).reason, 'truncated');
+    const ignored = Promise.race([next('valid'), next('rejected')]);
+    (helper.getNode('p2') as Spied).receive({ payload: 'Zone A level 2', maxTokens: 3 });
+    assert.notEqual(
+      ((await ignored).rejected as { reason: string } | undefined)?.reason,
+      'truncated',
+      'not ticked: msg.maxTokens is ignored',
+    );
+    const caught = next('caught');
+    (helper.getNode('p1') as Spied).receive({ payload: 'Zone A level 2', temperature: '3', _tag: 'z' });
+    const msg = await caught;
+    assert.equal(msg._tag, 'z');
+    assert.match(
+      String((msg.error as { message: string }).message),
+      /msg\.temperature must be a number from 0 to 2, not "3"/,
+    );
+  });
+
   it('rejects with timeout when the deadline passes', async function () {
     await load([runtime('rt1', stories), parse('p1', 'rt1', { timeout: '0.001' })]);
     const out = next('rejected');

@@ -276,6 +276,22 @@ describe('llm-plan (real model)', function () {
       );
     });
 
+    it('takes msg overrides where ticked: a short msg.maxTokens truncates, a bad msg.priority ends at Catch', async function () {
+      await load(flow({ overrides: true, retries: '0' }));
+      const p = helper.getNode('p') as Spied;
+      const rejected = next('rejected');
+      p.receive({ payload: 'inspect zone A', maxTokens: 3, timeout: 30 });
+      assert.equal(((await rejected).rejected as { reason: string }).reason, 'truncated');
+      const caught = next('caught');
+      p.receive({ payload: 'inspect zone A', priority: 'urgent', _tag: 'y' });
+      const msg = await caught;
+      assert.equal(msg._tag, 'y');
+      assert.match(
+        String((msg.error as { message: string }).message),
+        /msg\.priority must be "high", "normal" or "low", not "urgent"/,
+      );
+    });
+
     it('sends an empty mission to a Catch node with the original message', async function () {
       await load(flow());
       const p = helper.getNode('p') as Spied;

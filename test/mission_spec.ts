@@ -23,7 +23,7 @@ async function eventually(predicate: () => Promise<boolean>, what: string, ms = 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-const KEY = 'mission-test-key';
+const KEY = 'mission-test-key-0123456789abcdef';
 
 const POLICY = {
   name: 'robot',

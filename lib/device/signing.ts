@@ -47,6 +47,13 @@ export interface VerifyOptions {
   seen?: (nonce: string, expires: number) => boolean;
 }
 
+/**
+ * The shortest signing key the guardrail and actuator-out nodes accept, in characters: 32 hex
+ * digits are 128 bits (`openssl rand -hex 16`). Anyone who can guess the key and reach the broker
+ * can sign commands that the devices will run. Their edit dialogs check the same length.
+ */
+export const MIN_SIGNING_KEY_LENGTH = 32;
+
 const NONCE_RE = /^[0-9a-f]{32}$/;
 const MAC_RE = /^[0-9a-f]{64}$/;
 
