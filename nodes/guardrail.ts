@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { userDir as userDirOf } from '../lib/util/user-dir';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import { type PendingApproval, PendingApprovals, parseApprovalDecision } from '../lib/guardrail/approvals';
 import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
@@ -9,6 +9,7 @@ import { readPath } from '../lib/guardrail/paths';
 import { type CompiledPolicy, POLICY_SCHEMA, compilePolicy, parsePolicyText } from '../lib/guardrail/policy';
 import { LimitState } from '../lib/guardrail/state';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
+import { formNumber } from './form';
 import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
@@ -43,7 +44,7 @@ type Done = (err?: Error) => void;
 
 export default function (RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
-  const userDir = (): string => RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+  const userDir = (): string => userDirOf(RED.settings);
 
   function loadPolicy(def: GuardrailNodeDef): CompiledPolicy {
     let text = def.policy ?? '';
@@ -99,9 +100,9 @@ export default function (RED: NodeAPI): void {
         def.auditLog?.trim() || path.join('edge-llm', 'guardrail', `${this.id}.jsonl`),
       );
       const anchorFile = def.anchorFile?.trim() ? path.resolve(userDir(), def.anchorFile.trim()) : undefined;
-      const anchorSeconds = Number(def.anchorInterval?.trim() || 10);
-      if (!Number.isFinite(anchorSeconds) || anchorSeconds < 0)
-        throw new Error(t('errors.bad-anchor-interval', { value: String(def.anchorInterval) }));
+      const anchorSeconds = formNumber(def.anchorInterval, 10, { min: 0 }, (value) =>
+        t('errors.bad-anchor-interval', { value }),
+      );
       const broker = def.anchorBroker
         ? ((RED.nodes.getNode(def.anchorBroker) as EdgeMqttBrokerNode | null) ?? undefined)
         : undefined;
