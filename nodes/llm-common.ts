@@ -33,9 +33,10 @@ import { StatusThrottle } from './status';
 import type { LlmRuntimeNode } from './types';
 
 type Send = (msg: Array<NodeMessage | null>) => void;
-
-const RUNTIME_NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 type Done = (err?: Error) => void;
+
+/** The runtime config node's strings: its "ready" is what an idle LLM node shows. */
+const RUNTIME_NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
 /** The settings llm-parse and llm-plan share, as stored by their edit dialogs. */
 export interface GenerationDef {
