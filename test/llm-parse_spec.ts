@@ -254,6 +254,31 @@ describe('llm-runtime and llm-parse in a flow (real model)', function () {
     );
   });
 
+  it("shows each node's own work, not its runtime's: a node with nothing to do stays ready", async function () {
+    await load([runtime('rt1', stories), parse('p1', 'rt1'), parse('p2', 'rt1')]);
+    const [p1, p2] = ['p1', 'p2'].map((id) => helper.getNode(id) as Spied);
+    // The helper spies status on the prototype: each node's own calls are those made on it.
+    const statuses = (p: Spied) =>
+      p.status
+        .getCalls()
+        .filter((c) => c.thisValue === p)
+        .map((c) => c.args[0] as { fill?: string; text?: string });
+    const ready = (p: Spied) => statuses(p).some((s) => String(s.text).endsWith('status.ready'));
+    await until(() => ready(p1) && ready(p2), 20_000, 'ready');
+    p1.status.resetHistory();
+    const out = next('valid');
+    p1.receive({ payload: 'Zone A level 2' });
+    await out;
+    const texts = statuses(p1).map((s) => String(s.text));
+    assert.ok(
+      texts.some((t) => t.endsWith('status.working')),
+      texts.join(),
+    );
+    assert.ok(texts.at(-1)!.endsWith('status.ok'), texts.join());
+    const other = statuses(p2).filter((s) => !String(s.text).endsWith('status.ready'));
+    assert.deepEqual(other, [], 'p2 shows ready while only p1 works');
+  });
+
   it('rejects with timeout when the deadline passes', async function () {
     await load([runtime('rt1', stories), parse('p1', 'rt1', { timeout: '0.001' })]);
     const out = next('rejected');
