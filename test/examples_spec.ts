@@ -40,6 +40,10 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
   };
   /** Waits until `count` more readings of a running `asset` have passed the demo broker. */
   const readingsOnBroker = async (asset: string, count: number): Promise<void> => {
+    // Node-RED subscribes to the readings as soon as its broker node connects.
+    await eventually('Node-RED connected to the plant broker', 30_000, async () =>
+      /\[mqtt-broker:Plant MQTT\] Connected/.test(red.output) ? true : undefined,
+    );
     const client = await mqtt.connectAsync(broker.url);
     try {
       let seen = 0;
