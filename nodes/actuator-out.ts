@@ -1,5 +1,5 @@
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { userDir as userDirOf } from '../lib/util/user-dir';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import {
   Actuator,
@@ -14,6 +14,8 @@ import {
 import { type PolicyTrust, fixedTrust, parsePolicyHashes, trustPolicy } from '../lib/guardrail/trust';
 import { Outbox, OutboxFullError } from '../lib/device/outbox';
 import { MIN_SIGNING_KEY_LENGTH } from '../lib/device/signing';
+import { formNumber } from './form';
+import { StatusThrottle } from './status';
 import type { GuardrailNode } from './guardrail';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
@@ -71,12 +73,8 @@ export default function (RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
 
   function parseSettings(node: Node, def: ActuatorOutNodeDef): Settings {
-    const number = (value: string, fallback: number, name: string, min: number): number => {
-      const n = value === undefined || String(value).trim() === '' ? fallback : Number(value);
-      if (!Number.isFinite(n) || n < min)
-        throw new Error(t('errors.bad-number', { name, value: String(value) }));
-      return n;
-    };
+    const number = (value: string, fallback: number, name: string, min: number): number =>
+      formNumber(value, fallback, { min }, (raw) => t('errors.bad-number', { name, value: raw }));
     const topic = (def.topic ?? '').trim();
     const topicProblem = checkTopicTemplate(topic);
     if (topicProblem) throw new Error(t('errors.bad-topic', { problem: topicProblem }));
@@ -87,7 +85,7 @@ export default function (RED: NodeAPI): void {
         t('errors.bad-number', { name: 'retries/outboxSize', value: `${retries}/${outboxSize}` }),
       );
     }
-    const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+    const userDir = userDirOf(RED.settings);
     const hashes = def.trustedPolicies?.trim() ? parsePolicyHashes(def.trustedPolicies) : undefined;
     if (hashes && 'error' in hashes) throw new Error(t('errors.bad-policies', { problem: hashes.error }));
     return {
@@ -112,7 +110,6 @@ export default function (RED: NodeAPI): void {
     let replay: ReplayStore | undefined;
     let broker: EdgeMqttBrokerNode | undefined;
     let lastError: string | undefined;
-    let statusTimer: NodeJS.Timeout | undefined;
     let closing = false;
 
     // ---- status: connection, outbox depth, last error ----
@@ -126,13 +123,8 @@ export default function (RED: NodeAPI): void {
         : { fill: 'red', shape: 'ring', text: t('status.disconnected', { depth }) + suffix };
     };
     // The depth changes with every command: a few status updates a second are enough.
-    const showStatus = (): void => {
-      if (statusTimer || closing) return;
-      statusTimer = setTimeout(() => {
-        statusTimer = undefined;
-        if (!closing) this.status(currentStatus());
-      }, 100);
-    };
+    const throttle = new StatusThrottle(() => this.status(currentStatus()), 100);
+    const showStatus = (): void => throttle.soon();
 
     // ---- configuration ----
     let settings: Settings | undefined;
@@ -312,7 +304,7 @@ export default function (RED: NodeAPI): void {
     // ---- close ----
     this.on('close', (removed: boolean, done: () => void) => {
       closing = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      throttle.close();
       const cleanup = (async () => {
         await ready;
         const left = outbox?.depth ?? 0;

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { userDir as userDirOf } from '../lib/util/user-dir';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import { type PendingApproval, PendingApprovals, parseApprovalDecision } from '../lib/guardrail/approvals';
 import { AuditLog, decisionRecord } from '../lib/guardrail/audit';
@@ -10,6 +10,7 @@ import { type CompiledPolicy, POLICY_SCHEMA, compilePolicy, parsePolicyText } fr
 import { LimitState } from '../lib/guardrail/state';
 import { MIN_SIGNING_KEY_LENGTH } from '../lib/device/signing';
 import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
+import { formNumber } from './form';
 import { type PolicyAnnouncement, announcePolicy, recordPolicy } from '../lib/guardrail/trust';
 
 const NS = 'node-red-contrib-edge-llm/guardrail:guardrail';
@@ -44,7 +45,7 @@ type Done = (err?: Error) => void;
 
 export default function (RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
-  const userDir = (): string => RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+  const userDir = (): string => userDirOf(RED.settings);
 
   function loadPolicy(def: GuardrailNodeDef): CompiledPolicy {
     let text = def.policy ?? '';
@@ -102,9 +103,9 @@ export default function (RED: NodeAPI): void {
         def.auditLog?.trim() || path.join('edge-llm', 'guardrail', `${this.id}.jsonl`),
       );
       const anchorFile = def.anchorFile?.trim() ? path.resolve(userDir(), def.anchorFile.trim()) : undefined;
-      const anchorSeconds = Number(def.anchorInterval?.trim() || 10);
-      if (!Number.isFinite(anchorSeconds) || anchorSeconds < 0)
-        throw new Error(t('errors.bad-anchor-interval', { value: String(def.anchorInterval) }));
+      const anchorSeconds = formNumber(def.anchorInterval, 10, { min: 0 }, (value) =>
+        t('errors.bad-anchor-interval', { value }),
+      );
       const broker = def.anchorBroker
         ? ((RED.nodes.getNode(def.anchorBroker) as EdgeMqttBrokerNode | null) ?? undefined)
         : undefined;

@@ -1,7 +1,9 @@
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { userDir as userDirOf } from '../lib/util/user-dir';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { SessionStore, type SessionStoreOptions } from '../lib/session';
+import { formNumber } from './form';
+import { StatusThrottle } from './status';
 
 const NS = 'node-red-contrib-edge-llm/kv-session-store:kv-session-store';
 const CLOSE_BUDGET_MS = 12_000;
@@ -45,12 +47,8 @@ export function defaultSessionKey(msg: { session?: unknown; topic?: unknown }): 
 
 /** Form values (text, blank for the default) as store options; throws a message a person can act on. */
 export function parseStoreOptions(def: KvSessionStoreNodeDef): Omit<SessionStoreOptions, 'dir'> {
-  const num = (raw: string | undefined, label: string, min: number, max: number): number | undefined => {
-    if (raw === undefined || String(raw).trim() === '') return undefined;
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${label} must be from ${min} to ${max}.`);
-    return n;
-  };
+  const num = (raw: string | undefined, label: string, min: number, max: number): number | undefined =>
+    formNumber(raw, undefined, { min, max }, () => `${label} must be from ${min} to ${max}.`);
   const hours = num(def.idleHours, 'Idle expiry (hours)', 0, 24 * 365);
   const mb = num(def.snapshotMb, 'KV snapshots (MB)', 0, 1_000_000);
   const whole = (n: number | undefined) => (n === undefined ? undefined : Math.floor(n));
@@ -64,24 +62,19 @@ export function parseStoreOptions(def: KvSessionStoreNodeDef): Omit<SessionStore
 
 export default function (RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
-  const userDir = (): string => RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+  const userDir = (): string => userDirOf(RED.settings);
   /** The stores of the deployed config nodes, for the admin endpoint. */
   const deployed = new Map<string, KvSessionStoreNode>();
 
   function KvSessionStore(this: KvSessionStoreNode, def: KvSessionStoreNodeDef): void {
     RED.nodes.createNode(this, def);
     const users = new Map<string, SessionStoreUser>();
-    let pending: NodeJS.Timeout | undefined;
     this.store = undefined;
     this.configError = undefined;
 
     // Sessions change on every message: tell the users a few times a second at most.
-    const changedSoon = (): void => {
-      pending ??= setTimeout(() => {
-        pending = undefined;
-        users.forEach((u) => u.sessionsChanged());
-      }, 200);
-    };
+    const throttle = new StatusThrottle(() => users.forEach((u) => u.sessionsChanged()), 200);
+    const changedSoon = (): void => throttle.soon();
 
     try {
       const options = parseStoreOptions(def);
@@ -111,7 +104,7 @@ export default function (RED: NodeAPI): void {
 
     this.on('close', (_removed: boolean, done: () => void) => {
       // A removed store keeps its folder: sessions are deleted by a person, never by a redeploy.
-      if (pending) clearTimeout(pending);
+      throttle.close();
       users.clear();
       deployed.delete(this.id);
       const store = this.store;

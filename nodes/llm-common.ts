@@ -29,10 +29,15 @@ import {
   type Priority,
 } from '../lib/runtime';
 import { defaultSessionKey, type KvSessionStoreNode } from './kv-session-store';
+import { formNumber } from './form';
+import { StatusThrottle } from './status';
 import type { LlmRuntimeNode } from './types';
 
 type Send = (msg: Array<NodeMessage | null>) => void;
 type Done = (err?: Error) => void;
+
+/** The runtime config node's strings: its "ready" is what an idle LLM node shows. */
+const RUNTIME_NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
 /** The settings llm-parse and llm-plan share, as stored by their edit dialogs. */
 export interface GenerationDef {
@@ -114,12 +119,8 @@ export function withOverrides(
 }
 
 export function parseGenerationSettings(def: GenerationDef): GenerationSettings {
-  const number = (raw: string, label: string, fallback: number, min: number, max: number): number => {
-    if (raw === undefined || String(raw).trim() === '') return fallback;
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${label} must be from ${min} to ${max}.`);
-    return n;
-  };
+  const number = (raw: string, label: string, fallback: number, min: number, max: number): number =>
+    formNumber(raw, fallback, { min, max }, () => `${label} must be from ${min} to ${max}.`);
   const priority = (def.priority || 'normal') as Priority;
   if (!['high', 'normal', 'low'].includes(priority)) throw new Error('Priority must be high, normal or low.');
   const timeoutS = number(def.timeout, 'Timeout', 0, 0, 3600);
@@ -221,9 +222,15 @@ export class SessionTurn {
   }
 }
 
+/** A message this node is working on: when it came, and how much of its answer is decoded. */
+interface Work {
+  receivedAt: number;
+  chars: number;
+}
+
 /**
  * The wiring llm-parse and llm-plan share: the runtime config node, the status that mixes the
- * runtime's state with the node's own last result, and the one place failures are routed.
+ * runtime's state with the node's own work and last result, and the one place failures are routed.
  */
 export class LlmNodeSupport {
   readonly config: LlmRuntimeNode | undefined;
@@ -237,6 +244,11 @@ export class LlmNodeSupport {
   private readonly closing = new AbortController();
   private readonly inFlight = new Set<Promise<unknown>>();
   private runtimeReady = false;
+  private runtimeView: NodeStatus = {};
+  /** This node's own messages, not the runtime's: other nodes on the same runtime are theirs. */
+  private readonly working = new Map<object, Work>();
+  // Progress comes with every decoded piece: a few status updates a second are enough.
+  private readonly shown = new StatusThrottle(() => this.node.status(this.currentStatus()), 500);
 
   constructor(
     private readonly RED: NodeAPI,
@@ -260,10 +272,36 @@ export class LlmNodeSupport {
       id: node.id,
       runtimeStatus: (status: NodeStatus, state: LeaseState | 'config-error') => {
         this.runtimeReady = state === 'ready';
-        const idle = this.runtimeReady && status.fill === 'green';
-        node.status(idle && this.lastResult.text ? this.lastResult : status);
+        this.runtimeView = status;
+        this.shown.now();
       },
     });
+  }
+
+  /**
+   * A runtime that is not ready shows why (loading, error); a ready one shows this node's own
+   * work, else its last result, else "ready" (the runtime's queue belongs to every node on it).
+   */
+  private currentStatus(): NodeStatus {
+    if (!this.runtimeReady) return this.runtimeView;
+    const count = this.working.size;
+    if (count === 1) {
+      const [work] = this.working.values();
+      if (work.chars > 0)
+        return { fill: 'blue', shape: 'ring', text: this.t('status.generating', { chars: work.chars }) };
+    }
+    if (count > 0) return { fill: 'blue', shape: 'dot', text: this.t('status.working', { count }) };
+    if (this.lastResult.text) return this.lastResult;
+    return this.runtimeView.fill === 'green'
+      ? this.runtimeView
+      : { fill: 'green', shape: 'dot', text: this.RED._(`${RUNTIME_NS}.status.ready`) };
+  }
+
+  /** Sets the node's last result and shows it (once no other message of this node is running). */
+  private ended(msg: object, status: NodeStatus): void {
+    this.working.delete(msg);
+    this.lastResult = status;
+    this.shown.now();
   }
 
   t(key: string, params?: Record<string, string | number>): string {
@@ -350,28 +388,31 @@ export class LlmNodeSupport {
    * node sets none (a shared context serves config nodes with other timeouts), the session's
    * sequence and snapshot, this node as the owner the scheduler is fair to, and progress.
    */
-  options(settings: GenerationSettings, session: SessionTurn | undefined): AttemptOptions {
+  options(settings: GenerationSettings, session: SessionTurn | undefined, msg?: object): AttemptOptions {
     return {
       ...settings,
       timeoutMs: this.timeoutMs(settings),
       ...session?.options(),
       signal: this.closing.signal,
       owner: this.node.id,
-      onText: this.progress(),
+      onText: this.progress(msg),
     };
   }
 
-  /** Shows progress while a long answer is decoded, a few times a second at most. */
-  private progress(): (text: string) => void {
-    let chars = 0;
-    let last = 0;
+  /** Counts what is decoded for a message, for the status while a long answer comes. */
+  private progress(msg: object | undefined): (text: string) => void {
     return (text: string) => {
-      chars += text.length;
-      const now = Date.now();
-      if (now - last < 500) return;
-      last = now;
-      this.node.status({ fill: 'blue', shape: 'ring', text: this.t('status.generating', { chars }) });
+      const work = msg && this.working.get(msg);
+      if (!work) return;
+      work.chars += text.length;
+      this.shown.soon();
     };
+  }
+
+  /** Milliseconds since the node received `msg`: what a person watching the canvas waited. */
+  elapsedMs(msg: object): number {
+    const work = this.working.get(msg);
+    return work ? Math.round(performance.now() - work.receivedAt) : 0;
   }
 
   /**
@@ -380,7 +421,14 @@ export class LlmNodeSupport {
    */
   onInput<M extends NodeMessageInFlow>(handle: (msg: M, send: Send, done: Done) => Promise<void>): void {
     this.node.on('input', (msg: NodeMessageInFlow, send: Send, done: Done) => {
-      this.track(handle(msg as M, send, done).catch((err: unknown) => this.failed(msg, err, send, done)));
+      this.working.set(msg, { receivedAt: performance.now(), chars: 0 });
+      this.shown.soon(0);
+      const work = handle(msg as M, send, done)
+        .catch((err: unknown) => this.failed(msg, err, send, done))
+        .finally(() => {
+          if (this.working.delete(msg)) this.shown.soon(0);
+        });
+      this.track(work);
     });
   }
 
@@ -402,8 +450,14 @@ export class LlmNodeSupport {
       /** Compiled at deploy, or a msg.schema's source (compiled and cached in the runtime). */
       schema: CompiledSchema | object;
       check?: (value: T) => string | undefined;
-      /** What a valid answer becomes: msg.payload, the mission's next states and data, the status text. */
-      deliver: (result: JsonResult<T>) => {
+      /**
+       * What a valid answer becomes: msg.payload, the mission's next states and data, the status
+       * text (`elapsedMs`: since the node received the message).
+       */
+      deliver: (
+        result: JsonResult<T>,
+        elapsedMs: number,
+      ) => {
         payload: unknown;
         path: MissionState[];
         update: MissionUpdate;
@@ -421,10 +475,10 @@ export class LlmNodeSupport {
         runtime,
         messages,
         request.schema,
-        this.options(settings, session),
+        this.options(settings, session, msg),
         request.check,
       );
-      const answer = request.deliver(result);
+      const answer = request.deliver(result, this.elapsedMs(msg));
       msg.payload = answer.payload;
       if (session) await session.finish(runtime, text, result, answer.path, answer.update);
       this.answered(msg, result, answer.status, send, done);
@@ -455,8 +509,7 @@ export class LlmNodeSupport {
       prefix: result.prefix,
       ...(result.schemaHash === undefined ? { stopReason: result.stopReason } : {}),
     };
-    this.lastResult = { fill: 'green', shape: 'dot', text: statusText };
-    this.node.status(this.lastResult);
+    this.ended(msg, { fill: 'green', shape: 'dot', text: statusText });
     send([msg, null]);
     done();
   }
@@ -488,14 +541,12 @@ export class LlmNodeSupport {
     if (reason) {
       const retried = attempts && (reason === 'invalid' || reason === 'truncated');
       msg.rejected = { reason, message, ...(retried ? { attempts } : {}) };
-      this.lastResult = { fill: 'yellow', shape: 'ring', text: this.t('status.rejected', { reason }) };
-      this.node.status(this.lastResult);
+      this.ended(msg, { fill: 'yellow', shape: 'ring', text: this.t('status.rejected', { reason }) });
       send([null, msg]);
       done();
       return;
     }
-    this.lastResult = { fill: 'red', shape: 'ring', text: this.t('status.error') };
-    this.node.status(this.lastResult);
+    this.ended(msg, { fill: 'red', shape: 'ring', text: this.t('status.error') });
     done(err instanceof Error ? err : new LlmError('bad_request', message));
   }
 
@@ -507,6 +558,7 @@ export class LlmNodeSupport {
   closeWith(): void {
     this.node.on('close', (_removed: boolean, done: () => void) => {
       this.closing.abort(new LlmError('closed', 'The node was stopped (redeploy or shutdown).'));
+      this.shown.close();
       this.config?.deregister({ id: this.node.id, runtimeStatus: () => undefined });
       const settled = Promise.allSettled([...this.inFlight]);
       const limit = new Promise((resolve) => setTimeout(resolve, 10_000).unref());

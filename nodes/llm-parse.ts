@@ -90,11 +90,11 @@ export = function (RED: NodeAPI) {
         examples: active.compiled ? examples : [],
         text,
         schema: active.compiled ?? active.source,
-        deliver: (result) => ({
+        deliver: (result, elapsedMs) => ({
           payload: result.value,
           path: ['ReceiveCmd', 'Parse'],
           update: { spec: result.value },
-          status: support.t('status.ok', { ms: Math.round(result.totalMs) }),
+          status: support.t('status.ok', { ms: elapsedMs }),
         }),
       });
     });

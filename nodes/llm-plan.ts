@@ -23,6 +23,7 @@ import {
   type GenerationSettings,
   type SettingsMsg,
 } from './llm-common';
+import { formNumber } from './form';
 
 interface LlmPlanDef extends NodeDef, GenerationDef {
   instruction: string;
@@ -60,9 +61,12 @@ export = function (RED: NodeAPI) {
     const checked = (async () => {
       settings = parseGenerationSettings(def);
       const rawCatalogue = def.catalogue?.trim() ? JSON.parse(def.catalogue) : DEFAULT_CATALOGUE;
-      const maxSteps = def.maxSteps?.trim() ? Number(def.maxSteps) : 8;
-      if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > 64)
-        throw new Error('Max steps must be 1 to 64.');
+      const maxSteps = formNumber(
+        def.maxSteps,
+        8,
+        { min: 1, max: 64, whole: true },
+        () => 'Max steps must be 1 to 64.',
+      );
       const compiled = await compileCatalogueOffLoop(rawCatalogue);
       schema = await compileSchemaOffLoop(planSchema(compiled, maxSteps));
       catalogue = compiled;
@@ -118,15 +122,15 @@ export = function (RED: NodeAPI) {
         text: planInput(request, kept),
         schema,
         check: (value) => checkSteps(cat, value.steps),
-        deliver: (result) => {
+        deliver: (result, elapsedMs) => {
           const plan = assemblePlan(request.mission, kept, result.value.steps, cat.hash, previous);
           return {
             payload: plan,
             path: ['Execute'],
             update: { plan, step: 0 },
             status: support.t('status.ok', {
-              steps: result.value.steps.length,
-              ms: Math.round(result.totalMs),
+              count: result.value.steps.length,
+              ms: elapsedMs,
             }),
           };
         },

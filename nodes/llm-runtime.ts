@@ -15,6 +15,8 @@ import type { LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
 import { redactUrl } from '../lib/util/redact';
 import { parsePublicKey } from '../lib/runtime/manifest';
 import { isLlmError } from '../lib/runtime/errors';
+import { userDir } from '../lib/util/user-dir';
+import { StatusThrottle, statusText } from './status';
 
 const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
 
@@ -25,12 +27,13 @@ const FAILED_UPDATE_STATUS_MS = 10 * 60_000;
 
 export = function (RED: NodeAPI) {
   const t = (key: string, params?: Record<string, string | number>): string => RED._(`${NS}.${key}`, params);
-  const userDir = RED.settings.userDir ?? process.cwd();
-  const modelsDir = process.env.EDGE_LLM_MODELS_DIR || path.join(userDir, 'models');
+  const modelsDir = process.env.EDGE_LLM_MODELS_DIR || path.join(userDir(RED.settings), 'models');
   const options: RegistryOptions = {
     modelsDir,
     // In the test helper there is no user directory: hash once per process then.
-    identityCacheFile: RED.settings.userDir ? path.join(userDir, 'edge-llm', 'model-hashes.json') : undefined,
+    identityCacheFile: RED.settings.userDir
+      ? path.join(RED.settings.userDir, 'edge-llm', 'model-hashes.json')
+      : undefined,
     onLog: (level, message) => (level === 'warn' ? RED.log.warn(message) : RED.log.info(message)),
   };
   // Made on first use: a flow without llm-runtime starts no child process.
@@ -52,8 +55,6 @@ export = function (RED: NodeAPI) {
   function LlmRuntime(this: LlmRuntimeNode, def: LlmRuntimeNodeDef): void {
     RED.nodes.createNode(this, def);
     const users = new Map<string, RuntimeUser>();
-    let lastStatusAt = 0;
-    let pendingStatus: NodeJS.Timeout | undefined;
 
     const statusOf = (s: LeaseStatus | undefined): NodeStatus => {
       if (this.configError) return { fill: 'red', shape: 'ring', text: t('status.config-error') };
@@ -78,7 +79,11 @@ export = function (RED: NodeAPI) {
         case 'restarting':
           return { fill: 'red', shape: 'ring', text: t('status.restarting') };
         case 'error':
-          return { fill: 'red', shape: 'ring', text: `${t('status.error')}: ${s.error?.message ?? ''}` };
+          return {
+            fill: 'red',
+            shape: 'ring',
+            text: statusText(`${t('status.error')}: ${s.error?.message ?? ''}`),
+          };
         case 'closed':
           return {};
         case 'ready': {
@@ -107,19 +112,14 @@ export = function (RED: NodeAPI) {
     };
     this.currentStatus = () => statusOf(this.lease?.status);
 
-    const broadcast = (): void => {
-      if (pendingStatus) clearTimeout(pendingStatus);
-      pendingStatus = undefined;
-      lastStatusAt = Date.now();
+    // Queue depth and load progress change often: at most a few status updates a second.
+    const throttle = new StatusThrottle(() => {
       const status = this.currentStatus();
       const state = this.configError ? 'config-error' : (this.lease?.status.state ?? 'closed');
       users.forEach((user) => user.runtimeStatus(status, state));
-    };
-    // Queue depth and load progress change often: at most a few status updates a second.
-    const broadcastSoon = (wait = 250): void => {
-      if (pendingStatus) return;
-      pendingStatus = setTimeout(broadcast, Math.max(0, wait - (Date.now() - lastStatusAt)));
-    };
+    }, 250);
+    const broadcast = (): void => throttle.now();
+    const broadcastSoon = (wait?: number): void => throttle.soon(wait);
     const onChange = (): void => broadcastSoon();
 
     this.register = (user) => {
@@ -148,7 +148,7 @@ export = function (RED: NodeAPI) {
         modelsDir,
         // The version an update switched to is loaded again after a restart.
         stateFile: RED.settings.userDir
-          ? path.join(userDir, 'edge-llm', 'model-versions', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
+          ? path.join(userDir(RED.settings), 'edge-llm', 'model-versions', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
           : undefined,
         onLog: (level, message) => (level === 'warn' ? this.warn(message) : this.log(message)),
       });
@@ -176,7 +176,7 @@ export = function (RED: NodeAPI) {
     }
 
     this.on('close', (_removed: boolean, done: () => void) => {
-      if (pendingStatus) clearTimeout(pendingStatus);
+      throttle.close();
       users.clear();
       const lease = this.lease;
       // The runtime may outlive this node (another config node shares it): stop listening to it.

@@ -16,6 +16,8 @@ import {
   type PersonDetector,
   type PseudonymMap,
 } from '../lib/privacy';
+import { formNumber } from './form';
+import { statusText } from './status';
 
 const NS = 'node-red-contrib-edge-llm/privacy-guard:privacy-guard';
 /** Where the pseudonym map travels with the message. Underscore: not for display or logs. */
@@ -103,16 +105,11 @@ export = function (RED: NodeAPI): void {
         else throw new Error(t('errors.bad-operator', { type, operator: String(op) }));
       }
       fields = parseFields(def.fields);
-      const maxChars = def.maxChars ? Number(def.maxChars) : undefined;
-      if (maxChars !== undefined && !(Number.isInteger(maxChars) && maxChars > 0)) {
-        throw new Error(t('errors.bad-number', { name: 'maxChars', value: def.maxChars }));
-      }
-      const positive = (name: string, value: string | undefined, fallback: number): number => {
-        if (value === undefined || String(value).trim() === '') return fallback;
-        const n = Number(value);
-        if (!(Number.isFinite(n) && n > 0)) throw new Error(t('errors.bad-number', { name, value }));
-        return n;
-      };
+      const maxChars = formNumber(def.maxChars, undefined, { min: 1, whole: true }, (value) =>
+        t('errors.bad-number', { name: 'maxChars', value }),
+      );
+      const positive = (name: string, value: string | undefined, fallback: number): number =>
+        formNumber(value, fallback, { above: 0 }, (raw) => t('errors.bad-number', { name, value: raw }));
       const regions = (def.regions ?? '')
         .split(/[\s,;]+/)
         .map((r) => r.trim().toUpperCase())
@@ -209,7 +206,7 @@ export = function (RED: NodeAPI): void {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
         await audit(originals, counts, reason);
-        this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
+        this.status({ fill: 'red', shape: 'ring', text: statusText(t('status.blocked', { reason })) });
         (msg as Record<string, unknown>).privacy = { blocked: reason };
         send([null, msg]);
         done();
@@ -272,7 +269,7 @@ export = function (RED: NodeAPI): void {
         const reason =
           err instanceof BlockedError ? err.reason : t('errors.internal', { reason: String(err) });
         await audit(originals, {}, reason);
-        this.status({ fill: 'red', shape: 'ring', text: t('status.blocked', { reason }) });
+        this.status({ fill: 'red', shape: 'ring', text: statusText(t('status.blocked', { reason })) });
         (msg as Record<string, unknown>).privacy = { blocked: reason };
         send([null, msg]);
         done();

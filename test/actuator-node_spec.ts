@@ -280,7 +280,7 @@ describe('actuator-out node', function () {
     );
   });
 
-  it('loses no command across a restart of Node-RED with a non-empty outbox', async function () {
+  it('loses no command when its flows stop with a non-empty outbox and start again from the journal', async function () {
     const d = await device();
     await broker.stop();
     const first = await load();

@@ -33,6 +33,23 @@ function sign(action: Partial<Action> = {}, opts: { ttlMs?: number; now?: number
   );
 }
 
+/**
+ * Waits for a condition on a real interval: the tests that fake setTimeout move the ack timer
+ * themselves, and setInterval stays real.
+ */
+async function poll(predicate: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise<void>((resolve) => {
+      const tick = setInterval(() => {
+        clearInterval(tick);
+        resolve();
+      }, 10);
+    });
+  }
+}
+
 /** Settled outcomes of an actuator, in the order they happened. */
 class Outcomes {
   readonly acked: { command: Command; info: AckInfo }[] = [];
@@ -360,8 +377,16 @@ describe('actuator', function () {
   it('sends again with the same idempotency key when an ack is lost, and the device runs it once', async function () {
     const b = await broker();
     const d = await device(b.url, { loseAcks: 1, loseDeliveries: 1 });
-    const { submit, outcomes } = await actuator(await connection(b.url), { ackTimeoutMs: 200, retries: 3 });
+    const link = await connection(b.url);
+    // The ack timer moves only when the test moves it, once the device has had the send: a slow
+    // machine cannot time out an ack that is still on its way and add a send.
+    const clock = sandbox.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { submit, outcomes } = await actuator(link, { ackTimeoutMs: 200, retries: 3 });
     const command = await submit(sign());
+    await poll(() => d.deliveries.length === 1, 'the first send, lost on the way');
+    clock.tick(200);
+    await poll(() => d.executions.length === 1, 'the second send, run, its ack lost');
+    clock.tick(200);
     await outcomes.until(1);
 
     assert.equal(outcomes.acked.length, 1);
@@ -373,8 +398,14 @@ describe('actuator', function () {
   it('fails a command the device never acks, after its retries', async function () {
     const b = await broker();
     const d = await device(b.url, { silent: true });
-    const { submit, outcomes } = await actuator(await connection(b.url), { ackTimeoutMs: 100, retries: 2 });
+    const link = await connection(b.url);
+    const clock = sandbox.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { submit, outcomes } = await actuator(link, { ackTimeoutMs: 100, retries: 2 });
     await submit(sign());
+    for (let sends = 1; sends <= 3; sends++) {
+      await poll(() => d.deliveries.length === sends, `send ${sends} at the device`);
+      clock.tick(100);
+    }
     await outcomes.until(1);
 
     assert.equal(outcomes.failed[0].failure.code, 'ack_timeout');

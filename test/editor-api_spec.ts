@@ -48,6 +48,18 @@ describe('the package in a real Node-RED (editor HTTP API)', function () {
     }
   });
 
+  it('serves the editor script that llm-parse and llm-plan share, which both forms load', async function () {
+    const res = await red.get(`/resources/${MODULE}/generation-form.js`, '*/*');
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /EdgeLlmGenerationForm/);
+    const html = await (await red.get('/nodes', 'text/html')).text();
+    for (const type of ['llm-parse', 'llm-plan']) {
+      const form = html.slice(html.indexOf(`data-template-name="${type}"`));
+      assert.match(form.slice(0, form.indexOf('</script>')), /<div data-edge-llm-generation><\/div>/, type);
+    }
+    assert.equal(html.match(/src="resources\/node-red-contrib-edge-llm\/generation-form\.js"/g)?.length, 2);
+  });
+
   it('serves the message catalog of every node set', async function () {
     for (const name of Object.keys(pkg['node-red'].nodes)) {
       const res = await red.get(`/locales/${MODULE}/${name}?lng=en-US`);

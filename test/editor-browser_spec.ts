@@ -262,7 +262,16 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
     const schema = '{"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}';
     await editor.setCode('node-input-schema-editor', schema);
     await editor.setCode('node-input-instruction-editor', 'Which zone should the robot go to?');
-    return async () => assert.ok(sameJson(String((await editor.node(id))?.schema), schema));
+    // The generation rows come from the editor script llm-parse and llm-plan share.
+    assert.equal(await editor.page.locator('#node-input-priority').inputValue(), 'normal');
+    await editor.type('#node-input-maxTokens', 'lots');
+    await assertFieldError(editor, '#node-input-maxTokens', true);
+    await editor.type('#node-input-maxTokens', '256');
+    await assertFieldError(editor, '#node-input-maxTokens', false);
+    return async () => {
+      assert.ok(sameJson(String((await editor.node(id))?.schema), schema));
+      assert.equal((await editor.node(id))?.maxTokens, '256');
+    };
   },
   'llm-plan': async ({ editor }, id) => {
     await editor.setCode('node-input-catalogue-editor', '[{"name": "Move To"}]');
@@ -279,6 +288,11 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
     await assertFieldError(editor, '#node-input-maxSteps', true);
     await editor.type('#node-input-maxSteps', '4');
     await assertFieldError(editor, '#node-input-maxSteps', false);
+    await editor.type('#node-input-retries', 'twice');
+    await assertFieldError(editor, '#node-input-retries', true);
+    await editor.type('#node-input-retries', '2');
+    await assertFieldError(editor, '#node-input-retries', false);
+    assert.equal(await editor.page.locator('#node-input-temperature').inputValue(), '0');
     return async () => assert.ok(sameJson(String((await editor.node(id))?.catalogue), catalogue));
   },
   'llm-chat': async ({ editor }, id) => {
@@ -577,7 +591,7 @@ describe('the editor in a real browser (Chromium)', function () {
       await editor.screenshot('deployed-dialog-flow');
       assert.match(note, /Successfully deployed/, note);
       await editor.dismissNotifications();
-      await new Promise((r) => setTimeout(r, 1500));
+      await started(red, logged);
       const log = red.output.slice(logged);
       assert.doesNotMatch(log, /\[error\]/, log);
     });
@@ -605,7 +619,7 @@ describe('the editor in a real browser (Chromium)', function () {
         assert.match(note, /Successfully deployed/, note);
         await editor.dismissNotifications();
         await EXAMPLE_RUNS[file]?.(ctx);
-        await new Promise((r) => setTimeout(r, 2000));
+        await started(red, logged);
         await editor.screenshot(`example-${title}-deployed`);
         const log = red.output.slice(logged);
         assert.doesNotMatch(log, /\[error\]/, log);
@@ -619,6 +633,23 @@ describe('the editor in a real browser (Chromium)', function () {
     });
   });
 });
+
+/**
+ * Waits until the flows of a deploy have started and each model of them is loaded (or has failed
+ * to), so that an error of theirs is in the log when it is read.
+ */
+async function started(red: { output: string; url: string }, from: number): Promise<void> {
+  await eventually('the flows started', 60_000, async () =>
+    /Started flows/.test(red.output.slice(from)) ? true : undefined,
+  );
+  const flows = (await (await fetch(`${red.url}/flows`)).json()) as Array<{ type: string }>;
+  if (!flows.some((n) => n.type === 'llm-runtime')) return;
+  await eventually('the models loaded or failed', 60_000, async () => {
+    if (/\[error\]/.test(red.output.slice(from))) return true;
+    const infos = (await (await fetch(`${red.url}/edge-llm/runtimes`)).json()) as Array<{ state: string }>;
+    return infos.length > 0 && infos.every((i) => i.state !== 'loading') ? true : undefined;
+  });
+}
 
 /** A required config node with none to pick: add one through the pencil button, as a person does. */
 async function addMissingConfigNodes(c: Ctx, type: string): Promise<void> {
@@ -639,13 +670,13 @@ async function addMissingConfigNodes(c: Ctx, type: string): Promise<void> {
     if (value && value !== '_ADD_') continue;
     await page.locator(`#node-input-btn-${prop}-add`).click();
     await page.locator('#node-config-dialog-ok').waitFor({ state: 'visible' });
-    await page.waitForTimeout(400);
+    await c.editor.quiet();
     await c.editor.screenshot(`dialog-${configType}`);
     await CONFIG_DIALOGS[configType]?.(c);
     await c.editor.screenshot(`dialog-${configType}-good`);
     await page.locator('#node-config-dialog-ok').click();
     await page.locator('#node-config-dialog-ok').waitFor({ state: 'detached' });
-    await page.waitForTimeout(300);
+    await c.editor.quiet();
     assert.notEqual(await select.inputValue(), '_ADD_', `${type}.${prop} now names the new ${configType}`);
   }
 }

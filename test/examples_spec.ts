@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import * as mqtt from 'mqtt';
 import { DemoBroker } from '../examples/demo/broker';
 import { demoCredentials, forDemo, randomDemoKeys, type FlowNode } from '../examples/demo/flows';
 import { Simulators } from '../examples/demo/simulators';
@@ -31,12 +32,32 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
   let simulators: Simulators;
   let red: NodeRedProcess;
   let flows: FlowNode[];
-  let started = 0;
 
   const byName = (type: string, name: string): FlowNode => {
     const node = flows.find((n) => n.type === type && n.name === name);
     assert.ok(node, `${type} "${name}" in the examples`);
     return node;
+  };
+  /** Waits until `count` more readings of a running `asset` have passed the demo broker. */
+  const readingsOnBroker = async (asset: string, count: number): Promise<void> => {
+    // Node-RED subscribes to the readings as soon as its broker node connects.
+    await eventually('Node-RED connected to the plant broker', 30_000, async () =>
+      /\[mqtt-broker:Plant MQTT\] Connected/.test(red.output) ? true : undefined,
+    );
+    const client = await mqtt.connectAsync(broker.url);
+    try {
+      let seen = 0;
+      const enough = new Promise<void>((resolve) =>
+        client.on('message', (_topic, payload) => {
+          if ((JSON.parse(payload.toString()) as { speed_pct: number }).speed_pct >= 25 && ++seen >= count)
+            resolve();
+        }),
+      );
+      await client.subscribeAsync(`plant/+/${asset}/vibration`);
+      await enough;
+    } finally {
+      await client.endAsync();
+    }
   };
   const inject = async (name: string): Promise<void> => {
     const res = await fetch(`${red.url}/inject/${byName('inject', name).id}`, { method: 'POST' });
@@ -56,7 +77,6 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
       { flows, credentials: demoCredentials(flows, randomDemoKeys()) },
       { EDGE_LLM_MODELS_DIR: testModelsDir() },
     );
-    started = Date.now();
   });
 
   after(async function () {
@@ -169,8 +189,9 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
 
   describe('01 Predictive maintenance', function () {
     it('writes a ticket after an injected bearing fault, without the operator name', async function () {
-      // The detector needs a baseline first: 10 readings per asset.
-      await new Promise((r) => setTimeout(r, Math.max(0, started + 3000 - Date.now())));
+      // The detector needs a baseline first: 10 readings of pump-2 running. Counted on the broker
+      // after Node-RED subscribed, they reach the detector before any reading of the fault.
+      await readingsOnBroker('pump-2', 10);
       await inject('Simulate a bearing fault on pump-2');
       const file = path.join(red.userDir, 'maintenance-tickets.jsonl');
       const ticket = await eventually('a ticket in maintenance-tickets.jsonl', 60_000, async () => {

@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Outbox, OutboxFullError } from '../lib/device/outbox';
+import { TEMP_MARK } from '../lib/util/files';
 
 describe('outbox', function () {
   let dir: string;
@@ -126,12 +127,13 @@ describe('outbox', function () {
     await first.append('a');
     await first.close();
     // A crash between writing the temporary file and the rename leaves both: the journal wins.
-    await fs.writeFile(`${first.file}.tmp`, '{"op":"add","seq":9,"item":"half-written"');
+    await fs.writeFile(`${first.file}${TEMP_MARK}4242-1`, '{"op":"add","seq":9,"item":"half-written"');
     const second = await openOutbox<string>();
     assert.deepEqual(
       second.entries().map((e) => e.item),
       ['a'],
     );
+    assert.deepEqual(await fs.readdir(dir), ['outbox.jsonl'], 'the leftover is removed');
   });
 
   it('refuses a capacity that is not a positive integer', async function () {

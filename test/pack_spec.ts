@@ -22,6 +22,7 @@ const SHIPPED = [
   /^dist\/lib\//,
   /^dist\/nodes\//,
   /^examples\//,
+  /^resources\/[\w-]+\.js$/,
   /^README\.md$/,
   /^LICENSE$/,
   /^package\.json$/,
@@ -68,7 +69,7 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
     assert.deepEqual(
       stray,
       [],
-      'files outside dist/lib, dist/nodes, examples, README.md, LICENSE, package.json',
+      'files outside dist/lib, dist/nodes, examples, resources, README.md, LICENSE, package.json',
     );
     assert.ok(files.includes('LICENSE'), 'the Apache-2.0 licence that package.json declares');
     assert.equal(files.filter((f) => /(^|\/)test\/|_spec\./.test(f)).length, 0, 'no tests in the tarball');
@@ -125,6 +126,8 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
       assert.equal(set.version, pkg.version, set.name);
     }
     assert.doesNotMatch(red!.output, /\[(error|warn)\].*edge-llm/i, red!.output);
+    const shared = await red!.get(`/resources/${MODULE}/generation-form.js`, '*/*');
+    assert.equal(shared.status, 200, 'the editor script that the llm-parse and llm-plan forms load');
   });
 
   it('shows every node in the editor palette, with its icon', async function () {

@@ -611,10 +611,26 @@ describe('privacy: odd input', function () {
     const alphabet = 'aZ09 .,:;@+-_/()[]{}<>°\'"\n\t€ü😀AKIAghp_eyJ';
     let seed = 7;
     const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    let scanned = 0;
     for (let i = 0; i < 300; i++) {
       const s = Array.from({ length: rnd(400) }, () => alphabet[rnd(alphabet.length)]).join('');
-      guard.protect({ s, n: rnd(1e9) });
+      const input = { s, n: rnd(1e9) };
+      let out: ReturnType<typeof guard.protect<typeof input>>;
+      try {
+        out = guard.protect(input);
+      } catch (err) {
+        assert.ok(err instanceof BlockedError, `${String(err)} on ${JSON.stringify(s)}`);
+        continue;
+      }
+      scanned++;
+      assert.equal(input.s, s, 'the input is never modified');
+      assert.equal(out.value.n, input.n, 'a number passes through');
+      assert.equal(typeof out.value.s, 'string');
+      const counted = Object.values(out.counts).reduce((a, b) => a + b, 0);
+      assert.equal(out.total, counted, JSON.stringify(out.counts));
+      if (out.total === 0) assert.equal(out.value.s, s, 'nothing found, nothing changed');
     }
+    assert.ok(scanned > 0, 'random text is scanned, not all blocked');
   });
 
   it('passes empty and non-text values through', function () {

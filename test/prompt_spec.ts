@@ -22,24 +22,32 @@ describe('answers that must validate (real model)', function () {
 
   it('keeps one deadline for a message across all its retries', async function () {
     const runtime = await registry.acquire({ source: await testModel('stories') }).ready;
-    const started = Date.now();
+    // The message's clock is the test's: each answer "takes" 25 s of it, however long the machine
+    // really needs, so the deadline of 60 s allows exactly three answers.
+    const clock = sandbox.useFakeTimers({ now: Date.now(), toFake: ['Date'] });
+    const generate = runtime.generateJson.bind(runtime);
+    const given: Array<number | undefined> = [];
+    runtime.generateJson = ((messages, s, options) => {
+      given.push(options?.timeoutMs);
+      return generate(messages, s, options);
+    }) as typeof runtime.generateJson;
     let answers = 0;
     await assert.rejects(
       generateValidJson(
         runtime,
         buildMessages('Name a zone.', [], 'which zone?'),
         schema,
-        { retries: 1000, timeoutMs: 400, maxTokens: 24 },
+        { retries: 1000, timeoutMs: 60_000, maxTokens: 24 },
         () => {
           answers++;
+          clock.tick(25_000);
           return 'never good enough';
         },
       ),
-      (e: LlmError) => e.code === 'timeout',
+      (e: LlmError) => e.code === 'timeout' && /after 3 answers/.test(e.message),
     );
-    const elapsed = Date.now() - started;
-    assert.ok(answers >= 1 && answers < 1000, `${answers} answers`);
-    assert.ok(elapsed < 2_000, `gave up after ${elapsed} ms, not after 1000 answers`);
+    assert.equal(answers, 3, 'gave up at the deadline, not after 1000 answers');
+    assert.deepEqual(given, [60_000, 35_000, 10_000], 'each try gets what is left of the one deadline');
   });
 
   it('keeps the answer when the KV snapshot cannot be written, and says so', async function () {

@@ -14,6 +14,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as mqtt from 'mqtt';
 import type { PolicyTrust } from '../guardrail/trust';
+import { removeTemps, writeAtomic } from '../util/files';
 import { Outbox, OutboxFullError } from './outbox';
 import {
   snapshotJson,
@@ -254,6 +255,7 @@ export class ReplayStore {
         // A torn last line is an append that never completed; its action was never accepted.
       }
     }
+    await removeTemps(store.file);
     await store.rewrite();
     return store;
   }
@@ -297,16 +299,8 @@ export class ReplayStore {
   private async rewrite(): Promise<void> {
     const now = this.now();
     for (const [n, e] of this.nonces) if (e < now) this.nonces.delete(n);
-    const tmp = `${this.file}.tmp`;
-    const out = await fs.open(tmp, 'w');
-    try {
-      await out.write([...this.nonces].map(([n, e]) => JSON.stringify({ n, e }) + '\n').join(''));
-      await out.sync();
-    } finally {
-      await out.close();
-    }
     await this.handle?.close();
-    await fs.rename(tmp, this.file);
+    await writeAtomic(this.file, [...this.nonces].map(([n, e]) => JSON.stringify({ n, e }) + '\n').join(''));
     this.handle = await fs.open(this.file, 'a');
     this.lines = this.nonces.size;
   }

@@ -9,6 +9,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { removeTemps, writeAtomic } from '../util/files';
 
 export interface OutboxEntry<T> {
   /** Position in the outbox: strictly increasing, never reused while the journal lives. */
@@ -65,6 +66,7 @@ export class Outbox<T> {
     const compactAfter = options.compactAfter ?? Math.max(256, options.capacity * 4);
     const outbox = new Outbox<T>(file, options.capacity, compactAfter);
     await outbox.replay();
+    await removeTemps(file);
     // Replaying may have found a torn last line or dead records: start from a clean journal.
     await outbox.rewrite();
     return outbox;
@@ -181,37 +183,15 @@ export class Outbox<T> {
   }
 
   private async rewrite(): Promise<void> {
-    const tmp = `${this.file}.tmp`;
     const body = this.entries()
       .map(({ seq, item }) => JSON.stringify({ op: 'add', seq, item }) + '\n')
       .join('');
-    const out = await fs.open(tmp, 'w');
-    try {
-      await out.write(body);
-      await out.sync();
-    } finally {
-      await out.close();
-    }
-    // The old journal stays open for appends until the new one is in place: a failed rename
-    // leaves a working outbox, not one that says it is closed.
-    await fs.rename(tmp, this.file);
+    // The old journal stays open for appends until the new one is in place: a failed write or
+    // rename leaves a working outbox, not one that says it is closed.
+    await writeAtomic(this.file, body);
     const previous = this.handle;
     this.handle = await fs.open(this.file, 'a');
     await previous?.close();
-    await syncDir(path.dirname(this.file));
     this.deadRecords = 0;
-  }
-}
-
-/** Makes a rename durable; some platforms (Windows) cannot open a folder, which is harmless there. */
-async function syncDir(dir: string): Promise<void> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // best effort
-  } finally {
-    await handle?.close();
   }
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeAtomicSync } from '../session/files';
+import { writeAtomicSync } from '../util/files';
 
 /**
  * The guardrail's memory of what it approved: rate-limit buckets and windows, last set-points,

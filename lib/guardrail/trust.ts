@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canonicalJson } from '../device/signing';
-import { writeAtomicSync } from '../session/files';
+import { writeAtomicSync } from '../util/files';
 
 /**
  * Which policy a guardrail approves under now, signed with its signing key, so that an actuator

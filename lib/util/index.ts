@@ -1,2 +1,4 @@
 export * from './plain';
 export * from './redact';
+export * from './files';
+export * from './user-dir';

@@ -130,7 +130,25 @@ export class Editor {
         !document.querySelector('#red-ui-loading-progress:not([style*="none"])'),
     );
     // The editor draws the workspace on the next frames; let it settle before clicking.
-    await this.page.waitForTimeout(300);
+    await this.quiet();
+  }
+
+  /**
+   * Waits until nothing in the editor moves: no jQuery animation, no finite CSS transition or
+   * animation (a tray sliding in, a notification fading), and two frames drawn since.
+   */
+  async quiet(): Promise<void> {
+    await this.page.waitForFunction(() => {
+      const jq = (window as unknown as { $?: (s: string) => { length: number } }).$;
+      const moving = document
+        .getAnimations()
+        .filter((a) => a.playState === 'running' && a.effect?.getComputedTiming().iterations !== Infinity);
+      return (!jq || jq(':animated').length === 0) && moving.length === 0;
+    });
+    await this.page.evaluate(
+      () =>
+        new Promise<void>((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve()))),
+    );
   }
 
   async close(): Promise<void> {
@@ -173,7 +191,7 @@ export class Editor {
     await this.canvasNode(id).locator('.red-ui-flow-node').dblclick();
     const tray = this.page.locator('.red-ui-tray').last();
     await tray.locator('#node-dialog-ok').waitFor({ state: 'visible' });
-    await this.page.waitForTimeout(400); // the tray slides in
+    await this.quiet(); // the tray slides in
     return tray;
   }
 
@@ -205,7 +223,7 @@ export class Editor {
     let now: string | undefined;
     // a dialog that has just opened may still be laying its editors out: try again a few times
     for (let attempt = 0; attempt < 5; attempt++) {
-      if (attempt > 0) await page.waitForTimeout(300);
+      if (attempt > 0) await this.quiet();
       await page
         .locator(`#${editorId} .monaco-editor .overflow-guard`)
         .click({ position: { x: 80, y: 8 }, timeout: 2000 })
@@ -237,7 +255,7 @@ export class Editor {
   async done(): Promise<void> {
     await this.page.locator('#node-dialog-ok').click();
     await this.page.locator('#node-dialog-ok').waitFor({ state: 'detached' });
-    await this.page.waitForTimeout(300);
+    await this.quiet();
   }
 
   /** Import → Examples → module → title, onto a new flow, as the editor's menu offers it. */
@@ -256,9 +274,9 @@ export class Editor {
     await page.locator('#red-ui-clipboard-dialog-ok').click();
     await page.locator('#red-ui-clipboard-dialog-ok').waitFor({ state: 'hidden' });
     // an import lands as a moving selection: click once to drop it on the canvas
-    await page.waitForTimeout(300);
+    await this.quiet();
     await page.mouse.click(900, 600);
-    await page.waitForTimeout(300);
+    await this.quiet();
     // an example brings its own flow tab: show it, as the person importing would look at it
     await page.locator('#red-ui-workspace-tabs .red-ui-tab').last().locator('a').first().click();
     await page.waitForTimeout(300);
@@ -305,7 +323,7 @@ export class Editor {
       const buttons = this.page.locator(`${id}:visible`);
       while ((await buttons.count()) > 0) {
         await buttons.last().click();
-        await this.page.waitForTimeout(400);
+        await this.quiet();
       }
     }
   }
@@ -416,7 +434,7 @@ export class Editor {
     await this.page.mouse.down();
     await this.page.mouse.move(x - by, y, { steps: 10 });
     await this.page.mouse.up();
-    await this.page.waitForTimeout(300);
+    await this.quiet();
   }
 
   /**
@@ -436,7 +454,7 @@ export class Editor {
     for (let i = 0, n = await entries.count(); i < n; i++) await entries.nth(i).click();
     // its first line at the top of the list, as a person scrolls to read it
     await message.evaluate((el) => el.scrollIntoView({ block: 'start' }));
-    await this.page.waitForTimeout(200);
+    await this.quiet();
     return message.innerText();
   }
 
