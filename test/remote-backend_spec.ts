@@ -55,7 +55,7 @@ describe('remote backend: llm-runtime on a real llama-server', function () {
 
   before(async function () {
     // A fresh machine builds llama-server once (about 6 minutes on 2 cores, longer under load).
-    this.timeout(10 * 60_000);
+    this.timeout(15 * 60_000);
     let binary = llamaServerPath();
     if (!existsSync(binary)) {
       const missing = missingBuildTools();
