@@ -4,14 +4,22 @@ import {
   ModelLifecycle,
   RuntimeProcess,
   RuntimeRegistry,
+  ServerRegistry,
+  TelemetryPublisher,
   parseContextSettings,
   parseUpdateRequest,
+  processRss,
+  serverBaseUrl,
+  type Lease,
   type LeaseStatus,
+  type LlmRuntime,
+  type ModelInfo,
   type Registry,
   type RegistryOptions,
   type RuntimeInfo,
 } from '../lib/runtime';
-import type { LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
+import type { LlmRuntimeCredentials, LlmRuntimeNode, LlmRuntimeNodeDef, RuntimeUser } from './types';
+import type { EdgeMqttBrokerNode } from './edge-mqtt-broker';
 import { redactUrl } from '../lib/util/redact';
 import { parsePublicKey } from '../lib/runtime/manifest';
 import { isLlmError } from '../lib/runtime/errors';
@@ -39,7 +47,9 @@ export = function (RED: NodeAPI) {
   // Made on first use: a flow without llm-runtime starts no child process.
   let child: RuntimeProcess | undefined;
   let inProcess: RuntimeRegistry | undefined;
+  let servers: ServerRegistry | undefined;
   const registryFor = (isolation: string | undefined): Registry => {
+    if (isolation === 'server') return (servers ??= new ServerRegistry());
     if (isolation === 'in-process') return (inProcess ??= new RuntimeRegistry(options));
     return (child ??= new RuntimeProcess({
       ...options,
@@ -135,28 +145,41 @@ export = function (RED: NodeAPI) {
 
     try {
       const settings = parseContextSettings(def);
-      if (!def.model || !def.model.trim()) throw new Error(t('errors.no-model'));
-      if (def.isolation && !['child', 'in-process'].includes(def.isolation))
+      if (def.isolation && !['child', 'in-process', 'server'].includes(def.isolation))
         throw new Error(t('errors.bad-isolation'));
-      const publicKey = this.credentials?.publicKey?.trim() || process.env.EDGE_LLM_MODEL_PUBLIC_KEY?.trim();
-      if (publicKey) parsePublicKey(publicKey);
-      this.lifecycle = new ModelLifecycle({
-        registry: registryFor(def.isolation),
-        source: def.model.trim(),
-        settings,
-        publicKey: publicKey || undefined,
-        modelsDir,
-        // The version an update switched to is loaded again after a restart.
-        stateFile: RED.settings.userDir
-          ? path.join(userDir(RED.settings), 'edge-llm', 'model-versions', `${this.id.replace(/[^\w.-]/g, '_')}.json`)
-          : undefined,
-        onLog: (level, message) => (level === 'warn' ? this.warn(message) : this.log(message)),
-      });
-      this.lease = this.lifecycle;
-      this.lifecycle.on('lifecycle', () => broadcast());
+      if (def.isolation === 'server') {
+        this.lease = acquireServer(def, this.credentials ?? {}, settings);
+      } else {
+        if (!def.model || !def.model.trim()) throw new Error(t('errors.no-model'));
+        const publicKey =
+          this.credentials?.publicKey?.trim() || process.env.EDGE_LLM_MODEL_PUBLIC_KEY?.trim();
+        if (publicKey) parsePublicKey(publicKey);
+        this.lifecycle = new ModelLifecycle({
+          registry: registryFor(def.isolation),
+          source: def.model.trim(),
+          settings,
+          publicKey: publicKey || undefined,
+          modelsDir,
+          // The version an update switched to is loaded again after a restart.
+          stateFile: RED.settings.userDir
+            ? path.join(
+                userDir(RED.settings),
+                'edge-llm',
+                'model-versions',
+                `${this.id.replace(/[^\w.-]/g, '_')}.json`,
+              )
+            : undefined,
+          onLog: (level, message) => (level === 'warn' ? this.warn(message) : this.log(message)),
+        });
+        this.lease = this.lifecycle;
+        this.lifecycle.on('lifecycle', () => broadcast());
+      }
       let listening: { off(event: 'change', listener: () => void): unknown } | undefined;
       this.lease.on('status', (s: LeaseStatus) => {
-        if (s.state === 'error') this.error(`${t('errors.load-failed')}: ${s.error?.message ?? ''}`);
+        if (s.state === 'error') {
+          const what = def.isolation === 'server' ? 'errors.server-failed' : 'errors.load-failed';
+          this.error(`${t(what)}: ${s.error?.message ?? ''}`);
+        }
         if (s.state === 'ready') {
           this.log(t('log.ready', { model: redactUrl(def.model) }));
           const runtime = this.lease?.runtime;
@@ -175,6 +198,8 @@ export = function (RED: NodeAPI) {
       this.error(`${t('errors.bad-config')}: ${this.configError}`);
     }
 
+    const telemetry = startTelemetry(this, def);
+
     this.on('close', (_removed: boolean, done: () => void) => {
       throttle.close();
       users.clear();
@@ -183,7 +208,7 @@ export = function (RED: NodeAPI) {
       lease?.runtime?.off('change', onChange);
       this.lease = undefined;
       this.lifecycle = undefined;
-      (lease ? lease.release() : Promise.resolve()).then(
+      Promise.all([lease?.release(), telemetry?.stop()]).then(
         () => done(),
         (err: Error) => {
           this.warn(err.message);
@@ -193,22 +218,114 @@ export = function (RED: NodeAPI) {
     });
   }
 
+  /** The "OpenAI-compatible server" backend: the model field names the server's model (blank: its first). */
+  function acquireServer(
+    def: LlmRuntimeNodeDef,
+    credentials: LlmRuntimeCredentials,
+    settings: ReturnType<typeof parseContextSettings>,
+  ): Lease {
+    if (!def.serverUrl || !def.serverUrl.trim()) throw new Error(t('errors.no-server-url'));
+    const url = serverBaseUrl(def.serverUrl);
+    const retries = def.retries === undefined || String(def.retries).trim() === '' ? 2 : Number(def.retries);
+    if (!Number.isInteger(retries) || retries < 0 || retries > 10)
+      throw new Error(t('errors.bad-retries', { value: String(def.retries) }));
+    return (registryFor('server') as ServerRegistry).acquire({
+      source: def.model?.trim() || url,
+      settings,
+      server: {
+        url,
+        apiKey: credentials.apiKey || undefined,
+        model: def.model?.trim() || undefined,
+        retries,
+      },
+    });
+  }
+
+  /**
+   * Metadata-only telemetry through an edge-mqtt-broker: counts, rates, latencies, memory and the
+   * model's name, never a prompt or an answer (see lib/runtime/telemetry.ts).
+   */
+  function startTelemetry(
+    node: LlmRuntimeNode,
+    def: LlmRuntimeNodeDef,
+  ): { stop(): Promise<void> } | undefined {
+    if (!def.telemetryBroker) return undefined;
+    const broker = RED.nodes.getNode(def.telemetryBroker) as EdgeMqttBrokerNode | null;
+    if (!broker) {
+      node.error(t('errors.no-telemetry-broker'));
+      return undefined;
+    }
+    const seconds =
+      def.telemetryInterval === undefined || String(def.telemetryInterval).trim() === ''
+        ? 60
+        : Number(def.telemetryInterval);
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400) {
+      node.error(t('errors.bad-telemetry-interval', { value: String(def.telemetryInterval) }));
+      return undefined;
+    }
+    const topic = (def.telemetryTopic ?? '').trim() || `edge-llm/telemetry/${node.id}`;
+    const backend = def.isolation === 'server' || def.isolation === 'in-process' ? def.isolation : 'child';
+    broker.register(node);
+    let warned = '';
+    const publisher = new TelemetryPublisher({
+      intervalMs: seconds * 1000,
+      sample: async () => {
+        const runtime = node.lease?.runtime as
+          (LlmRuntime & { modelInfo?: ModelInfo; queueLimit?: number }) | undefined;
+        return {
+          runtime: { id: node.id, name: node.name ?? '' },
+          backend,
+          state: node.configError ? 'config-error' : (node.lease?.status.state ?? 'closed'),
+          source: def.model || def.serverUrl || '',
+          modelInfo: runtime?.modelInfo,
+          sha256: runtime?.modelSha256 || undefined,
+          metrics: runtime?.getMetrics(),
+          queueLimit: runtime?.queueLimit ?? node.lease?.settings.queueLimit,
+          runtimeRss: backend === 'child' ? await processRss(child?.pid) : undefined,
+        };
+      },
+      publish: async (payload) => {
+        const connection = broker.connection;
+        if (!connection) throw new Error(broker.configError ?? t('errors.no-telemetry-broker'));
+        await connection.publish(topic, payload);
+        warned = '';
+      },
+      // A broker that stays away fails every interval: say so once per distinct reason.
+      onError: (err) => {
+        if (err.message === warned) return;
+        warned = err.message;
+        node.warn(t('errors.telemetry-failed', { topic, message: err.message }));
+      },
+    });
+    publisher.start();
+    return {
+      stop: async () => {
+        publisher.stop();
+        await broker.deregister(node);
+      },
+    };
+  }
+
   RED.nodes.registerType('llm-runtime', LlmRuntime as unknown as (this: Node, def: NodeDef) => void, {
-    credentials: { publicKey: { type: 'text' } },
+    credentials: { publicKey: { type: 'text' }, apiKey: { type: 'password' } },
   });
 
   const registries = (): Registry[] => {
     const list: Registry[] = [];
     if (child) list.push(child);
     if (inProcess) list.push(inProcess);
+    if (servers) list.push(servers);
     return list;
   };
-  const tag = (infos: RuntimeInfo[], isolation: 'child' | 'in-process'): RuntimeInfo[] =>
+  const tag = (infos: RuntimeInfo[], isolation: 'child' | 'in-process' | 'server'): RuntimeInfo[] =>
     infos.map((info) => ({ ...info, process: info.process ?? isolation }));
   const all = async (probe: boolean): Promise<RuntimeInfo[]> => {
     const lists = await Promise.all(
       registries().map(async (r) =>
-        tag(await (probe ? r.probe() : r.list()), r === inProcess ? 'in-process' : 'child'),
+        tag(
+          await (probe ? r.probe() : r.list()),
+          r === inProcess ? 'in-process' : r === servers ? 'server' : 'child',
+        ),
       ),
     );
     return lists.flat();

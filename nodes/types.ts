@@ -14,8 +14,24 @@ export interface LlmRuntimeNodeDef extends NodeDef {
   sequences: string;
   queueLimit: string;
   timeout: string;
-  /** 'child' (the default): the model runs in the runtime child process; 'in-process': in Node-RED's. */
+  /**
+   * 'child' (the default): the model runs in the runtime child process; 'in-process': in Node-RED's;
+   * 'server': on an OpenAI-compatible server at serverUrl.
+   */
   isolation?: string;
+  serverUrl?: string;
+  /** Extra tries after a connection error or a 5xx answer that came before any output. */
+  retries?: string;
+  /** edge-mqtt-broker config node for telemetry; blank: none. */
+  telemetryBroker?: string;
+  telemetryTopic?: string;
+  /** Seconds between telemetry records. */
+  telemetryInterval?: string;
+}
+
+export interface LlmRuntimeCredentials {
+  /** The model server's API key (Bearer token). */
+  apiKey?: string;
 }
 
 export interface LlmRuntimeCredentials {
@@ -24,7 +40,7 @@ export interface LlmRuntimeCredentials {
 }
 
 /** What a node that uses the runtime sees of its llm-runtime config node. */
-export interface LlmRuntimeNode extends Node {
+export interface LlmRuntimeNode extends Node<LlmRuntimeCredentials> {
   lease: Lease | undefined;
   /** The same object as lease: versions, updates, rollback and health of this runtime's model. */
   lifecycle: ModelLifecycle | undefined;

@@ -220,6 +220,20 @@ const CONFIG_DIALOGS: Record<string, (c: Ctx) => Promise<void>> = {
       await editor.type(`#node-config-input-${field}`, value);
     for (const field of Object.keys(good))
       await assertFieldError(editor, `#node-config-input-${field}`, false);
+    // The server backend shows its own fields and hides the local ones; back to the child process.
+    const isolation = editor.page.locator('#node-config-input-isolation');
+    await isolation.selectOption('server');
+    assert.equal(await editor.page.locator('#node-config-input-threads').isVisible(), false);
+    await editor.type('#node-config-input-serverUrl', 'gpu-box:8080');
+    await assertFieldError(editor, '#node-config-input-serverUrl', true);
+    await editor.type('#node-config-input-serverUrl', 'http://gpu-box:8080');
+    await assertFieldError(editor, '#node-config-input-serverUrl', false);
+    await isolation.selectOption('child');
+    assert.equal(await editor.page.locator('#node-config-input-serverUrl').isVisible(), false);
+    await editor.type('#node-config-input-telemetryInterval', '0');
+    await assertFieldError(editor, '#node-config-input-telemetryInterval', true);
+    await editor.type('#node-config-input-telemetryInterval', '60');
+    await assertFieldError(editor, '#node-config-input-telemetryInterval', false);
   },
   'kv-session-store': async ({ editor }) => {
     const tip = editor.page.locator('.form-tips', { hasText: 'Sessions are kept' }).last();

@@ -13,6 +13,8 @@ export type LlmErrorCode =
   | 'bad_request'
   /** The runtime child process ended while the request was decoding (it restarts by itself). */
   | 'runtime_crashed'
+  /** The model server (the "OpenAI-compatible server" backend) could not be reached or kept failing. */
+  | 'unavailable'
   /** Something failed that is neither the answer's fault nor the caller's (a native error, a full disk). */
   | 'internal';
 

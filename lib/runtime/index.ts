@@ -6,6 +6,8 @@ export * from './model-source';
 export * from './runtime';
 export * from './registry';
 export * from './client';
+export * from './openai-server';
+export * from './telemetry';
 export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';
 export { precompileSchemas, loadValidator } from './precompile';
 export * from './manifest';

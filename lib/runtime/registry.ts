@@ -61,8 +61,8 @@ export interface RuntimeInfo {
   users: number;
   state: 'loading' | 'ready' | 'error';
   metrics?: RuntimeMetrics;
-  /** Where the runtime runs: the runtime child process or Node-RED's own. */
-  process?: 'child' | 'in-process';
+  /** Where the runtime runs: the runtime child process, Node-RED's own, or a model server. */
+  process?: 'child' | 'in-process' | 'server';
   probe?: ProbeResult;
 }
 
