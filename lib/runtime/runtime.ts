@@ -10,13 +10,14 @@ import type {
   LlamaModel,
 } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { LlmError, isLlmError } from './errors';
+import { JsonEnd } from './json-end';
 import { compileSchema, describeErrors, schemaHash, type CompiledSchema } from './json-schema';
-import { defaultThreads, loadNodeLlamaCpp } from './llama';
+import { calibratedThreads, defaultThreads, loadNodeLlamaCpp } from './llama';
 import { MetricsWindow, type RuntimeMetrics } from './metrics';
 import { Scheduler, type Priority, type ScheduleOptions } from './scheduler';
 
 export interface ContextSettings {
-  /** CPU threads for decoding; default: the fastest count for this machine (see defaultThreads). */
+  /** CPU threads for decoding; default: the fastest count for this model and machine, timed at load (see calibratedThreads). */
   threads?: number;
   contextSize?: number;
   /** Parallel sequences: this many requests decode together in one batch. */
@@ -207,8 +208,15 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     model: LlamaModel,
     settings: ContextSettings = {},
     modelSha256 = '',
+    /** Where calibrated thread counts are remembered (JSON); none: once per process. */
+    threadsCacheFile?: string,
   ): Promise<ModelRuntime> {
-    const runtime = new ModelRuntime(model, resolveContextSettings(settings), modelSha256);
+    const threads =
+      settings.threads ??
+      (await calibratedThreads(model, modelSha256 || model.filename || 'model', {
+        cacheFile: threadsCacheFile,
+      }));
+    const runtime = new ModelRuntime(model, resolveContextSettings({ ...settings, threads }), modelSha256);
     await runtime.open();
     return runtime;
   }
@@ -484,12 +492,23 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       if (tokensOut === 0) firstTokenAt = performance.now();
       tokensOut += tokens.length;
     };
-    const onTextChunk = options.onText ? (text: string) => options.onText?.(text) : undefined;
+    // Under a grammar the answer ends with its closing bracket: generation stops there, without the
+    // whitespace a grammar allows after it (each of those tokens is a full decode).
+    const jsonEnd = grammar ? new JsonEnd() : undefined;
+    const complete = new AbortController();
+    const onTextChunk =
+      options.onText || jsonEnd
+        ? (text: string) => {
+            options.onText?.(text);
+            if (jsonEnd?.push(text)) complete.abort();
+          }
+        : undefined;
     const common = {
       maxTokens: options.maxTokens ?? 256,
       temperature: options.temperature ?? 0,
       seed: options.seed,
-      signal,
+      signal: jsonEnd ? AbortSignal.any([signal, complete.signal]) : signal,
+      stopOnAbortSignal: jsonEnd ? true : undefined,
       grammar,
       onToken,
       onTextChunk,
@@ -524,6 +543,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       }
       throw err;
     }
+    if (rawStop === 'abort' && complete.signal.aborted && !signal.aborted) rawStop = 'jsonComplete';
     if (rawStop === 'abort') {
       throw isLlmError(signal.reason)
         ? signal.reason
