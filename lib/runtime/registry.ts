@@ -22,6 +22,9 @@ import {
   type ResolvedContextSettings,
 } from './runtime';
 
+/** Model files at least this large are read into memory instead of mapped (see modelEntry). */
+const READ_MIN_BYTES = 64 * 2 ** 20;
+
 export type LeaseState =
   | 'resolving'
   | 'downloading'
@@ -354,9 +357,11 @@ export class RuntimeRegistry implements Registry {
       const model = getSharedLlama(this.options.gpu ?? 'auto').then((llama) =>
         llama.loadModel({
           modelPath: identity.path,
-          // Read into memory rather than mapped: the CPU backend repacks most weights into its own
-          // buffer, and mapped file pages beside that copy cost the weights' size again in RSS.
-          useMmap: false,
+          // A large model is read into memory rather than mapped: the CPU backend repacks most
+          // weights into its own buffer, and mapped file pages beside that copy cost the weights'
+          // size again in RSS. A small one stays mapped: its buffers would fall under malloc's
+          // mmap threshold and be kept by the allocator after an unload.
+          useMmap: identity.size < READ_MIN_BYTES,
           onLoadProgress: (progress) => events.emit('progress', progress),
         }),
       );
