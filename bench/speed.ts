@@ -203,6 +203,10 @@ async function main(): Promise<void> {
   });
   const llama = await getSharedLlama(false);
   const report: string[] = [];
+  console.log(
+    `## bench/speed.ts — ${started}\n\n${machine()}; ${rounds} interleaved rounds, ${tokens} tokens; ` +
+      `the load average (1 min) after each sample is shown: the machine is shared\n`,
+  );
   try {
     for (const model of list) {
       const runtimes = new Map<string, LlmRuntime>();
@@ -299,6 +303,8 @@ async function main(): Promise<void> {
           table(['variant', 'decode t/s', 'load average (1 min)'], rows) +
           (ratios.length ? `\n\n${table(['ratio (medians)', 'value'], ratios)}` : ''),
       );
+      // Printed at once: a model's tables survive whatever happens to the next one.
+      console.log(`${report[report.length - 1]}\n`);
       for (const d of directs.values()) {
         for (const c of d.completions) c.dispose({ disposeSequence: true });
         await d.context.dispose();
@@ -306,12 +312,10 @@ async function main(): Promise<void> {
       await loaded.dispose();
     }
   } finally {
+    // The child may take a moment to go; the tables are printed by then.
+    setTimeout(() => process.exit(0), 5000).unref();
     await registry.close();
   }
-  console.log(
-    `## bench/speed.ts — ${started}\n\n${machine()}; ${rounds} interleaved rounds, ${tokens} tokens, ` +
-      `load average at start of each variant's sample shown (the machine is shared)\n\n${report.join('\n\n')}`,
-  );
   process.exit(0);
 }
 
