@@ -53,6 +53,8 @@ export interface ThreadCalibration {
   /** Decode tokens/s measured per thread count. */
   measured: Record<string, number>;
   at: string;
+  /** The 1-minute load average when it was timed. */
+  load: number;
 }
 
 /** Thread counts worth timing on this machine: one, two, and the counts near all cores. */
@@ -84,8 +86,9 @@ function readCache(file: string | undefined): Record<string, ThreadCalibration> 
  * candidate) and remembered per model and machine in `cacheFile` (JSON). On a 2-core box two
  * threads can be twice as fast as one on a quiet machine and many times slower on a busy one
  * (ggml's workers spin at each barrier and wait for a core), so it is measured, not guessed.
- * A candidate that runs past its time budget counts as slower. Any failure falls back to
- * defaultThreads().
+ * A candidate that runs past its time budget counts as slower. A choice timed while the machine
+ * is busy (load average above the core count) holds for this process only. Any failure falls
+ * back to defaultThreads().
  */
 export function calibratedThreads(
   model: LlamaModel,
@@ -111,10 +114,12 @@ export function calibratedThreads(
           bestTps = tps;
         }
       }
-      if (bestTps > 0 && options.cacheFile) {
+      // Timed on a busy machine, the choice is this load's, not this machine's: not remembered.
+      const busy = os.loadavg()[0] > os.availableParallelism();
+      if (bestTps > 0 && options.cacheFile && !busy) {
         try {
           const all = readCache(options.cacheFile);
-          all[id] = { threads: best, measured, at: new Date().toISOString() };
+          all[id] = { threads: best, measured, at: new Date().toISOString(), load: os.loadavg()[0] };
           mkdirSync(path.dirname(options.cacheFile), { recursive: true });
           const partial = `${options.cacheFile}.${process.pid}.tmp`;
           writeFileSync(partial, JSON.stringify(all, null, 1));
