@@ -6,7 +6,7 @@
  * F32 norms of 1, and the real Llama-2 SentencePiece tokenizer copied from a test model.
  *
  *   npm run build && node dist/bench/synth-gguf.js --out bench/models/smol135-q8_0.gguf [--vocab 32000|49152]
- *     [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--context N] [--seed N] [--tokenizer FILE]
+ *     [--shape smol135|qwen05] [--weights q8_0|q4_0] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--context N] [--seed N] [--tokenizer FILE]
  */
 import { closeSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
@@ -23,6 +23,8 @@ export interface ModelShape {
   context: number;
   rmsEps: number;
   ropeFreqBase: number;
+  /** Biases on the Q, K and V projections (Qwen2 has them). */
+  qkvBias?: boolean;
 }
 
 export const SMOL135: ModelShape = {
@@ -37,6 +39,22 @@ export const SMOL135: ModelShape = {
   ropeFreqBase: 100_000,
 };
 
+/** Qwen2.5-0.5B's geometry written as the llama architecture (with its Q/K/V biases). */
+export const QWEN05: ModelShape = {
+  name: 'Qwen2.5-0.5B-shaped (random weights)',
+  layers: 24,
+  hidden: 896,
+  heads: 14,
+  kvHeads: 2,
+  ffn: 4864,
+  context: 32768,
+  rmsEps: 1e-6,
+  ropeFreqBase: 1_000_000,
+  qkvBias: true,
+};
+
+export type WeightType = 'q8_0' | 'q4_0';
+
 export interface SynthOptions {
   out: string;
   shape?: Partial<ModelShape>;
@@ -45,6 +63,11 @@ export interface SynthOptions {
   /** The GGUF whose tokenizer is copied. */
   tokenizerFrom?: string;
   seed?: number;
+  /**
+   * The type of the layer matrices: q8_0, or q4_0 as llama-quantize's Q4_0 mix writes it (the tied
+   * token embedding, which is also the LM head, stays Q8_0).
+   */
+  weights?: WeightType;
 }
 
 export interface SynthResult {
@@ -62,6 +85,8 @@ const GGML_Q8_0 = 8;
 const ALIGNMENT = 32;
 const Q8_0_BLOCK = 32;
 const Q8_0_BYTES = 34;
+const GGML_Q4_0 = 2;
+const Q4_0_BYTES = 18;
 /** Token type "unused" in llama.cpp's vocabulary (padding up to the real vocab size). */
 const TOKEN_UNUSED = 5;
 const WEIGHT_STD = 0.02;
@@ -77,7 +102,9 @@ interface TensorSpec {
   name: string;
   /** ggml order: dims[0] is the row length. */
   dims: number[];
-  type: typeof GGML_F32 | typeof GGML_Q8_0;
+  type: typeof GGML_F32 | typeof GGML_Q8_0 | typeof GGML_Q4_0;
+  /** F32 filled with 0 (a bias) rather than 1 (a norm). */
+  zero?: boolean;
 }
 
 /** Grows as it is written; only the header (metadata + tensor infos, a few MB with the vocab) lives here. */
@@ -156,29 +183,40 @@ function writeMeta(w: ByteWriter, key: string, v: MetaValue): void {
 
 function tensorBytes(t: TensorSpec): number {
   const n = t.dims.reduce((a, b) => a * b, 1);
-  return t.type === GGML_F32 ? n * 4 : (n / Q8_0_BLOCK) * Q8_0_BYTES;
+  if (t.type === GGML_F32) return n * 4;
+  return (n / Q8_0_BLOCK) * (t.type === GGML_Q8_0 ? Q8_0_BYTES : Q4_0_BYTES);
 }
 
-function tensorsOf(shape: ModelShape, vocab: number): TensorSpec[] {
+function tensorsOf(shape: ModelShape, vocab: number, weights: WeightType): TensorSpec[] {
   const { hidden, heads, kvHeads, ffn } = shape;
   const kvDim = (hidden / heads) * kvHeads;
+  const layerType = weights === 'q4_0' ? GGML_Q4_0 : GGML_Q8_0;
   const q8 = (name: string, ...dims: number[]): TensorSpec => ({ name, dims, type: GGML_Q8_0 });
+  const w = (name: string, ...dims: number[]): TensorSpec => ({ name, dims, type: layerType });
   const f32 = (name: string, ...dims: number[]): TensorSpec => ({ name, dims, type: GGML_F32 });
+  const bias = (name: string, dim: number): TensorSpec => ({ name, dims: [dim], type: GGML_F32, zero: true });
   // No output.weight: llama.cpp then uses token_embd as the LM head (tied, like SmolLM2).
   const tensors = [q8('token_embd.weight', hidden, vocab), f32('output_norm.weight', hidden)];
   for (let i = 0; i < shape.layers; i++) {
     const b = `blk.${i}.`;
     tensors.push(
       f32(`${b}attn_norm.weight`, hidden),
-      q8(`${b}attn_q.weight`, hidden, hidden),
-      q8(`${b}attn_k.weight`, hidden, kvDim),
-      q8(`${b}attn_v.weight`, hidden, kvDim),
-      q8(`${b}attn_output.weight`, hidden, hidden),
+      w(`${b}attn_q.weight`, hidden, hidden),
+      w(`${b}attn_k.weight`, hidden, kvDim),
+      w(`${b}attn_v.weight`, hidden, kvDim),
+      w(`${b}attn_output.weight`, hidden, hidden),
       f32(`${b}ffn_norm.weight`, hidden),
-      q8(`${b}ffn_gate.weight`, hidden, ffn),
-      q8(`${b}ffn_up.weight`, hidden, ffn),
-      q8(`${b}ffn_down.weight`, ffn, hidden),
+      w(`${b}ffn_gate.weight`, hidden, ffn),
+      w(`${b}ffn_up.weight`, hidden, ffn),
+      w(`${b}ffn_down.weight`, ffn, hidden),
     );
+    if (shape.qkvBias) {
+      tensors.push(
+        bias(`${b}attn_q.bias`, hidden),
+        bias(`${b}attn_k.bias`, kvDim),
+        bias(`${b}attn_v.bias`, kvDim),
+      );
+    }
   }
   return tensors;
 }
@@ -192,6 +230,15 @@ function toHalf(value: number): number {
   const mantissa = (bits >>> 13) & 0x3ff;
   if (exp <= 0 || exp >= 31) throw new Error(`scale ${value} is outside the f16 normal range`);
   return sign | (exp << 10) | mantissa;
+}
+
+/** Q4_0 blocks: one f16 scale, then 32 nibbles (value = nibble - 8); uniform nibbles have std ≈ 4.61. */
+function fillQ4_0(buf: Buffer, next: () => number): void {
+  const scale = toHalf(WEIGHT_STD / Math.sqrt((16 * 16 - 1) / 12));
+  const words = new Uint32Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 4));
+  for (let i = 0; i < words.length; i++) words[i] = next();
+  for (let i = words.length * 4; i < buf.length; i++) buf[i] = next() & 0xff;
+  for (let off = 0; off < buf.length; off += Q4_0_BYTES) buf.writeUInt16LE(scale, off);
 }
 
 /** Seeded, so that the same options give the same file (and the same sha256 for the registry's cache). */
@@ -259,7 +306,8 @@ export async function synthesizeGguf(options: SynthOptions): Promise<SynthResult
   const meta: Array<[string, MetaValue]> = [
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: shape.name }],
-    ['general.file_type', { type: 'u32', value: 7 }], // LLAMA_FTYPE_MOSTLY_Q8_0
+    // LLAMA_FTYPE_MOSTLY_Q4_0 = 2, LLAMA_FTYPE_MOSTLY_Q8_0 = 7
+    ['general.file_type', { type: 'u32', value: options.weights === 'q4_0' ? 2 : 7 }],
     ['general.alignment', { type: 'u32', value: ALIGNMENT }],
     ['llama.vocab_size', { type: 'u32', value: vocab }],
     ['llama.context_length', { type: 'u32', value: shape.context }],
@@ -284,7 +332,7 @@ export async function synthesizeGguf(options: SynthOptions): Promise<SynthResult
     if (id !== undefined) meta.push([key, { type: 'u32', value: id }]);
   }
 
-  const tensors = tensorsOf(shape, vocab);
+  const tensors = tensorsOf(shape, vocab, options.weights ?? 'q8_0');
   const header = new ByteWriter();
   header.u32(0x46554747); // "GGUF"
   header.u32(3);
@@ -317,7 +365,8 @@ export async function synthesizeGguf(options: SynthOptions): Promise<SynthResult
       if (offsets[i] > written) writeSync(fd, Buffer.alloc(offsets[i] - written));
       const size = tensorBytes(t);
       const data = Buffer.alloc(size);
-      if (t.type === GGML_F32) new Float32Array(data.buffer, data.byteOffset, size / 4).fill(1);
+      if (t.type === GGML_F32) new Float32Array(data.buffer, data.byteOffset, size / 4).fill(t.zero ? 0 : 1);
+      else if (t.type === GGML_Q4_0) fillQ4_0(data, next);
       else fillQ8_0(data, next);
       writeSync(fd, data);
       written = offsets[i] + size;
@@ -355,6 +404,9 @@ function parseArgs(argv: string[]): SynthOptions {
     else if (flag === '--vocab') options.vocab = int();
     else if (flag === '--seed') options.seed = int();
     else if (flag === '--tokenizer') options.tokenizerFrom = value;
+    else if (flag === '--weights' && (value === 'q8_0' || value === 'q4_0')) options.weights = value;
+    else if (flag === '--shape' && (value === 'smol135' || value === 'qwen05'))
+      Object.assign(shape, { ...(value === 'qwen05' ? QWEN05 : SMOL135), ...shape });
     else if (flag in ints) (shape as Record<string, number>)[ints[flag]] = int();
     else throw new Error(`unknown option ${flag}`);
   }

@@ -29,9 +29,11 @@ const small = {
   required: ['zone', 'level'],
   additionalProperties: false,
 };
+// The story is forced long: generation ends at the JSON's closing bracket, so only a long value keeps
+// a request decoding while a fault is injected.
 const long = {
   type: 'object',
-  properties: { story: { type: 'string', maxLength: 6000 } },
+  properties: { story: { type: 'string', minLength: 1200, maxLength: 6000 } },
   required: ['story'],
 };
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
+import * as path from 'node:path';
 import type { LlamaModel } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { redactUrl } from '../util/redact';
 import { LlmError, isLlmError } from './errors';
@@ -21,6 +22,9 @@ import {
   type ModelInfo,
   type ResolvedContextSettings,
 } from './runtime';
+
+/** Model files at least this large are read into memory instead of mapped (see modelEntry). */
+const READ_MIN_BYTES = 64 * 2 ** 20;
 
 export type LeaseState =
   | 'resolving'
@@ -243,6 +247,12 @@ export class RuntimeRegistry implements Registry {
     this.identities = new IdentityCache(options.identityCacheFile);
   }
 
+  /** Calibrated thread counts, beside the model hashes. */
+  private get threadsCacheFile(): string | undefined {
+    const file = this.options.identityCacheFile;
+    return file ? path.join(path.dirname(file), 'threads.json') : undefined;
+  }
+
   private get watchMs(): number {
     return this.options.watchMs ?? 2000;
   }
@@ -290,9 +300,11 @@ export class RuntimeRegistry implements Registry {
     await checkGgufFile(file, identity.size);
     if (lease.released) return;
     const settings = resolveContextSettings(lease.spec.settings);
+    // No thread count set: the runtime times the candidates at load and keeps the fastest.
+    const autoThreads = lease.spec.settings?.threads === undefined;
     const modelKey = `${identity.sha256}:${identity.size}`;
     // Only what shapes the context keys it: users with other queue limits or timeouts share it.
-    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${settings.threads}`;
+    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${autoThreads ? 'auto' : settings.threads}`;
     lease.settings = settings;
 
     let entry = this.runtimes.get(id);
@@ -305,10 +317,20 @@ export class RuntimeRegistry implements Registry {
         modelKey,
         settings,
         users: 0,
-        runtime: model.model.then((m) => ModelRuntime.create(m, settings, identity.sha256)),
+        runtime: model.model.then((m) =>
+          ModelRuntime.create(
+            m,
+            { ...settings, threads: autoThreads ? undefined : settings.threads },
+            identity.sha256,
+            this.threadsCacheFile,
+          ),
+        ),
       };
       created.runtime.then(
-        (r) => (created.resolved = r),
+        (r) => {
+          created.resolved = r;
+          created.settings = { ...created.settings, threads: r.settings.threads };
+        },
         () => {
           created.failed = true;
           // Forget a failed load so that fixing the file and redeploying tries again.
@@ -329,6 +351,7 @@ export class RuntimeRegistry implements Registry {
     lease.update({ state: 'loading', progress: 0 });
     try {
       const runtime = await entry.runtime;
+      lease.settings = { ...lease.settings, threads: runtime.settings.threads };
       if (!lease.released) lease.resolve(runtime);
     } catch (err) {
       throw isLlmError(err)
@@ -348,6 +371,11 @@ export class RuntimeRegistry implements Registry {
       const model = getSharedLlama(this.options.gpu ?? 'auto').then((llama) =>
         llama.loadModel({
           modelPath: identity.path,
+          // A large model is read into memory rather than mapped: the CPU backend repacks most
+          // weights into its own buffer, and mapped file pages beside that copy cost the weights'
+          // size again in RSS. A small one stays mapped: its buffers would fall under malloc's
+          // mmap threshold and be kept by the allocator after an unload.
+          useMmap: identity.size < READ_MIN_BYTES,
           onLoadProgress: (progress) => events.emit('progress', progress),
         }),
       );
