@@ -143,6 +143,9 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       `${id} ready`,
     );
 
+  const runtimeState = (id: string) =>
+    (helper.getNode(id) as unknown as { lease?: { status: { state: string } } }).lease?.status.state;
+
   /** Every message numbered below `count` ended exactly once. */
   function exactlyOnce(from: number, count: number): Map<number, Seen> {
     const byN = new Map<number, Seen>();
@@ -324,7 +327,8 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     (helper.getNode('p') as Spied).receive({ payload: '', n: 0 });
     (helper.getNode('q') as Spied).receive({ payload: '', n: 1 });
     await until(outcomes(0, 2), 60_000, 'two outcomes');
-    await ready('p');
+    // The runtime's load is part of what the monitor watches; p shows its last outcome, not "ready".
+    await until(() => runtimeState('rt') === 'ready', 60_000, 'rt ready');
     const gap = monitor.stop();
     const byN = exactlyOnce(0, 2);
     assert.match(byN.get(0)?.error ?? '', /errors\.empty-input/);

@@ -80,8 +80,10 @@ describe('llm-chat: the message helpers', function () {
 describe('llm-chat in a flow (real model)', function () {
   this.timeout(60_000);
   let stories: string;
+  let tinyRandom: string;
   before(async function () {
     stories = await testModel('stories');
+    tinyRandom = await testModel('tinyRandom');
     process.env.EDGE_LLM_MODELS_DIR = testModelsDir();
   });
   beforeEach((done) => {
@@ -96,7 +98,8 @@ describe('llm-chat in a flow (real model)', function () {
     helper.load([runtimeNode, chatNode, catchNode, storeNode], [...sinks, ...flow] as never);
 
   it('streams the answer in order while it is decoded, then sends the whole answer: the pieces joined', async function () {
-    await load([runtime('rt1', stories), chat('c1')]);
+    // The random-weight model runs on to max tokens: a long answer, so several pieces on any machine.
+    await load([runtime('rt1', tinyRandom), chat('c1', { temperature: '0' })]);
     const seen = record();
     (helper.getNode('c1') as Spied).receive({ payload: 'Once upon a time', topic: 'story' });
     await until(() => seen.some((s) => s.at !== 'parts'), 30_000, 'the answer');
@@ -133,8 +136,12 @@ describe('llm-chat in a flow (real model)', function () {
     assert.equal(llm.schemaHash, undefined);
   });
 
-  it('streams a long answer, a message per piece, without blocking the event loop over 50 ms', async function () {
-    await load([runtime('rt1', stories, { contextSize: '1024' }), chat('c1', { maxTokens: '600' })]);
+  it('streams a long answer in pieces as it is decoded, without blocking the event loop over 50 ms', async function () {
+    // The random-weight model's answer runs on to max tokens; the stories model's greedy story ends after 27 pieces.
+    await load([
+      runtime('rt1', tinyRandom, { contextSize: '1024' }),
+      chat('c1', { maxTokens: '600', temperature: '0' }),
+    ]);
     const c1 = helper.getNode('c1') as Spied;
     await until(() => c1.status.args.some(([s]) => String(s.text).endsWith('status.ready')), 20_000, 'ready');
     const seen = record();
@@ -147,7 +154,9 @@ describe('llm-chat in a flow (real model)', function () {
       assert.ok(longest < 50, `the event loop was blocked ${longest} ms`);
     }
     const parts = seen.filter((s) => s.at === 'parts');
-    assert.ok(parts.length > 30, `${parts.length} pieces`);
+    // Text decoded while Node-RED was busy arrives as one piece: how many pieces depends on the
+    // machine's load (16 to 90 here), never one piece for 600 tokens.
+    assert.ok(parts.length >= 5, `${parts.length} pieces`);
     assert.equal(seen.find((s) => s.at === 'answer')?.msg.payload, parts.map((p) => p.msg.payload).join(''));
   });
 
