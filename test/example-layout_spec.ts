@@ -20,8 +20,8 @@ const MODULE = 'node-red-contrib-edge-llm';
  * The most wire pairs that may cross on each tab. What is left are the mission node's loops: the
  * editor draws a wire back into the mission (a plan, a decision, an ack) from its source's right side
  * round to the mission's input on the left, and that returning wire crosses the wires of its own loop
- * (the one that went out to its source, or its source's other output), whatever the rows. Every other
- * crossing is laid out away.
+ * (the one that went out to its source, or its source's other output), and at times those of the loop
+ * beside it, whatever the rows. Every crossing outside the mission's loops is laid out away.
  */
 const MAX_CROSSINGS: Record<string, number> = {
   '01 - Predictive maintenance': 9,
