@@ -73,13 +73,24 @@ function encryptCredentials(credentials: object): { $: string } {
   return { $: iv.toString('hex') + text };
 }
 
-/** Every flow in examples/, each on its own tab, ready to deploy side by side. */
+/**
+ * Every flow in examples/, each on its own tab, ready to deploy side by side. Config nodes that
+ * several examples share (the dashboard's ui-base, ui-theme and the Approvals ui-page) are the same
+ * node in each file, as the editor's import reuses them: deployed once.
+ */
 export async function exampleFlows(): Promise<object[]> {
   const dir = path.join(PACKAGE_ROOT, 'examples');
   if (!existsSync(dir)) return [];
   const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
-  const flows: object[] = [];
-  for (const file of files) flows.push(...JSON.parse(await readFile(path.join(dir, file), 'utf8')));
+  const flows: Array<{ id: string }> = [];
+  const seen = new Set<string>();
+  for (const file of files) {
+    for (const node of JSON.parse(await readFile(path.join(dir, file), 'utf8')) as Array<{ id: string }>) {
+      if (seen.has(node.id)) continue;
+      seen.add(node.id);
+      flows.push(node);
+    }
+  }
   return flows;
 }
 
