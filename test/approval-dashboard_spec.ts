@@ -17,6 +17,7 @@ import { CHROMIUM, CHROMIUM_ARGS } from './support/browser';
 import { MosquittoBroker } from './support/broker';
 import { REPO_ROOT, TEST_MODELS, testModel, testModelsDir } from './support/models';
 import { NodeRedProcess, eventually } from './support/node-red-process';
+import { collect, coreNode, initHelper, stopServer, until, type Msg } from './support/flow';
 
 const EXAMPLE = path.join(REPO_ROOT, 'examples', '01 - Predictive maintenance.json');
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts', 'dashboard');
@@ -297,4 +298,130 @@ describe('the approval screen of example 01 (Dashboard 2) in Chromium', function
       [],
     );
   });
+});
+
+/**
+ * The screen's flow nodes of examples 01 and 02 from the example files, in Node-RED without a
+ * browser: the list kept in flow context, and the gate and the decision on the way back.
+ */
+describe('the approval screen’s flow nodes (examples 01 and 02)', function () {
+  const helper = initHelper();
+  const FILES = ['01 - Predictive maintenance', '02 - Inspection robot mission'];
+  afterEach(async function () {
+    await helper.unload();
+    await stopServer();
+  });
+
+  async function load(file: string) {
+    const nodes = JSON.parse(
+      await readFile(path.join(REPO_ROOT, 'examples', `${file}.json`), 'utf8'),
+    ) as FlowNode[];
+    const named = (type: string, name: string): FlowNode => {
+      const n = nodes.find((x) => x.type === type && x.name === name);
+      assert.ok(n, `${type} "${name}" in ${file}`);
+      return n;
+    };
+    const list = named('change', 'Approvals list (flow context)');
+    const gate = named('switch', 'Only from a connected dashboard client');
+    const click = named('change', "Click → the guardrail's approval (who, which)");
+    const screen = (list.wires as string[][])[0][0];
+    const guardrail = (click.wires as string[][])[0][0];
+    assert.equal(named('guardrail', nodes.find((n) => n.id === guardrail)!.name as string).id, guardrail);
+    // The guardrail's three outputs feed the list.
+    const outputs = (nodes.find((n) => n.id === guardrail)!.wires as string[][]).map((w) =>
+      w.includes(list.id),
+    );
+    assert.deepEqual(outputs, [true, true, true]);
+    await new Promise<void>((resolve) => helper.startServer(() => resolve()));
+    const tab = list.z as string;
+    await helper.load([coreNode('function/15-change.js'), coreNode('function/10-switch.js')], [
+      { id: tab, type: 'tab' },
+      list,
+      gate,
+      click,
+      { id: screen, type: 'helper', z: tab },
+      { id: guardrail, type: 'helper', z: tab },
+    ] as never);
+    return {
+      list: helper.getNode(list.id),
+      gate: helper.getNode(gate.id),
+      shown: collect(helper.getNode(screen)),
+      decisions: collect(helper.getNode(guardrail)),
+    };
+  }
+
+  const waiting = (id: string, expires: number): Msg =>
+    ({
+      payload: { steps: [{ id: 's1', action: 'stop_line', params: {}, status: 'pending' }] },
+      mission: { id: 'M1', stage: 'check' },
+      approval: {
+        id,
+        expires,
+        reasons: [{ code: 'approval_required', message: 'm', rule: 'r', stepId: 's1' }],
+      },
+      guardrail: { decision: 'needs_approval', policyHash: 'p' },
+    }) as unknown as Msg;
+  const ids = (m: Msg): string[] => (m.payload as Array<{ id: string }>).map((a) => a.id);
+
+  for (const file of FILES) {
+    it(`${file}: lists what waits, drops what was decided or expired, keeps it through other decisions`, async function () {
+      const f = await load(file);
+      const soon = Date.now() + 100;
+      // One after the other, as the guardrail sends them (each once its audit line is written).
+      f.list.receive(waiting('a'.repeat(32), Date.now() + 600_000));
+      await f.shown.until(1);
+      f.list.receive(waiting('b'.repeat(32), soon));
+      await f.shown.until(2);
+      assert.deepEqual(ids(f.shown.messages[1]), ['a'.repeat(32), 'b'.repeat(32)]);
+      const entry = (f.shown.messages[1].payload as Array<Record<string, unknown>>)[0];
+      assert.deepEqual(Object.keys(entry).sort(), [
+        'expires',
+        'id',
+        'mission',
+        'policyHash',
+        'reasons',
+        'request',
+      ]);
+      assert.equal(entry.mission, 'M1');
+      await until(() => Date.now() > soon, 5000, 'the second request expired');
+      // A signed step of another request (no msg.approval): the expired one drops, the other stays.
+      f.list.receive({ payload: {}, guardrail: { decision: 'approved' } } as unknown as Msg);
+      await f.shown.until(3);
+      assert.deepEqual(ids(f.shown.messages[2]), ['a'.repeat(32)]);
+      // The decision on it (approved, rejected or expired: its id in msg.approval) takes it off.
+      f.list.receive({
+        payload: {},
+        approval: { id: 'a'.repeat(32), decision: 'reject' },
+        guardrail: { decision: 'rejected' },
+      } as unknown as Msg);
+      await f.shown.until(4);
+      assert.deepEqual(f.shown.messages[3].payload, []);
+    });
+
+    it(`${file}: takes a click only from a dashboard connection, and names who clicked`, async function () {
+      const f = await load(file);
+      const id = 'c'.repeat(32);
+      const click = (extra: Record<string, unknown>): Msg =>
+        ({ payload: { id, decision: 'approve' }, _dashboard: { sourceId: 'x' }, ...extra }) as unknown as Msg;
+      // Refused: no connection, an empty one, a decision that is neither approve nor reject.
+      f.gate.receive(click({ _client: { user: { username: 'mallory' } } }));
+      f.gate.receive(click({ _client: { socketId: '', socketIp: '10.0.0.9' } }));
+      f.gate.receive({ payload: { id, decision: 'maybe' }, _client: { socketId: 's1' } } as unknown as Msg);
+      f.gate.receive(click({ _client: { socketId: 's1', socketIp: '10.0.0.5' } }));
+      f.gate.receive(click({ _client: { socketId: 's2', socketIp: '10.0.0.6', user: { username: 'ann' } } }));
+      await f.decisions.until(2);
+      assert.deepEqual(
+        f.decisions.messages.map((m) => m.approval),
+        [
+          { id, decision: 'approve', approver: '(dashboard client 10.0.0.5)' },
+          { id, decision: 'approve', approver: 'ann (dashboard client 10.0.0.6)' },
+        ],
+      );
+      for (const m of f.decisions.messages) {
+        assert.equal(m.payload, undefined);
+        assert.equal(m._client, undefined);
+        assert.equal(m._dashboard, undefined);
+      }
+    });
+  }
 });
