@@ -65,7 +65,10 @@ export interface Reason {
   step?: number;
   stepId?: string;
   action?: string;
-  /** The policy rule involved: interlock id, parameter, budget or rate-limit key. */
+  /**
+   * The policy rule involved: interlock id, parameter, budget or rate-limit key; for an approval, the
+   * approval class (`approval.classes: …`), `requiresApproval`, or the `approvalWhen` condition.
+   */
   rule?: string;
 }
 
@@ -576,6 +579,10 @@ export class Guardrail {
         code: 'approval_required',
         message: `${label()} needs a person's approval${why}.`,
         ...base(),
+        // What the approval screen shows as the policy rule: the approval class, or the action's flag.
+        rule: rule.approvalClasses.length
+          ? `approval.classes: ${rule.approvalClasses.join(', ')}`
+          : 'requiresApproval',
       });
     } else {
       // A condition on a parameter that is not given counts as holding: a person decides.
@@ -590,7 +597,7 @@ export class Guardrail {
           code: 'approval_required',
           message: `${label()} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
           ...base(),
-          rule: held.param,
+          rule: `approvalWhen: ${held.param} ${held.op} ${limit}`,
         });
       }
     }

@@ -21,7 +21,7 @@ export const QUIET_EDITOR_SETTINGS = {
 };
 
 /** Chromium's background connections are refused in a closed network: switch them all off. */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
