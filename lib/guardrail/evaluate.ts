@@ -212,6 +212,10 @@ function parseAction(v: unknown, kind: 'action' | 'plan', i: number, reasons: Re
   return action as unknown as Action;
 }
 
+function malformed(message: string): { kind: 'invalid'; actions: Action[]; reasons: Reason[] } {
+  return { kind: 'invalid', actions: [], reasons: [{ code: 'malformed_request', message }] };
+}
+
 /**
  * Steps of a plan from llm-plan that are finished (`status` done, failed or skipped) are history,
  * not requests: the guardrail judges and signs only the steps still to run.
@@ -259,6 +263,9 @@ interface PlanEffects {
 }
 /** The effects of a request that neither moves nor spends: shared, never changed. */
 const NO_EFFECTS: PlanEffects = Object.freeze({ positions: new Map<string, string>() });
+
+/** What a request that counts against no limit takes: shared, never changed. */
+const NO_LIMITS: LimitCommit = Object.freeze({ demand: new Map(), tentative: new Map() });
 
 /** Tokens a request takes from each rate limit (by state key), and the step that first asks. */
 interface Demand {
@@ -387,6 +394,7 @@ export class Guardrail {
   /** Each action's rate limits, then the policy-wide ones, with their key heads written once. */
   private readonly limitKeyCache = new Map<CompiledAction, LimitKey[]>();
   private readonly setpointKeyCache = new Map<CompiledRateOfChange, KeyMaker>();
+  private readonly approvalWhyCache = new Map<CompiledAction, string>();
 
   constructor(
     readonly policy: CompiledPolicy,
@@ -394,6 +402,16 @@ export class Guardrail {
   ) {
     this.now = opts.now ?? Date.now;
     this.limits = new Limits(opts.state ?? LimitState.memory(), opts.maxTrackedKeys);
+  }
+
+  /** ` (class destructive)`: why an action always needs a person, for the message; written once per rule. */
+  private approvalWhy(rule: CompiledAction): string {
+    let why = this.approvalWhyCache.get(rule);
+    if (why === undefined) {
+      why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
+      this.approvalWhyCache.set(rule, why);
+    }
+    return why;
   }
 
   private limitKeys(rule: CompiledAction): LimitKey[] {
@@ -521,11 +539,6 @@ export class Guardrail {
   }
 
   private parseRequest(payload: unknown): { kind: Decision['kind']; actions: Action[]; reasons: Reason[] } {
-    const malformed = (message: string) => ({
-      kind: 'invalid' as const,
-      actions: [],
-      reasons: [{ code: 'malformed_request' as const, message }],
-    });
     if (!isPlainObject(payload)) {
       return malformed('msg.payload must be an action {action, params, device?} or a plan {steps: [...]}.');
     }
@@ -626,7 +639,7 @@ export class Guardrail {
       if (interlockApplies(il, rule, a.device)) this.checkInterlock(il, a, step, live);
     }
     if (rule.requiresApproval) {
-      const why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
+      const why = this.approvalWhy(rule);
       approvals.push({
         code: 'approval_required',
         message: `${step.label()} needs a person's approval${why}.`,
@@ -835,6 +848,11 @@ export class Guardrail {
     live: LiveReader,
     reasons: Reason[],
   ): PlanEffects {
+    const map = this.policy.siteMap;
+    // Most actions neither move nor cost anything: nothing to count.
+    let counts = false;
+    for (const f of facts) if (f.rule.costs.length > 0 || (f.rule.moves && map)) counts = true;
+    if (!counts) return NO_EFFECTS;
     const stepReason = (i: number, f: StepFacts, code: ReasonCode, message: string, rule?: string) =>
       reasons.push({
         code,
@@ -844,11 +862,6 @@ export class Guardrail {
         action: f.action.action,
         ...(rule !== undefined ? { rule } : {}),
       });
-    const map = this.policy.siteMap;
-    // Most actions neither move nor cost anything: nothing to count.
-    let counts = false;
-    for (const f of facts) if (f.rule.costs.length > 0 || (f.rule.moves && map)) counts = true;
-    if (!counts) return NO_EFFECTS;
     const positions = new Map<string, string>();
     for (const [i, f] of facts.entries()) {
       if (!f.rule.moves || !map) continue;
@@ -974,8 +987,13 @@ export class Guardrail {
     reasons: Reason[],
     effects: PlanEffects = NO_EFFECTS,
   ): LimitCommit {
-    const demand = new Map<string, Demand>();
-    for (let i = 0; i < facts.length; i++) {
+    // Most requests have a limit to count; one that has none (no rate limit, no rate of change)
+    // shares the empty maps and goes straight to the bound on what the limits remember.
+    let limited = this.policy.rateLimits.length > 0;
+    for (let i = 0; i < facts.length && !limited; i++)
+      limited = facts[i].rule.rateLimits.length > 0 || facts[i].rule.rateOfChange.length > 0;
+    const demand = limited ? new Map<string, Demand>() : NO_LIMITS.demand;
+    for (let i = 0; i < facts.length && limited; i++) {
       const f = facts[i];
       const keys = this.limitKeys(f.rule);
       for (let j = 0; j < keys.length; j++) {
@@ -1024,8 +1042,8 @@ export class Guardrail {
       }
     }
 
-    const tentative = new Map<string, { value: number; at: number }>();
-    for (let i = 0; i < facts.length; i++) {
+    const tentative = limited ? new Map<string, { value: number; at: number }>() : NO_LIMITS.tentative;
+    for (let i = 0; i < facts.length && limited; i++) {
       const f = facts[i];
       for (const roc of f.rule.rateOfChange) {
         const v = f.numbers.get(roc.param);
