@@ -139,6 +139,7 @@
       ]);
       row.data('params', list);
       note.hide();
+      changed();
     }
 
     function addParam(row, index, data) {
@@ -177,6 +178,7 @@
         .text(' ' + t('required'))
         .appendTo(req);
       kept(row, rule, ['type', 'minimum', 'maximum', 'enum']);
+      changed();
     }
 
     function show(value) {

@@ -196,6 +196,8 @@
     }
 
     function gate() {
+      // a check that answers after the dialog has closed says nothing about the next dialog
+      if (state.closed) return;
       var bad = options.active() && (state.problems.length > 0 || state.checking > 0 || state.pending);
       $('#node-dialog-ok').toggleClass('disabled', bad);
     }
@@ -348,6 +350,7 @@
       close: function () {
         clearTimeout(timer);
         serial++;
+        state.closed = true;
       },
     };
   }

@@ -273,6 +273,7 @@
         .text(' ' + t('label.required'))
         .appendTo(req);
       kept(row, rule, ['type', 'min', 'max', 'unit', 'enum', 'required']);
+      changed();
     }
 
     function addCondition(row, index, data) {
@@ -289,6 +290,7 @@
         fail('approvalWhen.value', e.message);
       }
       kept(row, rule, ['param', 'op', 'value']);
+      changed();
     }
 
     function addLimit(row, index, data) {
@@ -358,6 +360,7 @@
         'maxPerSecond',
       ]);
       refreshScopes();
+      changed();
     }
 
     function addInterlock(row, index, data) {
@@ -411,6 +414,7 @@
       input(l4, 'edge-llm-interlock-message', '70%').val(textOf(rule.message, at + '.message'));
       kept(row, rule, ['id', 'when', 'require', 'message']);
       if (rule.when) kept(row, rule.when, ['action'], 'when.');
+      changed();
     }
 
     function firstActionUid() {

@@ -528,6 +528,16 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
         await editor.openDialog(id);
         await editor.setCode(editorId, LONG_INSTRUCTION);
         const box = editor.page.locator(`#${editorId}`);
+        // Monaco draws the new text on a later frame: wait for it (a line that is not wrapped stays one)
+        await editor.page
+          .waitForFunction(
+            (i) =>
+              [...document.querySelectorAll(`#${i} .view-line`)].filter((l) => l.textContent?.trim()).length >
+              1,
+            editorId,
+            { timeout: 5000 },
+          )
+          .catch(() => undefined);
         // one line of text, drawn as several lines that all fit in the editor's width
         const drawn = await box
           .locator('.view-line')
