@@ -172,6 +172,7 @@
       );
       var req = $('<span class="edge-llm-form-check">').appendTo(l);
       $('<input type="checkbox" class="edge-llm-catalogue-param-required">')
+        .css({ width: 'auto', margin: '0 4px 0 0', verticalAlign: 'middle' })
         .prop('checked', !!data.required)
         .appendTo(req);
       $('<span>')

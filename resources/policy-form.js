@@ -254,19 +254,20 @@
       var rule = data.rule || { type: 'number' };
       var where = 'params.' + data.name;
       var l = line(row);
-      input(l, 'edge-llm-param-name', '20%', t('placeholder.param')).val(data.name || '');
+      input(l, 'edge-llm-param-name', '16%', t('placeholder.param')).val(data.name || '');
       var type = select(l, 'edge-llm-param-type', TYPES, null, '90px');
       if (rule.type !== undefined && TYPES.indexOf(rule.type) === -1)
         fail(where + '.type', JSON.stringify(rule.type));
       type.val(rule.type || 'number');
-      input(l, 'edge-llm-param-min', '60px', t('placeholder.min')).val(numOf(rule.min, where + '.min'));
-      input(l, 'edge-llm-param-max', '60px', t('placeholder.max')).val(numOf(rule.max, where + '.max'));
-      input(l, 'edge-llm-param-unit', '50px', t('placeholder.unit')).val(textOf(rule.unit, where + '.unit'));
-      input(l, 'edge-llm-param-enum', '20%', t('placeholder.enum')).val(
+      input(l, 'edge-llm-param-min', '50px', t('placeholder.min')).val(numOf(rule.min, where + '.min'));
+      input(l, 'edge-llm-param-max', '50px', t('placeholder.max')).val(numOf(rule.max, where + '.max'));
+      input(l, 'edge-llm-param-unit', '45px', t('placeholder.unit')).val(textOf(rule.unit, where + '.unit'));
+      input(l, 'edge-llm-param-enum', '18%', t('placeholder.enum')).val(
         enumOf(rule.enum, rule.type, where + '.enum'),
       );
       var req = $('<span class="edge-llm-form-check">').appendTo(l);
       $('<input type="checkbox" class="edge-llm-param-required">')
+        .css({ width: 'auto', margin: '0 4px 0 0', verticalAlign: 'middle' })
         .prop('checked', rule.required === true)
         .appendTo(req);
       $('<span>')

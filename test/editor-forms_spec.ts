@@ -6,7 +6,7 @@
  * Screenshots go to test-artifacts/editor/.
  */
 import * as assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Locator } from 'playwright-core';
 import { Editor, QUIET_EDITOR_SETTINGS } from './support/browser';
@@ -19,6 +19,25 @@ const EXAMPLE = JSON.parse(
 ) as Array<Record<string, unknown>>;
 /** Example 02's policy, as the example holds its text. */
 const POLICY_TEXT = EXAMPLE.find((n) => n.type === 'guardrail')!.policy as string;
+
+/** The policies and catalogues of every example, read when mocha loads this file. */
+const EXAMPLE_TEXTS = readdirSync(path.join(REPO_ROOT, 'examples'))
+  .filter((f) => f.endsWith('.json'))
+  .sort()
+  .flatMap((file) =>
+    (
+      JSON.parse(readFileSync(path.join(REPO_ROOT, 'examples', file), 'utf8')) as Array<
+        Record<string, unknown>
+      >
+    )
+      .filter((n) => (n.type === 'guardrail' && n.policy) || (n.type === 'llm-plan' && n.catalogue))
+      .map((n) => ({
+        file,
+        type: n.type as string,
+        name: n.name as string,
+        text: String(n.policy ?? n.catalogue),
+      })),
+  );
 
 /** A catalogue with keys the form does not show (an action's x-owner, a parameter's maxLength). */
 const CATALOGUE = [
@@ -146,6 +165,29 @@ async function settled(editor: Editor, editorId: string): Promise<string> {
   }
 }
 
+/** The whole open dialog, however long its form: the window is made tall enough for the shot. */
+async function dialogScreenshot(editor: Editor, name: string): Promise<void> {
+  const page = editor.page;
+  const extra = await page
+    .locator('.red-ui-tray')
+    .last()
+    .evaluate((tray) =>
+      Math.max(
+        0,
+        ...[...tray.querySelectorAll('*')]
+          // the tray's own scrolling body, not the code editors' virtual scrollers
+          .filter((el) => /auto|scroll/.test(getComputedStyle(el).overflowY) && !el.closest('.monaco-editor'))
+          .map((el) => Math.min(el.scrollHeight - el.clientHeight, 5000)),
+      ),
+    );
+  const size = page.viewportSize()!;
+  await page.setViewportSize({ width: size.width, height: size.height + Math.max(0, extra) + 40 });
+  await editor.quiet();
+  await editor.screenshot(name, page.locator('.red-ui-tray').last());
+  await page.setViewportSize(size);
+  await editor.quiet();
+}
+
 /** Clicks Form or JSON in a dialog's view toggle. */
 async function toggle(editor: Editor, toggleId: string, view: 'form' | 'json'): Promise<void> {
   await editor.page.locator(`#${toggleId} button[data-view="${view}"]`).click();
@@ -255,7 +297,7 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
       assert.match(kept, /siteMap/);
       assert.match(kept, /plan/);
       assert.ok(await doneEnabled(editor), 'example 02 is valid');
-      await editor.screenshot('form-guardrail', editor.page.locator('.red-ui-tray').last());
+      await dialogScreenshot(editor, 'form-guardrail');
 
       await toggle(editor, 'guardrail-policy-view', 'json');
       assert.equal(await code(editor, 'node-input-policy-editor'), POLICY_TEXT);
@@ -297,7 +339,7 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
         await problems.innerText(),
         /set_valve\.params\.position: min \(0\) is greater than max \(-5\)/,
       );
-      await editor.screenshot('form-guardrail-invalid', editor.page.locator('.red-ui-tray').last());
+      await dialogScreenshot(editor, 'form-guardrail-invalid');
       // the JSON view is not offered while the form cannot be written as JSON
       await max.fill('lots');
       assert.equal(await doneEnabled(editor), false);
@@ -375,7 +417,7 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
         await doneEnabled(editor),
         await editor.page.locator('#guardrail-policy-problems').innerText(),
       );
-      await editor.screenshot('form-guardrail-good', editor.page.locator('.red-ui-tray').last());
+      await dialogScreenshot(editor, 'form-guardrail-good');
       await toggle(editor, 'guardrail-policy-view', 'json');
       const shown = await code(editor, 'node-input-policy-editor');
       const expected = JSON.parse(POLICY_TEXT);
@@ -415,7 +457,7 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
       const kept = await move.locator(':scope > div > .edge-llm-form-kept').allInnerTexts();
       assert.match(kept.join('\n'), /x-owner/);
       assert.match(kept.join('\n'), /additionalProperties/);
-      await editor.screenshot('form-llm-plan', editor.page.locator('.red-ui-tray').last());
+      await dialogScreenshot(editor, 'form-llm-plan');
       await toggle(editor, 'llm-plan-catalogue-view', 'json');
       assert.equal(await code(editor, 'node-input-catalogue-editor'), CATALOGUE_TEXT);
       await toggle(editor, 'llm-plan-catalogue-view', 'form');
@@ -450,7 +492,7 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
         await editor.page.locator('#llm-plan-catalogue-problems').innerText(),
         /minimum \(0\.1\) is greater than maximum \(0\)/,
       );
-      await editor.screenshot('form-llm-plan-invalid', editor.page.locator('.red-ui-tray').last());
+      await dialogScreenshot(editor, 'form-llm-plan-invalid');
       await max.fill('1.5');
       assert.ok(await doneEnabled(editor));
       const report = (await rowWith(actions(), '.edge-llm-catalogue-name', 'report')).locator(
@@ -490,7 +532,7 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
         await doneEnabled(editor),
         await editor.page.locator('#llm-plan-catalogue-problems').innerText(),
       );
-      await editor.screenshot('form-llm-plan-good', editor.page.locator('.red-ui-tray').last());
+      await dialogScreenshot(editor, 'form-llm-plan-good');
       await toggle(editor, 'llm-plan-catalogue-view', 'json');
       const shown = await code(editor, 'node-input-catalogue-editor');
       assert.deepEqual(JSON.parse(shown), [
@@ -561,6 +603,36 @@ describe('policy and catalogue forms in the edit dialogs (Chromium)', function (
       const size = await field.evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
       assert.ok(size.scroll <= size.client, `no text beyond the right edge: ${JSON.stringify(size)}`);
     });
+  });
+
+  describe('every example', function () {
+    const dialogs: Record<string, { node: string; view: string; editor: string }> = {
+      guardrail: {
+        node: 'forms-guardrail',
+        view: 'guardrail-policy-view',
+        editor: 'node-input-policy-editor',
+      },
+      'llm-plan': {
+        node: 'forms-plan',
+        view: 'llm-plan-catalogue-view',
+        editor: 'node-input-catalogue-editor',
+      },
+    };
+    for (const { file, type, name, text } of EXAMPLE_TEXTS) {
+      it(`shows the ${type} "${name}" of ${file} as a form and gives back the same JSON`, async function () {
+        const d = dialogs[type];
+        await editor.openDialog(d.node);
+        await toggle(editor, d.view, 'json');
+        await editor.setCode(d.editor, text);
+        const held = await settled(editor, d.editor);
+        assert.deepEqual(JSON.parse(held), JSON.parse(text));
+        await toggle(editor, d.view, 'form');
+        assert.equal(await shownView(editor, d.view), 'form', 'the form can show it');
+        assert.ok(await doneEnabled(editor), 'and it is valid');
+        await toggle(editor, d.view, 'json');
+        assert.equal(await code(editor, d.editor), held);
+      });
+    }
   });
 
   describe('the page', function () {
