@@ -198,7 +198,10 @@
     function gate() {
       // a check that answers after the dialog has closed says nothing about the next dialog
       if (state.closed) return;
-      var bad = options.active() && (state.problems.length > 0 || state.checking > 0 || state.pending);
+      var busy = state.checking > 0 || !!state.pending;
+      var bad = options.active() && (state.problems.length > 0 || busy);
+      // what the dialog's tests wait on: whether a check is still to answer
+      options.toggle.attr('data-check', busy ? 'pending' : 'done');
       $('#node-dialog-ok').toggleClass('disabled', bad);
     }
 

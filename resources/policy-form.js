@@ -51,6 +51,11 @@
     if (s === undefined) fail(where, t('not-plain-list'));
     return s;
   }
+  /** A value the form shows in a select or a checkbox: one of `allowed`, or absent. */
+  function oneOf(v, allowed, where) {
+    if (v !== undefined && allowed.indexOf(v) === -1) fail(where, JSON.stringify(v));
+    return v;
+  }
   function enumOf(values, type, where) {
     if (values === undefined) return '';
     if (!Array.isArray(values)) fail(where, t('not-list'));
@@ -200,6 +205,7 @@
     function addAction(row, index, data) {
       data.uid = data.uid || 'a' + ++uid;
       var rule = data.rule || {};
+      oneOf(rule.requiresApproval, [true, false], data.name + '.requiresApproval');
       var head = line(row);
       var name = input(head, 'edge-llm-action-name', '30%', t('placeholder.action'))
         .val(data.name || '')
@@ -256,9 +262,9 @@
       var l = line(row);
       input(l, 'edge-llm-param-name', '16%', t('placeholder.param')).val(data.name || '');
       var type = select(l, 'edge-llm-param-type', TYPES, null, '90px');
-      if (rule.type !== undefined && TYPES.indexOf(rule.type) === -1)
-        fail(where + '.type', JSON.stringify(rule.type));
-      type.val(rule.type || 'number');
+      if (TYPES.indexOf(rule.type) === -1) fail(where + '.type', JSON.stringify(rule.type));
+      oneOf(rule.required, [true, false], where + '.required');
+      type.val(rule.type);
       input(l, 'edge-llm-param-min', '50px', t('placeholder.min')).val(numOf(rule.min, where + '.min'));
       input(l, 'edge-llm-param-max', '50px', t('placeholder.max')).val(numOf(rule.max, where + '.max'));
       input(l, 'edge-llm-param-unit', '45px', t('placeholder.unit')).val(textOf(rule.unit, where + '.unit'));
@@ -279,6 +285,7 @@
 
     function addCondition(row, index, data) {
       var rule = data.rule || { op: '>' };
+      oneOf(rule.op, OPS, 'approvalWhen.op');
       var l = line(row);
       input(l, 'edge-llm-condition-param', '25%', t('placeholder.param')).val(
         textOf(rule.param, 'approvalWhen.param'),
@@ -297,6 +304,7 @@
     function addLimit(row, index, data) {
       var rule = data.rule || { per: 'action', max: 1, windowSeconds: 1 };
       var kind = data.kind || ('capacity' in rule ? 'bucket' : 'window');
+      if (kind !== 'change') oneOf(rule.per, ['action', 'device', 'all'], 'rateLimits.per');
       var l = line(row);
       var scope = $('<select class="edge-llm-limit-scope">').css('width', '25%').appendTo(l);
       scope.data(
@@ -377,6 +385,7 @@
       var conditions = Array.isArray(rule.require) ? rule.require : [rule.require];
       if (conditions.length === 1) {
         var c = obj(conditions[0], at + '.require');
+        oneOf(c.op, OPS, at + '.require.op');
         var l2 = line(row);
         label(l2, 'liveValue');
         var path = $('<input type="text" class="edge-llm-interlock-path">').css('width', '35%').appendTo(l2);

@@ -198,16 +198,11 @@ async function shownView(editor: Editor, toggleId: string): Promise<string | nul
   return editor.page.locator(`#${toggleId} button.selected`).getAttribute('data-view');
 }
 
-/** Waits until the dialog's checks have settled; returns whether Done may save. */
+/** Waits until the dialog's checks have answered; returns whether Done may save. */
 async function doneEnabled(editor: Editor): Promise<boolean> {
-  // a change is checked after 200 ms (and the guardrail asks the runtime): wait for its answer
-  await editor.page.waitForTimeout(250);
-  await editor.page.waitForFunction(() => {
-    const w = window as unknown as { $: (s: string) => { hasClass(c: string): boolean } };
-    return (
-      !w.$('#node-dialog-ok').hasClass('disabled') || document.querySelector('.edge-llm-form-problems div')
-    );
-  });
+  await editor.page
+    .locator('.red-ui-tray .edge-llm-view-toggle[data-check="done"]')
+    .waitFor({ state: 'attached' });
   return !(await editor.page.locator('#node-dialog-ok').evaluate((el) => el.classList.contains('disabled')));
 }
 
