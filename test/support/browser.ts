@@ -253,6 +253,8 @@ export class Editor {
   }
 
   async done(): Promise<void> {
+    // a dialog that checks what it holds keeps Done disabled until the check has answered
+    await this.page.locator('#node-dialog-ok:not(.disabled)').waitFor();
     await this.page.locator('#node-dialog-ok').click();
     await this.page.locator('#node-dialog-ok').waitFor({ state: 'detached' });
     await this.quiet();
