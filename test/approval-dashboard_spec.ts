@@ -324,12 +324,20 @@ describe('the approval screen’s flow nodes (examples 01 and 02)', function () 
     const list = named('change', 'Approvals list (flow context)');
     const gate = named('switch', 'Only from a connected dashboard client');
     const click = named('change', "Click → the guardrail's approval (who, which)");
+    // A link out's messages arrive at the link ins it names, and go on along their wires.
+    const through = (id: string): string[] => {
+      const n = nodes.find((x) => x.id === id);
+      if (n?.type !== 'link out') return [id];
+      return (n.links as string[]).flatMap((to) =>
+        ((nodes.find((x) => x.id === to)!.wires as string[][])[0] ?? []).flatMap(through),
+      );
+    };
     const screen = (list.wires as string[][])[0][0];
-    const guardrail = (click.wires as string[][])[0][0];
+    const [guardrail] = through((click.wires as string[][])[0][0]);
     assert.equal(named('guardrail', nodes.find((n) => n.id === guardrail)!.name as string).id, guardrail);
     // The guardrail's three outputs feed the list.
     const outputs = (nodes.find((n) => n.id === guardrail)!.wires as string[][]).map((w) =>
-      w.includes(list.id),
+      w.flatMap(through).includes(list.id),
     );
     assert.deepEqual(outputs, [true, true, true]);
     await new Promise<void>((resolve) => helper.startServer(() => resolve()));
@@ -338,7 +346,8 @@ describe('the approval screen’s flow nodes (examples 01 and 02)', function () 
       { id: tab, type: 'tab' },
       list,
       gate,
-      click,
+      // The link nodes between the click and the guardrail pass messages on unchanged.
+      { ...click, wires: [[guardrail]] },
       { id: screen, type: 'helper', z: tab },
       { id: guardrail, type: 'helper', z: tab },
     ] as never);
