@@ -383,10 +383,73 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
 const KEY_WORD =
   /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
-function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
-  type Run = { start: number; end: number; text: string; toks?: Tok[] };
+const escape = (w: string): string => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * Where a name can be found without the name lists: the titles and role words a run may start with,
+ * every word and phrase contextBefore reads as a strong cue, and field names before `:` or `=`. Only
+ * ASCII boundaries are checked here (a superset of the matches); contextBefore decides.
+ */
+const CUE_PHRASES = [...TITLES, ...STRONG_CUE_1, ...STRONG_CUE_2, 'by'].sort((x, y) => y.length - x.length);
+const alternatives = (ws: string[]): string => ws.map((w) => escape(w).replace(/ /g, '[ \\t]+')).join('|');
+const CUE_FIND = new RegExp(
+  `(?:\\b(?:${alternatives(CUE_PHRASES.filter((w) => /^[a-z]/.test(w)))})|(?:${alternatives(
+    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w)),
+  )}))(?![A-Za-z0-9_])`,
+  'gi',
+);
+const RUN_AT = new RegExp(RUN.source, 'uy');
+/** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
+const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
+
+type Run = { start: number; end: number; text: string; toks?: Tok[] };
+
+/**
+ * The runs a name can be found in without the name lists: a run that starts with a title or role
+ * word, or one right after a strong cue. Most capitalised words in gateway text (codes, sentence
+ * starts, units) stand by no cue, so these are looked for first and the rest is never read.
+ */
+function cuedRuns(text: string): Run[] {
+  const starts: number[] = [];
+  const at = (p: number): void => {
+    if (p < text.length && text[p] !== text[p].toLowerCase()) starts.push(p);
+  };
+  const after = (end: number): void => {
+    CUE_GAP.lastIndex = end;
+    const gap = CUE_GAP.exec(text);
+    at(end + (gap ? gap[0].length : 0));
+  };
+  CUE_FIND.lastIndex = 0;
+  for (let m = CUE_FIND.exec(text); m; m = CUE_FIND.exec(text)) {
+    at(m.index);
+    after(m.index + m[0].length);
+  }
+  // Field names: `"technician_name": "`, `signed_by=`.
+  const keyBefore = (p: number): void => {
+    let k = p;
+    while (k > 0 && (text[k - 1] === ' ' || text[k - 1] === '\t')) k--;
+    if (k > 0 && (text[k - 1] === '"' || text[k - 1] === "'" || text[k - 1] === ']')) k--;
+    const w = wordBefore(text, k)[1];
+    if (w !== '' && KEY_WORD.test(w)) after(p + 1);
+  };
+  for (const sign of [':', '=']) {
+    for (let p = text.indexOf(sign); p >= 0; p = text.indexOf(sign, p + 1)) keyBefore(p);
+  }
+  starts.sort((a, b) => a - b);
   const runs: Run[] = [];
-  for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
+  for (const p of starts) {
+    if (runs.length > 0 && p < runs[runs.length - 1].end) continue;
+    RUN_AT.lastIndex = p;
+    const m = RUN_AT.exec(text);
+    if (m) runs.push({ start: p, end: p + m[0].length, text: m[0] });
+  }
+  return runs;
+}
+
+function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
+  const runs: Run[] = [];
+  if (g)
+    for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
+  else runs.push(...cuedRuns(text));
   const toksOf = (r: Run): Tok[] => (r.toks ??= tokens(r.text, r.start, g));
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
