@@ -105,7 +105,7 @@ iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrol
 `);
 
 /** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
-const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
+const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|(?:\p{Lu}\.-?){2,3}(?!\p{L})|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)?)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
 /** A run: capitalised words and initials, particles between them, on one line. */
 const RUN = new RegExp(
@@ -152,11 +152,14 @@ const PLACE_WORDS = words(
   `st st. saint sainte san santa santo são sankt mount mt mt. fort ft port lake cape bad villa puerto porto ciudad new`,
 );
 
+/** An initial or a few written together: "E.", "E.L.", "J.-P.". */
+const INITIALS = /^(?:\p{Lu}\.-?){1,3}$/u;
+
 /** Generations after a name, counted as initials are: "Jr.", "III". ("Sr." is a title too.) */
 const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
 
 function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
-  if (/^\p{Lu}\.$/u.test(w) || GENERATION.test(w)) return 'initial';
+  if (INITIALS.test(w) || GENERATION.test(w)) return 'initial';
   const lower = w.toLowerCase();
   const bare = lower.replace(/\.$/, '');
   // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
@@ -168,7 +171,13 @@ function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
   if (place && PLACE_WORDS.has(lower)) return 'place';
   if (BRANDS.has(lower)) return 'brand';
   // Product names: CamelCase inside a word (ControlLogix, DeltaV) other than Mc/Mac/De/Di/La/Le/Van.
-  if (/\p{Ll}\p{Lu}/u.test(w) && !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(w)) return 'brand';
+  if (
+    /\p{Ll}\p{Lu}/u.test(w) &&
+    w
+      .split(/[-'’]/)
+      .some((p) => /\p{Ll}\p{Lu}/u.test(p) && !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(p))
+  )
+    return 'brand';
   if (!g) return COMMON.has(lower) ? 'common' : 'unknown';
   const parts = lower.split(/[-'’]/).filter((p) => p.length > 1);
   const known = (set: ReadonlySet<string>) =>
@@ -509,7 +518,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         (cue > 0 ||
           toksOf(r).length > lastToks.length ||
           lastNamed.some((t) => t.kind === 'family' || t.kind === 'both'));
-      if (givenOnly && lastOk && !/^\s+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
+      if (givenOnly && lastOk && !/^[ \t]+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
         const s0 = lastToks[0].start === r.start ? leadStart : lastToks[0].start;
         out.push({ start: s0, end: firstToks[firstToks.length - 1].end, rule: 'last-first' });
         i++;
@@ -580,11 +589,11 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
 }
 
 /** The word right after `end` on the same line, with the gap before it. */
-const WORD_AFTER = /^([ \t]+)([\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
+const WORD_AFTER = /^([ \t]+)((?:\p{Lu}\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
 /** The word right before `start` on the same line, with the gap after it. */
-const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])([\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
+const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])((?:\p{Lu}\.-?){2,3}|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
 /** "Last, First": a comma and one capitalised word that ends the name. */
-const COMMA_FIRST = /^,[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?![\p{L}\p{M}]|[ \t]+\p{Lu})/u;
+const COMMA_FIRST = /^,[ \t]*(\p{Lu}(?:[\p{Ll}\p{M}'’-]+|[\p{Lu}\p{M}'’-]+))(?![\p{L}\p{M}])/u;
 
 /**
  * A name is hidden whole or it is not hidden: a given name left beside a hidden family name tells
@@ -598,8 +607,31 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   for (let guard = 0; guard < 6; guard++) {
     const m = WORD_AFTER.exec(text.slice(end, end + 64));
     if (!m) break;
+    // "Paul E.L.": initials written together after the name.
+    if (/^(?:\p{Lu}\.-?){2,3}$/u.test(m[2])) {
+      end += m[1].length + m[2].length;
+      continue;
+    }
     const word = m[2].replace(/\.$/, '');
-    const kind = classify(word, g);
+    let kind = classify(word, g);
+    // "Ambre Legrand", "Beth Kunde": a family name that is also a brand or a role word, after a name.
+    if (
+      (kind === 'brand' || kind === 'cue') &&
+      g.family.has(word.toLowerCase()) &&
+      inSpan().some((t) => isName(t.kind) || t.kind === 'weak')
+    )
+      kind = 'family';
+    // "Deanna LA PORTA", "RENDÓN DE ARCE": a particle in capitals and the family name after it.
+    const capsParticle = /^\p{Lu}{1,3}$/u.test(word) && NAME_PARTICLES.has(word.toLowerCase());
+    if (capsParticle) {
+      const after = /^[ \t]+(\p{Lu}[\p{Lu}\p{M}'’-]+)(?![\p{L}\p{M}])/u.exec(
+        text.slice(end + m[1].length + word.length, end + 64),
+      );
+      if (after) {
+        end += m[1].length + word.length + after[0].length;
+        continue;
+      }
+    }
     const lower = word === word.toLowerCase();
     const wordEnd = end + m[1].length + word.length;
     const next = WORD_AFTER.exec(text.slice(wordEnd, wordEnd + 64));
@@ -611,6 +643,24 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       (kind === 'particle' || kind === 'cparticle') &&
       (nextIsName || (!!next && (g.family.has(next[2]) || g.given.has(next[2]))))
     )
+      end = wordEnd;
+    else if (
+      kind === 'particle' &&
+      !!next &&
+      NAME_PARTICLES.has(next[2]) &&
+      /^[ \t]+\p{L}/u.test(text.slice(wordEnd + next[0].length, wordEnd + next[0].length + 2))
+    )
+      // "Quintero de la cruz": two particles, then the family name.
+      end = wordEnd;
+    else if (
+      lower &&
+      word.length > 3 &&
+      g.family.has(word) &&
+      (!COMMON.has(word) || nextIsName || !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2))) &&
+      /^\p{Lu}/u.test(text.slice(start, end).split(/\s+/).pop() ?? '') &&
+      inSpan().some((t) => t.kind === 'family' || t.kind === 'both' || t.kind === 'unknown')
+    )
+      // "Korta hernandez", "Kranz sans Salinas": the second family name written in lower case.
       end = wordEnd;
     else if (
       lower &&
@@ -640,8 +690,8 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       !lower &&
       word.length > 1 &&
       word !== word.toUpperCase() &&
-      !(next && /^\p{Lu}/u.test(next[2])) &&
-      inSpan().some((t) => isName(t.kind))
+      !(next && /^\p{Lu}/u.test(next[2]) && !GENERATION.test(next[2])) &&
+      (span.rule === 'cue' || inSpan().some((t) => isName(t.kind)))
     )
       // The last of a run of capitalised words after a name found: a name no list holds.
       end = wordEnd;
@@ -666,6 +716,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       /^\p{Lu}$/u.test(bare) ||
       (/^\p{Lu}/u.test(word) && isGiven(kind)) ||
       kind === 'cparticle' ||
+      kind === 'particle' ||
       (kind === 'weak' && g.given.has(bare.toLowerCase()))
     )
       start = wordStart;
@@ -687,19 +738,35 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   // "Di Benedetto, Iacopo": a span of family names only, a comma, then a given name alone.
   const comma = COMMA_FIRST.exec(text.slice(end, end + 48));
   const commaKind = comma ? classify(comma[1], g) : undefined;
+  // What follows the given name: nothing capitalised, or a word that is no name ("Jerde, Mark Shift
+  // lead"), or an initial ("Reis, Alessandro J.").
+  const afterComma = comma
+    ? /^[ \t]+(\p{Lu}[\p{L}\p{M}'’-]*\.?)/u.exec(
+        text.slice(end + comma[0].length, end + comma[0].length + 40),
+      )
+    : null;
+  const afterKind = afterComma ? classify(afterComma[1], g) : undefined;
   if (
     comma &&
     (isGiven(commaKind as Kind) || (commaKind === 'weak' && g.given.has(comma[1].toLowerCase()))) &&
-    !inSpan().some((t) => t.kind === 'given')
+    !inSpan().some((t) => t.kind === 'given') &&
+    (!afterComma ||
+      afterKind === 'initial' ||
+      afterKind === 'common' ||
+      afterKind === 'cue' ||
+      afterKind === 'title')
   )
-    end += comma[0].length;
+    end += comma[0].length + (afterComma && afterKind === 'initial' ? afterComma[0].length : 0);
   // "Arriaga Sr.", "Smith, Jr.", "Henry III": a generation belongs to the name.
   const suffix = SUFFIX_AFTER.exec(text.slice(end, end + 8));
   if (suffix) end += suffix[0].length;
+  // "Hiebl-Sehls Jr." found up to "Jr": its full stop is the abbreviation's.
+  else if (text[end] === '.' && /(?:^|\s)(?:Jr|Jnr|Sr|Snr)$/.test(text.slice(Math.max(start, end - 4), end)))
+    end++;
   // "Green, Marten Fini": a name of given names after "Word, " is the second half of "Last, First".
   const own = tokens(text.slice(start, end), start, g);
   if (
-    own.length <= 3 &&
+    own.length <= 4 &&
     own.some((t) => isGiven(t.kind)) &&
     own.every((t) => isGiven(t.kind) || t.kind === 'weak' || t.kind === 'unknown' || t.kind === 'initial')
   ) {
@@ -733,6 +800,12 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
           start -= last[0].length - last[1].length;
       }
     }
+  }
+  // "de la Vương, Nhật Huy": particles in lower case before a family name found last.
+  for (let guard = 0; guard < 3; guard++) {
+    const m = /(?<![\p{L}\p{M}'’.-])(\p{Ll}{1,5})[ \t]+$/u.exec(text.slice(Math.max(0, start - 16), start));
+    if (!m || !NAME_PARTICLES.has(m[1])) break;
+    start -= m[0].length;
   }
   // "VAN DER LINDEN Michael": particles in capitals before a family name in capitals.
   for (let guard = 0; guard < 3; guard++) {
