@@ -158,7 +158,28 @@ const INITIALS = /^(?:\p{Lu}\.-?){1,3}$/u;
 /** Generations after a name, counted as initials are: "Jr.", "III". ("Sr." is a title too.) */
 const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
 
+/**
+ * What kind of word `w` is, remembered: gateway text repeats the same words (units, codes, names of
+ * the shift), and the lists answer the same for the same word.
+ */
+const kinds = new Map<string, Kind>();
+let kindsOf: Gazetteer | undefined;
 function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
+  if (g && g !== kindsOf) {
+    kinds.clear();
+    kindsOf = g;
+  }
+  const key = (g ? (place ? 'g' : 'h') : 'r') + w;
+  let kind = kinds.get(key);
+  if (kind === undefined) {
+    if (kinds.size >= 50_000) kinds.clear();
+    kind = classifyWord(w, g, place);
+    kinds.set(key, kind);
+  }
+  return kind;
+}
+
+function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind {
   if (INITIALS.test(w) || GENERATION.test(w)) return 'initial';
   const lower = w.toLowerCase();
   const bare = lower.replace(/\.$/, '');
@@ -469,6 +490,12 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         continue;
       const k = classify(r.text, g);
       if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
+      // A code in capitals ("OEE", "RMS") is never a name alone, nor a letter before a number ("P-104").
+      if (
+        k === 'unknown' &&
+        (r.text.length === 1 ? /[-\d]/.test(text[r.end] ?? '') : r.text === r.text.toUpperCase())
+      )
+        continue;
     }
     const ctx = contextBefore(text, r.start);
     // Without the gazetteer only a cue or a title makes a name.
@@ -603,7 +630,12 @@ const COMMA_FIRST = /^,[ \t]*(\p{Lu}(?:[\p{Ll}\p{M}'’-]+|[\p{Lu}\p{M}'’-]+))
  */
 function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonly PersonSpan[]): PersonSpan {
   let { start, end } = span;
-  const inSpan = () => tokens(text.slice(start, end), start, g);
+  let memo: { start: number; end: number; toks: Tok[] } | undefined;
+  const inSpan = (): Tok[] => {
+    if (!memo || memo.start !== start || memo.end !== end)
+      memo = { start, end, toks: tokens(text.slice(start, end), start, g) };
+    return memo.toks;
+  };
   for (let guard = 0; guard < 6; guard++) {
     const m = WORD_AFTER.exec(text.slice(end, end + 64));
     if (!m) break;
@@ -698,7 +730,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     else break;
   }
   // "Signed: Maria\nKeller": a given name alone at the end of a line, its family name on the next.
-  const own0 = tokens(text.slice(start, end), start, g);
+  const own0 = inSpan();
   if (own0.length === 1 && isGiven(own0[0].kind)) {
     const nl = NEXT_LINE_NAME.exec(text.slice(end, end + 64));
     if (nl && isName(classify(nl[1], g))) end += nl[0].length;
@@ -726,7 +758,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       bare.length > 1 &&
       bare !== bare.toUpperCase() &&
       /^\p{Lu}/u.test(bare) &&
-      isGiven(tokens(text.slice(start, end), start, g)[0]?.kind ?? 'unknown') &&
+      isGiven(inSpan()[0]?.kind ?? 'unknown') &&
       (/(?:^|[\n:(;,"'[{])[ \t]*$/.test(text.slice(Math.max(0, wordStart - 4), wordStart)) ||
         contextBefore(text, wordStart).cue > 0)
     ) {
@@ -764,7 +796,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   else if (text[end] === '.' && /(?:^|\s)(?:Jr|Jnr|Sr|Snr)$/.test(text.slice(Math.max(start, end - 4), end)))
     end++;
   // "Green, Marten Fini": a name of given names after "Word, " is the second half of "Last, First".
-  const own = tokens(text.slice(start, end), start, g);
+  const own = inSpan();
   if (
     own.length <= 4 &&
     own.some((t) => isGiven(t.kind)) &&
