@@ -420,7 +420,30 @@ const escape = (w: string): string => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
  * ASCII boundaries are checked here (a superset of the matches); contextBefore decides.
  */
 const CUE_PHRASES = [...TITLES, ...STRONG_CUE_1, ...STRONG_CUE_2, 'by'].sort((x, y) => y.length - x.length);
-const alternatives = (ws: string[]): string => ws.map((w) => escape(w).replace(/ /g, '[ \\t]+')).join('|');
+/**
+ * The words as one pattern shaped like a trie ("a(?:sk|ttn)|b(?:y|…)"): V8 tries each alternative in
+ * turn, so a flat list of two hundred words costs two hundred tries at every word; a trie, a few.
+ * A space in a phrase stands for spaces or tabs.
+ */
+function alternatives(ws: readonly string[]): string {
+  const node = (list: string[]): string => {
+    const groups = new Map<string, string[]>();
+    let ends = false;
+    for (const w of list) {
+      if (w === '') ends = true;
+      else {
+        const rest = groups.get(w[0]) ?? [];
+        rest.push(w.slice(1));
+        groups.set(w[0], rest);
+      }
+    }
+    const branches = [...groups].map(([c, rest]) => (c === ' ' ? '[ \\t]+' : escape(c)) + node(rest));
+    if (branches.length === 0) return '';
+    const body = branches.length === 1 ? branches[0] : `(?:${branches.join('|')})`;
+    return ends ? `(?:${body})?` : body;
+  };
+  return node([...new Set(ws)]);
+}
 const CUE_FIND = new RegExp(
   `(?:\\b(?:${alternatives(CUE_PHRASES.filter((w) => /^[a-z]/.test(w)))})|(?:${alternatives(
     CUE_PHRASES.filter((w) => !/^[a-z]/.test(w)),
@@ -432,6 +455,8 @@ const RUN_AT = new RegExp(RUN.source, 'uy');
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
 
 type Run = { start: number; end: number; text: string; toks?: Tok[] };
+/** A ':' or '=' after a letter (a field name), not after a digit (clock times, readings). */
+const KEY_SIGN = /[A-Za-z_]["'\]]?[ \t]*[:=]/g;
 
 /**
  * The runs a name can be found in without the name lists: a run that starts with a title or role
@@ -461,9 +486,8 @@ function cuedRuns(text: string): Run[] {
     const w = wordBefore(text, k)[1];
     if (w !== '' && KEY_WORD.test(w)) after(p + 1);
   };
-  for (const sign of [':', '=']) {
-    for (let p = text.indexOf(sign); p >= 0; p = text.indexOf(sign, p + 1)) keyBefore(p);
-  }
+  KEY_SIGN.lastIndex = 0;
+  for (let m = KEY_SIGN.exec(text); m; m = KEY_SIGN.exec(text)) keyBefore(m.index + m[0].length - 1);
   starts.sort((a, b) => a - b);
   const runs: Run[] = [];
   for (const p of starts) {
@@ -874,7 +898,27 @@ export function findPersons(text: string, detector: PersonDetector): PersonSpan[
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
   runSpans(text, g, out);
-  return g ? out.map((span) => extendSpan(text, span, g, out)) : out;
+  return g
+    ? out.map((span) => extendSpan(text, span, g, out))
+    : out.map((span) => withFirstNames(text, span));
+}
+
+/**
+ * ", Gayle", ", Maria Clara", ", Jerel-Whitney": given names after a comma, up to a comma, a full
+ * stop, the line's end or a word in lower case.
+ */
+const COMMA_GIVEN =
+  /^,[ \t]*(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}(?:[ \t]+(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}){0,2}(?=[ \t]*(?:[,.;)\]"\r\n]|$)|[ \t]+\p{Ll})/u;
+
+/**
+ * Without the name lists, a name found after a cue ("Assigned to Walter, Gayle") is read as "Last,
+ * First" when capitalised words and then a comma or the end of the sentence follow: hiding the given
+ * names of two people listed is safe, leaving a given name beside a hidden family name is not.
+ */
+function withFirstNames(text: string, span: PersonSpan): PersonSpan {
+  if (span.rule !== 'cue' || text[span.end] !== ',') return span;
+  const m = COMMA_GIVEN.exec(text.slice(span.end, span.end + 64));
+  return m ? { ...span, end: span.end + m[0].length } : span;
 }
 
 /** Field names whose whole value is a person's name. */
