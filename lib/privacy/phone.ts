@@ -82,14 +82,17 @@ function digitGroups(s: string): string {
  * country; national ones when valid in one of `regions` and either a cue word stands before them or
  * they are grouped the way that region writes its numbers.
  */
-function validPhone(candidate: string, regions: readonly CountryCode[], cue: boolean): boolean {
+function validPhone(candidate: string, regions: readonly CountryCode[], cued: () => boolean): boolean {
   const digits = candidate.replace(/\D/g, '');
   if (digits.length < 7 || digits.length > 17) return false;
   const international = candidate.startsWith('+') || candidate.startsWith('00');
+  // The cue word is looked for only where it decides: national numbers that are no date or decimal.
+  let cue = false;
   if (!international) {
     // Dates, IP addresses and decimals are no numbers to dial; without a cue, only number-shaped
     // groupings are worth asking the numbering plans about.
     if (NOT_A_NUMBER.test(candidate)) return false;
+    cue = cued();
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
   const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
@@ -152,10 +155,12 @@ export function phones(
       candidate = candidate.slice(1);
       start++;
     }
-    const cue = fieldCue || PHONE_CUE.test(text.slice(Math.max(0, start - 40), start));
+    let cue: boolean | undefined;
+    const cued = (): boolean =>
+      (cue ??= fieldCue || PHONE_CUE.test(text.slice(Math.max(0, start - 40), start)));
     // Trailing space-separated groups may belong to the next word ("+44 20 7946 0958 12 units").
     for (let attempt = 0; attempt < 3 && candidate.length >= 7; attempt++) {
-      if (validPhone(candidate, regions, cue)) {
+      if (validPhone(candidate, regions, cued)) {
         out.push({
           type: 'PHONE',
           rule: 'libphonenumber',
