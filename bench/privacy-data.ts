@@ -1855,6 +1855,93 @@ const FAMILIES: Family[] = [
       );
     },
   },
+  // ------------------------------------------------------------ dev only: more shapes a name is written in
+  {
+    name: 'note-name-shapes-2',
+    category: 'operator-notes',
+    devOnly: true,
+    make: (g) => {
+      const p = g.person();
+      const q = g.person();
+      const second = g.person();
+      const up = (s: string) => s.toUpperCase();
+      const init = (s: string) => `${s[0]}.`;
+      // A name in another script, from that locale's lists.
+      const script = g.pick(['ru', 'uk', 'el', 'ar', 'zh_CN', 'ko', 'he']);
+      const other = fakerFor(script);
+      other.seed(g.int(0, 2 ** 30));
+      const foreign =
+        script === 'zh_CN' || script === 'ko'
+          ? other.person.fullName().replace(/\s+/g, '')
+          : `${other.person.firstName()} ${other.person.lastName()}`;
+      const shapes: [string, boolean][] = [
+        [
+          `${p.first} ${g.pick(['Van Der', 'Van', 'De La', 'De', 'Di', 'Da', 'Von', 'Del', 'Dos', 'Le', 'Ter'])} ${p.last}`,
+          p.oov,
+        ],
+        [`${init(p.first)} ${init(second.first)} ${p.last}`, p.oov],
+        [`${init(p.first)}${init(second.first)} ${p.last}`, p.oov],
+        [`${p.first} ${init(second.first)}${init(q.first)} ${p.last}`, p.oov],
+        [`${p.first}-${second.first} ${p.last}`, p.oov],
+        [`${p.first} ${p.last}-${q.last} ${g.pick(['Jr.', 'II', 'Sr.'])}`, p.oov],
+        [`${p.last}, ${p.first} ${init(second.first)}`, p.oov],
+        [`${up(p.last)}, ${up(p.first)}`, p.oov],
+        [`${up(p.first)} ${up(p.last)}`, p.oov],
+        [`${up(p.first)} ${init(second.first)} ${up(p.last)}`, p.oov],
+        [`${p.first} ${g.pick(["O'", 'O’', "D'", 'D’', 'Mac', "Dell'"])}${p.last}`, p.oov],
+        [`${p.first} ${second.first} ${p.last} ${q.last}`, p.oov],
+        [`${p.last} ${p.first} ${second.first}`, p.oov],
+        [foreign, false],
+      ];
+      const [name, oov] = g.pick(shapes);
+      const n = E('PERSON', name, oov);
+      const o = E('PERSON', q.full, q.oov);
+      if (g.chance(0.2)) {
+        // A name split over JSON fields: each part is a person's name on its own.
+        return jsonOf((put) =>
+          g.pick([
+            () => ({
+              resourceType: 'Patient',
+              name: [
+                {
+                  family: put(E('PERSON', p.last, p.oov)),
+                  given: [put(E('PERSON', p.first, p.oov)), put(E('PERSON', second.first, second.oov))],
+                },
+              ],
+              gender: g.pick(['female', 'male']),
+            }),
+            () => ({
+              badge: g.int(1000, 9999),
+              first_name: put(E('PERSON', p.first, p.oov)),
+              last_name: put(E('PERSON', p.last, p.oov)),
+              middleInitial: init(second.first),
+              station: g.asset(),
+            }),
+            () => ({
+              event: 'handover',
+              from: {
+                firstName: put(E('PERSON', p.first, p.oov)),
+                lastName: put(E('PERSON', `${p.last}-${q.last}`, p.oov)),
+              },
+              to: put(E('PERSON', q.full, q.oov)),
+            }),
+          ])(),
+        );
+      }
+      return build(
+        ...g.pick<Part[]>([
+          [`Operator `, n, ` acknowledged alarm ${g.int(100, 999)} on ${g.asset()}.`],
+          [`Met `, n, ` and `, o, ` at the ${g.asset()} this morning.`],
+          [`${g.asset()} checked by `, n, `, all clear.`],
+          [`Technician: `, n, `\nAsset: ${g.asset()}`],
+          [`Handover: `, o, ` -> `, n, ` (${g.int(6, 22)}:00)`],
+          [`{"note":"called `, n, ` about ${g.asset()}","ok":true}`],
+          [`Visitor `, n, ` signed in at gate ${g.int(1, 9)}.`],
+          [n, ` reported ${g.asset()} vibrating.`],
+        ]),
+      );
+    },
+  },
 ];
 
 // ---------------------------------------------------------------- generation

@@ -8,6 +8,7 @@
  * Run: npm run build && node dist/bench/privacy.js [--mb=2] [--messages=500]
  */
 import { once } from 'node:events';
+import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Node, NodeMessage } from 'node-red';
 import { PrivacyGuard, Pseudonymizer, type GuardConfig } from '../lib/privacy';
@@ -157,7 +158,16 @@ function perMessage(count: number, config: Record<string, unknown>, payload: unk
   });
 }
 
+/** The machine's load (1, 5, 15 minutes): CPU time per MB grows on a shared machine too. */
+const load = (): string =>
+  `load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')} on ${cpus().length} cores`;
+
 async function main(): Promise<void> {
+  console.log(
+    `${new Date().toISOString()}, Node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}, ${load()}`,
+  );
   const text = mixedText(arg('mb', 2) * 1e6);
   console.log(
     `\nMixed text, ${(Buffer.byteLength(text) / 1e6).toFixed(2)} MB, one protect() call on one core\n`,
@@ -171,6 +181,7 @@ async function main(): Promise<void> {
     );
   }
 
+  console.log(`(${load()})`);
   const big = mixedText(3_999_000);
   console.log(
     `\nOne message of ${(big.length / 1e6).toFixed(2)} M characters: longest event-loop block (10 ms gap monitor)\n`,
@@ -203,6 +214,7 @@ async function main(): Promise<void> {
     row('node, audit on, next message', person, next);
   }
 
+  console.log(`(${load()})`);
   const messages = arg('messages', 500);
   const chat = {
     text: 'Operator Lisa Meyer (lisa.meyer@example.com, +44 20 7946 0958) reports pump P-104 at 10.0.0.7 vibrating; last fix 48.8584, 2.2945.',
@@ -227,6 +239,7 @@ async function main(): Promise<void> {
   console.log(
     `${'chat turn + audit record'.padEnd(30)}  ${'rules'.padEnd(15)}  ${audited.toFixed(3).padStart(6)}  ${(1000 / audited).toFixed(0).padStart(6)}`,
   );
+  console.log(`(${load()})`);
 }
 
 main().catch((err) => {

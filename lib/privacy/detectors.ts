@@ -865,8 +865,19 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
     // A birth date has a four-digit year (or 年); the cue is looked for only near such dates.
     if (forced || HAS_YEAR.test(text)) birthDates(text, out, forced);
   }
-  if (on('PHONE'))
-    phones(text, out, options.regions, options.keyHint !== undefined && KEY_PHONE.test(options.keyHint));
+  if (on('PHONE')) {
+    const before = out
+      .filter((f) => priority(f) > PRIORITY.PHONE)
+      .map((f): [number, number] => [f.start, f.end]);
+    const taken = (s: number, e: number): boolean => before.some(([a, b]) => a <= s && e <= b);
+    phones(
+      text,
+      out,
+      options.regions,
+      options.keyHint !== undefined && KEY_PHONE.test(options.keyHint),
+      before.length > 0 ? taken : undefined,
+    );
+  }
   if (on('PERSON') && options.person !== 'off') {
     for (const p of findPersons(text, options.person ?? 'names'))
       push(out, 'PERSON', p.rule, text, p.start, p.end);

@@ -105,7 +105,7 @@ iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrol
 `);
 
 /** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
-const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
+const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|(?:\p{Lu}\.-?){2,3}(?!\p{L})|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)?)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
 /** A run: capitalised words and initials, particles between them, on one line. */
 const RUN = new RegExp(
@@ -152,11 +152,35 @@ const PLACE_WORDS = words(
   `st st. saint sainte san santa santo são sankt mount mt mt. fort ft port lake cape bad villa puerto porto ciudad new`,
 );
 
+/** An initial or a few written together: "E.", "E.L.", "J.-P.". */
+const INITIALS = /^(?:\p{Lu}\.-?){1,3}$/u;
+
 /** Generations after a name, counted as initials are: "Jr.", "III". ("Sr." is a title too.) */
 const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
 
+/**
+ * What kind of word `w` is, remembered: gateway text repeats the same words (units, codes, names of
+ * the shift), and the lists answer the same for the same word.
+ */
+const kinds = new Map<string, Kind>();
+let kindsOf: Gazetteer | undefined;
 function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
-  if (/^\p{Lu}\.$/u.test(w) || GENERATION.test(w)) return 'initial';
+  if (g && g !== kindsOf) {
+    kinds.clear();
+    kindsOf = g;
+  }
+  const key = (g ? (place ? 'g' : 'h') : 'r') + w;
+  let kind = kinds.get(key);
+  if (kind === undefined) {
+    if (kinds.size >= 50_000) kinds.clear();
+    kind = classifyWord(w, g, place);
+    kinds.set(key, kind);
+  }
+  return kind;
+}
+
+function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind {
+  if (INITIALS.test(w) || GENERATION.test(w)) return 'initial';
   const lower = w.toLowerCase();
   const bare = lower.replace(/\.$/, '');
   // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
@@ -168,7 +192,13 @@ function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
   if (place && PLACE_WORDS.has(lower)) return 'place';
   if (BRANDS.has(lower)) return 'brand';
   // Product names: CamelCase inside a word (ControlLogix, DeltaV) other than Mc/Mac/De/Di/La/Le/Van.
-  if (/\p{Ll}\p{Lu}/u.test(w) && !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(w)) return 'brand';
+  if (
+    /\p{Ll}\p{Lu}/u.test(w) &&
+    w
+      .split(/[-'’]/)
+      .some((p) => /\p{Ll}\p{Lu}/u.test(p) && !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(p))
+  )
+    return 'brand';
   if (!g) return COMMON.has(lower) ? 'common' : 'unknown';
   const parts = lower.split(/[-'’]/).filter((p) => p.length > 1);
   const known = (set: ReadonlySet<string>) =>
@@ -383,10 +413,97 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
 const KEY_WORD =
   /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
-function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
-  type Run = { start: number; end: number; text: string; toks?: Tok[] };
+const escape = (w: string): string => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * Where a name can be found without the name lists: the titles and role words a run may start with,
+ * every word and phrase contextBefore reads as a strong cue, and field names before `:` or `=`. Only
+ * ASCII boundaries are checked here (a superset of the matches); contextBefore decides.
+ */
+const CUE_PHRASES = [...TITLES, ...STRONG_CUE_1, ...STRONG_CUE_2, 'by'].sort((x, y) => y.length - x.length);
+/**
+ * The words as one pattern shaped like a trie ("a(?:sk|ttn)|b(?:y|…)"): V8 tries each alternative in
+ * turn, so a flat list of two hundred words costs two hundred tries at every word; a trie, a few.
+ * A space in a phrase stands for spaces or tabs.
+ */
+function alternatives(ws: readonly string[]): string {
+  const node = (list: string[]): string => {
+    const groups = new Map<string, string[]>();
+    let ends = false;
+    for (const w of list) {
+      if (w === '') ends = true;
+      else {
+        const rest = groups.get(w[0]) ?? [];
+        rest.push(w.slice(1));
+        groups.set(w[0], rest);
+      }
+    }
+    const branches = [...groups].map(([c, rest]) => (c === ' ' ? '[ \\t]+' : escape(c)) + node(rest));
+    if (branches.length === 0) return '';
+    const body = branches.length === 1 ? branches[0] : `(?:${branches.join('|')})`;
+    return ends ? `(?:${body})?` : body;
+  };
+  return node([...new Set(ws)]);
+}
+const CUE_FIND = new RegExp(
+  `(?:\\b(?:${alternatives(CUE_PHRASES.filter((w) => /^[a-z]/.test(w)))})|(?:${alternatives(
+    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w)),
+  )}))(?![A-Za-z0-9_])`,
+  'gi',
+);
+const RUN_AT = new RegExp(RUN.source, 'uy');
+/** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
+const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
+
+type Run = { start: number; end: number; text: string; toks?: Tok[] };
+/** A ':' or '=' after a letter (a field name), not after a digit (clock times, readings). */
+const KEY_SIGN = /[A-Za-z_]["'\]]?[ \t]*[:=]/g;
+
+/**
+ * The runs a name can be found in without the name lists: a run that starts with a title or role
+ * word, or one right after a strong cue. Most capitalised words in gateway text (codes, sentence
+ * starts, units) stand by no cue, so these are looked for first and the rest is never read.
+ */
+function cuedRuns(text: string): Run[] {
+  const starts: number[] = [];
+  const at = (p: number): void => {
+    if (p < text.length && text[p] !== text[p].toLowerCase()) starts.push(p);
+  };
+  const after = (end: number): void => {
+    CUE_GAP.lastIndex = end;
+    const gap = CUE_GAP.exec(text);
+    at(end + (gap ? gap[0].length : 0));
+  };
+  CUE_FIND.lastIndex = 0;
+  for (let m = CUE_FIND.exec(text); m; m = CUE_FIND.exec(text)) {
+    at(m.index);
+    after(m.index + m[0].length);
+  }
+  // Field names: `"technician_name": "`, `signed_by=`.
+  const keyBefore = (p: number): void => {
+    let k = p;
+    while (k > 0 && (text[k - 1] === ' ' || text[k - 1] === '\t')) k--;
+    if (k > 0 && (text[k - 1] === '"' || text[k - 1] === "'" || text[k - 1] === ']')) k--;
+    const w = wordBefore(text, k)[1];
+    if (w !== '' && KEY_WORD.test(w)) after(p + 1);
+  };
+  KEY_SIGN.lastIndex = 0;
+  for (let m = KEY_SIGN.exec(text); m; m = KEY_SIGN.exec(text)) keyBefore(m.index + m[0].length - 1);
+  starts.sort((a, b) => a - b);
   const runs: Run[] = [];
-  for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
+  for (const p of starts) {
+    if (runs.length > 0 && p < runs[runs.length - 1].end) continue;
+    RUN_AT.lastIndex = p;
+    const m = RUN_AT.exec(text);
+    if (m) runs.push({ start: p, end: p + m[0].length, text: m[0] });
+  }
+  return runs;
+}
+
+function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
+  const runs: Run[] = [];
+  if (g)
+    for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
+  else runs.push(...cuedRuns(text));
   const toksOf = (r: Run): Tok[] => (r.toks ??= tokens(r.text, r.start, g));
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
@@ -397,6 +514,12 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         continue;
       const k = classify(r.text, g);
       if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
+      // A code in capitals ("OEE", "RMS") is never a name alone, nor a letter before a number ("P-104").
+      if (
+        k === 'unknown' &&
+        (r.text.length === 1 ? /[-\d]/.test(text[r.end] ?? '') : r.text === r.text.toUpperCase())
+      )
+        continue;
     }
     const ctx = contextBefore(text, r.start);
     // Without the gazetteer only a cue or a title makes a name.
@@ -446,7 +569,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
         (cue > 0 ||
           toksOf(r).length > lastToks.length ||
           lastNamed.some((t) => t.kind === 'family' || t.kind === 'both'));
-      if (givenOnly && lastOk && !/^\s+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
+      if (givenOnly && lastOk && !/^[ \t]+\p{Lu}/u.test(text.slice(next.end, next.end + 3))) {
         const s0 = lastToks[0].start === r.start ? leadStart : lastToks[0].start;
         out.push({ start: s0, end: firstToks[firstToks.length - 1].end, rule: 'last-first' });
         i++;
@@ -517,11 +640,11 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
 }
 
 /** The word right after `end` on the same line, with the gap before it. */
-const WORD_AFTER = /^([ \t]+)([\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
+const WORD_AFTER = /^([ \t]+)((?:\p{Lu}\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
 /** The word right before `start` on the same line, with the gap after it. */
-const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])([\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
+const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])((?:\p{Lu}\.-?){2,3}|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
 /** "Last, First": a comma and one capitalised word that ends the name. */
-const COMMA_FIRST = /^,[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?![\p{L}\p{M}]|[ \t]+\p{Lu})/u;
+const COMMA_FIRST = /^,[ \t]*(\p{Lu}(?:[\p{Ll}\p{M}'’-]+|[\p{Lu}\p{M}'’-]+))(?![\p{L}\p{M}])/u;
 
 /**
  * A name is hidden whole or it is not hidden: a given name left beside a hidden family name tells
@@ -531,12 +654,40 @@ const COMMA_FIRST = /^,[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?![\p{L}\p{M}]|[ \t]+\p
  */
 function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonly PersonSpan[]): PersonSpan {
   let { start, end } = span;
-  const inSpan = () => tokens(text.slice(start, end), start, g);
+  let memo: { start: number; end: number; toks: Tok[] } | undefined;
+  const inSpan = (): Tok[] => {
+    if (!memo || memo.start !== start || memo.end !== end)
+      memo = { start, end, toks: tokens(text.slice(start, end), start, g) };
+    return memo.toks;
+  };
   for (let guard = 0; guard < 6; guard++) {
     const m = WORD_AFTER.exec(text.slice(end, end + 64));
     if (!m) break;
+    // "Paul E.L.": initials written together after the name.
+    if (/^(?:\p{Lu}\.-?){2,3}$/u.test(m[2])) {
+      end += m[1].length + m[2].length;
+      continue;
+    }
     const word = m[2].replace(/\.$/, '');
-    const kind = classify(word, g);
+    let kind = classify(word, g);
+    // "Ambre Legrand", "Beth Kunde": a family name that is also a brand or a role word, after a name.
+    if (
+      (kind === 'brand' || kind === 'cue') &&
+      g.family.has(word.toLowerCase()) &&
+      inSpan().some((t) => isName(t.kind) || t.kind === 'weak')
+    )
+      kind = 'family';
+    // "Deanna LA PORTA", "RENDÓN DE ARCE": a particle in capitals and the family name after it.
+    const capsParticle = /^\p{Lu}{1,3}$/u.test(word) && NAME_PARTICLES.has(word.toLowerCase());
+    if (capsParticle) {
+      const after = /^[ \t]+(\p{Lu}[\p{Lu}\p{M}'’-]+)(?![\p{L}\p{M}])/u.exec(
+        text.slice(end + m[1].length + word.length, end + 64),
+      );
+      if (after) {
+        end += m[1].length + word.length + after[0].length;
+        continue;
+      }
+    }
     const lower = word === word.toLowerCase();
     const wordEnd = end + m[1].length + word.length;
     const next = WORD_AFTER.exec(text.slice(wordEnd, wordEnd + 64));
@@ -548,6 +699,24 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       (kind === 'particle' || kind === 'cparticle') &&
       (nextIsName || (!!next && (g.family.has(next[2]) || g.given.has(next[2]))))
     )
+      end = wordEnd;
+    else if (
+      kind === 'particle' &&
+      !!next &&
+      NAME_PARTICLES.has(next[2]) &&
+      /^[ \t]+\p{L}/u.test(text.slice(wordEnd + next[0].length, wordEnd + next[0].length + 2))
+    )
+      // "Quintero de la cruz": two particles, then the family name.
+      end = wordEnd;
+    else if (
+      lower &&
+      word.length > 3 &&
+      g.family.has(word) &&
+      (!COMMON.has(word) || nextIsName || !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2))) &&
+      /^\p{Lu}/u.test(text.slice(start, end).split(/\s+/).pop() ?? '') &&
+      inSpan().some((t) => t.kind === 'family' || t.kind === 'both' || t.kind === 'unknown')
+    )
+      // "Korta hernandez", "Kranz sans Salinas": the second family name written in lower case.
       end = wordEnd;
     else if (
       lower &&
@@ -577,15 +746,15 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       !lower &&
       word.length > 1 &&
       word !== word.toUpperCase() &&
-      !(next && /^\p{Lu}/u.test(next[2])) &&
-      inSpan().some((t) => isName(t.kind))
+      !(next && /^\p{Lu}/u.test(next[2]) && !GENERATION.test(next[2])) &&
+      (span.rule === 'cue' || inSpan().some((t) => isName(t.kind)))
     )
       // The last of a run of capitalised words after a name found: a name no list holds.
       end = wordEnd;
     else break;
   }
   // "Signed: Maria\nKeller": a given name alone at the end of a line, its family name on the next.
-  const own0 = tokens(text.slice(start, end), start, g);
+  const own0 = inSpan();
   if (own0.length === 1 && isGiven(own0[0].kind)) {
     const nl = NEXT_LINE_NAME.exec(text.slice(end, end + 64));
     if (nl && isName(classify(nl[1], g))) end += nl[0].length;
@@ -603,6 +772,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       /^\p{Lu}$/u.test(bare) ||
       (/^\p{Lu}/u.test(word) && isGiven(kind)) ||
       kind === 'cparticle' ||
+      kind === 'particle' ||
       (kind === 'weak' && g.given.has(bare.toLowerCase()))
     )
       start = wordStart;
@@ -612,7 +782,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       bare.length > 1 &&
       bare !== bare.toUpperCase() &&
       /^\p{Lu}/u.test(bare) &&
-      isGiven(tokens(text.slice(start, end), start, g)[0]?.kind ?? 'unknown') &&
+      isGiven(inSpan()[0]?.kind ?? 'unknown') &&
       (/(?:^|[\n:(;,"'[{])[ \t]*$/.test(text.slice(Math.max(0, wordStart - 4), wordStart)) ||
         contextBefore(text, wordStart).cue > 0)
     ) {
@@ -624,19 +794,35 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   // "Di Benedetto, Iacopo": a span of family names only, a comma, then a given name alone.
   const comma = COMMA_FIRST.exec(text.slice(end, end + 48));
   const commaKind = comma ? classify(comma[1], g) : undefined;
+  // What follows the given name: nothing capitalised, or a word that is no name ("Jerde, Mark Shift
+  // lead"), or an initial ("Reis, Alessandro J.").
+  const afterComma = comma
+    ? /^[ \t]+(\p{Lu}[\p{L}\p{M}'’-]*\.?)/u.exec(
+        text.slice(end + comma[0].length, end + comma[0].length + 40),
+      )
+    : null;
+  const afterKind = afterComma ? classify(afterComma[1], g) : undefined;
   if (
     comma &&
     (isGiven(commaKind as Kind) || (commaKind === 'weak' && g.given.has(comma[1].toLowerCase()))) &&
-    !inSpan().some((t) => t.kind === 'given')
+    !inSpan().some((t) => t.kind === 'given') &&
+    (!afterComma ||
+      afterKind === 'initial' ||
+      afterKind === 'common' ||
+      afterKind === 'cue' ||
+      afterKind === 'title')
   )
-    end += comma[0].length;
+    end += comma[0].length + (afterComma && afterKind === 'initial' ? afterComma[0].length : 0);
   // "Arriaga Sr.", "Smith, Jr.", "Henry III": a generation belongs to the name.
   const suffix = SUFFIX_AFTER.exec(text.slice(end, end + 8));
   if (suffix) end += suffix[0].length;
+  // "Hiebl-Sehls Jr." found up to "Jr": its full stop is the abbreviation's.
+  else if (text[end] === '.' && /(?:^|\s)(?:Jr|Jnr|Sr|Snr)$/.test(text.slice(Math.max(start, end - 4), end)))
+    end++;
   // "Green, Marten Fini": a name of given names after "Word, " is the second half of "Last, First".
-  const own = tokens(text.slice(start, end), start, g);
+  const own = inSpan();
   if (
-    own.length <= 3 &&
+    own.length <= 4 &&
     own.some((t) => isGiven(t.kind)) &&
     own.every((t) => isGiven(t.kind) || t.kind === 'weak' || t.kind === 'unknown' || t.kind === 'initial')
   ) {
@@ -670,6 +856,12 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
           start -= last[0].length - last[1].length;
       }
     }
+  }
+  // "de la Vương, Nhật Huy": particles in lower case before a family name found last.
+  for (let guard = 0; guard < 3; guard++) {
+    const m = /(?<![\p{L}\p{M}'’.-])(\p{Ll}{1,5})[ \t]+$/u.exec(text.slice(Math.max(0, start - 16), start));
+    if (!m || !NAME_PARTICLES.has(m[1])) break;
+    start -= m[0].length;
   }
   // "VAN DER LINDEN Michael": particles in capitals before a family name in capitals.
   for (let guard = 0; guard < 3; guard++) {
@@ -706,7 +898,27 @@ export function findPersons(text: string, detector: PersonDetector): PersonSpan[
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
   runSpans(text, g, out);
-  return g ? out.map((span) => extendSpan(text, span, g, out)) : out;
+  return g
+    ? out.map((span) => extendSpan(text, span, g, out))
+    : out.map((span) => withFirstNames(text, span));
+}
+
+/**
+ * ", Gayle", ", Maria Clara", ", Jerel-Whitney": given names after a comma, up to a comma, a full
+ * stop, the line's end or a word in lower case.
+ */
+const COMMA_GIVEN =
+  /^,[ \t]*(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}(?:[ \t]+(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}){0,2}(?=[ \t]*(?:[,.;)\]"\r\n]|$)|[ \t]+\p{Ll})/u;
+
+/**
+ * Without the name lists, a name found after a cue ("Assigned to Walter, Gayle") is read as "Last,
+ * First" when capitalised words and then a comma or the end of the sentence follow: hiding the given
+ * names of two people listed is safe, leaving a given name beside a hidden family name is not.
+ */
+function withFirstNames(text: string, span: PersonSpan): PersonSpan {
+  if (span.rule !== 'cue' || text[span.end] !== ',') return span;
+  const m = COMMA_GIVEN.exec(text.slice(span.end, span.end + 64));
+  return m ? { ...span, end: span.end + m[0].length } : span;
 }
 
 /** Field names whose whole value is a person's name. */

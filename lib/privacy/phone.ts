@@ -43,17 +43,44 @@ const PHONE_CUE =
 
 const cache = new Map<string, boolean>();
 
-/** Per region: the national number lengths and trunk prefix, to skip regions that cannot fit. */
-const plans = new Map<string, { lengths: ReadonlySet<number>; prefix: string }>();
-function plan(region: CountryCode): { lengths: ReadonlySet<number>; prefix: string } {
+/**
+ * Per region: the national number lengths, trunk prefix and the pattern every valid national number
+ * matches, to skip the regions a number cannot belong to before libphonenumber parses it (it builds
+ * its regular expressions anew on each call, and V8 compiles them again after a garbage collection:
+ * tens of milliseconds for a message with many numbers).
+ */
+interface Plan {
+  lengths: ReadonlySet<number>;
+  prefix: string;
+  /** The general national number pattern, whole; absent where the trunk prefix is rewritten. */
+  general?: RegExp;
+  /** The trunk prefix as libphonenumber strips it, at the start. */
+  forParsing?: RegExp;
+  callingCode: string;
+}
+const plans = new Map<string, Plan>();
+function plan(region: CountryCode): Plan {
   let p = plans.get(region);
   if (!p) {
     const m = new Metadata(metadataJson as unknown as MetadataJson);
     m.selectNumberingPlan(region);
-    const np = m.numberingPlan;
+    const np = m.numberingPlan as
+      | (NonNullable<typeof m.numberingPlan> & {
+          nationalPrefix(): string | undefined;
+          nationalPrefixForParsing(): string | undefined;
+          nationalPrefixTransformRule(): string | undefined;
+          nationalNumberPattern(): string | undefined;
+          callingCode(): string;
+        })
+      | undefined;
+    const pattern = np?.nationalNumberPattern();
+    const forParsing = np?.nationalPrefixForParsing();
     p = {
       lengths: new Set(np?.possibleLengths() ?? []),
-      prefix: (np as unknown as { nationalPrefix(): string | undefined } | undefined)?.nationalPrefix() ?? '',
+      prefix: np?.nationalPrefix() ?? '',
+      general: pattern && !np?.nationalPrefixTransformRule() ? new RegExp(`^(?:${pattern})$`) : undefined,
+      forParsing: forParsing ? new RegExp(`^(?:${forParsing})`) : undefined,
+      callingCode: np?.callingCode() ?? '',
     };
     plans.set(region, p);
   }
@@ -61,11 +88,19 @@ function plan(region: CountryCode): { lengths: ReadonlySet<number>; prefix: stri
 }
 
 function mayFit(region: CountryCode, digits: string): boolean {
-  const { lengths, prefix } = plan(region);
+  const { lengths, prefix, general, forParsing, callingCode } = plan(region);
   if (lengths.size === 0) return true;
-  return (
+  const length =
     lengths.has(digits.length) ||
-    (prefix !== '' && digits.startsWith(prefix) && lengths.has(digits.length - prefix.length))
+    (prefix !== '' && digits.startsWith(prefix) && lengths.has(digits.length - prefix.length));
+  if (!length || !general) return length;
+  // A valid national number matches the region's general pattern: as written, after the trunk
+  // prefix, or after the calling code written without +.
+  if (general.test(digits)) return true;
+  const trunk = forParsing?.exec(digits);
+  if (trunk && trunk[0] !== '' && general.test(digits.slice(trunk[0].length))) return true;
+  return (
+    callingCode !== '' && digits.startsWith(callingCode) && general.test(digits.slice(callingCode.length))
   );
 }
 const NOT_A_NUMBER =
@@ -82,14 +117,17 @@ function digitGroups(s: string): string {
  * country; national ones when valid in one of `regions` and either a cue word stands before them or
  * they are grouped the way that region writes its numbers.
  */
-function validPhone(candidate: string, regions: readonly CountryCode[], cue: boolean): boolean {
+function validPhone(candidate: string, regions: readonly CountryCode[], cued: () => boolean): boolean {
   const digits = candidate.replace(/\D/g, '');
   if (digits.length < 7 || digits.length > 17) return false;
   const international = candidate.startsWith('+') || candidate.startsWith('00');
+  // The cue word is looked for only where it decides: national numbers that are no date or decimal.
+  let cue = false;
   if (!international) {
     // Dates, IP addresses and decimals are no numbers to dial; without a cue, only number-shaped
     // groupings are worth asking the numbering plans about.
     if (NOT_A_NUMBER.test(candidate)) return false;
+    cue = cued();
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
   const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
@@ -143,19 +181,25 @@ export function phones(
   out: Finding[],
   regions: readonly CountryCode[],
   fieldCue: boolean,
+  taken?: (start: number, end: number) => boolean,
 ): void {
   for (const m of text.matchAll(PHONE_CANDIDATE)) {
     let candidate = m[0];
     let start = m.index;
+    // Inside what a more specific detector found (an SSN, a card, a date): that finding wins anyway,
+    // and the numbering plans of sixty regions need not be asked.
+    if (taken?.(start, start + candidate.length)) continue;
     // "(0034 975 60 34 31)": the bracket is the text's, not the number's.
     if (candidate.startsWith('(') && !candidate.includes(')')) {
       candidate = candidate.slice(1);
       start++;
     }
-    const cue = fieldCue || PHONE_CUE.test(text.slice(Math.max(0, start - 40), start));
+    let cue: boolean | undefined;
+    const cued = (): boolean =>
+      (cue ??= fieldCue || PHONE_CUE.test(text.slice(Math.max(0, start - 40), start)));
     // Trailing space-separated groups may belong to the next word ("+44 20 7946 0958 12 units").
     for (let attempt = 0; attempt < 3 && candidate.length >= 7; attempt++) {
-      if (validPhone(candidate, regions, cue)) {
+      if (validPhone(candidate, regions, cued)) {
         out.push({
           type: 'PHONE',
           rule: 'libphonenumber',
