@@ -11,5 +11,6 @@ export * from './telemetry';
 export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';
 export { precompileSchemas, loadValidator } from './precompile';
 export * from './manifest';
+export * from './adapters';
 export * from './download';
 export * from './lifecycle';

@@ -4,6 +4,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isPlainObject } from '../util/plain';
 import { redactUrl } from '../util/redact';
+import type { AdapterSpec } from './adapters';
 import { downloadModel, type DownloadProgress } from './download';
 import { LlmError, isLlmError } from './errors';
 import {
@@ -180,6 +181,8 @@ export interface ModelLifecycleOptions {
   source: string;
   settings?: ContextSettings;
   publicKey?: string;
+  /** LoRA adapters applied to every version's context. */
+  adapters?: AdapterSpec[];
   modelsDir: string;
   /** Remembers the active and previous versions across restarts (JSON); none: not remembered. */
   stateFile?: string;
@@ -421,6 +424,7 @@ export class ModelLifecycle extends EventEmitter implements Lease {
       source,
       settings: this.options.settings,
       ...(this.options.publicKey ? { publicKey: this.options.publicKey } : {}),
+      ...(this.options.adapters?.length ? { adapters: this.options.adapters } : {}),
     });
     return new Generation(source, lease, this);
   }

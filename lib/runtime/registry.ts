@@ -15,6 +15,13 @@ import {
 } from './model-source';
 import { verifySpecSource } from './manifest';
 import {
+  adaptersKey,
+  describeAdapter,
+  resolveAdapters,
+  type AdapterSpec,
+  type ResolvedAdapter,
+} from './adapters';
+import {
   ModelRuntime,
   resolveContextSettings,
   type LlmRuntime,
@@ -54,6 +61,8 @@ export interface RuntimeSpec {
    * manifest.ts); without one a manifest's sha256 is still checked.
    */
   publicKey?: string;
+  /** LoRA adapters applied to this runtime's context; runtimes with other adapters get their own. */
+  adapters?: AdapterSpec[];
 }
 
 export interface RuntimeInfo {
@@ -64,6 +73,8 @@ export interface RuntimeInfo {
   settings: ResolvedContextSettings;
   users: number;
   state: 'loading' | 'ready' | 'error';
+  /** The LoRA adapters on this runtime's context (file identity and scale). */
+  adapters?: Array<{ source: string; sha256: string; scale: number }>;
   metrics?: RuntimeMetrics;
   /** Where the runtime runs: the runtime child process, Node-RED's own, or a model server. */
   process?: 'child' | 'in-process' | 'server';
@@ -106,6 +117,7 @@ interface RuntimeEntry {
   source: string;
   modelKey: string;
   settings: ResolvedContextSettings;
+  adapters: ResolvedAdapter[];
   users: number;
   runtime: Promise<ModelRuntime>;
   resolved?: ModelRuntime;
@@ -302,9 +314,18 @@ export class RuntimeRegistry implements Registry {
     const settings = resolveContextSettings(lease.spec.settings);
     // No thread count set: the runtime times the candidates at load and keeps the fastest.
     const autoThreads = lease.spec.settings?.threads === undefined;
+    const adapters = await resolveAdapters(lease.spec.adapters ?? [], {
+      modelsDir: this.options.modelsDir,
+      publicKey: lease.spec.publicKey,
+      identities: this.identities,
+      signal: lease.cancel.signal,
+    });
+    if (lease.released) return;
     const modelKey = `${identity.sha256}:${identity.size}`;
-    // Only what shapes the context keys it: users with other queue limits or timeouts share it.
-    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${autoThreads ? 'auto' : settings.threads}`;
+    // Only what shapes the context keys it: users with other queue limits or timeouts share it,
+    // users with other adapters (or scales) do not.
+    const lora = adaptersKey(adapters);
+    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${autoThreads ? 'auto' : settings.threads}${lora ? `-lora${lora}` : ''}`;
     lease.settings = settings;
 
     let entry = this.runtimes.get(id);
@@ -316,6 +337,7 @@ export class RuntimeRegistry implements Registry {
         source: lease.spec.source,
         modelKey,
         settings,
+        adapters,
         users: 0,
         runtime: model.model.then((m) =>
           ModelRuntime.create(
@@ -323,6 +345,7 @@ export class RuntimeRegistry implements Registry {
             { ...settings, threads: autoThreads ? undefined : settings.threads },
             identity.sha256,
             this.threadsCacheFile,
+            adapters,
           ),
         ),
       };
@@ -549,6 +572,7 @@ export class RuntimeRegistry implements Registry {
         },
         users: entry.users,
         state: runtime ? 'ready' : entry.failed ? 'error' : 'loading',
+        ...(entry.adapters.length ? { adapters: entry.adapters.map(describeAdapter) } : {}),
         metrics: runtime?.getMetrics(),
       };
     });
