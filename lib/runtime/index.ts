@@ -12,5 +12,6 @@ export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from
 export { precompileSchemas, loadValidator } from './precompile';
 export * from './manifest';
 export * from './adapters';
+export * from './encrypted';
 export * from './download';
 export * from './lifecycle';

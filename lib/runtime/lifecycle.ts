@@ -183,6 +183,8 @@ export interface ModelLifecycleOptions {
   publicKey?: string;
   /** LoRA adapters applied to every version's context. */
   adapters?: AdapterSpec[];
+  /** The key text of encrypted model files (any version may be stored encrypted). */
+  modelKey?: string;
   modelsDir: string;
   /** Remembers the active and previous versions across restarts (JSON); none: not remembered. */
   stateFile?: string;
@@ -425,6 +427,7 @@ export class ModelLifecycle extends EventEmitter implements Lease {
       settings: this.options.settings,
       ...(this.options.publicKey ? { publicKey: this.options.publicKey } : {}),
       ...(this.options.adapters?.length ? { adapters: this.options.adapters } : {}),
+      ...(this.options.modelKey ? { modelKey: this.options.modelKey } : {}),
     });
     return new Generation(source, lease, this);
   }
