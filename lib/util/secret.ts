@@ -1,7 +1,7 @@
 /**
  * A key that a node takes from its credentials or, where those are blank, from an environment
  * variable (a gateway's secret store or systemd credentials usually end up there): the
- * credential wins; a blank variable name means `defaultName`.
+ * credential wins; a blank variable name means `defaultName` ('' for none).
  */
 export function secretFrom(
   credential: string | undefined,
@@ -10,7 +10,7 @@ export function secretFrom(
 ): string | undefined {
   if (credential) return credential;
   const name = (envName ?? '').trim() || defaultName;
-  return process.env[name] || undefined;
+  return name ? process.env[name] || undefined : undefined;
 }
 
 /** An environment variable name as a person types it: letters, digits and "_", not starting with a digit. */
