@@ -52,6 +52,8 @@ export = function (RED: NodeAPI) {
   let servers: ServerRegistry | undefined;
   /** The deployed runtimes' lifecycles: their versions are in use for every other runtime's clean-up. */
   const lifecycles = new Set<ModelLifecycle>();
+  /** The deployed llm-runtime nodes, for the admin routes that name one by its name. */
+  const deployed = new Set<LlmRuntimeNode>();
   const registryFor = (isolation: string | undefined): Registry => {
     if (isolation === 'server') return (servers ??= new ServerRegistry());
     if (isolation === 'in-process') return (inProcess ??= new RuntimeRegistry(options));
@@ -69,6 +71,7 @@ export = function (RED: NodeAPI) {
   function LlmRuntime(this: LlmRuntimeNode, def: LlmRuntimeNodeDef): void {
     RED.nodes.createNode(this, def);
     const users = new Map<string, RuntimeUser>();
+    deployed.add(this);
 
     const statusOf = (s: LeaseStatus | undefined): NodeStatus => {
       if (this.configError) return { fill: 'red', shape: 'ring', text: t('status.config-error') };
@@ -222,6 +225,7 @@ export = function (RED: NodeAPI) {
     this.on('close', (_removed: boolean, done: () => void) => {
       throttle.close();
       users.clear();
+      deployed.delete(this);
       const lease = this.lease;
       // The runtime may outlive this node (another config node shares it): stop listening to it.
       lease?.runtime?.off('change', onChange);
@@ -381,11 +385,23 @@ export = function (RED: NodeAPI) {
     RED.auth.needsPermission('llm-runtime.write')(req, res, () => answer(true));
   });
 
-  /** The llm-runtime config node with this id, or a 404 / 409 said to the caller. */
+  /**
+   * The llm-runtime config node with this id, else the one deployed with this name (a flow may ask
+   * for its runtime by name: ids change when a flow is imported as a copy), or a 404 / 409 said to
+   * the caller.
+   */
   const runtimeNode = (id: string, res: { status(code: number): { json(body: unknown): void } }) => {
-    const node = RED.nodes.getNode(id) as LlmRuntimeNode | null;
+    let node = RED.nodes.getNode(id) as LlmRuntimeNode | null;
     if (!node || (node as Node).type !== 'llm-runtime') {
-      res.status(404).json({ error: `No llm-runtime node with id ${id} is deployed.` });
+      const named = [...deployed].filter((n) => n.name === id);
+      if (named.length > 1) {
+        res.status(409).json({ error: `${named.length} llm-runtime nodes are named "${id}": ask by id.` });
+        return undefined;
+      }
+      node = named[0] ?? null;
+    }
+    if (!node) {
+      res.status(404).json({ error: `No llm-runtime node with id or name "${id}" is deployed.` });
       return undefined;
     }
     if (!node.lifecycle) {
