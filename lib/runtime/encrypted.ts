@@ -10,6 +10,7 @@ import {
 import { constants } from 'node:fs';
 import { open, rename, rm, stat, statfs } from 'node:fs/promises';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { LlmError } from './errors';
 
 /**
@@ -257,10 +258,21 @@ export interface DecryptedModel {
   sha256: string;
 }
 
+/** What the decrypting worker thread is given (see decrypt-worker.ts). */
+export interface DecryptJob {
+  file: string;
+  target: string;
+  key: Uint8Array;
+  header: EncryptedHeader;
+  dataOffset: number;
+  headerBytes: Uint8Array;
+}
+
 /**
- * Decrypts a model into a file in memory, one chunk at a time (each a few milliseconds of AES and
- * sha256, then awaited I/O), so a multi-GB model never holds the event loop and never sits whole
- * in the heap. A wrong tag (a changed, reordered or cut file) stops it and removes what was written.
+ * Decrypts a model into a file in memory. The header, the room in memory and the key are checked
+ * here; the chunks are decrypted and hashed on a worker thread, one at a time, so a multi-GB model
+ * never holds Node-RED's event loop and never sits whole in any heap. A wrong tag (a changed,
+ * reordered or cut file) stops it and removes what was written.
  */
 export async function decryptModelToRam(
   file: string,
@@ -269,21 +281,58 @@ export async function decryptModelToRam(
 ): Promise<DecryptedModel> {
   const encrypted = await readEncryptedHeader(file);
   if (!encrypted) throw new LlmError('model_load', `${file} is not an encrypted model file.`);
-  const { header, dataOffset, headerBytes } = encrypted;
-  await checkRamDirectory(options.ramDir, header.size);
+  await checkRamDirectory(options.ramDir, encrypted.header.size);
   const key = await checkModelKey(file, encrypted, keyText);
-  const headerHash = createHash('sha256').update(headerBytes).digest();
-  const prefix = Buffer.from(header.nonce, 'base64');
+  options.signal?.throwIfAborted();
   const target = path.join(options.ramDir, `edge-llm-${randomBytes(8).toString('hex')}.gguf`);
+  const job: DecryptJob = { file, target, key, ...encrypted };
+  const worker = new Worker(path.join(__dirname, 'decrypt-worker.js'), { workerData: job });
+  let ok = false;
+  try {
+    const sha256 = await new Promise<string>((resolve, reject) => {
+      const abort = (): void => {
+        reject(new LlmError('cancelled', 'The model load was cancelled.'));
+        void worker.terminate();
+      };
+      options.signal?.addEventListener('abort', abort, { once: true });
+      worker.on('message', (m: { progress?: number; sha256?: string; error?: { message: string } }) => {
+        if (m.progress !== undefined) options.onProgress?.(m.progress);
+        else if (m.sha256) resolve(m.sha256);
+        else if (m.error) reject(new LlmError('model_load', m.error.message));
+      });
+      worker.on('error', (err) =>
+        reject(new LlmError('model_load', `Decrypting ${file} failed: ${err.message}`)),
+      );
+      worker.on('exit', () => {
+        options.signal?.removeEventListener('abort', abort);
+        reject(new LlmError('model_load', `Decrypting ${file} stopped without an answer.`));
+      });
+    });
+    ok = true;
+    return { path: target, size: encrypted.header.size, sha256 };
+  } finally {
+    await worker.terminate();
+    if (!ok) await rm(target, { force: true });
+  }
+}
+
+/** The worker thread's part of decryptModelToRam: chunk by chunk, verified, hashed, written. */
+export async function decryptChunks(
+  job: DecryptJob,
+  onProgress: (fraction: number) => void,
+): Promise<string> {
+  const { file, target, header, dataOffset } = job;
+  const key = Buffer.from(job.key);
+  const headerHash = createHash('sha256').update(job.headerBytes).digest();
+  const prefix = Buffer.from(header.nonce, 'base64');
   const reader = await open(file, 'r');
   const writer = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   const hash = createHash('sha256');
-  let ok = false;
   try {
     const count = chunkCount(header);
     const buf = Buffer.alloc(header.chunkBytes + TAG_BYTES);
+    const out = Buffer.alloc(header.chunkBytes);
     for (let i = 0; i < count; i++) {
-      options.signal?.throwIfAborted();
       const plain = Math.min(header.chunkBytes, header.size - i * header.chunkBytes);
       const at = dataOffset + i * (header.chunkBytes + TAG_BYTES);
       const { bytesRead } = await reader.read(buf, 0, plain + TAG_BYTES, at);
@@ -292,18 +341,18 @@ export async function decryptModelToRam(
       const decipher = createDecipheriv('aes-256-gcm', key, nonce(prefix, i));
       decipher.setAAD(aad(headerHash, i, i === count - 1));
       decipher.setAuthTag(buf.subarray(plain, plain + TAG_BYTES));
-      let out: Buffer;
       try {
-        out = Buffer.concat([decipher.update(buf.subarray(0, plain)), decipher.final()]);
+        const n = decipher.update(buf.subarray(0, plain)).copy(out, 0);
+        if (n !== plain || decipher.final().length !== 0) throw new Error('unexpected length');
       } catch {
         throw new LlmError(
           'model_load',
           `${file} fails its integrity check at chunk ${i + 1} of ${count}: it was changed or damaged after it was encrypted (the key is right).`,
         );
       }
-      hash.update(out);
-      await writer.write(out, 0, out.length, i * header.chunkBytes);
-      options.onProgress?.((i + 1) / count);
+      hash.update(out.subarray(0, plain));
+      await writer.write(out, 0, plain, i * header.chunkBytes);
+      onProgress((i + 1) / count);
     }
     const sha256 = hash.digest('hex');
     if (sha256 !== header.sha256)
@@ -311,11 +360,9 @@ export async function decryptModelToRam(
         'model_load',
         `${file} decrypts to sha256 ${sha256}, its header says ${header.sha256}.`,
       );
-    ok = true;
-    return { path: target, size: header.size, sha256 };
+    return sha256;
   } finally {
     await reader.close();
     await writer.close();
-    if (!ok) await rm(target, { force: true });
   }
 }
