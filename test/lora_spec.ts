@@ -3,6 +3,7 @@ import { mkdtemp, rm, truncate, writeFile, appendFile, copyFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
+  ModelLifecycle,
   RuntimeProcess,
   RuntimeRegistry,
   installModelFile,
@@ -214,6 +215,37 @@ describe('LoRA adapters per runtime (real model, adapters written at test time)'
       await assert.rejects(missing.ready, /LoRA adapter tone@2\.0\.0: Model tone@2\.0\.0 not found/);
       await missing.release();
     } finally {
+      await rm(models, { recursive: true, force: true });
+    }
+  });
+
+  it('an update to a version the adapter does not fit is refused, the old version kept', async () => {
+    const models = await mkdtemp(path.join(tmpdir(), 'edge-llm-lora-versions-'));
+    let lifecycle: ModelLifecycle | undefined;
+    try {
+      await installModelFile(models, { name: 'story', version: '1.0.0' }, stories);
+      await installModelFile(models, { name: 'story', version: '2.0.0' }, await testModel('tinyRandom'));
+      await copyFile(path.join(dir, 'tone.gguf'), path.join(models, 'tone.gguf'));
+      registry = new RuntimeRegistry({ modelsDir: models });
+      lifecycle = new ModelLifecycle({
+        registry,
+        source: 'story@1.0.0',
+        settings: SETTINGS,
+        adapters: [{ source: 'tone.gguf', scale: 1 }],
+        modelsDir: models,
+      });
+      const before = await (await lifecycle.ready).complete(PROMPT, { maxTokens: 8, temperature: 0 });
+      const result = await lifecycle.update({ model: 'story@2.0.0' });
+      assert.equal(result.ok, false);
+      assert.match(
+        result.reason ?? '',
+        /LoRA adapter .*tone\.gguf: .*the adapter was made for another model/,
+      );
+      assert.equal(lifecycle.info().model, 'story@1.0.0');
+      const after = await (await lifecycle.ready).complete(PROMPT, { maxTokens: 8, temperature: 0 });
+      assert.equal(after.text, before.text);
+    } finally {
+      await lifecycle?.release();
       await rm(models, { recursive: true, force: true });
     }
   });
