@@ -114,6 +114,8 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
   it('deploys every example, and its nodes start without errors', async function () {
     const deployed = (await (await red.get('/flows')).json()) as FlowNode[];
     assert.deepEqual(deployed.map((n) => n.id).sort(), flows.map((n) => n.id).sort());
+    // the examples share one model runtime: one model to set, one model in memory
+    assert.equal(deployed.filter((n) => n.type === 'llm-runtime').length, 1);
     await eventually('both MQTT configurations connected', 30_000, async () => {
       const connected = red.output.match(/\[edge-mqtt-broker:[^\]]+\] connected/g) ?? [];
       return connected.length >= 2 || undefined;

@@ -50,6 +50,22 @@ function getJson(url: string): Promise<{ status: number; body: unknown }> {
   });
 }
 
+/** The node's latest status text ends with this key (the test's Node-RED returns the key). */
+function lastStatus(id: string, key: string): () => boolean {
+  return () => {
+    const args = (helper.getNode(id) as Spied | undefined)?.status.args;
+    return !!args?.length && String(args[args.length - 1][0].text).endsWith(key);
+  };
+}
+
+/** The node shows text being generated: its request is decoding in the child, not waiting. */
+function decoding(id: string): () => boolean {
+  return () =>
+    !!(helper.getNode(id) as Spied | undefined)?.status.args.some(([s]) =>
+      String(s.text).endsWith('status.generating'),
+    );
+}
+
 /** The runtime child processes of this process (the test's Node-RED runs here). */
 function runtimeChildren(): number[] {
   try {
@@ -169,10 +185,10 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     assert.ok(child, 'the model runs in a child process');
     monitor = gapMonitor();
     (helper.getNode('pLong') as Spied).receive({ payload: 'Tell a story', n: 0 });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(decoding('pLong'), 30_000, 'the long request decoding');
     for (let n = 1; n <= 3; n++)
       (helper.getNode('pShort') as Spied).receive({ payload: `Zone A level ${n}`, n });
-    await new Promise((r) => setTimeout(r, 50));
+    await until(lastStatus('pShort', 'status.working'), 10_000, 'the short requests taken in');
     process.kill(child, 'SIGKILL');
     await until(outcomes(0, 4), 60_000, 'four outcomes');
     const gap = monitor.stop();
@@ -417,7 +433,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     const p = helper.getNode('p') as Spied;
     monitor = gapMonitor();
     for (let n = 0; n < 5; n++) p.receive({ payload: `Tell story ${n}`, n });
-    await new Promise((r) => setTimeout(r, 200));
+    await until(lastStatus('p', 'status.working'), 10_000, 'the requests taken in');
     // A "modified nodes" deploy: this node is stopped, the Catch node stays.
     await (p as unknown as { close(removed: boolean): Promise<void> }).close(false);
     await until(outcomes(0, 5), 10_000, 'five outcomes');

@@ -75,6 +75,60 @@ function planned(msg: Msg, steps: Step[]): Msg {
 const move = (zone: string): Step => ({ action: 'move_to', params: { zone }, reason: `go to ${zone}` });
 const read = (sensor: string): Step => ({ action: 'read_sensor', params: { sensor }, reason: 'measure' });
 
+/**
+ * mission → (plan) the test, standing in for llm-plan → mission → guardrail → mission →
+ * actuator-out → robot (MQTT) → ack → mission, in one tab. `watch` names the extra helper node:
+ * the actuator's acks, or the guardrail's approval requests.
+ */
+function missionFlow(o: {
+  brokerUrl: string;
+  outboxDir: string;
+  mission: Record<string, unknown>;
+  policy?: object;
+  watch: 'acks' | 'waiting';
+}) {
+  const acks = o.watch === 'acks';
+  return [
+    { id: 'f1', type: 'tab' },
+    {
+      id: 'm',
+      z: 'f1',
+      type: 'mission',
+      maxReplans: '2',
+      monitor: JSON.stringify(MONITOR),
+      ...o.mission,
+      wires: [['planner'], ['g'], ['a1'], ['reports'], ['ignored']],
+    },
+    { id: 'planner', z: 'f1', type: 'helper' },
+    {
+      id: 'g',
+      z: 'f1',
+      type: 'guardrail',
+      policySource: 'inline',
+      policy: JSON.stringify(o.policy ?? POLICY),
+      auditLog: 'audit.jsonl',
+      wires: [['m'], acks ? ['m'] : ['m', 'waiting'], ['m']],
+    },
+    { id: 'b1', z: 'f1', type: 'edge-mqtt-broker', url: o.brokerUrl, protocolVersion: '4' },
+    {
+      id: 'a1',
+      z: 'f1',
+      type: 'actuator-out',
+      broker: 'b1',
+      topic: 'robots/{{device}}/{{action}}',
+      ackTimeout: '5',
+      retries: '0',
+      deadline: '60',
+      outboxDir: o.outboxDir,
+      trustedPolicies: '',
+      wires: [acks ? ['m', 'acks'] : ['m'], ['m']],
+    },
+    { id: 'reports', z: 'f1', type: 'helper' },
+    { id: 'ignored', z: 'f1', type: 'helper' },
+    { id: o.watch, z: 'f1', type: 'helper' },
+  ];
+}
+
 describe('mission node: a signed plan executed step by step with device acks', function () {
   this.timeout(30_000);
   let dir: string;
@@ -108,48 +162,17 @@ describe('mission node: a signed plan executed step by step with device acks', f
     device?: Partial<ConstructorParameters<typeof SimulatedDevice>[0]>;
   }) {
     device = await SimulatedDevice.connect({ url: broker.url, topic: 'robots/#', ...opts.device });
-    const nodes = [
-      { id: 'f1', type: 'tab' },
-      {
-        id: 'm',
-        z: 'f1',
-        type: 'mission',
+    const nodes = missionFlow({
+      brokerUrl: broker.url,
+      outboxDir: path.join(dir, 'outbox'),
+      mission: {
         device: 'robot-1',
-        maxReplans: '2',
         suggestOnly: 'report',
-        monitor: JSON.stringify(MONITOR),
         constraints: '{"avoid_zones_above_c": 80}',
         ...opts.config,
-        wires: [['planner'], ['g'], ['a1'], ['reports'], ['ignored']],
       },
-      { id: 'planner', z: 'f1', type: 'helper' },
-      {
-        id: 'g',
-        z: 'f1',
-        type: 'guardrail',
-        policySource: 'inline',
-        policy: JSON.stringify(POLICY),
-        auditLog: 'audit.jsonl',
-        wires: [['m'], ['m'], ['m']],
-      },
-      { id: 'b1', z: 'f1', type: 'edge-mqtt-broker', url: broker.url, protocolVersion: '4' },
-      {
-        id: 'a1',
-        z: 'f1',
-        type: 'actuator-out',
-        broker: 'b1',
-        topic: 'robots/{{device}}/{{action}}',
-        ackTimeout: '5',
-        retries: '0',
-        deadline: '60',
-        outboxDir: path.join(dir, 'outbox'),
-        trustedPolicies: '',
-        wires: [['m', 'acks'], ['m']],
-      },
-      { id: 'reports', z: 'f1', type: 'helper' },
-      { id: 'ignored', z: 'f1', type: 'helper' },
-      { id: 'acks', z: 'f1', type: 'helper' },
-    ];
+      watch: 'acks',
+    });
     await helper.load(
       [missionNode, guardrailNode, brokerNode, actuatorOutNode],
       nodes as never,
@@ -393,45 +416,14 @@ describe('mission node: approvals, devices from the goal, and a redeploy', funct
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  const flow = (config: Record<string, unknown>, policy: object = POLICY) => [
-    { id: 'f1', type: 'tab' },
-    {
-      id: 'm',
-      z: 'f1',
-      type: 'mission',
-      device: '{goal.robot}',
-      maxReplans: '2',
-      monitor: JSON.stringify(MONITOR),
-      ...config,
-      wires: [['planner'], ['g'], ['a1'], ['reports'], ['ignored']],
-    },
-    { id: 'planner', z: 'f1', type: 'helper' },
-    {
-      id: 'g',
-      z: 'f1',
-      type: 'guardrail',
-      policySource: 'inline',
-      policy: JSON.stringify(policy),
-      auditLog: 'audit.jsonl',
-      wires: [['m'], ['m', 'waiting'], ['m']],
-    },
-    { id: 'b1', z: 'f1', type: 'edge-mqtt-broker', url: broker.url, protocolVersion: '4' },
-    {
-      id: 'a1',
-      z: 'f1',
-      type: 'actuator-out',
-      broker: 'b1',
-      topic: 'robots/{{device}}/{{action}}',
-      ackTimeout: '5',
-      retries: '0',
-      deadline: '60',
+  const flow = (config: Record<string, unknown>, policy: object = POLICY) =>
+    missionFlow({
+      brokerUrl: broker.url,
       outboxDir: path.join(dir, 'outbox'),
-      wires: [['m'], ['m']],
-    },
-    { id: 'reports', z: 'f1', type: 'helper' },
-    { id: 'ignored', z: 'f1', type: 'helper' },
-    { id: 'waiting', z: 'f1', type: 'helper' },
-  ];
+      mission: { device: '{goal.robot}', ...config },
+      policy,
+      watch: 'waiting',
+    });
 
   /** Deploys the flow (again: a restart of Node-RED on the same user directory). */
   async function deploy(

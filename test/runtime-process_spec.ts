@@ -69,9 +69,14 @@ describe('the runtime child process (real model)', function () {
     const first = rp.pid!;
     const states: string[] = [];
     lease.on('status', (s) => states.push(s.state));
-    const decoding = runtime.complete('Once upon a time', { maxTokens: 1900 });
+    let decodingStarted!: () => void;
+    const started = new Promise<void>((r) => (decodingStarted = r));
+    const decoding = runtime.complete('Once upon a time', {
+      maxTokens: 1900,
+      onText: () => decodingStarted(),
+    });
     const queued = [1, 2].map(() => runtime.complete('The dog', { maxTokens: 8 }));
-    await new Promise((r) => setTimeout(r, 100));
+    await started; // text has come back: the first request is decoding in the child
     process.kill(first, 'SIGKILL');
     await assert.rejects(
       decoding,

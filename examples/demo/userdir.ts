@@ -73,14 +73,29 @@ function encryptCredentials(credentials: object): { $: string } {
   return { $: iv.toString('hex') + text };
 }
 
-/** Every flow in examples/, each on its own tab, ready to deploy side by side. */
+/**
+ * Every flow in examples/, each on its own tab, ready to deploy side by side. A config node that
+ * several examples share (the one model runtime) is in each file with the same id and content, as
+ * the editor's import reuses it; here it is deployed once. The same id with other content is an
+ * error in the examples.
+ */
 export async function exampleFlows(): Promise<object[]> {
   const dir = path.join(PACKAGE_ROOT, 'examples');
   if (!existsSync(dir)) return [];
   const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
-  const flows: object[] = [];
-  for (const file of files) flows.push(...JSON.parse(await readFile(path.join(dir, file), 'utf8')));
-  return flows;
+  const flows = new Map<string, { node: object; file: string }>();
+  for (const file of files) {
+    for (const node of JSON.parse(await readFile(path.join(dir, file), 'utf8')) as Array<{ id: string }>) {
+      const seen = flows.get(node.id);
+      if (seen && JSON.stringify(seen.node) !== JSON.stringify(node)) {
+        throw new Error(
+          `examples/${file}: node ${node.id} differs from the one with that id in ${seen.file}`,
+        );
+      }
+      if (!seen) flows.set(node.id, { node, file });
+    }
+  }
+  return [...flows.values()].map((f) => f.node);
 }
 
 /** Where Node-RED's launcher is for the Node-RED in use (NODE_RED_PATH for the Node-RED 5 run). */

@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { LlmError } from './errors';
-import type { RuntimeMetrics } from './metrics';
+import { EMPTY_METRICS, type RuntimeMetrics } from './metrics';
 import {
   fromWire,
   toWire,
@@ -36,23 +36,6 @@ export interface RuntimeProcessOptions extends RegistryOptions {
 
 /** Answers handed on per tick of the event loop (see settleSoon). */
 const SETTLE_BATCH = 8;
-
-const EMPTY_METRICS: RuntimeMetrics = {
-  queued: 0,
-  active: 0,
-  sequences: 0,
-  requests: 0,
-  errors: 0,
-  rejected: 0,
-  tokensIn: 0,
-  tokensOut: 0,
-  tokensPerSecond: 0,
-  ttftMsP50: 0,
-  ttftMsP95: 0,
-  latencyMsP50: 0,
-  latencyMsP95: 0,
-  batches: 0,
-};
 
 interface Request {
   id: number;

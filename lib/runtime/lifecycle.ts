@@ -17,7 +17,7 @@ import {
   type ModelManifest,
   type ModelRef,
 } from './manifest';
-import type { RuntimeMetrics } from './metrics';
+import { EMPTY_METRICS, type RuntimeMetrics } from './metrics';
 import type { Lease, LeaseStatus, Registry, RuntimeSpec } from './registry';
 import type {
   ChatMessage,
@@ -218,23 +218,6 @@ interface LifecycleState {
   active: string;
   previous?: string;
 }
-
-const EMPTY_METRICS: RuntimeMetrics = {
-  queued: 0,
-  active: 0,
-  sequences: 0,
-  requests: 0,
-  errors: 0,
-  rejected: 0,
-  tokensIn: 0,
-  tokensOut: 0,
-  tokensPerSecond: 0,
-  ttftMsP50: 0,
-  ttftMsP95: 0,
-  latencyMsP50: 0,
-  latencyMsP95: 0,
-  batches: 0,
-};
 
 /** One loaded version: its lease on the registry and the runtime view nodes hold. */
 class Generation {

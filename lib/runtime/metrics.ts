@@ -19,6 +19,24 @@ export interface RuntimeMetrics {
   lastError?: string;
 }
 
+/** What a runtime reports before it has served anything (or while it is not loaded). */
+export const EMPTY_METRICS: Readonly<RuntimeMetrics> = Object.freeze({
+  queued: 0,
+  active: 0,
+  sequences: 0,
+  requests: 0,
+  errors: 0,
+  rejected: 0,
+  tokensIn: 0,
+  tokensOut: 0,
+  tokensPerSecond: 0,
+  ttftMsP50: 0,
+  ttftMsP95: 0,
+  latencyMsP50: 0,
+  latencyMsP95: 0,
+  batches: 0,
+});
+
 interface Sample {
   ttftMs: number;
   totalMs: number;
