@@ -148,26 +148,23 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
       assert.equal(health.model, TEST_MODELS.stories.file);
       assert.equal(health.sha256, sha256);
       assert.equal(health.probe.ok, true);
-      // The same report as the runtime's own endpoint (its probe is reused for 10 s).
-      assert.ok(
-        flows.some((n) => n.type === 'llm-runtime' && n.id === '2d4bbee13056ee3f'),
-        "example 03's runtime keeps the id its /healthz asks for",
-      );
-      const direct = await red.get('/edge-llm/runtimes/2d4bbee13056ee3f/health');
+      // The same report as the runtime's own endpoint, asked by id (its probe is reused for 10 s).
+      const runtime = byName('llm-runtime', 'Local model');
+      const direct = await red.get(`/edge-llm/runtimes/${runtime.id}/health`);
       assert.equal(direct.status, 200);
       const report = (await direct.json()) as Health;
       assert.deepEqual([report.model, report.sha256, report.loaded], [health.model, health.sha256, true]);
-      // The three examples name the same file: one load of it.
+      // The examples share one runtime: one load of the file.
       const list = (await (await red.get('/edge-llm/runtimes')).json()) as Array<{
         model: { sha256: string };
       }>;
       assert.deepEqual([...new Set(list.map((r) => r.model.sha256))], [sha256]);
-      // Three runtimes are named "Local model": asked by that name, the endpoint says to ask by id.
-      const ambiguous = await red.get(`/edge-llm/runtimes/${encodeURIComponent('Local model')}/health`);
-      assert.equal(ambiguous.status, 409);
+      // An unknown name is a 404 that says so.
+      const unknown = await red.get(`/edge-llm/runtimes/${encodeURIComponent('No such model')}/health`);
+      assert.equal(unknown.status, 404);
       assert.match(
-        ((await ambiguous.json()) as { error: string }).error,
-        /3 llm-runtime nodes are named "Local model"/,
+        ((await unknown.json()) as { error: string }).error,
+        /No llm-runtime node with id or name "No such model"/,
       );
     });
 

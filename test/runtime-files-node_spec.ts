@@ -129,17 +129,23 @@ describe('llm-runtime: LoRA adapters, model key, keep versions (real model, file
       await utimes(path.join(dir, 'keep', version, 'manifest.json'), t, t);
     }
     await helper.load(runtimeNode, [
-      { id: 'rt', ...base, model: 'keep@1.1.0', keepVersions: '1' },
+      { id: 'rt', ...base, name: 'Line 3', model: 'keep@1.1.0', keepVersions: '1' },
       // Another runtime runs 1.0.0: in use, so kept.
-      { id: 'other', ...base, isolation: 'child', model: 'keep@1.0.0' },
+      { id: 'other', ...base, name: 'Line 4', isolation: 'child', model: 'keep@1.0.0' },
+      { id: 'twin', ...base, name: 'Line 4', model: 'keep@1.0.0' },
       { id: 'bad', ...base, model: 'keep@1.1.0', keepVersions: '-1' },
     ] as never);
     await node('rt').lease!.ready;
     await node('other').lease!.ready;
     assert.match(node('bad').configError ?? '', /llm-runtime\.errors\.bad-keep-versions/);
+    // The admin routes take a runtime by its name too, unless several have it.
+    const byName = await helper.request().get('/edge-llm/runtimes/Line%203/health').expect(200);
+    assert.equal(byName.body.model, 'keep@1.1.0');
+    const twins = await helper.request().get('/edge-llm/runtimes/Line%204/health').expect(409);
+    assert.match(twins.body.error, /2 llm-runtime nodes are named "Line 4": ask by id/);
     const res = await helper
       .request()
-      .post('/edge-llm/runtimes/rt/update')
+      .post('/edge-llm/runtimes/Line%203/update')
       .send({ model: 'keep@1.2.0' })
       .expect(200);
     assert.deepEqual(res.body.removed, ['keep@0.9.0']);
