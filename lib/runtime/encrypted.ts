@@ -134,13 +134,32 @@ export async function readEncryptedHeader(file: string): Promise<EncryptedFile |
   }
 }
 
+/**
+ * Keys derived lately, by a hash of the key text and the file's salt: a load checks the key before
+ * it waits for the model and decrypts after, and scrypt costs 100-300 ms each time on a 2-core
+ * gateway. The key text itself is held by the runtime's settings for as long anyway.
+ */
+const derived = new Map<string, Promise<Buffer>>();
+const DERIVED_KEPT = 16;
+
 /** Derives the key and holds it against the file's key check: a clear error for a wrong key. */
 export async function checkModelKey(
   file: string,
   encrypted: EncryptedFile,
   keyText: string,
 ): Promise<Buffer> {
-  const key = await deriveModelKey(keyText, encrypted.header);
+  const { kdf } = encrypted.header;
+  const id = createHash('sha256')
+    .update(JSON.stringify([keyText, kdf.salt, kdf.N, kdf.r, kdf.p]))
+    .digest('hex');
+  let pending = derived.get(id);
+  if (!pending) {
+    pending = deriveModelKey(keyText, encrypted.header);
+    if (derived.size >= DERIVED_KEPT) derived.delete(derived.keys().next().value!);
+    derived.set(id, pending);
+    pending.catch(() => derived.delete(id));
+  }
+  const key = await pending;
   const a = Buffer.from(keyCheck(key), 'base64');
   const b = Buffer.from(encrypted.header.check ?? '', 'base64');
   if (a.length !== b.length || !timingSafeEqual(a, b))
