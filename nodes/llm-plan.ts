@@ -140,5 +140,40 @@ export = function (RED: NodeAPI) {
     support.closeWith();
   }
 
+  // The deploy check of a catalogue, for the edit dialog: each problem with the action it is in.
+  RED.httpAdmin.post(
+    '/edge-llm/llm-plan/check-catalogue',
+    RED.auth.needsPermission('llm-plan.read'),
+    (req, res) => {
+      const text = (req.body as { catalogue?: unknown } | undefined)?.catalogue;
+      const reply = (errors: Array<{ path: string; message: string; text?: string }>) =>
+        res.json(errors.length ? { ok: false, errors } : { ok: true });
+      if (typeof text !== 'string' || !text.trim()) return reply([]);
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (err) {
+        return reply([{ path: '', message: (err as Error).message }]);
+      }
+      compileCatalogueOffLoop(raw).then(
+        () => reply([]),
+        (err: Error) => {
+          const m = /^Catalogue action (\d+)(?: \([^)]*\))?(?:, parameter ([^:]+))?: ([\s\S]*)$/.exec(
+            err.message,
+          );
+          reply([
+            m
+              ? {
+                  path: `[${Number(m[1]) - 1}]${m[2] ? `.params.${m[2]}` : ''}`,
+                  message: m[3],
+                  text: err.message,
+                }
+              : { path: '', message: err.message },
+          ]);
+        },
+      );
+    },
+  );
+
   RED.nodes.registerType('llm-plan', LlmPlan as unknown as (this: Node, def: NodeDef) => void);
 };

@@ -84,6 +84,21 @@
       return out;
     },
     /**
+     * The code editor of a long instruction, with its lines wrapped at the editor's width (a user
+     * saw an instruction cut off at the right edge): Monaco's wordWrap, or Ace's wrap mode.
+     */
+    instructionEditor: function (id, value) {
+      var editor = RED.editor.createEditor({
+        id: id,
+        mode: 'ace/mode/text',
+        value: value || '',
+        wordWrap: 'on',
+      });
+      var session = editor.getSession && editor.getSession();
+      if (session && typeof session.setUseWrapMode === 'function') session.setUseWrapMode(true);
+      return editor;
+    },
+    /**
      * Puts the rows into the node type's edit form, where its template holds
      * `<div data-edge-llm-generation></div>`; the labels come from the type's own catalog.
      */

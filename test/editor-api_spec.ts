@@ -60,6 +60,61 @@ describe('the package in a real Node-RED (editor HTTP API)', function () {
     assert.equal(html.match(/src="resources\/node-red-contrib-edge-llm\/generation-form\.js"/g)?.length, 2);
   });
 
+  it('serves the form scripts of the policy and the catalogue, each loaded by its node', async function () {
+    const html = await (await red.get('/nodes', 'text/html')).text();
+    for (const [file, global, users] of [
+      ['form-view.js', 'EdgeLlmFormView', 2],
+      ['policy-form.js', 'EdgeLlmPolicyForm', 1],
+      ['catalogue-form.js', 'EdgeLlmCatalogueForm', 1],
+    ] as const) {
+      const res = await red.get(`/resources/${MODULE}/${file}`, '*/*');
+      assert.equal(res.status, 200, file);
+      assert.match(await res.text(), new RegExp(global));
+      const src = new RegExp(`src="resources/${MODULE}/${file.replace('.', '\\.')}"`, 'g');
+      assert.equal(html.match(src)?.length, users, file);
+    }
+  });
+
+  it('checks a catalogue as deploy does, naming the action and parameter of each problem', async function () {
+    const check = async (catalogue: string) => {
+      const res = await fetch(`${red.url}/edge-llm/llm-plan/check-catalogue`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ catalogue }),
+      });
+      assert.equal(res.status, 200);
+      return res.json();
+    };
+    // blank: the built-in catalogue
+    assert.deepEqual(await check(''), { ok: true });
+    const good = [
+      { name: 'set_valve', params: { type: 'object', properties: { position: { type: 'integer' } } } },
+    ];
+    assert.deepEqual(await check(JSON.stringify(good)), { ok: true });
+    const inverted = [
+      good[0],
+      {
+        name: 'move_to',
+        params: { type: 'object', properties: { speed: { type: 'number', minimum: 2, maximum: 1 } } },
+      },
+    ];
+    assert.deepEqual(await check(JSON.stringify(inverted)), {
+      ok: false,
+      errors: [
+        {
+          path: '[1].params.speed',
+          message: 'minimum (2) is greater than maximum (1).',
+          text: 'Catalogue action 2 (move_to), parameter speed: minimum (2) is greater than maximum (1).',
+        },
+      ],
+    });
+    const twice = (await check(JSON.stringify([good[0], good[0]]))) as { errors: Array<{ path: string }> };
+    assert.equal(twice.errors[0].path, '[1]');
+    const notJson = (await check('[{"name": ')) as { ok: boolean; errors: Array<{ path: string }> };
+    assert.equal(notJson.ok, false);
+    assert.equal(notJson.errors[0].path, '');
+  });
+
   it('serves the message catalog of every node set', async function () {
     for (const name of Object.keys(pkg['node-red'].nodes)) {
       const res = await red.get(`/locales/${MODULE}/${name}?lng=en-US`);

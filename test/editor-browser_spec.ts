@@ -303,13 +303,11 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
     };
   },
   'llm-plan': async ({ editor }, id) => {
+    // a new node plans with the built-in catalogue: the form shows no actions; the JSON view takes one
+    assert.equal(await editor.page.locator('ol.edge-llm-catalogue > li').count(), 0);
+    await editor.page.locator('#llm-plan-catalogue-view button[data-view="json"]').click();
     await editor.setCode('node-input-catalogue-editor', '[{"name": "Move To"}]');
-    await expectBadgeAfterDone(
-      editor,
-      id,
-      'llm-plan',
-      message('llm-plan', 'errors.catalogue-bad-name', { n: '1' }),
-    );
+    await expectRefused(editor, '#llm-plan-catalogue-problems', '"name" must be lower_snake_case');
     const catalogue =
       '[{"name": "move_to", "params": {"type": "object", "properties": {"zone": {"type": "string", "enum": ["A", "B"]}}, "required": ["zone"]}}]';
     await editor.setCode('node-input-catalogue-editor', catalogue);
@@ -347,8 +345,12 @@ const NODE_DIALOGS: Record<string, (c: Ctx, id: string) => Promise<void | AfterS
   guardrail: async (c, id) => {
     await checkSigningKey(c, id, 'guardrail');
     const { editor } = c;
+    // the starter policy in the form; the JSON view takes a pasted one, checked as deploy checks it
+    await editor.page.locator('#guardrail-policy-view button[data-view="json"]').click();
     await editor.setCode('node-input-policy-editor', '{"name": "cell", "actions": ');
-    await expectBadgeAfterDone(editor, id, 'guardrail', 'The policy is not valid JSON');
+    await expectRefused(editor, '#guardrail-policy-problems', 'Not valid JSON');
+    await editor.setCode('node-input-policy-editor', '{"name": "cell", "actions": {"Move To": {}}}');
+    await expectRefused(editor, '#guardrail-policy-problems', 'the name "Move To" is not allowed');
     const policy = JSON.stringify({
       name: 'cell',
       version: '1',
@@ -449,6 +451,19 @@ async function checkSigningKey({ editor }: Ctx, id: string, type: string): Promi
   await editor.openDialog(id);
   await editor.type('#node-input-signingKey', SIGNING_KEY);
   await assertFieldError(editor, '#node-input-signingKey', false);
+}
+
+/**
+ * A bad policy or catalogue in a dialog that checks it: the problem is listed and Done cannot save
+ * it (the button is disabled, and a click leaves the dialog open).
+ */
+async function expectRefused(editor: Editor, problems: string, text: string): Promise<void> {
+  await editor.page.locator(problems, { hasText: text }).waitFor();
+  const ok = editor.page.locator('#node-dialog-ok');
+  assert.ok(await ok.evaluate((el) => el.classList.contains('disabled')), 'Done is disabled');
+  await ok.click();
+  await editor.quiet();
+  assert.ok(await ok.isVisible(), 'the dialog is still open after a click on Done');
 }
 
 /** Closes the dialog on a bad code-editor value, checks the node's red triangle and its tooltip, reopens. */

@@ -21,11 +21,14 @@ const MODULE = 'node-red-contrib-edge-llm';
  * editor draws a wire back into the mission (a plan, a decision, an ack) from its source's right side
  * round to the mission's input on the left, and that returning wire crosses the wires of its own loop
  * (the one that went out to its source, or its source's other output), and at times those of the loop
- * beside it, whatever the rows. Every crossing outside the mission's loops is laid out away.
+ * beside it, whatever the rows. In 01 and 02 the guardrail's three outputs also go to a link out to the
+ * approval screen beside their wires back into the mission: each output's two wires leave one port
+ * for two targets, so the pairs of different ports cross (4 in 01, 8 in 02 where the plan's return
+ * wire passes too). Every other crossing is laid out away; the screen's own row has none.
  */
 const MAX_CROSSINGS: Record<string, number> = {
-  '01 - Predictive maintenance': 9,
-  '02 - Inspection robot mission': 7,
+  '01 - Predictive maintenance': 13,
+  '02 - Inspection robot mission': 15,
   '03 - Privacy-first local assistant': 0,
 };
 const EXAMPLES = Object.keys(MAX_CROSSINGS);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
 import nodeFs = require('node:fs');
 import * as os from 'node:os';
@@ -498,6 +499,62 @@ describe('guardrail evaluation', () => {
       assert.deepEqual(d.signed[0].action, { action: 'set_torque', params: { torque: 5 }, device: 'arm-1' });
       assert.equal(d.signed[0].action, d.actions[0], 'the action recorded is the action signed');
       assert.deepEqual(verifySignedAction(d.signed[0], { key: KEY }), { ok: true });
+    });
+
+    it('signs each step with the MAC createHmac gives over its canonical JSON, which the audit line records', () => {
+      // The canonical JSON written here the plain way: keys sorted, JSON.stringify for the rest.
+      const canonical = (v: unknown): string =>
+        Array.isArray(v)
+          ? `[${v.map(canonical).join(',')}]`
+          : typeof v === 'object' && v !== null
+            ? `{${Object.keys(v)
+                .sort()
+                .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+                .join(',')}}`
+            : JSON.stringify(v);
+      const plan = {
+        steps: [
+          {
+            reason: 'inspect zone A: "hot" \\ é 😀',
+            params: { distance: 3, zone: 'A' },
+            id: 's1',
+            action: 'move_to',
+          },
+          {
+            status: 'pending',
+            params: { torque: { value: 1.5, unit: 'Nm' } },
+            device: 'arm-2',
+            action: 'set_torque',
+            id: 's2',
+          },
+          { action: 'open_valve', params: { percent: 40, valve: 'V7' }, reason: 'x'.repeat(256) },
+        ],
+      };
+      const d = guard.decide(plan, reader(SAFE));
+      assert.equal(d.outcome, 'approved', d.summary);
+      assert.equal(d.signed.length, 3);
+      const policyHash = guard.policy.hash;
+      for (const [i, s] of d.signed.entries()) {
+        const { action, signature } = s;
+        assert.equal(action, d.actions[i]);
+        const text = canonical({ action, policyHash, expires: signature.expires, nonce: signature.nonce });
+        const mac = createHmac('sha256', KEY).update(text, 'utf8').digest('hex');
+        assert.equal(signature.mac, mac, `step ${i + 1}`);
+      }
+      assert.deepEqual(
+        d.actions.map((a) => Object.keys(a)),
+        [
+          ['reason', 'params', 'id', 'action'],
+          ['params', 'device', 'action', 'id'],
+          ['action', 'params', 'reason'],
+        ],
+        'the status of a step is not signed, and nothing else is dropped',
+      );
+      const recorded = () => (decisionRecord('request', d).actions as { text: string }).text;
+      assert.equal(recorded(), canonical(d.actions));
+      // Long after the signing (other decisions in between), the audit line's text is the same.
+      for (let i = 0; i < 300; i++) guard.decide({ action: 'beep', params: {} }, reader(SAFE));
+      assert.equal(recorded(), canonical(d.actions));
     });
 
     it('rejects a parameter getter (checked as 5, signed as 50) without calling it', () => {

@@ -150,6 +150,16 @@ describe('llm-plan (real model)', function () {
       );
       assert.throws(() => compileCatalogue([{ name: 'a', params: { type: 'string' } }]), /type "object"/);
       assert.throws(() => compileCatalogue([]), /non-empty/);
+      // a parameter no value can satisfy
+      const inverted = [
+        {
+          name: 'set_valve',
+          params: { type: 'object', properties: { position: { type: 'integer', minimum: 90, maximum: 10 } } },
+        },
+      ];
+      const why =
+        /Catalogue action 1 \(set_valve\), parameter position: minimum \(90\) is greater than maximum \(10\)/;
+      assert.throws(() => compileCatalogue(inverted), why);
       assert.match(
         checkSteps(compileCatalogue(DEFAULT_CATALOGUE), [{ action: 'shutdown_plant', params: {} }])!,
         /not in the action catalogue/,
@@ -163,6 +173,15 @@ describe('llm-plan (real model)', function () {
       await assert.rejects(
         compileCatalogueOffLoop([{ name: 'a', params: { type: 'object', properties: { x: { type: 7 } } } }]),
         /Catalogue action 1 \(a\): invalid params schema/,
+      );
+      await assert.rejects(
+        compileCatalogueOffLoop([
+          {
+            name: 'b',
+            params: { type: 'object', properties: { x: { type: 'number', minimum: 2, maximum: 1 } } },
+          },
+        ]),
+        /Catalogue action 1 \(b\), parameter x: minimum \(2\) is greater than maximum \(1\)/,
       );
       const offLoop = await compileCatalogueOffLoop(DEFAULT_CATALOGUE);
       const onLoop = compileCatalogue(DEFAULT_CATALOGUE);

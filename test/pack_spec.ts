@@ -94,6 +94,11 @@ describe('the npm package (npm pack, npm install, Node-RED)', function () {
     };
     assert.equal(installed.version, pkg.version);
     assert.ok(existsSync(path.join(modules, 'node-llama-cpp', 'package.json')), 'node-llama-cpp');
+    // Examples 01 and 02 use Dashboard 2 nodes; Node-RED stops every flow when a type is missing.
+    assert.ok(
+      existsSync(path.join(modules, '@flowfuse', 'node-red-dashboard', 'package.json')),
+      'Dashboard 2',
+    );
     const platform = `${process.platform}-${process.arch}`;
     const scoped = path.join(modules, '@node-llama-cpp');
     const prebuilt = existsSync(scoped) ? readdirSync(scoped).filter((d) => d.startsWith(platform)) : [];

@@ -107,6 +107,7 @@ async function main(): Promise<void> {
   Editor:    ${url}/   (the debug sidebar shows what each example does)
   Runtimes:  ${url}/edge-llm/runtimes?probe=1
   Sessions:  ${url}/edge-llm/sessions
+  Approvals: ${url}/dashboard/approvals   (examples 01 and 02: what waits for a person, and the missions)
 
   01 Predictive maintenance: a bearing fault starts every 2 minutes (or click "Simulate a bearing
      fault on pump-2"); tickets go to ${path.join(userDir, 'maintenance-tickets.jsonl')}

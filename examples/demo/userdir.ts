@@ -75,9 +75,9 @@ function encryptCredentials(credentials: object): { $: string } {
 
 /**
  * Every flow in examples/, each on its own tab, ready to deploy side by side. A config node that
- * several examples share (the one model runtime) is in each file with the same id and content, as
- * the editor's import reuses it; here it is deployed once. The same id with other content is an
- * error in the examples.
+ * several examples share (the one model runtime; the dashboard's ui-base, ui-theme and Approvals
+ * ui-page) is in each file with the same id and content, as the editor's import reuses it; here it
+ * is deployed once. The same id with other content is an error in the examples.
  */
 export async function exampleFlows(): Promise<object[]> {
   const dir = path.join(PACKAGE_ROOT, 'examples');

@@ -78,8 +78,33 @@ const NOT_JSON = Symbol('not JSON');
 const MAX_CANONICAL_DEPTH = 256;
 
 /** Printable ASCII without `"` and `\\`: JSON.stringify would return it quoted and unchanged. */
-const PLAIN_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-const quote = (s: string): string => (s.length < 256 && PLAIN_TEXT.test(s) ? `"${s}"` : JSON.stringify(s));
+function plainText(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
+}
+const quote = (s: string): string => (s.length < 256 && plainText(s) ? `"${s}"` : JSON.stringify(s));
+
+/**
+ * Object keys in the order Array.prototype.sort gives them (UTF-16 code units; keys are distinct):
+ * a few keys are put in order in place, more go to sort, which copies them first.
+ */
+function sortKeys(keys: string[]): string[] {
+  const n = keys.length;
+  if (n > 12) return keys.sort();
+  for (let i = 1; i < n; i++) {
+    const k = keys[i];
+    let j = i - 1;
+    while (j >= 0 && keys[j] > k) {
+      keys[j + 1] = keys[j];
+      j--;
+    }
+    keys[j + 1] = k;
+  }
+  return keys;
+}
 
 function fastCanonical(v: unknown, depth: number): string {
   if (v === null) return 'null';
@@ -113,14 +138,27 @@ function fastCanonical(v: unknown, depth: number): string {
   )
     throw NOT_JSON;
   const obj = v as Record<string, unknown>;
-  const keys = Object.keys(obj);
-  if (keys.length > 1) keys.sort();
+  const keys = sortKeys(Object.keys(obj));
   let out = '{';
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
-    out += (i > 0 ? ',' : '') + quote(k) + ':' + fastCanonical(obj[k], depth + 1);
+    out += (i > 0 ? ',' : '') + keyText(k) + fastCanonical(obj[k], depth + 1);
   }
   return out + '}';
+}
+
+/** `"key":` for the keys met lately (the same few field names, request after request). */
+const keyTexts = new Map<string, string>();
+function keyText(k: string): string {
+  let text = keyTexts.get(k);
+  if (text === undefined) {
+    text = quote(k) + ':';
+    if (k.length <= 64) {
+      if (keyTexts.size >= 512) keyTexts.clear();
+      keyTexts.set(k, text);
+    }
+  }
+  return text;
 }
 
 function describedCanonicalJson(value: unknown): string {
@@ -235,56 +273,105 @@ function describeValue(v: unknown): string {
  * signed, recorded and sent is the same data: a value read twice cannot change in between.
  */
 export function snapshotJson(value: unknown, opts: SnapshotOptions = {}): SnapshotResult {
-  const maxDepth = opts.maxDepth ?? 64;
-  const maxNodes = opts.maxNodes ?? 1_000_000;
-  const maxString = opts.maxStringLength ?? Number.MAX_SAFE_INTEGER;
-  const forbidden = opts.forbiddenKeys ?? [];
-  const root = opts.root ?? 'payload';
-  // Where the walk is, as keys; turned into text only when something is refused.
-  const trail: Array<string | number> = [];
-  let nodes = 0;
-  let problem: SnapshotProblem | undefined;
-  const here = (): string => root + trail.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
-  const fail = (code: SnapshotProblemCode, message: (at: string) => string): undefined => {
-    const at = here();
-    problem = { code, at, message: message(at) };
+  // No code of the value's own runs during a walk, so no other walk can start meanwhile; `busy` is
+  // there in case one ever did.
+  const s = walker.busy ? new SnapshotWalk() : walker;
+  s.start(opts);
+  try {
+    const result = s.copy(value, 0);
+    return s.problem ? { ok: false, problem: s.problem } : { ok: true, value: result };
+  } finally {
+    s.end();
+  }
+}
+
+/**
+ * The state of one snapshot walk. One is kept and reused (a walk allocates only what it returns):
+ * the guardrail snapshots every request.
+ */
+class SnapshotWalk {
+  busy = false;
+  maxDepth = 64;
+  maxNodes = 1_000_000;
+  maxString = Number.MAX_SAFE_INTEGER;
+  forbidden: readonly string[] = [];
+  root = 'payload';
+  /** Where the walk is, as keys; turned into text only when something is refused. */
+  readonly trail: Array<string | number> = [];
+  nodes = 0;
+  problem: SnapshotProblem | undefined = undefined;
+
+  start(opts: SnapshotOptions): void {
+    this.busy = true;
+    this.maxDepth = opts.maxDepth ?? 64;
+    this.maxNodes = opts.maxNodes ?? 1_000_000;
+    this.maxString = opts.maxStringLength ?? Number.MAX_SAFE_INTEGER;
+    this.forbidden = opts.forbiddenKeys ?? [];
+    this.root = opts.root ?? 'payload';
+    if (this.trail.length > 0) this.trail.length = 0;
+    this.nodes = 0;
+    this.problem = undefined;
+  }
+
+  end(): void {
+    if (this.trail.length > 0) this.trail.length = 0;
+    this.problem = undefined;
+    this.forbidden = [];
+    this.busy = false;
+  }
+
+  private here(): string {
+    return this.root + this.trail.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
+  }
+
+  private fail(code: SnapshotProblemCode, message: (at: string) => string): undefined {
+    const at = this.here();
+    this.problem = { code, at, message: message(at) };
     return undefined;
-  };
-  const copy = (v: unknown, depth: number): unknown => {
-    if (++nodes > maxNodes) return fail('too_large', () => `the request has more than ${maxNodes} values`);
+  }
+
+  copy(v: unknown, depth: number): unknown {
+    if (++this.nodes > this.maxNodes) {
+      const max = this.maxNodes;
+      return this.fail('too_large', () => `the request has more than ${max} values`);
+    }
     switch (typeof v) {
-      case 'string':
-        return v.length > maxString
-          ? fail(
-              'too_long',
-              (at) => `${at} is a text of ${v.length} characters; at most ${maxString} are accepted`,
-            )
-          : v;
+      case 'string': {
+        if (v.length <= this.maxString) return v;
+        const max = this.maxString;
+        return this.fail(
+          'too_long',
+          (at) => `${at} is a text of ${v.length} characters; at most ${max} are accepted`,
+        );
+      }
       case 'number':
         return Number.isFinite(v)
           ? v
-          : fail('non_finite', (at) => `${at} is ${v}; only finite numbers are accepted`);
+          : this.fail('non_finite', (at) => `${at} is ${v}; only finite numbers are accepted`);
       case 'boolean':
         return v;
       case 'object':
         break;
       default:
-        return fail('not_data', (at) => `${at} is ${describeValue(v)}; only JSON data is accepted`);
+        return this.fail('not_data', (at) => `${at} is ${describeValue(v)}; only JSON data is accepted`);
     }
     if (v === null) return null;
-    if (types.isProxy(v)) return fail('proxy', (at) => `${at} is a Proxy; only plain JSON data is accepted`);
-    if (depth >= maxDepth) return fail('too_deep', (at) => `the request is nested too deeply at ${at}`);
+    if (types.isProxy(v))
+      return this.fail('proxy', (at) => `${at} is a Proxy; only plain JSON data is accepted`);
+    if (depth >= this.maxDepth)
+      return this.fail('too_deep', (at) => `the request is nested too deeply at ${at}`);
+    const trail = this.trail;
     if (Array.isArray(v)) {
       const n = v.length;
       const out = new Array<unknown>(n);
       for (let i = 0; i < n; i++) {
         trail.push(i);
         const d = Object.getOwnPropertyDescriptor(v, i);
-        if (!d) return fail('not_data', (at) => `${at} is a hole; only JSON data is accepted`);
+        if (!d) return this.fail('not_data', (at) => `${at} is a hole; only JSON data is accepted`);
         if (!('value' in d))
-          return fail('accessor', (at) => `${at} is a getter or setter; only plain data is accepted`);
-        const c = copy(d.value, depth + 1);
-        if (problem) return undefined;
+          return this.fail('accessor', (at) => `${at} is a getter or setter; only plain data is accepted`);
+        const c = this.copy(d.value, depth + 1);
+        if (this.problem) return undefined;
         out[i] = c;
         trail.pop();
       }
@@ -292,28 +379,30 @@ export function snapshotJson(value: unknown, opts: SnapshotOptions = {}): Snapsh
     }
     const proto = Object.getPrototypeOf(v);
     if (proto !== null && proto !== Object.prototype && !isObjectPrototype(proto)) {
-      return fail('not_data', (at) => `${at} is not plain data; only JSON data is accepted`);
+      return this.fail('not_data', (at) => `${at} is not plain data; only JSON data is accepted`);
     }
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) {
+    const keys = Object.keys(v);
+    const forbidden = this.forbidden;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
       if (forbidden.includes(k))
-        return fail('forbidden_key', (at) => `${at} has the key "${k}", which is never accepted`);
+        return this.fail('forbidden_key', (at) => `${at} has the key "${k}", which is never accepted`);
       trail.push(k);
       const d = Object.getOwnPropertyDescriptor(v, k)!;
       if (!('value' in d))
-        return fail('accessor', (at) => `${at} is a getter or setter; only plain data is accepted`);
-      const c = copy(d.value, depth + 1);
-      if (problem) return undefined;
+        return this.fail('accessor', (at) => `${at} is a getter or setter; only plain data is accepted`);
+      const c = this.copy(d.value, depth + 1);
+      if (this.problem) return undefined;
       if (k === '__proto__')
         Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
       else out[k] = c;
       trail.pop();
     }
     return out;
-  };
-  const result = copy(value, 0);
-  return problem ? { ok: false, problem } : { ok: true, value: result };
+  }
 }
+const walker = new SnapshotWalk();
 
 function checkKey(key: string | Buffer): void {
   if (!(typeof key === 'string' || Buffer.isBuffer(key)) || key.length === 0) {
@@ -333,8 +422,7 @@ interface Pads {
   outer: Buffer;
 }
 const padCache = new Map<string | Buffer, Pads>();
-type OneShot = ((algorithm: string, data: Buffer, encoding: 'buffer') => Buffer) &
-  ((algorithm: string, data: Buffer, encoding: 'hex') => string);
+type OneShot = (algorithm: string, data: Buffer, encoding: 'hex' | 'latin1') => string;
 /** crypto.hash (Node 20.12 and later); createHash where it is missing. */
 const oneShot = (crypto as unknown as { hash?: OneShot }).hash;
 
@@ -370,7 +458,9 @@ export function hmacSha256Hex(key: string | Buffer, text: string): string {
     inner.copy(pads.outer, 64);
     return createHash('sha256').update(pads.outer).digest('hex');
   }
-  oneShot('sha256', pads.inner.subarray(0, 64 + n), 'buffer').copy(pads.outer, 64);
+  // The inner digest as latin1 text (one byte a character) goes straight into the outer buffer:
+  // no Buffer is made for it.
+  pads.outer.write(oneShot('sha256', pads.inner.subarray(0, 64 + n), 'latin1'), 64, 32, 'latin1');
   return oneShot('sha256', pads.outer, 'hex');
 }
 
@@ -389,19 +479,32 @@ function computeMac(
 }
 
 /**
- * The canonical JSON of each action signed by signSnapshot, as it was signed: the audit log records
- * these actions and takes the text from here rather than writing it a second time. A snapshot is
- * not changed after it is signed (the signature covers this text); the entry goes with the object.
+ * The canonical JSON of the last actions signSnapshot signed, as they were signed: the audit log
+ * records a decision's signed actions right after the decision, and takes their text from here
+ * rather than writing it a second time. A ring of the latest ones, found by identity: a WeakMap
+ * (or a hidden property on each signed action) costs the garbage collector more than the text
+ * saves. An action no longer here is written again, to the same text.
  */
-const signedText = new WeakMap<object, string>();
+const RING = 256;
+const ringActions: Array<object | undefined> = new Array<object | undefined>(RING).fill(undefined);
+const ringTexts: string[] = new Array<string>(RING).fill('');
+let ringAt = 0;
 
-/** canonicalJson(value), taken from the signing when `value` is an action signSnapshot signed. */
-export function canonicalSignedJson(value: unknown): string {
-  if (typeof value === 'object' && value !== null) {
-    const text = signedText.get(value);
-    if (text !== undefined) return text;
+/**
+ * canonicalJson(action), taken from the signing when `action` is one signSnapshot signed lately (a
+ * snapshot is not changed after it is signed: the signature covers this text).
+ */
+export function canonicalSignedJson(action: unknown): string {
+  if (typeof action === 'object' && action !== null) {
+    // Newest first: the actions of the decision just made.
+    for (let n = 0, i = ringAt; n < RING; n++) {
+      i = i === 0 ? RING - 1 : i - 1;
+      const a = ringActions[i];
+      if (a === action) return ringTexts[i];
+      if (a === undefined) break;
+    }
   }
-  return canonicalJson(value);
+  return canonicalJson(action);
 }
 
 /** Nonces come from one CSPRNG read per 256 of them: the same randomness, fewer calls. */
@@ -454,8 +557,7 @@ export function signSnapshot(action: Action, opts: SignOptions): SignedAction {
   const expires = Math.floor(now + opts.ttlMs);
   const nonce = newNonce();
   const actionText = canonicalJson(action);
-  signedText.set(action, actionText);
-  return {
+  const signed: SignedAction = {
     action,
     signature: {
       alg: 'HMAC-SHA256',
@@ -465,6 +567,10 @@ export function signSnapshot(action: Action, opts: SignOptions): SignedAction {
       mac: computeMac(opts.key, actionText, opts.policyHash, expires, nonce),
     },
   };
+  ringActions[ringAt] = action;
+  ringTexts[ringAt] = actionText;
+  ringAt = ringAt === RING - 1 ? 0 : ringAt + 1;
+  return signed;
 }
 
 function fail(code: VerifyErrorCode, message: string): VerifyResult {

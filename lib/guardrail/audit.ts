@@ -143,9 +143,48 @@ export interface AuditCompanion {
   syncNow?(): void;
 }
 
-interface Waiter {
-  resolve: () => void;
-  reject: (err: Error) => void;
+/** The records of one batch: one promise that all of them share, settled when the batch is durable. */
+class Batch {
+  readonly durable: Promise<void>;
+  resolve!: () => void;
+  reject!: (err: Error) => void;
+  constructor() {
+    this.durable = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.durable.catch(() => undefined); // a caller that does not wait is not an unhandled rejection
+  }
+}
+
+/** Fields of a record in key order (insertion: a record has a dozen fields). */
+function sortFields(fields: Array<[string, string]>): void {
+  for (let i = 1; i < fields.length; i++) {
+    const f = fields[i];
+    let j = i - 1;
+    while (j >= 0 && fields[j][0] > f[0]) {
+      fields[j + 1] = fields[j];
+      j--;
+    }
+    fields[j + 1] = f;
+  }
+}
+
+function joinFields(fields: Array<[string, string]>, from: number, to: number): string {
+  let out = '';
+  for (let i = from; i < to; i++) out += (i > from ? ',' : '') + quotedKey(fields[i][0]) + ':' + fields[i][1];
+  return out;
+}
+
+/** `"2026-11-30T18:00:00.000Z"` for `now`, kept for the last millisecond asked. */
+let isoAt = NaN;
+let isoText = '';
+function isoTime(now: number): string {
+  if (now !== isoAt) {
+    isoText = `"${new Date(now).toISOString()}"`;
+    isoAt = now;
+  }
+  return isoText;
 }
 
 export class AuditLog {
@@ -154,7 +193,8 @@ export class AuditLog {
   private fd: number | undefined;
   private broken: Error | undefined;
   private pending: string[] = [];
-  private waiters: Waiter[] = [];
+  /** The batch the pending lines belong to: made by the first of them, taken when they are written. */
+  private batch: Batch | undefined;
   private flushing = false;
   private scheduled = false;
   private closing: Promise<void> | undefined;
@@ -245,39 +285,35 @@ export class AuditLog {
       const v = record[k];
       if (v !== undefined) fields.push([k, v instanceof RawJson ? v.text : canonicalJson(v)]);
     }
-    fields.push(['seq', String(seq)], ['ts', `"${new Date(now).toISOString()}"`], ['prev', `"${this.hash}"`]);
-    fields.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    const join = (fs2: Array<[string, string]>) => {
-      let out = '{';
-      for (let i = 0; i < fs2.length; i++) out += (i > 0 ? ',' : '') + quotedKey(fs2[i][0]) + ':' + fs2[i][1];
-      return out + '}';
-    };
-    let line = join(fields);
+    fields.push(['seq', String(seq)], ['ts', isoTime(now)], ['prev', `"${this.hash}"`]);
+    sortFields(fields);
+    let line: string;
     if (this.key) {
-      const mac = hmac(this.key, line);
-      let at = fields.findIndex(([k]) => k > 'mac');
-      if (at < 0) at = fields.length;
-      fields.splice(at, 0, ['mac', `"${mac}"`]);
-      line = join(fields);
-    }
+      // The fields before and after where `mac` goes, each written once for both lines.
+      let at = 0;
+      while (at < fields.length && fields[at][0] < 'mac') at++;
+      const before = joinFields(fields, 0, at);
+      const after = joinFields(fields, at, fields.length);
+      const sep = at > 0 && at < fields.length ? ',' : '';
+      const mac = hmac(this.key, `{${before}${sep}${after}}`);
+      line = `{${before}${at > 0 ? ',' : ''}"mac":"${mac}"${at < fields.length ? ',' : ''}${after}}`;
+    } else line = `{${joinFields(fields, 0, fields.length)}}`;
     const hash = sha256(line);
     this.seq = seq;
     this.hash = hash;
     this.pending.push(line + '\n');
-    const durable = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    durable.catch(() => undefined); // a caller that does not wait is not an unhandled rejection
+    const batch = (this.batch ??= new Batch());
     this.schedule();
-    return { seq, hash, durable };
+    return { seq, hash, durable: batch.durable };
   }
 
   /** Resolves once everything appended so far is on disk. */
   flush(): Promise<void> {
     if (this.broken) return Promise.reject(this.broken);
     if (this.pending.length === 0 && !this.flushing) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      this.schedule();
-    });
+    const batch = (this.batch ??= new Batch());
+    this.schedule();
+    return batch.durable;
   }
 
   get lastSeq(): number {
@@ -312,14 +348,14 @@ export class AuditLog {
 
   private flushBatch(): void {
     if (this.flushing || this.fd === undefined) return;
-    if (this.pending.length === 0 && this.waiters.length === 0) return;
+    if (this.pending.length === 0 && !this.batch) return;
     this.flushing = true;
     const text = this.pending.join('');
-    const waiters = this.waiters;
+    const batch = this.batch;
     const seq = this.seq;
     const hash = this.hash;
     this.pending = [];
-    this.waiters = [];
+    this.batch = undefined;
     const fd = this.fd;
     const companions = Promise.all(this.companions.map((c) => c.sync()));
     // The lines are written, then synced while the head is replaced: the head is not synced (a
@@ -344,15 +380,16 @@ export class AuditLog {
             this.broken ??= new Error(
               `audit anchor of ${this.file} could not be written: ${(err as Error).message}`,
             );
-            for (const w of waiters) w.reject(this.broken);
+            batch?.reject(this.broken);
             return;
           }
-          for (const w of waiters) w.resolve();
+          batch?.resolve();
         },
         (err: Error) => {
           this.broken ??= new Error(`audit log ${this.file} could not be written: ${err.message}`);
-          for (const w of waiters) w.reject(this.broken);
-          for (const w of this.waiters.splice(0)) w.reject(this.broken);
+          batch?.reject(this.broken);
+          this.batch?.reject(this.broken);
+          this.batch = undefined;
         },
       )
       .finally(() => {
@@ -360,7 +397,7 @@ export class AuditLog {
         if (this.closing) {
           this.finishSync();
           this.closeWaiter?.();
-        } else if (this.pending.length > 0 || this.waiters.length > 0) this.flushBatch();
+        } else if (this.pending.length > 0 || this.batch) this.flushBatch();
       });
   }
 
@@ -368,7 +405,8 @@ export class AuditLog {
   private finishSync(): void {
     const fd = this.fd;
     if (fd === undefined) return;
-    const waiters = this.waiters.splice(0);
+    const batch = this.batch;
+    this.batch = undefined;
     try {
       if (this.broken) throw this.broken;
       if (this.pending.length > 0) {
@@ -379,10 +417,10 @@ export class AuditLog {
       }
       for (const c of this.companions) c.syncNow?.();
       this.maybeAnchor(this.seq, this.hash, true);
-      for (const w of waiters) w.resolve();
+      batch?.resolve();
     } catch (err) {
       this.broken ??= err as Error;
-      for (const w of waiters) w.reject(this.broken);
+      batch?.reject(this.broken);
     } finally {
       fs.closeSync(fd);
       this.fd = undefined;
@@ -661,9 +699,17 @@ export function boundText(text: string): string {
 /** Whether a value holds a text (or key) longer than AUDIT_MAX_TEXT. */
 function hasLongText(v: unknown): boolean {
   if (typeof v === 'string') return v.length > AUDIT_MAX_TEXT;
-  if (Array.isArray(v)) return v.some(hasLongText);
-  if (typeof v === 'object' && v !== null)
-    return Object.entries(v).some(([k, x]) => k.length > AUDIT_MAX_TEXT || hasLongText(x));
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (hasLongText(v[i])) return true;
+    return false;
+  }
+  if (typeof v === 'object' && v !== null) {
+    const keys = Object.keys(v);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      if (k.length > AUDIT_MAX_TEXT || hasLongText((v as Record<string, unknown>)[k])) return true;
+    }
+  }
   return false;
 }
 

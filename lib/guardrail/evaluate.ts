@@ -1,6 +1,9 @@
 import {
   type Action,
+  type SignOptions,
   type SignedAction,
+  type SnapshotOptions,
+  type SnapshotProblem,
   type SnapshotProblemCode,
   signSnapshot,
   snapshotJson,
@@ -65,7 +68,10 @@ export interface Reason {
   step?: number;
   stepId?: string;
   action?: string;
-  /** The policy rule involved: interlock id, parameter, budget or rate-limit key. */
+  /**
+   * The policy rule involved: interlock id, parameter, budget or rate-limit key; for an approval, the
+   * approval class (`approval.classes: …`), `requiresApproval`, or the `approvalWhen` condition.
+   */
   rule?: string;
 }
 
@@ -140,15 +146,21 @@ const SNAPSHOT_CODES: Record<SnapshotProblemCode, ReasonCode> = {
  * a prototype.
  */
 export function snapshotRequest(payload: unknown): { value: unknown } | { reason: Reason } {
-  const snap = snapshotJson(payload, {
-    root: 'payload',
-    maxDepth: MAX_DEPTH,
-    maxNodes: MAX_NODES,
-    maxStringLength: MAX_STRING,
-    forbiddenKeys: FORBIDDEN_KEYS,
-  });
+  const snap = snapshotJson(payload, SNAPSHOT_OPTIONS);
   if (snap.ok) return { value: snap.value };
-  return { reason: { code: SNAPSHOT_CODES[snap.problem.code], message: `${snap.problem.message}.` } };
+  return { reason: snapshotReason(snap.problem) };
+}
+
+const SNAPSHOT_OPTIONS: SnapshotOptions = {
+  root: 'payload',
+  maxDepth: MAX_DEPTH,
+  maxNodes: MAX_NODES,
+  maxStringLength: MAX_STRING,
+  forbiddenKeys: FORBIDDEN_KEYS,
+};
+
+function snapshotReason(problem: SnapshotProblem): Reason {
+  return { code: SNAPSHOT_CODES[problem.code], message: `${problem.message}.` };
 }
 
 /** A name from a request, as a message shows it: at most 64 characters. */
@@ -162,34 +174,49 @@ function stepLabel(kind: 'action' | 'plan', i: number, a: { id?: unknown; action
   return `Step ${i + 1}${typeof a.id === 'string' ? ` (${clip(a.id)})` : ''}, ${name}`;
 }
 
-function parseAction(v: unknown, kind: 'action' | 'plan', i: number): { action?: Action; reason?: Reason } {
-  const label = (): string => (kind === 'plan' ? `Step ${i + 1}` : 'The action');
-  const bad = (message: string): { reason: Reason } => ({
-    reason: { code: 'malformed_action', message, ...(kind === 'plan' ? { step: i } : {}) },
-  });
-  if (!isPlainObject(v)) return bad(`${label()} is not an object {action, params}.`);
-  for (const k of Object.keys(v)) {
-    if (!ACTION_KEYS.has(k) && !(kind === 'plan' && k === 'status'))
-      return bad(`${label()} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
+/**
+ * One action of a request (a part of the snapshot); a reason is added to `reasons` when it is not
+ * one. The snapshot is this guardrail's own copy, so the action is that object itself unless it
+ * carries a plan step's `status`.
+ */
+function parseAction(v: unknown, kind: 'action' | 'plan', i: number, reasons: Reason[]): Action | undefined {
+  const label = kind === 'plan' ? `Step ${i + 1}` : 'The action';
+  const bad = (message: string): undefined => {
+    reasons.push({ code: 'malformed_action', message, ...(kind === 'plan' ? { step: i } : {}) });
+    return undefined;
+  };
+  if (!isPlainObject(v)) return bad(`${label} is not an object {action, params}.`);
+  const keys = Object.keys(v);
+  let status = false;
+  for (let j = 0; j < keys.length; j++) {
+    const k = keys[j];
+    if (k === 'status' && kind === 'plan') status = true;
+    else if (!ACTION_KEYS.has(k))
+      return bad(`${label} has the unexpected field "${k}" (allowed: action, params, device, id, reason).`);
   }
   if (kind === 'plan' && v.status !== undefined && v.status !== 'pending') {
-    return bad(`${label()}: status must be "pending" (steps done, failed or skipped are left out first).`);
+    return bad(`${label}: status must be "pending" (steps done, failed or skipped are left out first).`);
   }
-  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label()} has no action name.`);
-  if (!isPlainObject(v.params)) return bad(`${label()} (${clip(v.action)}) has no params object.`);
+  if (typeof v.action !== 'string' || v.action.length === 0) return bad(`${label} has no action name.`);
+  if (!isPlainObject(v.params)) return bad(`${label} (${clip(v.action)}) has no params object.`);
   if (v.device !== undefined && (typeof v.device !== 'string' || v.device.length === 0)) {
-    return bad(`${label()} (${clip(v.action)}): device must be a non-empty string.`);
+    return bad(`${label} (${clip(v.action)}): device must be a non-empty string.`);
   }
   if (v.id !== undefined && (typeof v.id !== 'string' || v.id.length === 0)) {
-    return bad(`${label()} (${clip(v.action)}): id must be a non-empty string.`);
+    return bad(`${label} (${clip(v.action)}): id must be a non-empty string.`);
   }
   if (v.reason !== undefined && typeof v.reason !== 'string')
-    return bad(`${label()} (${clip(v.action)}): reason must be text.`);
+    return bad(`${label} (${clip(v.action)}): reason must be text.`);
+  if (!status) return v as unknown as Action;
   // Only the action's own fields are judged and signed: a plan step's status is bookkeeping.
   // Copied field by field in their order (not spread, then deleted: that would slow every later read).
   const action: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) if (k !== 'status') action[k] = v[k];
-  return { action: action as unknown as Action };
+  for (const k of keys) if (k !== 'status') action[k] = v[k];
+  return action as unknown as Action;
+}
+
+function malformed(message: string): { kind: 'invalid'; actions: Action[]; reasons: Reason[] } {
+  return { kind: 'invalid', actions: [], reasons: [{ code: 'malformed_request', message }] };
 }
 
 /**
@@ -235,7 +262,26 @@ interface StepFacts {
 /** What an approval changes besides the rate limits and set-points. */
 interface PlanEffects {
   mission?: { id: string; amounts: Map<string, number> };
-  positions: Map<string, string>;
+  positions: ReadonlyMap<string, string>;
+}
+/** The effects of a request that neither moves nor spends: shared, never changed. */
+const NO_EFFECTS: PlanEffects = Object.freeze({ positions: new Map<string, string>() });
+
+/** What a request that counts against no limit takes: shared, never changed. */
+const NO_LIMITS: LimitCommit = Object.freeze({ demand: new Map(), tentative: new Map() });
+
+/** Tokens a request takes from each rate limit (by state key), and the step that first asks. */
+interface Demand {
+  key: LimitKey;
+  n: number;
+  fact: StepFacts;
+  step: number;
+}
+
+/** What checkLimits found, applied once the request is approved and signed. */
+interface LimitCommit {
+  demand: Map<string, Demand>;
+  tentative: Map<string, { value: number; at: number }>;
 }
 
 function keyPart(v: unknown): string | number | boolean | null {
@@ -307,6 +353,36 @@ function limitWhat(lk: LimitKey, f: StepFacts): string {
 }
 
 /**
+ * One step being checked: its label and the fields of its reasons are written only when it fails
+ * or needs approval.
+ */
+class StepCheck {
+  private labelText: string | undefined = undefined;
+  constructor(
+    readonly kind: 'action' | 'plan',
+    readonly i: number,
+    readonly a: Action,
+    readonly reasons: Reason[],
+  ) {}
+
+  label(): string {
+    return (this.labelText ??= stepLabel(this.kind, this.i, this.a));
+  }
+
+  base(): Pick<Reason, 'step' | 'stepId' | 'action'> {
+    return {
+      ...(this.kind === 'plan' ? { step: this.i } : {}),
+      ...(this.a.id !== undefined ? { stepId: this.a.id } : {}),
+      action: this.a.action,
+    };
+  }
+
+  add(code: ReasonCode, message: string, rule?: string): void {
+    this.reasons.push({ code, message, ...this.base(), ...(rule !== undefined ? { rule } : {}) });
+  }
+}
+
+/**
  * The guardrail: checks one action or a plan against a compiled policy and, when everything passes,
  * consumes rate-limit tokens, records set-points and signs each action. Never throws from decide():
  * an unexpected error is a rejection.
@@ -321,6 +397,7 @@ export class Guardrail {
   /** Each action's rate limits, then the policy-wide ones, with their key heads written once. */
   private readonly limitKeyCache = new Map<CompiledAction, LimitKey[]>();
   private readonly setpointKeyCache = new Map<CompiledRateOfChange, KeyMaker>();
+  private readonly approvalWhyCache = new Map<CompiledAction, string>();
 
   constructor(
     readonly policy: CompiledPolicy,
@@ -328,6 +405,16 @@ export class Guardrail {
   ) {
     this.now = opts.now ?? Date.now;
     this.limits = new Limits(opts.state ?? LimitState.memory(), opts.maxTrackedKeys);
+  }
+
+  /** ` (class destructive)`: why an action always needs a person, for the message; written once per rule. */
+  private approvalWhy(rule: CompiledAction): string {
+    let why = this.approvalWhyCache.get(rule);
+    if (why === undefined) {
+      why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
+      this.approvalWhyCache.set(rule, why);
+    }
+    return why;
   }
 
   private limitKeys(rule: CompiledAction): LimitKey[] {
@@ -363,14 +450,14 @@ export class Guardrail {
     return keys;
   }
 
-  decide(payload: unknown, live: LiveReader, options: DecideOptions = {}): Decision {
+  decide(payload: unknown, live: LiveReader, options?: DecideOptions): Decision {
     let kind: Decision['kind'] = 'invalid';
     let actions: Action[] = [];
     try {
       // Everything below sees only this copy: a getter or Proxy cannot answer one way when checked
       // and another when signed.
-      const snap = snapshotRequest(payload);
-      if ('reason' in snap) return this.result('rejected', 'invalid', [], [snap.reason]);
+      const snap = snapshotJson(payload, SNAPSHOT_OPTIONS);
+      if (!snap.ok) return this.result('rejected', 'invalid', [], [snapshotReason(snap.problem)]);
       const request = snap.value;
       const parsed = this.parseRequest(request);
       kind = parsed.kind;
@@ -386,24 +473,24 @@ export class Guardrail {
         if (f) facts.push(f);
       }
       const effects: PlanEffects =
-        reasons.length === 0 ? this.checkPlan(facts, judged, now, live, reasons) : { positions: new Map() };
+        reasons.length === 0 ? this.checkPlan(facts, judged, now, live, reasons) : NO_EFFECTS;
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
       // Limits first: a request over a rate limit is rejected, not put before a person who might
       // approve it. They are checked again, and only then applied, when the approval comes.
       const commit = this.checkLimits(facts, judged, now, live, reasons, effects);
       if (reasons.length > 0) return this.result('rejected', kind, actions, reasons);
-      if (approvals.length > 0 && !options.approvalGranted) {
+      if (approvals.length > 0 && !options?.approvalGranted) {
         return this.result('needs_approval', kind, actions, approvals, [], request);
       }
-      const signed = actions.map((a) =>
-        signSnapshot(a, {
-          key: this.opts.key,
-          policyHash: this.policy.hash,
-          ttlMs: this.policy.signatureTtlMs,
-          now,
-        }),
-      );
-      commit();
+      const sign: SignOptions = {
+        key: this.opts.key,
+        policyHash: this.policy.hash,
+        ttlMs: this.policy.signatureTtlMs,
+        now,
+      };
+      const signed: SignedAction[] = new Array<SignedAction>(actions.length);
+      for (let i = 0; i < actions.length; i++) signed[i] = signSnapshot(actions[i], sign);
+      this.applyLimits(commit, now);
       for (const [device, zone] of effects.positions) this.limits.setPosition(device, zone, now);
       if (effects.mission) {
         this.limits.spend(
@@ -455,11 +542,6 @@ export class Guardrail {
   }
 
   private parseRequest(payload: unknown): { kind: Decision['kind']; actions: Action[]; reasons: Reason[] } {
-    const malformed = (message: string) => ({
-      kind: 'invalid' as const,
-      actions: [],
-      reasons: [{ code: 'malformed_request' as const, message }],
-    });
     if (!isPlainObject(payload)) {
       return malformed('msg.payload must be an action {action, params, device?} or a plan {steps: [...]}.');
     }
@@ -472,10 +554,9 @@ export class Guardrail {
       );
     }
     if (!hasSteps) {
-      const { action, reason } = parseAction(payload, 'action', 0);
-      return action
-        ? { kind: 'action', actions: [action], reasons: [] }
-        : { kind: 'action', actions: [], reasons: [reason!] };
+      const reasons: Reason[] = [];
+      const action = parseAction(payload, 'action', 0, reasons);
+      return { kind: 'action', actions: action ? [action] : [], reasons };
     }
     if (!Array.isArray(payload.steps) || payload.steps.length === 0)
       return { ...malformed('The plan has no steps.'), kind: 'plan' };
@@ -497,8 +578,7 @@ export class Guardrail {
     const reasons: Reason[] = [];
     const ids = new Set<string>();
     steps.forEach((s, i) => {
-      const { action, reason } = parseAction(s, 'plan', i);
-      if (reason) reasons.push(reason);
+      const action = parseAction(s, 'plan', i, reasons);
       if (!action) return;
       if (action.id !== undefined) {
         if (ids.has(action.id)) {
@@ -523,20 +603,11 @@ export class Guardrail {
     reasons: Reason[],
     approvals: Reason[],
   ): StepFacts | undefined {
-    // The label and the reason's fields are written only when a step fails or needs approval.
-    let labelText: string | undefined;
-    const label = (): string => (labelText ??= stepLabel(kind, i, a));
-    const base = (): Pick<Reason, 'step' | 'stepId' | 'action'> => ({
-      ...(kind === 'plan' ? { step: i } : {}),
-      ...(a.id !== undefined ? { stepId: a.id } : {}),
-      action: a.action,
-    });
-    const add = (code: ReasonCode, message: string, rule?: string) =>
-      reasons.push({ code, message, ...base(), ...(rule !== undefined ? { rule } : {}) });
+    const step = new StepCheck(kind, i, a, reasons);
     const rule = this.policy.actions.get(a.action);
     if (!rule) {
       const allowed = [...this.policy.actions.keys()].join(', ');
-      add(
+      step.add(
         'unknown_action',
         `${kind === 'plan' ? `Step ${i + 1}: ` : ''}${show(a.action)} is not an allowed action (allowed: ${allowed}).`,
       );
@@ -544,38 +615,42 @@ export class Guardrail {
     }
     if (rule.devices && (a.device === undefined || !rule.devices.has(a.device))) {
       const allowed = [...rule.devices].join(', ');
-      add(
+      step.add(
         'device_not_allowed',
         a.device === undefined
-          ? `${label()}: a device is required (one of ${allowed}).`
-          : `${label()}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
+          ? `${step.label()}: a device is required (one of ${allowed}).`
+          : `${step.label()}: device "${clip(a.device)}" is not allowed for this action (allowed: ${allowed}).`,
       );
     }
     const before = reasons.length;
     for (const name of Object.keys(a.params)) {
       if (!rule.params.has(name)) {
         const known = [...rule.params.keys()];
-        add(
+        step.add(
           'unknown_param',
-          `${label()}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
+          `${step.label()}: unknown parameter "${clip(name)}"${known.length ? ` (known: ${known.join(', ')})` : ''}.`,
           name,
         );
       }
     }
     const numbers = new Map<string, number>();
     for (const p of rule.params.values()) {
-      this.checkParam(p, a.params[p.name], Object.hasOwn(a.params, p.name), label, numbers, add);
+      this.checkParam(p, a.params[p.name], Object.hasOwn(a.params, p.name), step, numbers);
     }
     if (reasons.length > before) return undefined;
     for (const il of this.policy.interlocks) {
-      if (interlockApplies(il, rule, a.device)) this.checkInterlock(il, a, label, live, add);
+      if (interlockApplies(il, rule, a.device)) this.checkInterlock(il, a, step, live);
     }
     if (rule.requiresApproval) {
-      const why = rule.approvalClasses.length ? ` (class ${rule.approvalClasses.join(', ')})` : '';
+      const why = this.approvalWhy(rule);
       approvals.push({
         code: 'approval_required',
-        message: `${label()} needs a person's approval${why}.`,
-        ...base(),
+        message: `${step.label()} needs a person's approval${why}.`,
+        ...step.base(),
+        // What the approval screen shows as the policy rule: the approval class, or the action's flag.
+        rule: rule.approvalClasses.length
+          ? `approval.classes: ${rule.approvalClasses.join(', ')}`
+          : 'requiresApproval',
       });
     } else {
       // A condition on a parameter that is not given counts as holding: a person decides.
@@ -588,9 +663,9 @@ export class Guardrail {
         const limit = Array.isArray(held.value) ? held.value.map(show).join(', ') : show(held.value);
         approvals.push({
           code: 'approval_required',
-          message: `${label()} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
-          ...base(),
-          rule: held.param,
+          message: `${step.label()} needs a person's approval when ${held.param} is ${OP_WORDS[held.op]} ${limit}.`,
+          ...step.base(),
+          rule: `approvalWhen: ${held.param} ${held.op} ${limit}`,
         });
       }
     }
@@ -601,13 +676,11 @@ export class Guardrail {
     p: CompiledParam,
     raw: unknown,
     present: boolean,
-    label: () => string,
+    step: StepCheck,
     numbers: Map<string, number>,
-    add: (code: ReasonCode, message: string, rule?: string) => void,
   ): void {
-    const name = (): string => `${label()}: ${p.name}`;
     if (!present) {
-      if (p.required) add('missing_param', `${name()} is required.`, p.name);
+      if (p.required) step.add('missing_param', `${step.label()}: ${p.name} is required.`, p.name);
       return;
     }
     const numeric = p.type === 'number' || p.type === 'integer';
@@ -620,11 +693,15 @@ export class Guardrail {
       Object.hasOwn(raw, 'unit')
     ) {
       if (Object.keys(raw).length !== 2)
-        return add('param_type', `${name()} must be {value, unit} and nothing else.`, p.name);
+        return step.add(
+          'param_type',
+          `${step.label()}: ${p.name} must be {value, unit} and nothing else.`,
+          p.name,
+        );
       if (raw.unit !== p.unit) {
-        return add(
+        return step.add(
           'unit_mismatch',
-          `${name()} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
+          `${step.label()}: ${p.name} is given in ${show(raw.unit)}; the policy expects ${p.unit}.`,
           p.name,
         );
       }
@@ -634,45 +711,71 @@ export class Guardrail {
     if (numeric) {
       if (typeof v !== 'number') {
         const hint = typeof v === 'string' ? ' (a number given as text is not accepted)' : '';
-        return add('param_type', `${name()} must be a number, not ${show(v)}${hint}.`, p.name);
+        return step.add(
+          'param_type',
+          `${step.label()}: ${p.name} must be a number, not ${show(v)}${hint}.`,
+          p.name,
+        );
       }
       if (!Number.isFinite(v))
-        return add('param_type', `${name()} must be a finite number, not ${v}.`, p.name);
+        return step.add(
+          'param_type',
+          `${step.label()}: ${p.name} must be a finite number, not ${v}.`,
+          p.name,
+        );
       if (p.type === 'integer' && !Number.isInteger(v))
-        return add('param_type', `${name()} must be a whole number, not ${v}.`, p.name);
+        return step.add('param_type', `${step.label()}: ${p.name} must be a whole number, not ${v}.`, p.name);
       if (p.min !== undefined && v < p.min)
-        return add('param_range', `${name()} ${v}${unit} is below the minimum of ${p.min}${unit}.`, p.name);
+        return step.add(
+          'param_range',
+          `${step.label()}: ${p.name} ${v}${unit} is below the minimum of ${p.min}${unit}.`,
+          p.name,
+        );
       if (p.max !== undefined && v > p.max)
-        return add('param_range', `${name()} ${v}${unit} is above the maximum of ${p.max}${unit}.`, p.name);
+        return step.add(
+          'param_range',
+          `${step.label()}: ${p.name} ${v}${unit} is above the maximum of ${p.max}${unit}.`,
+          p.name,
+        );
       numbers.set(p.name, v);
     } else if (typeof v !== p.type) {
-      return add('param_type', `${name()} must be a ${p.type}, not ${show(v)}.`, p.name);
+      return step.add(
+        'param_type',
+        `${step.label()}: ${p.name} must be a ${p.type}, not ${show(v)}.`,
+        p.name,
+      );
     }
     if (p.enum && !p.enum.includes(v as Scalar)) {
-      return add('param_enum', `${name()} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`, p.name);
+      return step.add(
+        'param_enum',
+        `${step.label()}: ${p.name} ${show(v)} is not one of ${p.enum.map(show).join(', ')}.`,
+        p.name,
+      );
     }
     if (typeof v === 'string') {
       if (p.maxLength !== undefined && v.length > p.maxLength) {
-        return add('param_length', `${name()} is longer than ${p.maxLength} characters.`, p.name);
+        return step.add(
+          'param_length',
+          `${step.label()}: ${p.name} is longer than ${p.maxLength} characters.`,
+          p.name,
+        );
       }
       if (p.regex && !p.regex.test(v))
-        return add('param_pattern', `${name()} ${show(v)} does not match ${p.pattern}.`, p.name);
+        return step.add(
+          'param_pattern',
+          `${step.label()}: ${p.name} ${show(v)} does not match ${p.pattern}.`,
+          p.name,
+        );
     }
   }
 
-  private checkInterlock(
-    il: CompiledInterlock,
-    a: Action,
-    label: () => string,
-    live: LiveReader,
-    add: (code: ReasonCode, message: string, rule?: string) => void,
-  ): void {
+  private checkInterlock(il: CompiledInterlock, a: Action, step: StepCheck, live: LiveReader): void {
     for (const c of il.conditions) {
       const path = resolvePath(c.path, a);
       if (!path.ok) {
-        add(
+        step.add(
           'interlock_value_missing',
-          `${label()}: interlock "${il.id}" cannot find its value: ${path.error}.`,
+          `${step.label()}: interlock "${il.id}" cannot find its value: ${path.error}.`,
           il.id,
         );
         return;
@@ -680,9 +783,9 @@ export class Guardrail {
       const where = `${c.source}.${templateText(path.segments)}`;
       const value = live(c.source, path.segments);
       if (value === undefined || value === null) {
-        add(
+        step.add(
           'interlock_value_missing',
-          `${label()}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
+          `${step.label()}: interlock "${il.id}" has no value at ${where}, so it is refused.`,
           il.id,
         );
         return;
@@ -694,9 +797,9 @@ export class Guardrail {
           typeof value === 'boolean' ||
           (typeof value === 'number' && Number.isFinite(value));
       if (!valid) {
-        add(
+        step.add(
           'interlock_value_invalid',
-          `${label()}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
+          `${step.label()}: interlock "${il.id}" found ${show(value)} at ${where}, which it cannot compare.`,
           il.id,
         );
         return;
@@ -707,9 +810,9 @@ export class Guardrail {
         const at = typeof raw === 'number' ? raw : typeof raw === 'string' ? Date.parse(raw) : NaN;
         const tsWhere = `${c.source}.${c.timestamp.pathText}`;
         if (!Number.isFinite(at)) {
-          add(
+          step.add(
             raw === undefined ? 'interlock_value_missing' : 'interlock_value_invalid',
-            `${label()}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
+            `${step.label()}: interlock "${il.id}" has no readable time for its value at ${tsWhere}, so it is refused.`,
             il.id,
           );
           return;
@@ -717,17 +820,17 @@ export class Guardrail {
         const now = this.now();
         // A time from the future would keep a reading fresh for ever; a little clock skew is allowed.
         if (at > now + FUTURE_SKEW_MS) {
-          add(
+          step.add(
             'interlock_value_invalid',
-            `${label()}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
+            `${step.label()}: interlock "${il.id}": the reading at ${where} is dated ${round((at - now) / 1000)} s in the future.`,
             il.id,
           );
           return;
         }
         if (now - at > c.maxAgeMs) {
-          add(
+          step.add(
             'interlock_stale',
-            `${label()}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
+            `${step.label()}: interlock "${il.id}": the reading at ${where} is ${round((now - at) / 1000)} s old; at most ${round(c.maxAgeMs / 1000)} s is accepted.`,
             il.id,
           );
           return;
@@ -737,8 +840,8 @@ export class Guardrail {
         const limit = Array.isArray(c.value) ? c.value.map(show).join(', ') : show(c.value);
         const message = il.message
           ? fillMessage(il.message, a, { value, limit, path: where })
-          : `${label()}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
-        add('interlock', message, il.id);
+          : `${step.label()}: interlock "${il.id}": ${where} is ${show(value)}, must be ${OP_WORDS[c.op]} ${limit}.`;
+        step.add('interlock', message, il.id);
         return;
       }
     }
@@ -752,7 +855,11 @@ export class Guardrail {
     live: LiveReader,
     reasons: Reason[],
   ): PlanEffects {
-    const positions = new Map<string, string>();
+    const map = this.policy.siteMap;
+    // Most actions neither move nor cost anything: nothing to count.
+    let counts = false;
+    for (const f of facts) if (f.rule.costs.length > 0 || (f.rule.moves && map)) counts = true;
+    if (!counts) return NO_EFFECTS;
     const stepReason = (i: number, f: StepFacts, code: ReasonCode, message: string, rule?: string) =>
       reasons.push({
         code,
@@ -762,11 +869,7 @@ export class Guardrail {
         action: f.action.action,
         ...(rule !== undefined ? { rule } : {}),
       });
-    const map = this.policy.siteMap;
-    // Most actions neither move nor cost anything: nothing to count.
-    let counts = false;
-    for (const f of facts) if (f.rule.costs.length > 0 || (f.rule.moves && map)) counts = true;
-    if (!counts) return { positions };
+    const positions = new Map<string, string>();
     for (const [i, f] of facts.entries()) {
       if (!f.rule.moves || !map) continue;
       const device = f.action.device ?? '';
@@ -889,11 +992,15 @@ export class Guardrail {
     now: number,
     live: LiveReader,
     reasons: Reason[],
-    effects: PlanEffects = { positions: new Map() },
-  ) {
-    type Demand = { key: LimitKey; n: number; fact: StepFacts; step: number };
-    const demand = new Map<string, Demand>();
-    for (let i = 0; i < facts.length; i++) {
+    effects: PlanEffects = NO_EFFECTS,
+  ): LimitCommit {
+    // Most requests have a limit to count; one that has none (no rate limit, no rate of change)
+    // shares the empty maps and goes straight to the bound on what the limits remember.
+    let limited = this.policy.rateLimits.length > 0;
+    for (let i = 0; i < facts.length && !limited; i++)
+      limited = facts[i].rule.rateLimits.length > 0 || facts[i].rule.rateOfChange.length > 0;
+    const demand = limited ? new Map<string, Demand>() : NO_LIMITS.demand;
+    for (let i = 0; i < facts.length && limited; i++) {
       const f = facts[i];
       const keys = this.limitKeys(f.rule);
       for (let j = 0; j < keys.length; j++) {
@@ -942,23 +1049,14 @@ export class Guardrail {
       }
     }
 
-    const tentative = new Map<string, { value: number; at: number }>();
-    for (const [i, f] of facts.entries()) {
+    const tentative = limited ? new Map<string, { value: number; at: number }>() : NO_LIMITS.tentative;
+    for (let i = 0; i < facts.length && limited; i++) {
+      const f = facts[i];
       for (const roc of f.rule.rateOfChange) {
         const v = f.numbers.get(roc.param);
         if (v === undefined) continue;
         const key = this.setpointKeys(f.rule, roc).key(f);
-        const label = (): string => stepLabel(kind, i, f.action);
-        const unit = f.rule.params.get(roc.param)?.unit;
-        const u = unit ? ` ${unit}` : '';
-        const add = (code: ReasonCode, message: string) =>
-          reasons.push({
-            code,
-            message,
-            ...(kind === 'plan' ? { step: i } : {}),
-            action: f.rule.name,
-            rule: roc.param,
-          });
+        const u = rocUnit(f.rule, roc);
         // The first value after a deploy must be within `first`, whatever the history says.
         if (roc.first && !tentative.has(key) && !this.sinceStart.has(key)) {
           const { min, max } = roc.first;
@@ -969,9 +1067,14 @@ export class Guardrail {
                 : min !== undefined
                   ? `at least ${min}${u}`
                   : `at most ${max}${u}`;
-            add(
+            rocReason(
+              reasons,
+              kind,
+              i,
+              f,
+              roc,
               'rate_of_change',
-              `${label()}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
+              `${stepLabel(kind, i, f.action)}: the first ${roc.param} after a deploy must be ${range}, not ${round(v)}${u}.`,
             );
             continue;
           }
@@ -981,9 +1084,14 @@ export class Guardrail {
           const path = resolvePath(roc.initial.path, f.action);
           const current = path.ok ? live(roc.initial.source, path.segments) : undefined;
           if (typeof current !== 'number' || !Number.isFinite(current)) {
-            add(
+            rocReason(
+              reasons,
+              kind,
+              i,
+              f,
+              roc,
               'interlock_value_missing',
-              `${label()}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
+              `${stepLabel(kind, i, f.action)}: the present ${roc.param} is unknown (no number at ${roc.initial.source}.${roc.initial.pathText}), so its rate of change cannot be checked.`,
             );
             continue;
           }
@@ -995,9 +1103,14 @@ export class Guardrail {
           const allowed = roc.maxPerSecond * seconds;
           const change = Math.abs(v - prev.value);
           if (change > allowed + 1e-9) {
-            add(
+            rocReason(
+              reasons,
+              kind,
+              i,
+              f,
+              roc,
               'rate_of_change',
-              `${label()}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
+              `${stepLabel(kind, i, f.action)}: ${roc.param} would move by ${round(change)}${u} (from ${round(prev.value)} to ${round(v)}) in ${round(seconds)} s; the limit is ${roc.maxPerSecond}${u} per second.`,
             );
           }
         }
@@ -1006,29 +1119,64 @@ export class Guardrail {
     }
     const most = demand.size + tentative.size + effects.positions.size + (effects.mission ? 1 : 0);
     // The keys are listed only when they might not fit (rarely): this runs for every decision.
-    const keys = () => [
-      ...demand.keys(),
-      ...tentative.keys(),
-      ...[...effects.positions.keys()].map((k) => `p:${k}`),
-      ...(effects.mission ? [`m:${effects.mission.id}`] : []),
-    ];
-    if (!this.limits.fits(most) && !this.limits.hasRoom(keys(), now)) {
+    if (!this.limits.fits(most) && !this.limits.hasRoom(trackedKeys(demand, tentative, effects), now)) {
       reasons.push({
         code: 'rate_limited',
         message: 'The guardrail is tracking as many limits as it may; the request is refused.',
       });
     }
-    return () => {
-      for (const [key, d] of demand) {
-        if (d.key.bucket) this.limits.take(key, d.key.limit as RateLimitRule & BucketLimit, d.n, now);
-        else this.limits.record(key, d.key.limit as RateLimitRule & WindowLimit, d.n, now);
-      }
-      for (const [key, p] of tentative) {
-        this.limits.setSetpoint(key, p);
-        this.sinceStart.add(key);
-      }
-    };
+    return { demand, tentative };
   }
+
+  /** Applies what checkLimits found: takes the tokens, counts the windows, records the set-points. */
+  private applyLimits({ demand, tentative }: LimitCommit, now: number): void {
+    for (const [key, d] of demand) {
+      if (d.key.bucket) this.limits.take(key, d.key.limit as RateLimitRule & BucketLimit, d.n, now);
+      else this.limits.record(key, d.key.limit as RateLimitRule & WindowLimit, d.n, now);
+    }
+    for (const [key, p] of tentative) {
+      this.limits.setSetpoint(key, p);
+      this.sinceStart.add(key);
+    }
+  }
+}
+
+/** Every state key a request would write. */
+function trackedKeys(
+  demand: ReadonlyMap<string, unknown>,
+  tentative: ReadonlyMap<string, unknown>,
+  effects: PlanEffects,
+): string[] {
+  return [
+    ...demand.keys(),
+    ...tentative.keys(),
+    ...[...effects.positions.keys()].map((k) => `p:${k}`),
+    ...(effects.mission ? [`m:${effects.mission.id}`] : []),
+  ];
+}
+
+/** ` Nm`: the unit of a rate-of-change rule's parameter, for a message. */
+function rocUnit(rule: CompiledAction, roc: CompiledRateOfChange): string {
+  const unit = rule.params.get(roc.param)?.unit;
+  return unit ? ` ${unit}` : '';
+}
+
+function rocReason(
+  reasons: Reason[],
+  kind: 'action' | 'plan',
+  i: number,
+  f: StepFacts,
+  roc: CompiledRateOfChange,
+  code: ReasonCode,
+  message: string,
+): void {
+  reasons.push({
+    code,
+    message,
+    ...(kind === 'plan' ? { step: i } : {}),
+    action: f.rule.name,
+    rule: roc.param,
+  });
 }
 
 function round(n: number): string {

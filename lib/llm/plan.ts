@@ -103,6 +103,19 @@ export interface CompiledCatalogue {
 
 const NAME = /^[a-z][a-z0-9_]{0,47}$/;
 
+/** A parameter whose minimum is above its maximum would refuse every value: say so at deploy. */
+function checkBounds(params: JsonSchema, where: string): void {
+  const props = (params as { properties?: Record<string, { minimum?: unknown; maximum?: unknown }> })
+    .properties;
+  for (const [name, p] of Object.entries(props ?? {})) {
+    if (typeof p?.minimum === 'number' && typeof p.maximum === 'number' && p.minimum > p.maximum) {
+      throw new Error(
+        `${where}, parameter ${name}: minimum (${p.minimum}) is greater than maximum (${p.maximum}).`,
+      );
+    }
+  }
+}
+
 /** Checks a catalogue once, at deploy: names, descriptions, and a valid object schema per action. */
 /** Catalogues compiled at deploy, by content: a redeploy of an unchanged node compiles nothing. */
 const compiledCatalogues = new Map<string, CompiledCatalogue>();
@@ -135,6 +148,7 @@ function compileCatalogueNow(raw: unknown): CompiledCatalogue {
     if (typeof params !== 'object' || params === null || (params as JsonSchema).type !== 'object') {
       throw new Error(`${where} (${item.name}): "params" must be a JSON Schema of type "object".`);
     }
+    checkBounds(params as JsonSchema, `${where} (${item.name})`);
     try {
       byName.set(item.name, ajv.compile(params));
     } catch (err) {
@@ -189,6 +203,7 @@ async function compileCatalogueOffLoopNow(raw: unknown): Promise<CompiledCatalog
     if (typeof params !== 'object' || params === null || (params as JsonSchema).type !== 'object') {
       throw new Error(`${where} (${item.name}): "params" must be a JSON Schema of type "object".`);
     }
+    checkBounds(params as JsonSchema, `${where} (${item.name})`);
     return { name: item.name, description: String(item.description ?? ''), params };
   });
   const reply = await precompileSchemas({ schemas: actions.map((a) => a.params), hashOf: actions });

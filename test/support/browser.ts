@@ -21,7 +21,7 @@ export const QUIET_EDITOR_SETTINGS = {
 };
 
 /** Chromium's background connections are refused in a closed network: switch them all off. */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
@@ -253,6 +253,8 @@ export class Editor {
   }
 
   async done(): Promise<void> {
+    // a dialog that checks what it holds keeps Done disabled until the check has answered
+    await this.page.locator('#node-dialog-ok:not(.disabled)').waitFor();
     await this.page.locator('#node-dialog-ok').click();
     await this.page.locator('#node-dialog-ok').waitFor({ state: 'detached' });
     await this.quiet();
