@@ -91,7 +91,7 @@ const Q4_0_BYTES = 18;
 const TOKEN_UNUSED = 5;
 const WEIGHT_STD = 0.02;
 
-type MetaValue =
+export type MetaValue =
   | { type: 'u32' | 'i32' | 'f32'; value: number }
   | { type: 'bool'; value: boolean }
   | { type: 'string'; value: string }
@@ -108,7 +108,7 @@ interface TensorSpec {
 }
 
 /** Grows as it is written; only the header (metadata + tensor infos, a few MB with the vocab) lives here. */
-class ByteWriter {
+export class ByteWriter {
   private buf = Buffer.alloc(1 << 20);
   length = 0;
 
@@ -155,7 +155,7 @@ class ByteWriter {
   }
 }
 
-function writeMeta(w: ByteWriter, key: string, v: MetaValue): void {
+export function writeMeta(w: ByteWriter, key: string, v: MetaValue): void {
   w.string(key);
   w.u32(GGUF[v.type]);
   switch (v.type) {
@@ -222,7 +222,7 @@ function tensorsOf(shape: ModelShape, vocab: number, weights: WeightType): Tenso
 }
 
 /** IEEE half from a float (normal range only, which is all a weight scale needs). */
-function toHalf(value: number): number {
+export function toHalf(value: number): number {
   const f = new Float32Array([value]);
   const bits = new Uint32Array(f.buffer)[0];
   const sign = (bits >>> 16) & 0x8000;

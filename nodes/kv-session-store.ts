@@ -4,6 +4,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { SessionStore, type SessionStoreOptions } from '../lib/session';
 import { formNumber } from './form';
 import { StatusThrottle } from './status';
+import { checkEnvName, secretFrom } from '../lib/util/secret';
 
 const NS = 'node-red-contrib-edge-llm/kv-session-store:kv-session-store';
 const CLOSE_BUDGET_MS = 12_000;
@@ -13,6 +14,8 @@ export interface KvSessionStoreNodeDef extends NodeDef {
   maxTokens: string;
   idleHours: string;
   snapshotMb: string;
+  /** The environment variable holding the encryption key when the credential is blank; blank: none. */
+  encryptionKeyEnv?: string;
 }
 
 export interface KvSessionStoreCredentials {
@@ -78,11 +81,13 @@ export default function (RED: NodeAPI): void {
 
     try {
       const options = parseStoreOptions(def);
+      checkEnvName(def.encryptionKeyEnv, 'Key variable');
       const dir = path.join(userDir(), 'edge-llm', 'sessions', this.id);
       const store = SessionStore.open({
         ...options,
         dir,
-        encryptionKey: this.credentials?.encryptionKey || undefined,
+        // No variable by default: a store written without a key must keep opening without one.
+        encryptionKey: secretFrom(this.credentials?.encryptionKey, def.encryptionKeyEnv, ''),
       });
       for (const problem of store.problems) this.warn(`${t('log.unreadable')}: ${problem}`);
       store.on('problem', (message: string) => this.warn(message));

@@ -3,6 +3,7 @@ import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import {
   ModelLifecycle,
   RuntimeProcess,
+  parseAdapters,
   RuntimeRegistry,
   ServerRegistry,
   TelemetryPublisher,
@@ -24,6 +25,7 @@ import { redactUrl } from '../lib/util/redact';
 import { parsePublicKey } from '../lib/runtime/manifest';
 import { isLlmError } from '../lib/runtime/errors';
 import { userDir } from '../lib/util/user-dir';
+import { checkEnvName, secretFrom } from '../lib/util/secret';
 import { StatusThrottle, statusText } from './status';
 
 const NS = 'node-red-contrib-edge-llm/llm-runtime:llm-runtime';
@@ -48,6 +50,10 @@ export = function (RED: NodeAPI) {
   let child: RuntimeProcess | undefined;
   let inProcess: RuntimeRegistry | undefined;
   let servers: ServerRegistry | undefined;
+  /** The deployed runtimes' lifecycles: their versions are in use for every other runtime's clean-up. */
+  const lifecycles = new Set<ModelLifecycle>();
+  /** The deployed llm-runtime nodes, for the admin routes that name one by its name. */
+  const deployed = new Set<LlmRuntimeNode>();
   const registryFor = (isolation: string | undefined): Registry => {
     if (isolation === 'server') return (servers ??= new ServerRegistry());
     if (isolation === 'in-process') return (inProcess ??= new RuntimeRegistry(options));
@@ -65,6 +71,7 @@ export = function (RED: NodeAPI) {
   function LlmRuntime(this: LlmRuntimeNode, def: LlmRuntimeNodeDef): void {
     RED.nodes.createNode(this, def);
     const users = new Map<string, RuntimeUser>();
+    deployed.add(this);
 
     const statusOf = (s: LeaseStatus | undefined): NodeStatus => {
       if (this.configError) return { fill: 'red', shape: 'ring', text: t('status.config-error') };
@@ -147,18 +154,32 @@ export = function (RED: NodeAPI) {
       const settings = parseContextSettings(def);
       if (def.isolation && !['child', 'in-process', 'server'].includes(def.isolation))
         throw new Error(t('errors.bad-isolation'));
+      const adapters = parseAdapters(def.adapters ?? '');
       if (def.isolation === 'server') {
+        if (adapters.length) throw new Error(t('errors.adapters-on-server'));
         this.lease = acquireServer(def, this.credentials ?? {}, settings);
       } else {
         if (!def.model || !def.model.trim()) throw new Error(t('errors.no-model'));
         const publicKey =
           this.credentials?.publicKey?.trim() || process.env.EDGE_LLM_MODEL_PUBLIC_KEY?.trim();
         if (publicKey) parsePublicKey(publicKey);
+        checkEnvName(def.modelKeyEnv, t('label.modelKeyEnv'));
+        const modelKey = secretFrom(this.credentials?.modelKey, def.modelKeyEnv, 'EDGE_LLM_MODEL_KEY');
+        const keep =
+          def.keepVersions === undefined || String(def.keepVersions).trim() === ''
+            ? 3
+            : Number(def.keepVersions);
+        if (!Number.isInteger(keep) || keep < 0 || keep > 1000)
+          throw new Error(t('errors.bad-keep-versions', { value: String(def.keepVersions) }));
         this.lifecycle = new ModelLifecycle({
           registry: registryFor(def.isolation),
           source: def.model.trim(),
           settings,
           publicKey: publicKey || undefined,
+          adapters,
+          modelKey,
+          keepVersions: keep,
+          inUse,
           modelsDir,
           // The version an update switched to is loaded again after a restart.
           stateFile: RED.settings.userDir
@@ -172,6 +193,7 @@ export = function (RED: NodeAPI) {
           onLog: (level, message) => (level === 'warn' ? this.warn(message) : this.log(message)),
         });
         this.lease = this.lifecycle;
+        lifecycles.add(this.lifecycle);
         this.lifecycle.on('lifecycle', () => broadcast());
       }
       let listening: { off(event: 'change', listener: () => void): unknown } | undefined;
@@ -203,9 +225,11 @@ export = function (RED: NodeAPI) {
     this.on('close', (_removed: boolean, done: () => void) => {
       throttle.close();
       users.clear();
+      deployed.delete(this);
       const lease = this.lease;
       // The runtime may outlive this node (another config node shares it): stop listening to it.
       lease?.runtime?.off('change', onChange);
+      if (this.lifecycle) lifecycles.delete(this.lifecycle);
       this.lease = undefined;
       this.lifecycle = undefined;
       Promise.all([lease?.release(), telemetry?.stop()]).then(
@@ -307,8 +331,25 @@ export = function (RED: NodeAPI) {
   }
 
   RED.nodes.registerType('llm-runtime', LlmRuntime as unknown as (this: Node, def: NodeDef) => void, {
-    credentials: { publicKey: { type: 'text' }, apiKey: { type: 'password' } },
+    credentials: {
+      publicKey: { type: 'text' },
+      apiKey: { type: 'password' },
+      modelKey: { type: 'password' },
+    },
   });
+
+  /** What a clean-up of old versions must leave: files loaded anywhere, and every runtime's versions. */
+  async function inUse(): Promise<string[]> {
+    const infos = await Promise.all(
+      [child, inProcess].map((r) => (r ? r.list().catch(() => [] as RuntimeInfo[]) : [])),
+    );
+    const paths = infos.flat().map((info) => info.model.path);
+    const versions = [...lifecycles].flatMap((lc) => {
+      const info = lc.info();
+      return [info.model, ...(info.previous ? [info.previous] : [])];
+    });
+    return [...paths, ...versions];
+  }
 
   const registries = (): Registry[] => {
     const list: Registry[] = [];
@@ -344,11 +385,23 @@ export = function (RED: NodeAPI) {
     RED.auth.needsPermission('llm-runtime.write')(req, res, () => answer(true));
   });
 
-  /** The llm-runtime config node with this id, or a 404 / 409 said to the caller. */
+  /**
+   * The llm-runtime config node with this id, else the one deployed with this name (a flow may ask
+   * for its runtime by name: ids change when a flow is imported as a copy), or a 404 / 409 said to
+   * the caller.
+   */
   const runtimeNode = (id: string, res: { status(code: number): { json(body: unknown): void } }) => {
-    const node = RED.nodes.getNode(id) as LlmRuntimeNode | null;
+    let node = RED.nodes.getNode(id) as LlmRuntimeNode | null;
     if (!node || (node as Node).type !== 'llm-runtime') {
-      res.status(404).json({ error: `No llm-runtime node with id ${id} is deployed.` });
+      const named = [...deployed].filter((n) => n.name === id);
+      if (named.length > 1) {
+        res.status(409).json({ error: `${named.length} llm-runtime nodes are named "${id}": ask by id.` });
+        return undefined;
+      }
+      node = named[0] ?? null;
+    }
+    if (!node) {
+      res.status(404).json({ error: `No llm-runtime node with id or name "${id}" is deployed.` });
       return undefined;
     }
     if (!node.lifecycle) {

@@ -27,6 +27,12 @@ export interface LlmRuntimeNodeDef extends NodeDef {
   telemetryTopic?: string;
   /** Seconds between telemetry records. */
   telemetryInterval?: string;
+  /** LoRA adapters, one `file [scale]` a line (see lib/runtime/adapters.ts). */
+  adapters?: string;
+  /** The environment variable holding the key of encrypted models when the credential is blank. */
+  modelKeyEnv?: string;
+  /** Versions of the model kept in the models directory after an update (blank: 3; 0: none removed). */
+  keepVersions?: string;
 }
 
 export interface LlmRuntimeCredentials {
@@ -37,6 +43,8 @@ export interface LlmRuntimeCredentials {
 export interface LlmRuntimeCredentials {
   /** Ed25519 public key: only name@version models whose manifest it signed load. */
   publicKey?: string;
+  /** The key text of encrypted model files (AES-256-GCM at rest). */
+  modelKey?: string;
 }
 
 /** What a node that uses the runtime sees of its llm-runtime config node. */

@@ -224,12 +224,23 @@ const CONFIG_DIALOGS: Record<string, (c: Ctx) => Promise<void>> = {
     const isolation = editor.page.locator('#node-config-input-isolation');
     await isolation.selectOption('server');
     assert.equal(await editor.page.locator('#node-config-input-threads').isVisible(), false);
+    assert.equal(await editor.page.locator('#node-config-input-adapters').isVisible(), false);
     await editor.type('#node-config-input-serverUrl', 'gpu-box:8080');
     await assertFieldError(editor, '#node-config-input-serverUrl', true);
     await editor.type('#node-config-input-serverUrl', 'http://gpu-box:8080');
     await assertFieldError(editor, '#node-config-input-serverUrl', false);
     await isolation.selectOption('child');
     assert.equal(await editor.page.locator('#node-config-input-serverUrl').isVisible(), false);
+    // Adapters, the model key's variable and the versions kept: a bad value is marked, a good one not.
+    assert.equal(await editor.page.locator('#node-config-input-adapters').isVisible(), true);
+    await editor.type('#node-config-input-modelKeyEnv', 'not a name');
+    await assertFieldError(editor, '#node-config-input-modelKeyEnv', true);
+    await editor.type('#node-config-input-modelKeyEnv', 'LINE3_MODEL_KEY');
+    await assertFieldError(editor, '#node-config-input-modelKeyEnv', false);
+    await editor.type('#node-config-input-keepVersions', '-1');
+    await assertFieldError(editor, '#node-config-input-keepVersions', true);
+    await editor.type('#node-config-input-keepVersions', '2');
+    await assertFieldError(editor, '#node-config-input-keepVersions', false);
     await editor.type('#node-config-input-telemetryInterval', '0');
     await assertFieldError(editor, '#node-config-input-telemetryInterval', true);
     await editor.type('#node-config-input-telemetryInterval', '60');
@@ -239,6 +250,10 @@ const CONFIG_DIALOGS: Record<string, (c: Ctx) => Promise<void>> = {
     const tip = editor.page.locator('.form-tips', { hasText: 'Sessions are kept' }).last();
     const text = await tip.innerText();
     assert.match(text, /edge-llm\/sessions\/<this node's id> in the Node-RED user folder/, text);
+    await editor.type('#node-config-input-encryptionKeyEnv', '1BAD');
+    await assertFieldError(editor, '#node-config-input-encryptionKeyEnv', true);
+    await editor.type('#node-config-input-encryptionKeyEnv', '');
+    await assertFieldError(editor, '#node-config-input-encryptionKeyEnv', false);
   },
   'edge-mqtt-broker': async ({ editor, broker }) => {
     await editor.type('#node-config-input-url', 'http://127.0.0.1:1883');

@@ -127,23 +127,45 @@ describe('example flows in a real Node-RED, on the demo broker and simulators', 
   });
 
   describe('03 Privacy-first local assistant', function () {
-    it('GET /healthz reports the model loaded and answering, with its sha256', async function () {
+    it('GET /healthz answers from the runtime health endpoint: loaded, model, sha256, probe', async function () {
+      type Health = {
+        ok: boolean;
+        loaded: boolean;
+        model: string;
+        sha256: string;
+        probe: { ok: boolean; ms: number };
+      };
       const health = await eventually('healthz ok', 60_000, async () => {
         const res = await red.get('/healthz');
-        const body = (await res.json()) as {
-          ok: boolean;
-          models: Array<{ file: string; sha256: string; answers: boolean }>;
-        };
+        const body = (await res.json()) as Health;
         return res.status === 200 && body.ok ? body : undefined;
       });
       const file = await testModel('stories');
       const sha256 = createHash('sha256')
         .update(await readFile(file))
         .digest('hex');
-      assert.equal(health.models.length, 1, 'the three examples share one loaded model');
-      assert.equal(health.models[0].file, TEST_MODELS.stories.file);
-      assert.equal(health.models[0].sha256, sha256);
-      assert.equal(health.models[0].answers, true);
+      assert.equal(health.loaded, true);
+      assert.equal(health.model, TEST_MODELS.stories.file);
+      assert.equal(health.sha256, sha256);
+      assert.equal(health.probe.ok, true);
+      // The same report as the runtime's own endpoint, asked by id (its probe is reused for 10 s).
+      const runtime = byName('llm-runtime', 'Local model');
+      const direct = await red.get(`/edge-llm/runtimes/${runtime.id}/health`);
+      assert.equal(direct.status, 200);
+      const report = (await direct.json()) as Health;
+      assert.deepEqual([report.model, report.sha256, report.loaded], [health.model, health.sha256, true]);
+      // The examples share one runtime: one load of the file.
+      const list = (await (await red.get('/edge-llm/runtimes')).json()) as Array<{
+        model: { sha256: string };
+      }>;
+      assert.deepEqual([...new Set(list.map((r) => r.model.sha256))], [sha256]);
+      // An unknown name is a 404 that says so.
+      const unknown = await red.get(`/edge-llm/runtimes/${encodeURIComponent('No such model')}/health`);
+      assert.equal(unknown.status, 404);
+      assert.match(
+        ((await unknown.json()) as { error: string }).error,
+        /No llm-runtime node with id or name "No such model"/,
+      );
     });
 
     it('POST /ask answers with the personal data restored, and the model never saw it', async function () {

@@ -1,7 +1,18 @@
 import * as assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -215,6 +226,53 @@ describe('model lifecycle: versions, verification, update, rollback, download (r
     assert.equal(lc.info().previous, 'inspector@1.1.0', 'one step: rolling back again returns to 1.1.0');
     const same = await lc.update({ model: 'inspector@1.0.0' });
     assert.equal(same.unchanged, true);
+  });
+
+  it('after an update keeps the newest N versions: never the active one, the rollback target or a file in use', async () => {
+    // Installed one after another: 1.0.0 oldest, 1.4.0 newest (by manifest time).
+    for (const version of ['1.2.0', '1.3.0', '1.4.0'])
+      await installModelFile(dir, { name: 'inspector', version }, stories);
+    await mkdir(path.join(dir, 'inspector', 'scratch'));
+    const t0 = Date.now() / 1000 - 100;
+    for (const [i, version] of ['1.0.0', '1.1.0', '1.2.0', '1.3.0', '1.4.0'].entries())
+      await utimes(path.join(dir, 'inspector', version, 'manifest.json'), t0 + i, t0 + i);
+    registry = new RuntimeRegistry({ modelsDir: dir, gpu: false });
+    // Another runtime of this Node-RED has 1.0.0 loaded: its file is in use.
+    const other = registry.acquire({ source: 'inspector@1.0.0', settings: SETTINGS });
+    await other.ready;
+    const lc = start({ source: 'inspector@1.1.0', keepVersions: 2 });
+    await lc.ready;
+    const update = await lc.update({ model: 'inspector@1.4.0' });
+    assert.equal(update.ok, true, update.reason);
+    // Kept: 1.4.0 and 1.3.0 (the newest two), 1.1.0 (the rollback target), 1.0.0 (in use).
+    assert.deepEqual(update.removed, ['inspector@1.2.0']);
+    const left = (await readdir(path.join(dir, 'inspector'))).sort();
+    assert.deepEqual(left, ['1.0.0', '1.1.0', '1.3.0', '1.4.0', 'scratch']);
+    assert.ok(
+      logs.some((l) => /Removed old versions of inspector .*\(keeping 2\): inspector@1\.2\.0\./.test(l)),
+      logs.join('\n'),
+    );
+    assert.ok((await (await other.ready).complete('Once', { maxTokens: 2 })).tokensOut > 0);
+    const back = await lc.rollback();
+    assert.equal(back.ok, true, back.reason);
+    assert.equal(back.removed, undefined, 'a rollback removes nothing');
+    await other.release();
+
+    // The runtime of 1.0.0 is gone: the next update may remove it; keepVersions 0 removes nothing.
+    const again = await lc.update({ model: 'inspector@1.3.0' });
+    assert.deepEqual(again.removed, ['inspector@1.0.0']);
+    await lc.release();
+    const none = start({ source: 'inspector@1.3.0', keepVersions: 0 });
+    await none.ready;
+    const kept = await none.update({ model: 'inspector@1.1.0' });
+    assert.equal(kept.ok, true, kept.reason);
+    assert.equal(kept.removed, undefined);
+    assert.deepEqual((await readdir(path.join(dir, 'inspector'))).sort(), [
+      '1.1.0',
+      '1.3.0',
+      '1.4.0',
+      'scratch',
+    ]);
   });
 
   it('a failed update keeps the old version serving and says why: unloadable file, bad hash, missing version', async () => {

@@ -276,6 +276,53 @@ describe('kv-session nodes in a flow', function () {
     assert.equal((await routed).mission?.state, 'ReceiveCmd', 'the right key still opens the sessions');
   });
 
+  it('takes the encryption key from the environment variable it names when the credential is blank', async function () {
+    const name = 'EDGE_LLM_TEST_SESSION_KEY';
+    const viaEnv = flow([], { encryptionKeyEnv: name });
+    process.env[name] = 'right key';
+    try {
+      await load(viaEnv);
+      await move('m1', 'ReceiveCmd');
+      await helper.unload();
+
+      // The sessions were sealed with the variable's key: the credential with the same key opens them.
+      await load(flow(), { store: { encryptionKey: 'right key' } });
+      let routed = next('out-ReceiveCmd');
+      getNode('route').receive({ session: 'm1' });
+      assert.equal((await routed).mission?.state, 'ReceiveCmd');
+      await helper.unload();
+
+      // The credential wins over the variable.
+      await load(viaEnv, { store: { encryptionKey: 'wrong key' } });
+      let config = helper.getNode('store') as unknown as KvSessionStoreNode & { error: SinonSpy };
+      assert.equal(config.store, undefined);
+      await helper.unload();
+
+      // Without the variable (and no credential) the encrypted store does not open.
+      delete process.env[name];
+      await load(viaEnv);
+      config = helper.getNode('store') as unknown as KvSessionStoreNode & { error: SinonSpy };
+      assert.equal(config.store, undefined);
+      assert.ok(config.error.args.some(([m]) => /kv-session-store.errors.bad-config/.test(String(m))));
+      await helper.unload();
+
+      process.env[name] = 'right key';
+      await load(viaEnv);
+      routed = next('out-ReceiveCmd');
+      getNode('route').receive({ session: 'm1' });
+      assert.equal((await routed).mission?.state, 'ReceiveCmd');
+      await helper.unload();
+
+      await load(flow([], { encryptionKeyEnv: 'not a name' }));
+      config = helper.getNode('store') as unknown as KvSessionStoreNode & { error: SinonSpy };
+      assert.ok(
+        config.error.args.some(([m]) => /Key variable must be an environment variable name/.test(String(m))),
+      );
+    } finally {
+      delete process.env[name];
+    }
+  });
+
   it('reports bad configuration with a red status and an error, without throwing', async function () {
     await load([
       { id: 'f1', type: 'tab' },

@@ -6,7 +6,7 @@ import { LlmError } from './errors';
 import {
   checkManifest,
   formatModelRef,
-  hashFile,
+  contentIdentity,
   versionDir,
   writeManifest,
   type ModelManifest,
@@ -117,15 +117,16 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
     }
   }
 
-  const size = (await stat(part)).size;
-  const sha256 = await hashFile(part, options.signal);
+  const bytes = (await stat(part)).size;
+  // The expected sha256 and size are the plaintext's for an encrypted file (see contentIdentity).
+  const { sha256, size } = await contentIdentity(part, options.signal);
   const mismatch =
     options.sha256 !== undefined && sha256 !== options.sha256
       ? `sha256 ${sha256}, expected ${options.sha256}`
       : options.size !== undefined && size !== options.size
         ? `${size} bytes, expected ${options.size}`
-        : total !== undefined && size !== total
-          ? `${size} bytes, the server announced ${total}`
+        : total !== undefined && bytes !== total
+          ? `${bytes} bytes, the server announced ${total}`
           : undefined;
   if (mismatch) {
     // A wrong file must not be resumed from next time.
@@ -149,7 +150,7 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
     `The manifest for ${formatModelRef(options.ref)}`,
   );
   await writeManifest(options.modelsDir, manifest);
-  return { manifest, file: target, bytes: size, resumes, resumedFrom };
+  return { manifest, file: target, bytes, resumes, resumedFrom };
 }
 
 function cancelled(): LlmError {

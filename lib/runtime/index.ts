@@ -11,5 +11,7 @@ export * from './telemetry';
 export { defaultThreads, getSharedLlama, loadNodeLlamaCpp, type GpuChoice } from './llama';
 export { precompileSchemas, loadValidator } from './precompile';
 export * from './manifest';
+export * from './adapters';
+export * from './encrypted';
 export * from './download';
 export * from './lifecycle';

@@ -1,16 +1,19 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isPlainObject } from '../util/plain';
 import { redactUrl } from '../util/redact';
+import type { AdapterSpec } from './adapters';
 import { downloadModel, type DownloadProgress } from './download';
 import { LlmError, isLlmError } from './errors';
 import {
   checkManifest,
   formatModelRef,
   parseModelRef,
+  readManifest,
   verifyManifestSignature,
+  versionDir,
   type ModelManifest,
   type ModelRef,
 } from './manifest';
@@ -136,6 +139,8 @@ export interface UpdateResult {
   ms: number;
   /** Requests the old version still held at the switch: they finished there. */
   drained?: number;
+  /** Old versions whose files were removed from the models directory after the switch (keep-N). */
+  removed?: string[];
 }
 
 export interface UpdateProgress {
@@ -180,6 +185,10 @@ export interface ModelLifecycleOptions {
   source: string;
   settings?: ContextSettings;
   publicKey?: string;
+  /** LoRA adapters applied to every version's context. */
+  adapters?: AdapterSpec[];
+  /** The key text of encrypted model files (any version may be stored encrypted). */
+  modelKey?: string;
   modelsDir: string;
   /** Remembers the active and previous versions across restarts (JSON); none: not remembered. */
   stateFile?: string;
@@ -190,6 +199,17 @@ export interface ModelLifecycleOptions {
   drainMs?: number;
   /** A health probe's answer is reused this long (ms): the endpoint may be polled often. */
   probeMaxAgeMs?: number;
+  /**
+   * After a successful update, versions of the model beyond this many (the newest installed kept)
+   * are removed from the models directory; the active version and the rollback target always stay.
+   * Default 3; 0: none removed.
+   */
+  keepVersions?: number;
+  /**
+   * Files (paths) and name@version models in use anywhere in this Node-RED, which a clean-up must
+   * not remove; default: what this lifecycle's registry has loaded.
+   */
+  inUse?: () => Promise<string[]>;
   onLog?: (level: 'warn' | 'info', message: string) => void;
 }
 
@@ -404,6 +424,8 @@ export class ModelLifecycle extends EventEmitter implements Lease {
       source,
       settings: this.options.settings,
       ...(this.options.publicKey ? { publicKey: this.options.publicKey } : {}),
+      ...(this.options.adapters?.length ? { adapters: this.options.adapters } : {}),
+      ...(this.options.modelKey ? { modelKey: this.options.modelKey } : {}),
     });
     return new Generation(source, lease, this);
   }
@@ -504,6 +526,10 @@ export class ModelLifecycle extends EventEmitter implements Lease {
         `Model ${action === 'rollback' ? 'rolled back' : 'updated'}: ${from} -> ${target} (checked in ${result.check?.ms} ms, switched after ${result.ms} ms).`,
       );
       await this.saveState();
+      if (action === 'update') {
+        const removed = await this.cleanUp();
+        if (removed.length) result.removed = removed;
+      }
       return result;
     } catch (err) {
       return fail((err as Error).message);
@@ -600,6 +626,36 @@ export class ModelLifecycle extends EventEmitter implements Lease {
     timers[0].unref();
   }
 
+  /** Keep-N after an update: never the active version, the rollback target, or a file in use. */
+  private async cleanUp(): Promise<string[]> {
+    const keep = this.options.keepVersions ?? 3;
+    const ref = parseModelRef(this.active.source);
+    if (!ref || keep <= 0) return [];
+    try {
+      const inUse = this.options.inUse
+        ? await this.options.inUse()
+        : (await this.options.registry.list()).map((info) => info.model.path);
+      const removed = await pruneVersions(this.options.modelsDir, ref.name, keep, [
+        this.active.source,
+        ...(this.previous ? [this.previous] : []),
+        ...[...this.others].map((g) => g.source),
+        ...inUse,
+      ]);
+      if (removed.length)
+        this.options.onLog?.(
+          'info',
+          `Removed old versions of ${ref.name} from ${this.options.modelsDir} (keeping ${keep}): ${removed.join(', ')}.`,
+        );
+      return removed;
+    } catch (err) {
+      this.options.onLog?.(
+        'warn',
+        `Old versions of ${ref.name} were not cleaned up: ${(err as Error).message}`,
+      );
+      return [];
+    }
+  }
+
   private async saveState(): Promise<void> {
     const file = this.options.stateFile;
     if (!file) return;
@@ -668,6 +724,45 @@ export class ModelLifecycle extends EventEmitter implements Lease {
     this.others.clear();
     await Promise.all(all.map((g) => g.release().catch(() => undefined)));
   }
+}
+
+/**
+ * Removes the files of old versions of one model from the models directory: the `keep` most
+ * recently installed versions stay (by their manifest's time), and so does every version named in
+ * `protect` (as name@version, or by a path inside its folder: a file loaded somewhere). A folder
+ * without a readable manifest is not ours to judge and stays. Returns the name@version removed.
+ */
+export async function pruneVersions(
+  modelsDir: string,
+  name: string,
+  keep: number,
+  protect: readonly string[],
+): Promise<string[]> {
+  const base = path.join(modelsDir, name);
+  const entries = await readdir(base, { withFileTypes: true }).catch(() => []);
+  const versions: Array<{ ref: ModelRef; dir: string; at: number }> = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory()) continue;
+    const ref = { name, version: entry.name };
+    if (!parseModelRef(formatModelRef(ref))) continue;
+    const dir = versionDir(modelsDir, ref);
+    const manifest = await readManifest(modelsDir, ref).catch(() => undefined);
+    if (!manifest) continue;
+    const at = (await stat(path.join(dir, 'manifest.json'))).mtimeMs;
+    versions.push({ ref, dir, at });
+  }
+  versions.sort((a, b) => b.at - a.at || b.ref.version.localeCompare(a.ref.version));
+  const resolved = protect.map((p) => path.resolve(p));
+  const isProtected = (v: { ref: ModelRef; dir: string }): boolean =>
+    protect.includes(formatModelRef(v.ref)) ||
+    resolved.some((p) => p === v.dir || p.startsWith(v.dir + path.sep));
+  const removed: string[] = [];
+  for (const v of versions.slice(keep)) {
+    if (isProtected(v)) continue;
+    await rm(v.dir, { recursive: true, force: true });
+    removed.push(formatModelRef(v.ref));
+  }
+  return removed;
 }
 
 function targetName(request: UpdateRequest): string {

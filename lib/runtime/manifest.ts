@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { redactUrl } from '../util/redact';
+import { readEncryptedHeader } from './encrypted';
 import { LlmError } from './errors';
 
 /**
@@ -215,11 +216,27 @@ export function hashFile(file: string, signal?: AbortSignal): Promise<string> {
   });
 }
 
+/**
+ * What a manifest records of a file: its sha256 and size. For an encrypted model file (see
+ * encrypted.ts) these are the plaintext GGUF's, as its header states them (bound to every chunk;
+ * decrypting checks them): a version is the same model whether it is stored encrypted or not.
+ */
+export async function contentIdentity(
+  file: string,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; size: number; encrypted: boolean }> {
+  const encrypted = await readEncryptedHeader(file);
+  if (encrypted) return { sha256: encrypted.header.sha256, size: encrypted.header.size, encrypted: true };
+  return { sha256: await hashFile(file, signal), size: (await stat(file)).size, encrypted: false };
+}
+
 export interface VerifiedModel {
   ref: ModelRef;
   manifest: ModelManifest;
   /** The GGUF file, checked against the manifest. */
   file: string;
+  /** Stored encrypted: checked against the manifest by its header, its content when it is decrypted. */
+  encrypted?: boolean;
 }
 
 /**
@@ -241,6 +258,16 @@ export async function verifyModelRef(
   const info = await stat(file).catch(() => undefined);
   if (!info?.isFile())
     throw new LlmError('model_load', `Model ${formatModelRef(ref)}: its file ${file} is missing.`);
+  const encrypted = await readEncryptedHeader(file);
+  if (encrypted) {
+    const { size, sha256 } = encrypted.header;
+    if (size !== manifest.size || sha256 !== manifest.sha256)
+      throw new LlmError(
+        'model_load',
+        `Model ${formatModelRef(ref)} refused: ${file} is encrypted from a file of ${size} bytes with sha256 ${sha256}, the manifest expects ${manifest.size} bytes with sha256 ${manifest.sha256}.`,
+      );
+    return { ref, manifest, file, encrypted: true };
+  }
   if (info.size !== manifest.size)
     throw new LlmError(
       'model_load',
@@ -272,12 +299,13 @@ export async function installModelFile(
   const tmp = path.join(dir, `.${fileName}.${process.pid}.tmp`);
   await copyFile(from, tmp);
   await rename(tmp, target);
+  const content = await contentIdentity(target);
   let manifest: ModelManifest = {
     name: ref.name,
     version: ref.version,
     file: fileName,
-    sha256: await hashFile(target),
-    size: (await stat(target)).size,
+    sha256: content.sha256,
+    size: content.size,
     source: options.source ?? 'local',
   };
   if (options.privateKeyPem) manifest = signManifest(manifest, options.privateKeyPem);

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { LlamaModel } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { redactUrl } from '../util/redact';
@@ -14,6 +14,14 @@ import {
   type ModelIdentity,
 } from './model-source';
 import { verifySpecSource } from './manifest';
+import { checkModelKey, checkRamDirectory, decryptModelToRam, readEncryptedHeader } from './encrypted';
+import {
+  adaptersKey,
+  describeAdapter,
+  resolveAdapters,
+  type AdapterSpec,
+  type ResolvedAdapter,
+} from './adapters';
 import {
   ModelRuntime,
   resolveContextSettings,
@@ -54,6 +62,10 @@ export interface RuntimeSpec {
    * manifest.ts); without one a manifest's sha256 is still checked.
    */
   publicKey?: string;
+  /** LoRA adapters applied to this runtime's context; runtimes with other adapters get their own. */
+  adapters?: AdapterSpec[];
+  /** The key text of an encrypted model file (see encrypted.ts). */
+  modelKey?: string;
 }
 
 export interface RuntimeInfo {
@@ -64,6 +76,8 @@ export interface RuntimeInfo {
   settings: ResolvedContextSettings;
   users: number;
   state: 'loading' | 'ready' | 'error';
+  /** The LoRA adapters on this runtime's context (file identity and scale). */
+  adapters?: Array<{ source: string; sha256: string; scale: number }>;
   metrics?: RuntimeMetrics;
   /** Where the runtime runs: the runtime child process, Node-RED's own, or a model server. */
   process?: 'child' | 'in-process' | 'server';
@@ -106,6 +120,7 @@ interface RuntimeEntry {
   source: string;
   modelKey: string;
   settings: ResolvedContextSettings;
+  adapters: ResolvedAdapter[];
   users: number;
   runtime: Promise<ModelRuntime>;
   resolved?: ModelRuntime;
@@ -202,6 +217,11 @@ export interface RegistryOptions {
   stallMs?: number;
   /** What a person should read in the log: a model file that changed, a reload. */
   onLog?: (level: 'warn' | 'info', message: string) => void;
+  /**
+   * Where encrypted models are decrypted to, briefly: a RAM-backed filesystem (tmpfs or ramfs), or
+   * the load is refused. Default: EDGE_LLM_RAM_DIR, else /dev/shm.
+   */
+  ramDir?: string;
 }
 
 interface FileStamp {
@@ -292,30 +312,50 @@ export class RuntimeRegistry implements Registry {
       }));
     if (!verified) lease.file = file;
     const stamp = await stampOf(file);
+    const encrypted = await readEncryptedHeader(file);
     // A verified version was hashed just now, against its manifest.
     const identity = verified
       ? { path: file, size: verified.manifest.size, sha256: verified.manifest.sha256 }
-      : await this.identities.identify(file);
+      : await this.identify(file);
     if (lease.released) return;
-    await checkGgufFile(file, identity.size);
+    if (encrypted) {
+      // The key and the room in memory are checked before anything else waits on this load.
+      if (!lease.spec.modelKey)
+        throw new LlmError(
+          'model_load',
+          `${file} is an encrypted model file and no model key is set: give it in the llm-runtime's credentials or its environment variable.`,
+        );
+      await checkModelKey(file, encrypted, lease.spec.modelKey);
+      await checkRamDirectory(this.ramDir, identity.size);
+    } else await checkGgufFile(file, identity.size);
     if (lease.released) return;
     const settings = resolveContextSettings(lease.spec.settings);
     // No thread count set: the runtime times the candidates at load and keeps the fastest.
     const autoThreads = lease.spec.settings?.threads === undefined;
+    const adapters = await resolveAdapters(lease.spec.adapters ?? [], {
+      modelsDir: this.options.modelsDir,
+      publicKey: lease.spec.publicKey,
+      identities: this.identities,
+      signal: lease.cancel.signal,
+    });
+    if (lease.released) return;
     const modelKey = `${identity.sha256}:${identity.size}`;
-    // Only what shapes the context keys it: users with other queue limits or timeouts share it.
-    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${autoThreads ? 'auto' : settings.threads}`;
+    // Only what shapes the context keys it: users with other queue limits or timeouts share it,
+    // users with other adapters (or scales) do not.
+    const lora = adaptersKey(adapters);
+    const id = `${identity.sha256.slice(0, 12)}-${settings.sequences}x${settings.contextSize}-t${autoThreads ? 'auto' : settings.threads}${lora ? `-lora${lora}` : ''}`;
     lease.settings = settings;
 
     let entry = this.runtimes.get(id);
     if (!entry) {
-      const model = this.modelEntry(modelKey, identity, stamp);
+      const model = this.modelEntry(modelKey, identity, stamp, encrypted ? lease.spec.modelKey : undefined);
       model.users++;
       const created: RuntimeEntry = {
         id,
         source: lease.spec.source,
         modelKey,
         settings,
+        adapters,
         users: 0,
         runtime: model.model.then((m) =>
           ModelRuntime.create(
@@ -323,6 +363,7 @@ export class RuntimeRegistry implements Registry {
             { ...settings, threads: autoThreads ? undefined : settings.threads },
             identity.sha256,
             this.threadsCacheFile,
+            adapters,
           ),
         ),
       };
@@ -364,21 +405,53 @@ export class RuntimeRegistry implements Registry {
     }
   }
 
-  private modelEntry(key: string, identity: ModelIdentity, stamp: FileStamp | undefined): ModelEntry {
+  private get ramDir(): string {
+    return this.options.ramDir || process.env.EDGE_LLM_RAM_DIR || '/dev/shm';
+  }
+
+  /** A file's identity: an encrypted one's from its header (its plaintext's), any other hashed once per change. */
+  private async identify(file: string): Promise<ModelIdentity> {
+    const encrypted = await readEncryptedHeader(file);
+    if (encrypted) return { path: file, size: encrypted.header.size, sha256: encrypted.header.sha256 };
+    return this.identities.identify(file);
+  }
+
+  private modelEntry(
+    key: string,
+    identity: ModelIdentity,
+    stamp: FileStamp | undefined,
+    /** Set for an encrypted file: decrypted into memory, loaded, and its plaintext removed at once. */
+    modelKey?: string,
+  ): ModelEntry {
     let entry = this.models.get(key);
     if (!entry) {
       const events = new EventEmitter();
-      const model = getSharedLlama(this.options.gpu ?? 'auto').then((llama) =>
-        llama.loadModel({
-          modelPath: identity.path,
-          // A large model is read into memory rather than mapped: the CPU backend repacks most
-          // weights into its own buffer, and mapped file pages beside that copy cost the weights'
-          // size again in RSS. A small one stays mapped: its buffers would fall under malloc's
-          // mmap threshold and be kept by the allocator after an unload.
-          useMmap: identity.size < READ_MIN_BYTES,
-          onLoadProgress: (progress) => events.emit('progress', progress),
-        }),
-      );
+      const load = async (): Promise<LlamaModel> => {
+        const llama = await getSharedLlama(this.options.gpu ?? 'auto');
+        const plain = modelKey
+          ? await decryptModelToRam(identity.path, modelKey, {
+              ramDir: this.ramDir,
+              onProgress: (p) => events.emit('progress', p / 2),
+            })
+          : undefined;
+        try {
+          if (plain) await checkGgufFile(plain.path, plain.size);
+          return await llama.loadModel({
+            modelPath: plain?.path ?? identity.path,
+            // A large model is read into memory rather than mapped: the CPU backend repacks most
+            // weights into its own buffer, and mapped file pages beside that copy cost the weights'
+            // size again in RSS. A small one stays mapped: its buffers would fall under malloc's
+            // mmap threshold and be kept by the allocator after an unload.
+            useMmap: identity.size < READ_MIN_BYTES,
+            onLoadProgress: (progress) => events.emit('progress', plain ? 0.5 + progress / 2 : progress),
+          });
+        } finally {
+          // Loaded (or failed): the plaintext leaves the filesystem at once; a mapped model keeps
+          // its pages in memory until it is unloaded, and nothing else can open them.
+          if (plain) await rm(plain.path, { force: true });
+        }
+      };
+      const model = load();
       model.catch(() => undefined);
       const created: ModelEntry = { identity, users: 0, model, events };
       if (stamp) this.watch(key, created, stamp);
@@ -415,7 +488,7 @@ export class RuntimeRegistry implements Registry {
           last = now ?? last;
           return; // still being written (or gone): wait for it to hold still
         }
-        const identity = await this.identities.identify(entry.identity.path).catch(() => undefined);
+        const identity = await this.identify(entry.identity.path).catch(() => undefined);
         if (this.models.get(key) !== entry) return;
         if (identity && identity.sha256 === entry.identity.sha256 && identity.size === entry.identity.size) {
           this.options.onLog?.('info', `The model file ${entry.identity.path} has the same content: kept.`);
@@ -549,6 +622,7 @@ export class RuntimeRegistry implements Registry {
         },
         users: entry.users,
         state: runtime ? 'ready' : entry.failed ? 'error' : 'loading',
+        ...(entry.adapters.length ? { adapters: entry.adapters.map(describeAdapter) } : {}),
         metrics: runtime?.getMetrics(),
       };
     });

@@ -9,6 +9,7 @@ import type {
   LlamaJsonSchemaGrammar,
   LlamaModel,
 } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
+import { checkAdapterFile, type ResolvedAdapter } from './adapters';
 import { LlmError, isLlmError } from './errors';
 import { JsonEnd } from './json-end';
 import { compileSchema, describeErrors, schemaHash, type CompiledSchema } from './json-schema';
@@ -212,7 +213,10 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     modelSha256 = '',
     /** Where calibrated thread counts are remembered (JSON); none: once per process. */
     threadsCacheFile?: string,
+    /** LoRA adapters applied to this context (checked against the model first). */
+    adapters: readonly ResolvedAdapter[] = [],
   ): Promise<ModelRuntime> {
+    for (const adapter of adapters) await checkAdapterFile(adapter, model.fileInfo);
     // A model of a few MB decodes a token in less time than a thread takes to wake: more threads
     // only cost there (perf anchor, stories260K: 1,414 t/s at 1 thread, 67 at 2), so it keeps
     // defaultThreads() without a calibration.
@@ -224,25 +228,38 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
           })
         : undefined);
     const runtime = new ModelRuntime(model, resolveContextSettings({ ...settings, threads }), modelSha256);
-    await runtime.open();
+    await runtime.open(adapters);
     return runtime;
   }
 
-  private async open(): Promise<void> {
+  private async open(adapters: readonly ResolvedAdapter[]): Promise<void> {
     const { LlamaCompletion, LlamaChat, resolveChatWrapper } = await loadNodeLlamaCpp();
     const { contextSize, sequences, threads } = this.settings;
-    this.context = await this.model.createContext({
-      // Per sequence: node-llama-cpp gives each sequence its own contextSize cells.
-      contextSize: Math.min(contextSize, this.model.trainContextSize),
-      sequences,
-      threads,
-      batching: {
-        dispatchSchedule: (dispatch) => {
-          this.metrics.batches++;
-          setImmediate(dispatch);
+    const lora = adapters.length
+      ? { adapters: adapters.map((a) => ({ filePath: a.file, scale: a.scale })) }
+      : undefined;
+    try {
+      this.context = await this.model.createContext({
+        // Per sequence: node-llama-cpp gives each sequence its own contextSize cells.
+        contextSize: Math.min(contextSize, this.model.trainContextSize),
+        sequences,
+        threads,
+        lora,
+        batching: {
+          dispatchSchedule: (dispatch) => {
+            this.metrics.batches++;
+            setImmediate(dispatch);
+          },
         },
-      },
-    });
+      });
+    } catch (err) {
+      if (!lora) throw err;
+      throw new LlmError(
+        'model_load',
+        `The LoRA adapters (${adapters.map((a) => a.file).join(', ')}) could not be applied to the model: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
     const chatWrapper = resolveChatWrapper(this.model);
     for (let i = 0; i < sequences; i++) {
       const sequence = this.context.getSequence();
