@@ -18,69 +18,22 @@
     return RED._(NS + 'form.' + key, vars);
   };
 
-  function fail(where, what) {
-    throw new F.Unshowable(where + ': ' + what);
-  }
-  function obj(v, where) {
-    if (v === undefined) return {};
-    if (!v || typeof v !== 'object' || Array.isArray(v)) fail(where, t('not-object'));
-    return v;
-  }
-  function textOf(v, where) {
-    if (v === undefined) return '';
-    if (typeof v !== 'string') fail(where, t('not-text'));
-    return v;
-  }
-  function numOf(v, where) {
-    if (v === undefined) return '';
-    if (typeof v !== 'number') fail(where, t('not-number'));
-    return String(v);
-  }
-  function enumOf(values, type, where) {
-    if (values === undefined) return '';
-    if (!Array.isArray(values)) fail(where, t('not-list'));
-    var want = type === 'integer' ? 'number' : type;
-    var ok = values.every(function (v) {
-      return typeof v === want && (want !== 'string' || (v !== '' && !/,|^\s|\s$/.test(v)));
-    });
-    if (!ok) fail(where, t('enum-mixed'));
-    return values.join(', ');
-  }
-  function input(row, cls, width, placeholder) {
-    return $('<input type="text">')
-      .addClass(cls)
-      .css({ width: width })
-      .attr('placeholder', placeholder || '')
-      .appendTo(row);
-  }
-  function rows(ol) {
-    var out = [];
-    ol.editableList('items').each(function () {
-      out.push($(this));
-    });
-    return out;
-  }
-  function kept(row, rule, shown, prefix) {
-    var others = Object.keys(rule)
-      .filter(function (k) {
-        return shown.indexOf(k) === -1;
-      })
-      .map(function (k) {
-        return (prefix || '') + k;
-      });
-    if (others.length)
-      $('<div class="edge-llm-form-kept">')
-        .text(t('kept', { keys: others.join(', ') }))
-        .appendTo(row);
-  }
-  function textValue(el, before) {
-    var v = String(el.val());
-    return v === '' ? (before === '' ? '' : undefined) : v;
-  }
+  // Row helpers both forms share (form-view.js), bound to this form's strings when it is built.
+  var fail, obj, textOf, numOf, enumOf, input, rows, kept, textValue;
 
   /** Builds the form in `container`; returns show(catalogue) and read(reader) for EdgeLlmFormView. */
   function build(container, changed) {
     F = window.EdgeLlmFormView;
+    var h = F.rowHelpers(t);
+    fail = h.fail;
+    obj = h.obj;
+    textOf = h.textOf;
+    numOf = h.numOf;
+    enumOf = h.enumOf;
+    input = h.input;
+    rows = h.rows;
+    kept = h.kept;
+    textValue = h.textValue;
     container.empty();
     var note = $('<div class="form-tips edge-llm-catalogue-default">').text(t('default')).appendTo(container);
     var actions = $('<ol class="edge-llm-catalogue">')

@@ -389,6 +389,93 @@
     return text;
   }
 
+  /**
+   * The helpers a form's rows use, bound to that form's strings `t`: reading a JSON value into a
+   * field's text (a value the form cannot show throws Unshowable, and the dialog stays on JSON),
+   * making inputs, and listing what a row keeps unseen.
+   */
+  function rowHelpers(t) {
+    function fail(where, what) {
+      throw new Unshowable(where + ': ' + what);
+    }
+
+    function obj(v, where) {
+      if (v === undefined) return {};
+      if (!v || typeof v !== 'object' || Array.isArray(v)) fail(where, t('not-object'));
+      return v;
+    }
+
+    function textOf(v, where) {
+      if (v === undefined) return '';
+      if (typeof v !== 'string') fail(where, t('not-text'));
+      return v;
+    }
+
+    function numOf(v, where) {
+      if (v === undefined) return '';
+      if (typeof v !== 'number') fail(where, t('not-number'));
+      return String(v);
+    }
+
+    function enumOf(values, type, where) {
+      if (values === undefined) return '';
+      if (!Array.isArray(values)) fail(where, t('not-list'));
+      var want = type === 'integer' ? 'number' : type;
+      var ok = values.every(function (v) {
+        return typeof v === want && (want !== 'string' || (v !== '' && !/,|^\s|\s$/.test(v)));
+      });
+      if (!ok) fail(where, t('enum-mixed'));
+      return values.join(', ');
+    }
+
+    function input(row, cls, width, placeholder) {
+      return $('<input type="text">')
+        .addClass(cls)
+        .css({ width: width })
+        .attr('placeholder', placeholder || '')
+        .appendTo(row);
+    }
+
+    function rows(ol) {
+      var out = [];
+      ol.editableList('items').each(function () {
+        out.push($(this));
+      });
+      return out;
+    }
+
+    function kept(row, rule, shown, prefix) {
+      var others = Object.keys(rule)
+        .filter(function (k) {
+          return shown.indexOf(k) === -1;
+        })
+        .map(function (k) {
+          return (prefix || '') + k;
+        });
+      if (others.length)
+        $('<div class="edge-llm-form-kept">')
+          .text(t('kept', { keys: others.join(', ') }))
+          .appendTo(row);
+    }
+
+    function textValue(el, before) {
+      var v = String(el.val());
+      return v === '' ? (before === '' ? '' : undefined) : v;
+    }
+
+    return {
+      fail: fail,
+      obj: obj,
+      textOf: textOf,
+      numOf: numOf,
+      enumOf: enumOf,
+      input: input,
+      rows: rows,
+      kept: kept,
+      textValue: textValue,
+    };
+  }
+
   window.EdgeLlmFormView = {
     create: create,
     Unshowable: Unshowable,
@@ -398,5 +485,6 @@
     listText: listText,
     valueInput: valueInput,
     readValue: readValue,
+    rowHelpers: rowHelpers,
   };
 })();

@@ -20,14 +20,8 @@
     return RED._(NS + 'form.' + key, vars);
   };
 
-  function fail(where, what) {
-    throw new F.Unshowable(where + ': ' + what);
-  }
-  function obj(v, where) {
-    if (v === undefined) return {};
-    if (!v || typeof v !== 'object' || Array.isArray(v)) fail(where, t('not-object'));
-    return v;
-  }
+  // Row helpers both forms share (form-view.js), bound to this form's strings when it is built.
+  var fail, obj, textOf, numOf, enumOf, input, rows, kept, textValue;
   function arr(v, where) {
     if (v === undefined) return [];
     if (!Array.isArray(v)) fail(where, t('not-list'));
@@ -35,16 +29,6 @@
       obj(x, where + '[' + i + ']');
     });
     return v;
-  }
-  function textOf(v, where) {
-    if (v === undefined) return '';
-    if (typeof v !== 'string') fail(where, t('not-text'));
-    return v;
-  }
-  function numOf(v, where) {
-    if (v === undefined) return '';
-    if (typeof v !== 'number') fail(where, t('not-number'));
-    return String(v);
   }
   function listOf(v, where) {
     var s = F.listText(v);
@@ -56,24 +40,7 @@
     if (v !== undefined && allowed.indexOf(v) === -1) fail(where, JSON.stringify(v));
     return v;
   }
-  function enumOf(values, type, where) {
-    if (values === undefined) return '';
-    if (!Array.isArray(values)) fail(where, t('not-list'));
-    var want = type === 'integer' ? 'number' : type;
-    var ok = values.every(function (v) {
-      return typeof v === want && (want !== 'string' || (v !== '' && !/,|^\s|\s$/.test(v)));
-    });
-    if (!ok) fail(where, t('enum-mixed'));
-    return values.join(', ');
-  }
 
-  function input(row, cls, width, placeholder) {
-    return $('<input type="text">')
-      .addClass(cls)
-      .css({ width: width })
-      .attr('placeholder', placeholder || '')
-      .appendTo(row);
-  }
   function select(row, cls, values, labels, width) {
     var s = $('<select>').addClass(cls).css({ width: width }).appendTo(row);
     values.forEach(function (v, i) {
@@ -112,22 +79,11 @@
         removeItem: removeItem,
       });
   }
-  function rows(ol) {
-    var out = [];
-    ol.editableList('items').each(function () {
-      out.push($(this));
-    });
-    return out;
-  }
   /** Keeps a boolean the form shows as a checkbox: true, or false where the JSON said false, or absent. */
   function flag(on, before) {
     return on ? true : before === false ? false : undefined;
   }
   /** Blank text: absent, unless the JSON held the empty text. */
-  function textValue(el, before) {
-    var v = String(el.val());
-    return v === '' ? (before === '' ? '' : undefined) : v;
-  }
   function listValue(el, before) {
     var v = String(el.val()).trim();
     if (!v) return Array.isArray(before) && before.length === 0 ? [] : undefined;
@@ -139,25 +95,22 @@
   function arrayValue(items, before) {
     return items.length ? items : Array.isArray(before) && before.length === 0 ? [] : undefined;
   }
-  function kept(row, rule, shown, prefix) {
-    var others = Object.keys(rule)
-      .filter(function (k) {
-        return shown.indexOf(k) === -1;
-      })
-      .map(function (k) {
-        return (prefix || '') + k;
-      });
-    if (others.length)
-      $('<div class="edge-llm-form-kept">')
-        .text(t('kept', { keys: others.join(', ') }))
-        .appendTo(row);
-  }
 
   var uid = 0;
 
   /** Builds the form in `container`; returns show(policy) and read(reader) for EdgeLlmFormView. */
   function build(container, changed) {
     F = window.EdgeLlmFormView;
+    var h = F.rowHelpers(t);
+    fail = h.fail;
+    obj = h.obj;
+    textOf = h.textOf;
+    numOf = h.numOf;
+    enumOf = h.enumOf;
+    input = h.input;
+    rows = h.rows;
+    kept = h.kept;
+    textValue = h.textValue;
     container.empty();
     var top = section(container, 'policy');
     var topLine = line(top);
