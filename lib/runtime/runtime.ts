@@ -685,25 +685,28 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     let emitted = 0;
     let firstTokenAt = 0;
     let complete = false;
-    const take = (tokens: Token[]): void => {
-      if (tokens.length === 0) return;
-      if (out.length === 0) firstTokenAt = performance.now();
-      out.push(...tokens);
+    const emit = (final: boolean): void => {
       const text = this.model.detokenize(out, false, lastPromptTokens);
       // A character split over two tokens waits for its second half.
       let end = text.length;
-      while (end > emitted && text.charCodeAt(end - 1) === 0xfffd) end--;
+      while (!final && end > emitted && text.charCodeAt(end - 1) === 0xfffd) end--;
       if (end <= emitted) return;
       const piece = text.slice(emitted, end);
       emitted = end;
       options.onText?.(piece);
       if (jsonEnd.push(piece)) complete = true;
     };
+    // Text goes out once the prompt is read: the first token is there when the model has spoken.
+    const take = (tokens: Token[]): void => {
+      firstTokenAt ||= performance.now();
+      out.push(...tokens);
+      emit(false);
+    };
     let tokensForced = 0;
     const opening = forced.next(state, maxTokens);
     if (opening) {
       state = opening.state;
-      take(opening.tokens);
+      out.push(...opening.tokens);
       tokensForced += opening.tokens.length;
     }
     const iterator = sequence.evaluate([...prompt.slice(kept), ...(opening?.tokens ?? [])], {
@@ -738,6 +741,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     } finally {
       await iterator.return();
     }
+    if (!complete && !signal.aborted) emit(true);
     if (complete) rawStop = 'jsonComplete';
     else if (signal.aborted) rawStop = 'abort';
     const text = this.model.detokenize(out, false, lastPromptTokens);
