@@ -260,15 +260,140 @@ describe('runtime (real inference on the test models)', function () {
         const runs = Array.from({ length: 100 }, (_, i) =>
           runtime.generateJson('Report as JSON: ', bounded, { maxTokens: 200, temperature: 0.9, seed: i }),
         );
-        const results = await Promise.all(runs);
+        const settled = await Promise.allSettled(runs);
+        // The random-weight model writes raw bytes: llama.cpp's grammar counts a 4-byte sequence
+        // that is not valid UTF-8 as one character of a string, the text holds four U+FFFD for it,
+        // and the answer fails maxLength. It happens with or without jump-forward (a few in 300
+        // seeds), is reported as invalid, and is what the nodes' retry is for.
+        const failed = settled.filter((o) => o.status === 'rejected');
+        for (const o of failed) {
+          assert.equal((o.reason as LlmError).code, 'invalid');
+          assert.match((o.reason as LlmError).message, /Expected at most 24 characters/);
+        }
+        assert.ok(failed.length <= (name === 'tinyRandom' ? 3 : 0), `${failed.length} invalid`);
+        const results = settled.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
         for (const r of results) {
           const v = r.value as { targets: string[]; severity: number; ok: boolean };
           assert.ok(Array.isArray(v.targets) && v.targets.length <= 3);
           assert.ok(typeof v.ok === 'boolean');
           assert.equal(r.schemaHash.length, 16);
         }
+        // The keys, quotes and colons are the grammar's: jump-forward fed them without sampling.
+        assert.ok(results.every((r) => (r.tokensForced ?? 0) > 0));
       });
     }
+
+    describe('jump-forward (what the grammar forces is fed in one batch)', function () {
+      const mission = {
+        type: 'object',
+        properties: {
+          inspection_targets: { type: 'array', items: { type: 'string', maxLength: 16 }, maxItems: 2 },
+          output_format: { type: 'string', enum: ['maintenance_report', 'alert'] },
+          within_limits: { type: 'boolean' },
+        },
+        required: ['inspection_targets', 'output_format', 'within_limits'],
+        additionalProperties: false,
+      };
+      const messages = [
+        { role: 'system' as const, content: 'Answer with the mission as JSON.' },
+        { role: 'user' as const, content: 'Inspect pump 4, send a maintenance report.' },
+      ];
+
+      for (const name of ['stories', 'tinyRandom'] as const) {
+        it(`gives valid answers from ${name} in fewer decodes than one per token, chat and prompt`, async function () {
+          const runtime = (await registry.acquire({
+            source: await testModel(name),
+            settings: { sequences: 1, contextSize: 2048 },
+          }).ready) as ModelRuntime;
+          for (const jumpForward of [false, true]) {
+            for (let seed = 0; seed < 6; seed++) {
+              const before = runtime.getMetrics();
+              const input = seed % 2 ? messages : 'Mission as JSON: ';
+              const r = await runtime.generateJson(input, mission, {
+                maxTokens: 300,
+                temperature: seed ? 0.8 : 0,
+                seed,
+                jumpForward,
+              });
+              const v = r.value as { output_format: string; within_limits: boolean };
+              assert.ok(['maintenance_report', 'alert'].includes(v.output_format));
+              assert.equal(typeof v.within_limits, 'boolean');
+              assert.equal(r.stopReason, 'stop');
+              const decodes = runtime.getMetrics().batches - before.batches;
+              if (jumpForward) {
+                assert.ok(r.tokensForced! > 0, 'the keys are forced');
+                // One decode for the prompt, then one per sampled token: forced ones ride along.
+                assert.ok(
+                  decodes <= 1 + r.tokensOut - r.tokensForced!,
+                  `${decodes} decodes for ${r.tokensOut} tokens`,
+                );
+                assert.ok(decodes < r.tokensOut, `${decodes} decodes for ${r.tokensOut} tokens`);
+              } else {
+                assert.equal(r.tokensForced, undefined);
+              }
+            }
+          }
+        });
+      }
+
+      it('streams the same text it returns, and a warm prefix stays warm', async function () {
+        const runtime = await registry.acquire({
+          source: await testModel('tinyRandom'),
+          settings: { sequences: 1, contextSize: 2048 },
+        }).ready;
+        for (let i = 0; i < 3; i++) {
+          let streamed = '';
+          const r = await runtime.generateJson(messages, mission, {
+            maxTokens: 300,
+            affinity: 'mission',
+            onText: (t) => (streamed += t),
+          });
+          assert.equal(streamed, r.text);
+          if (i > 0) assert.equal(r.prefix, 'warm');
+        }
+      });
+
+      it('forces nothing for a schema with characters the probe does not try', async function () {
+        const runtime = await registry.acquire({ source: stories }).ready;
+        const r = await runtime.generateJson(
+          'Unit: ',
+          {
+            type: 'object',
+            properties: { unit: { type: 'string', enum: ['°C', 'K'] } },
+            required: ['unit'],
+            additionalProperties: false,
+          },
+          { maxTokens: 60 },
+        );
+        assert.ok(['°C', 'K'].includes((r.value as { unit: string }).unit));
+        assert.equal(r.tokensForced, undefined);
+      });
+
+      it('cancels mid-answer and frees the sequence for the next request', async function () {
+        const runtime = await registry.acquire({
+          source: await testModel('tinyRandom'),
+          settings: { sequences: 1, contextSize: 2048 },
+        }).ready;
+        const long = {
+          type: 'object',
+          properties: { story: { type: 'string', minLength: 1500, maxLength: 1600 } },
+          required: ['story'],
+        };
+        const controller = new AbortController();
+        let pieces = 0;
+        const cancelled = runtime.generateJson(messages, long, {
+          maxTokens: 1900,
+          signal: controller.signal,
+          onText: () => {
+            if (++pieces === 5) controller.abort();
+          },
+        });
+        const next = runtime.generateJson(messages, mission, { maxTokens: 300 });
+        await assert.rejects(cancelled, (e: LlmError) => e.code === 'cancelled');
+        assert.ok((await next).tokensForced! > 0);
+        assert.equal(runtime.getMetrics().active, 0);
+      });
+    });
 
     it('enforces what the grammar cannot (a pattern) with ajv and says so', async function () {
       const runtime = await registry.acquire({ source: stories }).ready;

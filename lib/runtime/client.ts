@@ -282,6 +282,9 @@ export class RuntimeProcess implements Registry {
         // then grows with every redeploy (bench/README.md, part f). Blocks over 1 MiB from mmap
         // go back to the OS at free() (a 32k vocabulary's logits per token, 128 KiB, stay below).
         MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? String(2 ** 20),
+        // Loading a model from several threads leaves a malloc arena per thread holding freed
+        // read buffers: two arenas kept 42 MB less after the load (bench/memory.ts).
+        MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
       },
     });
     this.child = child;

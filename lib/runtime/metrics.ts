@@ -8,6 +8,8 @@ export interface RuntimeMetrics {
   rejected: number;
   tokensIn: number;
   tokensOut: number;
+  /** Of tokensOut, the JSON tokens the grammar forced and jump-forward fed without sampling. */
+  tokensForced?: number;
   /** Output tokens per second of decoding, over the recent window. */
   tokensPerSecond: number;
   ttftMsP50: number;
@@ -51,15 +53,17 @@ export class MetricsWindow {
   rejected = 0;
   tokensIn = 0;
   tokensOut = 0;
+  tokensForced = 0;
   batches = 0;
   lastError: string | undefined;
 
   constructor(private readonly size = 200) {}
 
-  record(sample: Sample & { tokensIn: number }): void {
+  record(sample: Sample & { tokensIn: number; tokensForced?: number }): void {
     this.requests++;
     this.tokensIn += sample.tokensIn;
     this.tokensOut += sample.tokensOut;
+    this.tokensForced += sample.tokensForced ?? 0;
     this.samples.push(sample);
     if (this.samples.length > this.size) this.samples.shift();
   }
@@ -80,6 +84,7 @@ export class MetricsWindow {
       rejected: this.rejected,
       tokensIn: this.tokensIn,
       tokensOut: this.tokensOut,
+      tokensForced: this.tokensForced,
       tokensPerSecond: decodeMs > 0 ? round((tokens * 1000) / decodeMs) : 0,
       ttftMsP50: percentile(
         this.samples.map((s) => s.ttftMs),

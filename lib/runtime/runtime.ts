@@ -6,12 +6,15 @@ import type {
   LlamaContext,
   LlamaContextSequence,
   LlamaGrammar,
+  LlamaGrammarEvaluationState,
   LlamaJsonSchemaGrammar,
   LlamaModel,
+  Token,
 } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { checkAdapterFile, type ResolvedAdapter } from './adapters';
 import { LlmError, isLlmError } from './errors';
 import { JsonEnd } from './json-end';
+import { ForcedRuns } from './jump-forward';
 import { compileSchema, describeErrors, schemaHash, type CompiledSchema } from './json-schema';
 import { calibratedThreads, defaultThreads, loadNodeLlamaCpp } from './llama';
 import { MetricsWindow, type RuntimeMetrics } from './metrics';
@@ -124,6 +127,12 @@ export interface GenerateOptions {
    * to this exact model (see `modelSha256`): a snapshot of another model can crash llama.cpp.
    */
   snapshot?: { load?: string; save?: string };
+  /**
+   * JSON only: characters the grammar forces (keys, punctuation, the rest of an enum value) are fed
+   * to the model as one batch instead of one decode each. Default true; false decodes every token
+   * (for comparison).
+   */
+  jumpForward?: boolean;
 }
 
 export interface GenerationResult {
@@ -138,6 +147,8 @@ export interface GenerationResult {
   ttftMs: number;
   totalMs: number;
   stopReason: 'eos' | 'stop' | 'maxTokens';
+  /** JSON with jump-forward: how many of tokensOut the grammar forced (fed without sampling). */
+  tokensForced?: number;
 }
 
 export interface JsonResult<T = unknown> extends GenerationResult {
@@ -149,6 +160,8 @@ export interface JsonResult<T = unknown> extends GenerationResult {
 type JsonGrammar = LlamaJsonSchemaGrammar<any>;
 
 const GRAMMAR_CACHE = 32;
+/** Tokens per decode batch (a prompt longer than this is read in several). */
+const BATCH_SIZE = 128;
 /** Models smaller than this keep defaultThreads() when no thread count is set. */
 const CALIBRATE_MIN_BYTES = 20e6;
 /** Compiled schemas (ajv validators) by hash: one compile per distinct msg.schema while it is used. */
@@ -179,6 +192,17 @@ interface Slot {
   sequence: LlamaContextSequence;
   completion: LlamaCompletion;
   chat: LlamaChat;
+}
+
+/** What decode() hands back before it is made a GenerationResult. */
+interface Decoded {
+  text: string;
+  tokensIn: number;
+  tokensOut: number;
+  firstTokenAt: number;
+  /** node-llama-cpp's stop reason, or 'jsonComplete' when the value's closing bracket ended it. */
+  rawStop: string;
+  tokensForced?: number;
 }
 
 /**
@@ -245,6 +269,10 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
         sequences,
         threads,
         lora,
+        // node-llama-cpp's default of 512 reserves a 99 MB compute buffer on a SmolLM2-sized model,
+        // 128 a 25 MB one; reading a prompt on one CPU thread was within the noise of 512 in
+        // batches of 128 (llama-bench pp512, bench/README.md).
+        batchSize: Math.min(BATCH_SIZE, Math.min(contextSize, this.model.trainContextSize) * sequences),
         batching: {
           dispatchSchedule: (dispatch) => {
             this.metrics.batches++;
@@ -357,7 +385,12 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       throw this.failed(err);
     }
     const grammar = await this.grammarFor(compiled);
-    const result = await this.generate(input, { ...options, temperature: options.temperature ?? 0 }, grammar);
+    const result = await this.generate(
+      input,
+      { ...options, temperature: options.temperature ?? 0 },
+      grammar,
+      jumpsForward(compiled.grammarSchema),
+    );
     let value: unknown;
     try {
       value = grammar.parse(result.text);
@@ -439,6 +472,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     input: string | ChatMessage[],
     options: GenerateOptions,
     grammar?: LlamaGrammar,
+    jumpForward = false,
   ): Promise<GenerationResult> {
     if (typeof input === 'string' ? input.length === 0 : !Array.isArray(input) || input.length === 0) {
       throw this.failed(new LlmError('bad_request', 'The prompt is empty.'));
@@ -461,6 +495,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
             controller.signal,
             enqueuedAt,
             grammar,
+            jumpForward,
           );
           // A snapshot only saves a later re-read: a disk that refuses it must not cost this answer.
           const saved = options.snapshot?.save
@@ -508,8 +543,60 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     signal: AbortSignal,
     enqueuedAt: number,
     grammar: LlamaGrammar | undefined,
+    jumpForward: boolean,
   ): Promise<GenerationResult> {
     const startedAt = performance.now();
+    let decoded: Decoded | undefined;
+    try {
+      if (grammar && jumpForward && options.jumpForward !== false && !options.stop?.length) {
+        decoded = await this.decodeJumpingForward(slot, input, options, signal, grammar);
+      }
+      decoded ??= await this.decodeGeneral(slot, input, options, signal, grammar);
+    } catch (err) {
+      if (signal.aborted) {
+        throw isLlmError(signal.reason)
+          ? signal.reason
+          : new LlmError('cancelled', 'The request was cancelled.');
+      }
+      throw err;
+    }
+    const { text, tokensIn, tokensOut, firstTokenAt, rawStop, tokensForced } = decoded;
+    if (rawStop === 'abort') {
+      throw isLlmError(signal.reason)
+        ? signal.reason
+        : new LlmError('cancelled', 'The request was cancelled.');
+    }
+    const end = performance.now();
+    const ttftMs = (firstTokenAt || end) - enqueuedAt;
+    const result: GenerationResult = {
+      text,
+      tokensIn,
+      tokensOut,
+      queuedMs: round(startedAt - enqueuedAt),
+      ttftMs: round(ttftMs),
+      totalMs: round(end - enqueuedAt),
+      stopReason: rawStop === 'maxTokens' ? 'maxTokens' : rawStop === 'eogToken' ? 'eos' : 'stop',
+      ...(tokensForced !== undefined ? { tokensForced } : {}),
+    };
+    this.metrics.record({
+      tokensIn,
+      tokensOut,
+      tokensForced,
+      ttftMs: result.ttftMs,
+      totalMs: result.totalMs,
+      decodeMs: end - (firstTokenAt || startedAt),
+    });
+    return result;
+  }
+
+  /** Through node-llama-cpp's LlamaCompletion / LlamaChat: every prompt, any grammar. */
+  private async decodeGeneral(
+    slot: Slot,
+    input: string | ChatMessage[],
+    options: GenerateOptions,
+    signal: AbortSignal,
+    grammar: LlamaGrammar | undefined,
+  ): Promise<Decoded> {
     let firstTokenAt = 0;
     let tokensOut = 0;
     const onToken = (tokens: readonly unknown[]): void => {
@@ -540,58 +627,142 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     let text: string;
     let tokensIn: number;
     let rawStop: string;
-    try {
-      if (typeof input === 'string') {
-        tokensIn = this.model.tokenize(input).length;
-        const res = await slot.completion.generateCompletionWithMeta(input, {
-          ...common,
-          customStopTriggers: options.stop,
-        });
-        text = res.response;
-        rawStop = res.metadata.stopReason;
-      } else {
-        const history = toHistory(input);
-        tokensIn = input.reduce((n, m) => n + this.model.tokenize(m.content).length, 0);
-        const res = await slot.chat.generateResponse(history, {
-          ...common,
-          customStopTriggers: options.stop,
-        });
-        text = res.response;
-        rawStop = res.metadata.stopReason;
-      }
-    } catch (err) {
-      if (signal.aborted) {
-        throw isLlmError(signal.reason)
-          ? signal.reason
-          : new LlmError('cancelled', 'The request was cancelled.');
-      }
-      throw err;
+    if (typeof input === 'string') {
+      tokensIn = this.model.tokenize(input).length;
+      const res = await slot.completion.generateCompletionWithMeta(input, {
+        ...common,
+        customStopTriggers: options.stop,
+      });
+      text = res.response;
+      rawStop = res.metadata.stopReason;
+    } else {
+      tokensIn = this.messageTokens(input);
+      const res = await slot.chat.generateResponse(toHistory(input), {
+        ...common,
+        customStopTriggers: options.stop,
+      });
+      text = res.response;
+      rawStop = res.metadata.stopReason;
     }
     if (rawStop === 'abort' && complete.signal.aborted && !signal.aborted) rawStop = 'jsonComplete';
-    if (rawStop === 'abort') {
-      throw isLlmError(signal.reason)
-        ? signal.reason
-        : new LlmError('cancelled', 'The request was cancelled.');
+    return { text, tokensIn, tokensOut, firstTokenAt, rawStop };
+  }
+
+  private messageTokens(messages: ChatMessage[]): number {
+    return messages.reduce((n, m) => n + this.model.tokenize(m.content).length, 0);
+  }
+
+  /**
+   * A JSON answer with jump-forward: after each sampled token, the characters
+   * the grammar forces from there (see ForcedRuns) are fed to the model together with that token
+   * in one batch, so a key, its quotes and colon or the rest of an enum value cost one decode
+   * instead of one each. Sampling (temperature, seed, the repeat penalty of LlamaChat's defaults)
+   * is as in LlamaChat. Undefined where it does not apply (a prompt that would need a context
+   * shift, a vocabulary the probe cannot use): the caller then goes the general way.
+   */
+  private async decodeJumpingForward(
+    slot: Slot,
+    input: string | ChatMessage[],
+    options: GenerateOptions,
+    signal: AbortSignal,
+    grammar: LlamaGrammar,
+  ): Promise<Decoded | undefined> {
+    const forced = ForcedRuns.for(this.model);
+    if (!forced || !this.context) return undefined;
+    const { LlamaGrammarEvaluationState } = await loadNodeLlamaCpp();
+    const maxTokens = options.maxTokens ?? 256;
+    let prompt: Token[];
+    let tokensIn: number;
+    if (typeof input === 'string') {
+      // As LlamaCompletion reads a prompt: the beginning-of-text token where the model wants one.
+      const bos = this.model.tokens.shouldPrependBosToken ? this.model.tokens.bos : null;
+      prompt =
+        bos != null
+          ? [bos, ...this.model.tokenize(input, false, 'trimLeadingSpace')]
+          : this.model.tokenize(input, false);
+      tokensIn = this.model.tokenize(input).length;
+    } else {
+      const { contextText } = slot.chat.chatWrapper.generateContextState({ chatHistory: toHistory(input) });
+      prompt = contextText.tokenize(this.model.tokenizer);
+      tokensIn = this.messageTokens(input);
     }
-    const end = performance.now();
-    const ttftMs = (firstTokenAt || end) - enqueuedAt;
-    const result: GenerationResult = {
-      text,
-      tokensIn,
-      tokensOut,
-      queuedMs: round(startedAt - enqueuedAt),
-      ttftMs: round(ttftMs),
-      totalMs: round(end - enqueuedAt),
-      stopReason: rawStop === 'maxTokens' ? 'maxTokens' : rawStop === 'eogToken' ? 'eos' : 'stop',
+    if (prompt.length === 0 || prompt.length + maxTokens + 1 >= this.context.contextSize) return undefined;
+    const { sequence } = slot;
+    // What the sequence already holds of this prompt stays (a warm instruction prefix); the last
+    // prompt token is always evaluated again, for the logits of the first answer token.
+    const kept = Math.min(sequence.compareContextTokens(prompt).firstDifferentIndex, prompt.length - 1);
+    if (kept < sequence.nextTokenIndex) {
+      await sequence.eraseContextTokenRanges([{ start: kept, end: sequence.nextTokenIndex }]);
+    }
+    let state: LlamaGrammarEvaluationState = new LlamaGrammarEvaluationState({ model: this.model, grammar });
+    const out: Token[] = [];
+    const lastPromptTokens = prompt.slice(-8);
+    const jsonEnd = new JsonEnd();
+    const newline = this.model.tokens.nl;
+    let emitted = 0;
+    let firstTokenAt = 0;
+    let complete = false;
+    const emit = (final: boolean): void => {
+      const text = this.model.detokenize(out, false, lastPromptTokens);
+      // A character split over two tokens waits for its second half.
+      let end = text.length;
+      while (!final && end > emitted && text.charCodeAt(end - 1) === 0xfffd) end--;
+      if (end <= emitted) return;
+      const piece = text.slice(emitted, end);
+      emitted = end;
+      options.onText?.(piece);
+      if (jsonEnd.push(piece)) complete = true;
     };
-    this.metrics.record({
-      tokensIn,
-      tokensOut,
-      ttftMs: result.ttftMs,
-      totalMs: result.totalMs,
-      decodeMs: end - (firstTokenAt || startedAt),
+    // Text goes out once the prompt is read: the first token is there when the model has spoken.
+    const take = (tokens: Token[]): void => {
+      firstTokenAt ||= performance.now();
+      out.push(...tokens);
+      emit(false);
+    };
+    let tokensForced = 0;
+    const opening = forced.next(state, maxTokens);
+    if (opening) {
+      state = opening.state;
+      out.push(...opening.tokens);
+      tokensForced += opening.tokens.length;
+    }
+    const iterator = sequence.evaluate([...prompt.slice(kept), ...(opening?.tokens ?? [])], {
+      temperature: options.temperature ?? 0,
+      seed: options.seed,
+      grammarEvaluationState: () => state,
+      repeatPenalty: {
+        punishTokens: () => out.slice(-64).filter((t) => t !== newline),
+        maxPunishTokens: 64,
+      },
     });
-    return result;
+    let rawStop = 'maxTokens';
+    try {
+      let step = await iterator.next();
+      for (;;) {
+        if (step.done) {
+          rawStop = 'eogToken';
+          break;
+        }
+        const token = step.value;
+        take([token]);
+        if (complete || out.length >= maxTokens || signal.aborted) break;
+        const run = forced.next(state, maxTokens - out.length);
+        if (run) {
+          state = run.state;
+          take(run.tokens);
+          tokensForced += run.tokens.length;
+          if (complete || out.length >= maxTokens) break;
+        }
+        step = await iterator.next(run ? [token, ...run.tokens] : undefined);
+      }
+    } finally {
+      await iterator.return();
+    }
+    if (!complete && !signal.aborted) emit(true);
+    if (complete) rawStop = 'jsonComplete';
+    else if (signal.aborted) rawStop = 'abort';
+    const text = this.model.detokenize(out, false, lastPromptTokens);
+    return { text, tokensIn, tokensOut: out.length, firstTokenAt, rawStop, tokensForced };
   }
 
   private failed(err: unknown): LlmError {
@@ -624,6 +795,16 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     this.context = undefined;
     this.removeAllListeners();
   }
+}
+
+/**
+ * Whether jump-forward may decode this schema's answers: an object or array at the top (its end is
+ * the closing bracket, see JsonEnd) and only ASCII in the schema, so that every character the
+ * grammar could admit outside a string is one the probe tries (see ForcedRuns).
+ */
+function jumpsForward(schema: unknown): boolean {
+  const type = (schema as { type?: unknown })?.type;
+  return (type === 'object' || type === 'array') && /^[\x20-\x7e]*$/.test(JSON.stringify(schema));
 }
 
 function isCompiled(schema: unknown): schema is CompiledSchema {
