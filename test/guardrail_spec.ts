@@ -1930,8 +1930,18 @@ describe("the node help's example policy", () => {
       path.join(__dirname, '..', '..', 'nodes', 'locales', 'en-US', 'guardrail.html'),
       'utf8',
     );
-    const pre = /<pre>([\s\S]*?)<\/pre/.exec(help)![1].replace(/&lt;/g, '<').replace(/&gt;/g, '>');
-    const r = compilePolicy(JSON.parse(pre));
+    // The help's one whole policy (its other <pre> blocks are fragments, e.g. the form's JSON view).
+    const policies = [...help.matchAll(/<pre>([\s\S]*?)<\/pre/g)].flatMap(([, text]) => {
+      const pre = text.replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+      try {
+        return [{ pre, policy: JSON.parse(pre) as unknown }];
+      } catch {
+        return [];
+      }
+    });
+    assert.equal(policies.length, 1, 'one whole example policy in the help');
+    const [{ pre, policy }] = policies;
+    const r = compilePolicy(policy);
     assert.equal(r.ok, true, r.ok ? '' : r.errors.join('\n'));
     for (const rule of [
       'approvalWhen',
