@@ -211,13 +211,21 @@ async function importOverExisting(editor: Editor, title: string, how: 'copy' | '
   // Import → Examples again: the dialog keeps the tree as it was left, the module already open
   await page.locator('#red-ui-header-button-sidemenu').click();
   await page.locator('#menu-item-import').click();
-  await page
-    .locator('#red-ui-clipboard-dialog-import-tabs a[href="#red-ui-clipboard-dialog-import-tab-examples"]')
-    .click();
   const library = page.locator('#red-ui-clipboard-dialog-import-tab-examples');
+  const examplesTab = page.locator(
+    '#red-ui-clipboard-dialog-import-tabs a[href="#red-ui-clipboard-dialog-import-tab-examples"]',
+  );
+  // The dialog sets up its tabs as it opens and can take a click on a tab back: click until it shows.
+  await eventually('the Examples tab of the import dialog', 15_000, async () => {
+    await examplesTab.click();
+    return (await library.isVisible()) || undefined;
+  });
   const entry = library.locator('.red-ui-treeList-label:visible', { hasText: title });
-  if ((await entry.count()) === 0)
-    await library.locator('.red-ui-treeList-label:visible', { hasText: MODULE }).first().click();
+  const module = library.locator('.red-ui-treeList-label:visible', { hasText: MODULE }).first();
+  // The tab's tree is drawn after the tab shows: wait for it before asking whether the module is open.
+  await module.waitFor({ state: 'visible' });
+  await editor.quiet();
+  if ((await entry.count()) === 0) await module.click();
   await entry.first().click();
   const newFlow = page.locator('#red-ui-clipboard-dialog-import-opt-new');
   if (!(await newFlow.evaluate((el) => el.classList.contains('selected')))) await newFlow.click();
