@@ -12,31 +12,14 @@
  * (~/.cache/edge-llm/models, synthesized when missing). Random weights never finish the object, so
  * every JSON answer runs to the token limit: the speed is real, the content is not.
  */
-import { existsSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { MISSION_EXAMPLES, MISSION_INSTRUCTION, MISSION_SCHEMA, systemPrompt } from '../lib/llm/parse';
 import { RuntimeRegistry, isLlmError, type ChatMessage, type ModelRuntime } from '../lib/runtime';
 import { cell, machine, median, parseArgs, rotated, table } from './runtime';
-import { QWEN05, SMOL135, synthesizeGguf } from './synth-gguf';
+import { BENCH_CACHE_DIR, shapedModels } from './synth-gguf';
 
-const cacheDir = process.env.EDGE_LLM_CACHE ?? path.join(os.homedir(), '.cache', 'edge-llm');
-
-const MODELS = [
-  {
-    key: 'smol',
-    label: 'SmolLM2-135M shape, Q8_0, vocab 49152',
-    file: 'smol135v49k-q8_0.gguf',
-    make: (out: string) => synthesizeGguf({ out, shape: SMOL135, vocab: 49152 }),
-  },
-  {
-    key: 'qwen',
-    label: 'Qwen2.5-0.5B shape, Q4_0, vocab 151936',
-    file: 'qwen05v152k-q4_0.gguf',
-    make: (out: string) => synthesizeGguf({ out, shape: QWEN05, vocab: 151936, weights: 'q4_0' }),
-  },
-];
+const cacheDir = BENCH_CACHE_DIR;
 
 function messages(): ChatMessage[] {
   const example = MISSION_EXAMPLES[0];
@@ -102,9 +85,8 @@ async function main(): Promise<void> {
       `rounds of ${tokens} tokens after llm-parse's mission prompt (warm prefix); cells median [min–max]\n`,
   );
   try {
-    for (const m of MODELS.filter((x) => wanted.includes(x.key))) {
-      const file = path.join(cacheDir, 'models', m.file);
-      if (!existsSync(file)) await m.make(file);
+    for (const m of await shapedModels(wanted)) {
+      const file = m.path;
       const lease = registry.acquire({
         source: file,
         settings: { threads, sequences: 1, contextSize: 2048 },

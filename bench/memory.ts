@@ -11,16 +11,13 @@
  * (~/.cache/edge-llm/models, synthesized when missing).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { ModelRuntime, loadNodeLlamaCpp } from '../lib/runtime';
 import { machine, parseArgs, table } from './runtime';
-import { QWEN05, SMOL135, synthesizeGguf } from './synth-gguf';
+import { shapedModels } from './synth-gguf';
 
 const run = promisify(execFile);
-const cacheDir = process.env.EDGE_LLM_CACHE ?? path.join(os.homedir(), '.cache', 'edge-llm');
 const SEQUENCES = 4;
 const CONTEXT = 2048;
 /** Tokens each sequence holds when the peak is read (the rest of the 2,048 is room for the answer). */
@@ -232,30 +229,6 @@ function fillText(
   return model.detokenize(tokens as never[]);
 }
 
-async function models(wanted: string[]): Promise<Array<{ key: string; label: string; path: string }>> {
-  const all = [
-    {
-      key: 'smol',
-      label: 'SmolLM2-135M shape, Q8_0, vocab 49152',
-      file: 'smol135v49k-q8_0.gguf',
-      make: (out: string) => synthesizeGguf({ out, shape: SMOL135, vocab: 49152 }),
-    },
-    {
-      key: 'qwen',
-      label: 'Qwen2.5-0.5B shape, Q4_0, vocab 151936',
-      file: 'qwen05v152k-q4_0.gguf',
-      make: (out: string) => synthesizeGguf({ out, shape: QWEN05, vocab: 151936, weights: 'q4_0' }),
-    },
-  ];
-  const out = [];
-  for (const m of all.filter((x) => wanted.includes(x.key))) {
-    const file = path.join(cacheDir, 'models', m.file);
-    if (!existsSync(file)) await m.make(file);
-    out.push({ key: m.key, label: m.label, path: file });
-  }
-  return out;
-}
-
 const mb = (x: number | undefined): string => (x === undefined ? '–' : x.toFixed(0));
 
 async function main(): Promise<void> {
@@ -278,7 +251,7 @@ async function main(): Promise<void> {
     `## bench/memory.ts — ${new Date().toISOString()}\n\n${machine()}; ${SEQUENCES} sequences × ${CONTEXT} ` +
       `context, each filled with ${FILL} tokens; one fresh process per row; MB = MiB\n`,
   );
-  for (const m of await models((args.get('--models') ?? 'smol,qwen').split(','))) {
+  for (const m of await shapedModels((args.get('--models') ?? 'smol,qwen').split(','))) {
     const weights = statSync(m.path).size / 2 ** 20;
     const rows: string[][] = [];
     const breakdown: string[][] = [];

@@ -13,7 +13,6 @@
  * real vocabulary sizes) are synthesized once into ~/.cache/edge-llm/models (EDGE_LLM_CACHE).
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,43 +22,10 @@ import type { LlamaCompletion, LlamaContext, LlamaContextSequence, LlamaModel } 
 };
 import { RuntimeProcess, getSharedLlama, loadNodeLlamaCpp, type LlmRuntime } from '../lib/runtime';
 import { cell, machine, median, parseArgs, rotated, table } from './runtime';
-import { QWEN05, SMOL135, synthesizeGguf } from './synth-gguf';
+import { BENCH_CACHE_DIR, shapedModels } from './synth-gguf';
 
 const run = promisify(execFile);
-const cacheDir = process.env.EDGE_LLM_CACHE ?? path.join(os.homedir(), '.cache', 'edge-llm');
-
-interface SpeedModel {
-  key: string;
-  label: string;
-  path: string;
-}
-
-async function models(wanted: string[]): Promise<SpeedModel[]> {
-  const all = [
-    {
-      key: 'smol',
-      label: 'SmolLM2-135M shape, Q8_0, vocab 49152',
-      file: 'smol135v49k-q8_0.gguf',
-      make: (out: string) => synthesizeGguf({ out, shape: SMOL135, vocab: 49152 }),
-    },
-    {
-      key: 'qwen',
-      label: 'Qwen2.5-0.5B shape, Q4_0, vocab 151936',
-      file: 'qwen05v152k-q4_0.gguf',
-      make: (out: string) => synthesizeGguf({ out, shape: QWEN05, vocab: 151936, weights: 'q4_0' }),
-    },
-  ];
-  const out: SpeedModel[] = [];
-  for (const m of all.filter((m) => wanted.includes(m.key))) {
-    const file = path.join(cacheDir, 'models', m.file);
-    if (!existsSync(file)) {
-      console.error(`synthesizing ${file} ...`);
-      await m.make(file);
-    }
-    out.push({ key: m.key, label: m.label, path: file });
-  }
-  return out;
-}
+const cacheDir = BENCH_CACHE_DIR;
 
 /** The folder with llama-bench and llama-batched-bench, built on first use; undefined when it cannot be. */
 function llamaCppBin(): string | undefined {
@@ -192,7 +158,7 @@ async function main(): Promise<void> {
   const rounds = Number(args.get('--rounds') ?? 2);
   const tokens = Number(args.get('--tokens') ?? 64);
   const threads = (args.get('--threads') ?? '1,2').split(',').map(Number);
-  const list = await models((args.get('--models') ?? 'smol,qwen').split(','));
+  const list = await shapedModels((args.get('--models') ?? 'smol,qwen').split(','));
   const bin = args.has('--no-llama-cpp') ? undefined : llamaCppBin();
   const started = new Date().toISOString();
 

@@ -8,7 +8,8 @@
  *   npm run build && node dist/bench/synth-gguf.js --out bench/models/smol135-q8_0.gguf [--vocab 32000|49152]
  *     [--shape smol135|qwen05] [--weights q8_0|q4_0] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--ffn N] [--context N] [--seed N] [--tokenizer FILE]
  */
-import { closeSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNodeLlamaCpp } from '../lib/runtime';
 import { testModelsDir } from '../test/support/models';
@@ -412,6 +413,45 @@ function parseArgs(argv: string[]): SynthOptions {
   }
   if (!options.out) throw new Error('--out FILE is required');
   return options;
+}
+
+/** Where the benches keep what they build once: synthesized models, llama.cpp tools, state. */
+export const BENCH_CACHE_DIR = process.env.EDGE_LLM_CACHE ?? path.join(os.homedir(), '.cache', 'edge-llm');
+
+/** A synthesized model in the exact shape of a real small one, by key ("smol", "qwen"). */
+export interface ShapedModel {
+  key: string;
+  label: string;
+  path: string;
+}
+
+const SHAPED = [
+  {
+    key: 'smol',
+    label: 'SmolLM2-135M shape, Q8_0, vocab 49152',
+    file: 'smol135v49k-q8_0.gguf',
+    make: (out: string) => synthesizeGguf({ out, shape: SMOL135, vocab: 49152 }),
+  },
+  {
+    key: 'qwen',
+    label: 'Qwen2.5-0.5B shape, Q4_0, vocab 151936',
+    file: 'qwen05v152k-q4_0.gguf',
+    make: (out: string) => synthesizeGguf({ out, shape: QWEN05, vocab: 151936, weights: 'q4_0' }),
+  },
+];
+
+/** The wanted shaped models in BENCH_CACHE_DIR/models, synthesized once where missing. */
+export async function shapedModels(wanted: string[]): Promise<ShapedModel[]> {
+  const out: ShapedModel[] = [];
+  for (const m of SHAPED.filter((x) => wanted.includes(x.key))) {
+    const file = path.join(BENCH_CACHE_DIR, 'models', m.file);
+    if (!existsSync(file)) {
+      console.error(`synthesizing ${file} ...`);
+      await m.make(file);
+    }
+    out.push({ key: m.key, label: m.label, path: file });
+  }
+  return out;
 }
 
 if (require.main === module) {
