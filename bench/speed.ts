@@ -20,7 +20,14 @@ import { promisify } from 'node:util';
 import type { LlamaCompletion, LlamaContext, LlamaContextSequence, LlamaModel } from 'node-llama-cpp' with {
   'resolution-mode': 'import',
 };
-import { RuntimeProcess, getSharedLlama, loadNodeLlamaCpp, type LlmRuntime } from '../lib/runtime';
+import {
+  RuntimeProcess,
+  getSharedLlama,
+  loadNodeLlamaCpp,
+  type LlmRuntime,
+  type RuntimeProcessOptions,
+} from '../lib/runtime';
+import { BatchGatherer } from '../lib/runtime/batching';
 import { cell, machine, median, parseArgs, rotated, table } from './runtime';
 import { BENCH_CACHE_DIR, shapedModels } from './synth-gguf';
 
@@ -119,35 +126,93 @@ interface Direct {
   context: LlamaContext;
   sequences: LlamaContextSequence[];
   completions: LlamaCompletion[];
+  /** The runtime's batching strategy, or node-llama-cpp's default. */
+  gatherer?: BatchGatherer;
+  /** Native decodes (llama_decode on a libuv thread, until its promise resolves) of the last run. */
+  decodes: number;
+  decodeMs: number;
 }
 
-async function direct(model: LlamaModel, threads: number): Promise<Direct> {
+/** Where one token's time went in the last directRun: per generated token, in ms. */
+interface Split {
+  decodesPerToken: number;
+  decodeMs: number;
+  otherMs: number;
+}
+
+async function direct(model: LlamaModel, threads: number, gathered: boolean): Promise<Direct> {
   const { LlamaCompletion } = await loadNodeLlamaCpp();
-  const context = await model.createContext({ contextSize: 2048, sequences: 4, threads });
+  const gatherer = gathered ? new BatchGatherer() : undefined;
+  const context = await model.createContext({
+    contextSize: 2048,
+    sequences: 4,
+    threads,
+    ...(gatherer ? { batching: { itemPrioritizationStrategy: gatherer.strategy } } : {}),
+  });
   const sequences = [0, 1, 2, 3].map(() => context.getSequence());
   const completions = sequences.map((contextSequence) => new LlamaCompletion({ contextSequence }));
-  return { context, sequences, completions };
+  const d: Direct = { context, sequences, completions, gatherer, decodes: 0, decodeMs: 0 };
+  // Bench instrumentation only: node-llama-cpp's native context, timed around each decode.
+  const addon = (context as unknown as { _ctx: { decodeBatch(): Promise<void> } })._ctx;
+  const decodeBatch = addon.decodeBatch.bind(addon);
+  // (a read-only property of the native object: defined on the instance instead)
+  Object.defineProperty(addon, 'decodeBatch', {
+    configurable: true,
+    value: async () => {
+      const t0 = performance.now();
+      d.decodes++;
+      try {
+        await decodeBatch();
+      } finally {
+        d.decodeMs += performance.now() - t0;
+      }
+    },
+  });
+  return d;
 }
 
-async function directRun(d: Direct, parallel: number, tokens: number): Promise<number> {
+async function directRun(
+  d: Direct,
+  parallel: number,
+  tokens: number,
+  splits?: Map<string, Split[]>,
+  key?: string,
+): Promise<number> {
   const firsts: number[] = [];
   const ends: number[] = [];
   let count = 0;
+  d.decodes = 0;
+  d.decodeMs = 0;
+  const t0 = performance.now();
+  if (d.gatherer) d.gatherer.generating = parallel;
   await Promise.all(
     d.completions.slice(0, parallel).map(async (c, i) => {
       let first = 0;
-      await c.generateCompletionWithMeta(`${parallel > 1 ? `${i} ` : ''}${PROMPT}`, {
-        maxTokens: tokens,
-        temperature: 0,
-        onToken: (t) => {
-          if (!first) first = performance.now();
-          else count += t.length;
-        },
-      });
+      await c
+        .generateCompletionWithMeta(`${parallel > 1 ? `${i} ` : ''}${PROMPT}`, {
+          maxTokens: tokens,
+          temperature: 0,
+          onToken: (t) => {
+            if (!first) first = performance.now();
+            else count += t.length;
+          },
+        })
+        .finally(() => {
+          if (d.gatherer) d.gatherer.generating--;
+        });
       firsts.push(first);
       ends.push(performance.now());
     }),
   );
+  const wall = Math.max(...ends) - t0;
+  // Whole run, prompt included: every token (first ones too) against every decode.
+  const all = count + parallel;
+  if (splits && key) {
+    splits.set(key, [
+      ...(splits.get(key) ?? []),
+      { decodesPerToken: d.decodes / all, decodeMs: d.decodeMs / all, otherMs: (wall - d.decodeMs) / all },
+    ]);
+  }
   // Each completion keeps its history: cleared so that every round decodes the same prompt cold.
   for (const s of d.sequences) await s.clearHistory();
   return (count * 1000) / (Math.max(...ends) - Math.max(...firsts));
@@ -162,11 +227,15 @@ async function main(): Promise<void> {
   const bin = args.has('--no-llama-cpp') ? undefined : llamaCppBin();
   const started = new Date().toISOString();
 
-  const registry = new RuntimeProcess({
+  const options: RuntimeProcessOptions = {
     modelsDir: path.join(cacheDir, 'models'),
     gpu: false,
     identityCacheFile: path.join(cacheDir, 'bench-state', 'model-hashes.json'),
-  });
+  };
+  // The runtime's own choice in a child of its own: a context with a count the user set holds
+  // node-llama-cpp's thread limit for its whole process, and the governor would stand still.
+  const registry = new RuntimeProcess(options);
+  const governed = new RuntimeProcess(options);
   const llama = await getSharedLlama(false);
   const report: string[] = [];
   console.log(
@@ -176,7 +245,7 @@ async function main(): Promise<void> {
   try {
     for (const model of list) {
       const runtimes = new Map<string, LlmRuntime>();
-      const auto = registry.acquire({ source: model.path, settings: { sequences: 4, contextSize: 2048 } });
+      const auto = governed.acquire({ source: model.path, settings: { sequences: 4, contextSize: 2048 } });
       runtimes.set('auto', await auto.ready);
       const chosen = auto.settings.threads;
       for (const t of threads) {
@@ -187,8 +256,13 @@ async function main(): Promise<void> {
         runtimes.set(`t${t}`, await lease.ready);
       }
       const loaded = await llama.loadModel({ modelPath: model.path, useMmap: false });
-      const directs = new Map<number, Direct>();
-      for (const t of threads) directs.set(t, await direct(loaded, t));
+      // node-llama-cpp's own batching ("before") and the runtime's gathering strategy ("after").
+      const directs = new Map<string, Direct>();
+      for (const t of threads) {
+        directs.set(`t${t}`, await direct(loaded, t, false));
+        directs.set(`t${t} gathered`, await direct(loaded, t, true));
+      }
+      const splits = new Map<string, Split[]>();
 
       type Variant = { key: string; run: () => Promise<number> };
       const variants: Variant[] = [];
@@ -196,9 +270,14 @@ async function main(): Promise<void> {
         variants.push({ key: `runtime ${key} single`, run: () => single(runtime, tokens) });
         variants.push({ key: `runtime ${key} x4`, run: () => concurrent(runtime, tokens) });
       }
-      for (const [t, d] of directs) {
-        variants.push({ key: `node-llama-cpp t${t} single`, run: () => directRun(d, 1, tokens) });
-        variants.push({ key: `node-llama-cpp t${t} x4`, run: () => directRun(d, 4, tokens) });
+      for (const [k, d] of directs) {
+        for (const [n, label] of [
+          [1, 'single'],
+          [4, 'x4'],
+        ] as const) {
+          const key = `node-llama-cpp ${k} ${label}`;
+          variants.push({ key, run: () => directRun(d, n, tokens, splits, key) });
+        }
       }
       if (bin) {
         for (const t of threads) {
@@ -228,6 +307,11 @@ async function main(): Promise<void> {
           );
         }
       }
+      const m = runtimes.get('auto')!.getMetrics();
+      const governedNote =
+        m.threadSwitches === undefined
+          ? 'not governed'
+          : `${m.threads} at the end, after ${m.threadSwitches} changes with the load`;
       const tpsOf = (key: string): number[] => (got.get(key) ?? []).map((g) => g.tps);
       const best = (keys: string[]): number =>
         Math.max(...keys.map((k) => median(tpsOf(k))).filter(Number.isFinite));
@@ -262,12 +346,37 @@ async function main(): Promise<void> {
             `runtime x4 ${t}T ÷ best llama-batched-bench npl 4`,
             f(median(tpsOf(`runtime t${t} x4`)) / batched4),
           ]),
+          ...threads.flatMap((t) => [
+            [
+              `node-llama-cpp x4 ${t}T, its own batching ÷ best llama-batched-bench npl 4`,
+              f(median(tpsOf(`node-llama-cpp t${t} x4`)) / batched4),
+            ],
+            [
+              `node-llama-cpp x4 ${t}T, gathered ÷ best llama-batched-bench npl 4`,
+              f(median(tpsOf(`node-llama-cpp t${t} gathered x4`)) / batched4),
+            ],
+          ]),
         );
       }
+      const f2 = (xs: number[]): string => median(xs).toFixed(2);
+      const splitRows = [...splits].map(([key, xs]) => [
+        key.replace('node-llama-cpp ', ''),
+        f2(xs.map((x) => x.decodesPerToken)),
+        f2(xs.map((x) => x.decodeMs)),
+        f2(xs.map((x) => x.otherMs)),
+        f2(xs.map((x) => x.decodeMs + x.otherMs)),
+      ]);
       report.push(
-        `### ${model.label}\n\nruntime's own thread choice: ${chosen}\n\n` +
+        `### ${model.label}\n\nruntime's own thread choice: ${chosen} at load; ${governedNote}\n\n` +
           table(['variant', 'decode t/s', 'load average (1 min)'], rows) +
-          (ratios.length ? `\n\n${table(['ratio (medians)', 'value'], ratios)}` : ''),
+          (ratios.length ? `\n\n${table(['ratio (medians)', 'value'], ratios)}` : '') +
+          `\n\nWhere one token's time goes, node-llama-cpp in this process (medians per generated token, prompt ` +
+          `included; decode: from node-llama-cpp's native decode call to its promise; other: sampling, ` +
+          `JavaScript, waiting between decodes):\n\n` +
+          table(
+            ['threads, batching, requests', 'decodes per token', 'decode ms', 'other ms', 'total ms'],
+            splitRows,
+          ),
       );
       // Printed at once: a model's tables survive whatever happens to the next one.
       console.log(`${report[report.length - 1]}\n`);
@@ -280,7 +389,7 @@ async function main(): Promise<void> {
   } finally {
     // The child may take a moment to go; the tables are printed by then.
     setTimeout(() => process.exit(0), 5000).unref();
-    await registry.close();
+    await Promise.all([registry.close(), governed.close()]);
   }
   process.exit(0);
 }

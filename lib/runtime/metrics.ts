@@ -18,6 +18,11 @@ export interface RuntimeMetrics {
   latencyMsP95: number;
   /** Decode dispatches; with parallel requests one dispatch carries tokens of several sequences. */
   batches: number;
+  /** llama.cpp decodes started: one carries a token of every sequence that is generating. */
+  decodes?: number;
+  /** Decode threads now, and how often the runtime changed the count with the machine's load. */
+  threads?: number;
+  threadSwitches?: number;
   lastError?: string;
 }
 

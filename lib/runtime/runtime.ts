@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
+import * as os from 'node:os';
 import type {
   ChatHistoryItem,
+  Llama,
   LlamaChat,
   LlamaCompletion,
   LlamaContext,
@@ -12,6 +14,8 @@ import type {
   Token,
 } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { checkAdapterFile, type ResolvedAdapter } from './adapters';
+import { BatchGatherer } from './batching';
+import { ThreadGovernor } from './threads';
 import { LlmError, isLlmError } from './errors';
 import { JsonEnd } from './json-end';
 import { ForcedRuns } from './jump-forward';
@@ -166,6 +170,8 @@ const BATCH_SIZE = 128;
 const CALIBRATE_MIN_BYTES = 20e6;
 /** Compiled schemas (ajv validators) by hash: one compile per distinct msg.schema while it is used. */
 const SCHEMA_CACHE = 64;
+/** Open runtimes per node-llama-cpp instance whose thread count was set by the user. */
+const fixedThreadUsers = new WeakMap<Llama, number>();
 
 /**
  * What a node sees of a runtime, whether it runs in this process (ModelRuntime) or in the runtime
@@ -218,6 +224,10 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
   private readonly slots: Slot[] = [];
   private readonly grammars = new Map<string, Promise<JsonGrammar>>();
   private readonly running = new Set<AbortController>();
+  private readonly gatherer = new BatchGatherer();
+  /** The thread counts the governor moves between, when the runtime chose the count. */
+  private governed: { low: number; high: number } | undefined;
+  private governor: ThreadGovernor | undefined;
   private context: LlamaContext | undefined;
 
   private constructor(
@@ -244,14 +254,20 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     // A model of a few MB decodes a token in less time than a thread takes to wake: more threads
     // only cost there (perf anchor, stories260K: 1,414 t/s at 1 thread, 67 at 2), so it keeps
     // defaultThreads() without a calibration.
-    const threads =
-      settings.threads ??
-      (model.size >= CALIBRATE_MIN_BYTES
+    const calibrated =
+      settings.threads === undefined && model.size >= CALIBRATE_MIN_BYTES
         ? await calibratedThreads(model, modelSha256 || model.filename || 'model', {
             cacheFile: threadsCacheFile,
           })
-        : undefined);
+        : undefined;
+    const threads = settings.threads ?? calibrated;
     const runtime = new ModelRuntime(model, resolveContextSettings({ ...settings, threads }), modelSha256);
+    // A count chosen by the runtime is kept right while the load changes; a count the user set is kept.
+    const cores = os.availableParallelism();
+    if (calibrated !== undefined && cores > 1) {
+      const high = Math.max(calibrated, 2);
+      runtime.governed = { low: high > 2 ? Math.floor(high / 2) : 1, high };
+    }
     await runtime.open(adapters);
     return runtime;
   }
@@ -267,7 +283,8 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
         // Per sequence: node-llama-cpp gives each sequence its own contextSize cells.
         contextSize: Math.min(contextSize, this.model.trainContextSize),
         sequences,
-        threads,
+        // Governed: the context may use up to the high count; the governor sets how many it does.
+        threads: this.governed?.high ?? threads,
         lora,
         // node-llama-cpp's default of 512 reserves a 99 MB compute buffer on a SmolLM2-sized model,
         // 128 a 25 MB one; reading a prompt on one CPU thread was within the noise of 512 in
@@ -278,6 +295,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
             this.metrics.batches++;
             setImmediate(dispatch);
           },
+          itemPrioritizationStrategy: this.gatherer.strategy,
         },
       });
     } catch (err) {
@@ -287,6 +305,23 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
         `The LoRA adapters (${adapters.map((a) => a.file).join(', ')}) could not be applied to the model: ${(err as Error).message}`,
         { cause: err },
       );
+    }
+    const llama = this.model.llama;
+    if (!this.governed) fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 0) + 1);
+    else {
+      this.governor = new ThreadGovernor({
+        ...this.governed,
+        start: threads,
+        // node-llama-cpp hands each decode at most llama.maxThreads threads. It holds for every
+        // context of this process: while a context with a count the user set is open, that count
+        // stands and nothing is governed.
+        knob: (n) => {
+          if (fixedThreadUsers.get(llama)) return;
+          llama.maxThreads = n;
+          this.settings.threads = n;
+        },
+      });
+      this.gatherer.onBatch = (tokens, generation) => this.governor?.step(tokens, generation);
     }
     const chatWrapper = resolveChatWrapper(this.model);
     for (let i = 0; i < sequences; i++) {
@@ -351,11 +386,16 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
   }
 
   getMetrics(): RuntimeMetrics {
-    return this.metrics.snapshot({
-      queued: this.scheduler.queued,
-      active: this.scheduler.active,
-      sequences: this.settings.sequences,
-    });
+    return {
+      ...this.metrics.snapshot({
+        queued: this.scheduler.queued,
+        active: this.scheduler.active,
+        sequences: this.settings.sequences,
+      }),
+      decodes: this.gatherer.decodes,
+      threads: this.governor?.level ?? this.settings.threads,
+      ...(this.governor ? { threadSwitches: this.governor.switches } : {}),
+    };
   }
 
   complete(prompt: string, options: GenerateOptions = {}): Promise<GenerationResult> {
@@ -547,6 +587,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
   ): Promise<GenerationResult> {
     const startedAt = performance.now();
     let decoded: Decoded | undefined;
+    this.gatherer.generating++;
     try {
       if (grammar && jumpForward && options.jumpForward !== false && !options.stop?.length) {
         decoded = await this.decodeJumpingForward(slot, input, options, signal, grammar);
@@ -559,6 +600,8 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
           : new LlmError('cancelled', 'The request was cancelled.');
       }
       throw err;
+    } finally {
+      this.gatherer.generating--;
     }
     const { text, tokensIn, tokensOut, firstTokenAt, rawStop, tokensForced } = decoded;
     if (rawStop === 'abort') {
@@ -792,6 +835,10 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       slot.sequence.dispose();
     }
     await this.context?.dispose();
+    if (this.context && !this.governed) {
+      const llama = this.model.llama;
+      fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 1) - 1);
+    }
     this.context = undefined;
     this.removeAllListeners();
   }

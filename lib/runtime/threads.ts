@@ -1,0 +1,150 @@
+/**
+ * The thread count of a running model, kept right while the machine's load changes.
+ *
+ * On a 2-core gateway two decode threads are up to twice as fast as one while the cores are free,
+ * and tens of times slower as soon as anything else runs: ggml's workers spin at every barrier of
+ * the graph and wait for a descheduled partner (bench/README.md, issue #13: the same model decoded
+ * at 164 t/s with two threads when it was timed at load, at 0.9 t/s with two threads and 61 t/s with
+ * one a minute later, while another job ran). A count timed once at load cannot hold, so the
+ * governor watches the time of every decode step and moves between a low and a high count:
+ *
+ * - a step at the high count that takes several times its best, three steps running, drops to the
+ *   low count at once (a collapse);
+ * - after a while at one count it tries the other for a few steps and keeps whichever stepped
+ *   faster for the same number of tokens; a try that loses waits twice as long before the next
+ *   (up to a minute), so a steady machine pays a few slow steps per minute at most.
+ *
+ * Steps are compared only with steps of the same batch size (one token per generating sequence).
+ */
+
+/** Sets the thread count every following decode uses. */
+export type ThreadKnob = (threads: number) => void;
+
+export interface GovernorOptions {
+  low: number;
+  high: number;
+  /** The count to start with (the one timed at load). */
+  start: number;
+  knob: ThreadKnob;
+  now?: () => number;
+  /** The first wait before trying the other count, and the longest (ms). */
+  probeMinMs?: number;
+  probeMaxMs?: number;
+  /** Steps a try lasts. */
+  probeSteps?: number;
+}
+
+interface StepStats {
+  ewma: number;
+  count: number;
+  best: number;
+}
+
+/** A step longer than this was not back to back with the one before (idle, a prompt, a pause). */
+const MAX_STEP_MS = 2000;
+/** A step this many times its level's best counts towards a collapse; three in a row make one. */
+const COLLAPSE_FACTOR = 3;
+const COLLAPSE_STEPS = 3;
+/** Steps a level needs before its best is trusted for the collapse rule. */
+const MIN_STEPS = 4;
+
+export class ThreadGovernor {
+  level: number;
+  /** Changes of count so far, and why the last one happened (metrics, bench). */
+  switches = 0;
+  lastReason = '';
+  private readonly stats = new Map<string, StepStats>();
+  private readonly now: () => number;
+  private readonly probeMinMs: number;
+  private readonly probeMaxMs: number;
+  private readonly probeSteps: number;
+  private probeWait: number;
+  private levelSince: number;
+  /** While trying the other count: the count it came from and the steps seen. */
+  private probe: { from: number; steps: number } | undefined;
+  private slowRun = 0;
+  private last: { at: number; tokens: number; level: number } | undefined;
+
+  constructor(private readonly options: GovernorOptions) {
+    this.now = options.now ?? (() => performance.now());
+    this.probeMinMs = options.probeMinMs ?? 5000;
+    this.probeMaxMs = options.probeMaxMs ?? 60_000;
+    this.probeSteps = options.probeSteps ?? 6;
+    this.probeWait = this.probeMinMs;
+    this.level = Math.min(Math.max(options.start, options.low), options.high);
+    this.levelSince = this.now();
+    options.knob(this.level);
+  }
+
+  /**
+   * Called as each decode starts, with its token count; `generation`: every sequence in it adds
+   * one token (a prompt being read is not a step to compare).
+   */
+  step(tokens: number, generation: boolean): void {
+    const t = this.now();
+    const last = this.last;
+    if (last && last.level === this.level && t - last.at < MAX_STEP_MS)
+      this.observe(last.tokens, t - last.at);
+    this.last = generation ? { at: t, tokens, level: this.level } : undefined;
+    if (!this.probe && t - this.levelSince >= this.probeWait && this.options.low !== this.options.high) {
+      const from = this.level;
+      this.forget(this.other(from));
+      this.probe = { from, steps: 0 };
+      this.set(this.other(from), 'trying');
+    }
+  }
+
+  private observe(tokens: number, ms: number): void {
+    const s = this.stat(this.level, tokens);
+    s.ewma = s.count === 0 ? ms : s.ewma * 0.75 + ms * 0.25;
+    s.count++;
+    s.best = Math.min(s.best, ms);
+    if (this.level > this.options.low && s.count > MIN_STEPS && ms > s.best * COLLAPSE_FACTOR) {
+      if (++this.slowRun >= COLLAPSE_STEPS) {
+        this.probe = undefined;
+        this.probeWait = this.probeMinMs;
+        this.set(this.options.low, 'collapse');
+        return;
+      }
+    } else this.slowRun = 0;
+    const probe = this.probe;
+    if (!probe || ++probe.steps < this.probeSteps) return;
+    this.probe = undefined;
+    const before = this.stats.get(`${probe.from}|${tokens}`);
+    if (before && before.count > 0 && s.ewma < before.ewma * 0.95) {
+      // The other count stepped faster: stay, and look again soon.
+      this.probeWait = this.probeMinMs;
+      this.levelSince = this.now();
+      this.lastReason = 'faster';
+    } else {
+      this.probeWait = Math.min(this.probeWait * 2, this.probeMaxMs);
+      this.set(probe.from, 'kept');
+    }
+  }
+
+  private other(level: number): number {
+    return level === this.options.high ? this.options.low : this.options.high;
+  }
+
+  private set(level: number, reason: string): void {
+    this.last = undefined;
+    this.slowRun = 0;
+    this.levelSince = this.now();
+    this.lastReason = reason;
+    if (level === this.level) return;
+    this.level = level;
+    this.switches++;
+    this.options.knob(level);
+  }
+
+  private forget(level: number): void {
+    for (const key of [...this.stats.keys()]) if (key.startsWith(`${level}|`)) this.stats.delete(key);
+  }
+
+  private stat(level: number, tokens: number): StepStats {
+    const key = `${level}|${tokens}`;
+    let s = this.stats.get(key);
+    if (!s) this.stats.set(key, (s = { ewma: 0, count: 0, best: Infinity }));
+    return s;
+  }
+}
