@@ -23,7 +23,12 @@ function governed(start = 2, options: { probeMinMs?: number } = {}) {
       clock += ms;
     }
   };
-  return { governor, set, steps, wait: (ms: number) => (clock += ms) };
+  /** Time with no request: the runtime tells the governor that nothing generates. */
+  const wait = (ms: number) => {
+    governor.idle();
+    clock += ms;
+  };
+  return { governor, set, steps, wait };
 }
 
 describe('thread governor', function () {
@@ -41,6 +46,13 @@ describe('thread governor', function () {
     assert.equal(governor.level, 1);
     assert.equal(governor.lastReason, 'collapse');
     assert.deepEqual(set, [2, 1]);
+  });
+
+  it('counts steps of seconds while sequences generate (a deep collapse is still a step)', function () {
+    const { governor, steps } = governed(2);
+    steps(8, 8);
+    steps(4, 3000);
+    assert.equal(governor.level, 1);
   });
 
   it('does not drop on one slow step (a page fault, a GC)', function () {
@@ -79,6 +91,17 @@ describe('thread governor', function () {
     steps(1, 16);
     assert.equal(governor.level, 2, 'a new try after 10 s');
     assert.deepEqual(set, [1, 2, 1, 2]);
+  });
+
+  it('ends a try at its first step that takes twice the steps it is compared with', function () {
+    const { governor, set, steps, wait } = governed(1);
+    steps(10, 16);
+    wait(5000);
+    steps(1, 16); // the try begins
+    assert.equal(governor.level, 2);
+    steps(2, 900); // two threads on a busy box (a step is measured when the next one starts)
+    assert.equal(governor.level, 1, 'one slow step ends the try');
+    assert.deepEqual(set, [1, 2, 1]);
   });
 
   it('also tries fewer threads, and moves when they are faster', function () {

@@ -307,8 +307,11 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       );
     }
     const llama = this.model.llama;
-    if (!this.governed) fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 0) + 1);
-    else {
+    if (!this.governed) {
+      fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 0) + 1);
+      // A governor of another runtime may have lowered the limit: a count the user set is used whole.
+      llama.maxThreads = Math.max(llama.maxThreads, os.availableParallelism());
+    } else {
       this.governor = new ThreadGovernor({
         ...this.governed,
         start: threads,
@@ -601,7 +604,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       }
       throw err;
     } finally {
-      this.gatherer.generating--;
+      if (--this.gatherer.generating === 0) this.governor?.idle();
     }
     const { text, tokensIn, tokensOut, firstTokenAt, rawStop, tokensForced } = decoded;
     if (rawStop === 'abort') {

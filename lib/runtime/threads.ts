@@ -40,8 +40,13 @@ interface StepStats {
   best: number;
 }
 
-/** A step longer than this was not back to back with the one before (idle, a prompt, a pause). */
-const MAX_STEP_MS = 2000;
+/**
+ * A step longer than this is not compared (the process was stopped, the machine suspended). Idle
+ * time never counts: the runtime says when no sequence generates (idle()).
+ */
+const MAX_STEP_MS = 30_000;
+/** A try ends at once when one of its steps takes this many times the steps it is compared with. */
+const PROBE_ABORT_FACTOR = 2;
 /** A step this many times its level's best counts towards a collapse; three in a row make one. */
 const COLLAPSE_FACTOR = 3;
 const COLLAPSE_STEPS = 3;
@@ -94,6 +99,11 @@ export class ThreadGovernor {
     }
   }
 
+  /** No sequence is generating: the time until the next step is not a step. */
+  idle(): void {
+    this.last = undefined;
+  }
+
   private observe(tokens: number, ms: number): void {
     const s = this.stat(this.level, tokens);
     s.ewma = s.count === 0 ? ms : s.ewma * 0.75 + ms * 0.25;
@@ -108,10 +118,13 @@ export class ThreadGovernor {
       }
     } else this.slowRun = 0;
     const probe = this.probe;
-    if (!probe || ++probe.steps < this.probeSteps) return;
-    this.probe = undefined;
+    if (!probe) return;
     const before = this.stats.get(`${probe.from}|${tokens}`);
-    if (before && before.count > 0 && s.ewma < before.ewma * 0.95) {
+    // On a busy box a try of two threads can take a second a step: one such step is enough.
+    const hopeless = before !== undefined && before.count > 0 && ms > before.ewma * PROBE_ABORT_FACTOR;
+    if (!hopeless && ++probe.steps < this.probeSteps) return;
+    this.probe = undefined;
+    if (!hopeless && before && before.count > 0 && s.ewma < before.ewma * 0.95) {
       // The other count stepped faster: stay, and look again soon.
       this.probeWait = this.probeMinMs;
       this.levelSince = this.now();
