@@ -55,6 +55,17 @@ describe('thread governor', function () {
     assert.equal(governor.level, 1);
   });
 
+  it('drops when two threads step at twice what one thread did, short of three times their best', function () {
+    const { governor, steps, wait } = governed(1);
+    steps(10, 16);
+    wait(5000);
+    steps(7, 12); // the try wins: two threads
+    assert.equal(governor.level, 2);
+    steps(4, 35); // another job starts: over twice one thread's 16 ms, under three times the best 12 ms
+    assert.equal(governor.level, 1);
+    assert.equal(governor.lastReason, 'collapse');
+  });
+
   it('does not drop on one slow step (a page fault, a GC)', function () {
     const { governor, steps } = governed(2);
     steps(8, 8);

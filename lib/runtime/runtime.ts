@@ -228,6 +228,8 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
   /** The thread counts the governor moves between, when the runtime chose the count. */
   private governed: { low: number; high: number } | undefined;
   private governor: ThreadGovernor | undefined;
+  /** The thread count was set by the user: it holds for the whole process while this runtime is open. */
+  private userThreads = false;
   private context: LlamaContext | undefined;
 
   private constructor(
@@ -264,6 +266,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
     const runtime = new ModelRuntime(model, resolveContextSettings({ ...settings, threads }), modelSha256);
     // A count chosen by the runtime is kept right while the load changes; a count the user set is kept.
     const cores = os.availableParallelism();
+    runtime.userThreads = settings.threads !== undefined;
     if (calibrated !== undefined && cores > 1) {
       const high = Math.max(calibrated, 2);
       runtime.governed = { low: high > 2 ? Math.floor(high / 2) : 1, high };
@@ -307,11 +310,11 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       );
     }
     const llama = this.model.llama;
-    if (!this.governed) {
+    if (this.userThreads) {
       fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 0) + 1);
       // A governor of another runtime may have lowered the limit: a count the user set is used whole.
       llama.maxThreads = Math.max(llama.maxThreads, os.availableParallelism());
-    } else {
+    } else if (this.governed) {
       this.governor = new ThreadGovernor({
         ...this.governed,
         start: threads,
@@ -396,7 +399,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
         sequences: this.settings.sequences,
       }),
       decodes: this.gatherer.decodes,
-      threads: this.governor?.level ?? this.settings.threads,
+      threads: this.settings.threads,
       ...(this.governor ? { threadSwitches: this.governor.switches } : {}),
     };
   }
@@ -838,7 +841,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
       slot.sequence.dispose();
     }
     await this.context?.dispose();
-    if (this.context && !this.governed) {
+    if (this.context && this.userThreads) {
       const llama = this.model.llama;
       fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 1) - 1);
     }

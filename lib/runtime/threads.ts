@@ -47,7 +47,10 @@ interface StepStats {
 const MAX_STEP_MS = 30_000;
 /** A try ends at once when one of its steps takes this many times the steps it is compared with. */
 const PROBE_ABORT_FACTOR = 2;
-/** A step this many times its level's best counts towards a collapse; three in a row make one. */
+/**
+ * A step this many times its level's best, or twice what the low count steps in, counts towards a
+ * collapse; three in a row make one.
+ */
 const COLLAPSE_FACTOR = 3;
 const COLLAPSE_STEPS = 3;
 /** Steps a level needs before its best is trusted for the collapse rule. */
@@ -109,7 +112,12 @@ export class ThreadGovernor {
     s.ewma = s.count === 0 ? ms : s.ewma * 0.75 + ms * 0.25;
     s.count++;
     s.best = Math.min(s.best, ms);
-    if (this.level > this.options.low && s.count > MIN_STEPS && ms > s.best * COLLAPSE_FACTOR) {
+    const low = this.level > this.options.low ? this.stats.get(`${this.options.low}|${tokens}`) : undefined;
+    const slow =
+      this.level > this.options.low &&
+      ((s.count > MIN_STEPS && ms > s.best * COLLAPSE_FACTOR) ||
+        (low !== undefined && low.count > 0 && ms > low.ewma * PROBE_ABORT_FACTOR));
+    if (slow) {
       if (++this.slowRun >= COLLAPSE_STEPS) {
         this.probe = undefined;
         this.probeWait = this.probeMinMs;
