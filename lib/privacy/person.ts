@@ -1,4 +1,5 @@
 import { gazetteer, NAME_PARTICLES, type Gazetteer } from './gazetteer';
+import { alternatives } from './trie';
 
 /**
  * `names` (default): runs of capitalised words read against a gazetteer of given and family names
@@ -413,40 +414,21 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
 const KEY_WORD =
   /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
-const escape = (w: string): string => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /**
  * Where a name can be found without the name lists: the titles and role words a run may start with,
  * every word and phrase contextBefore reads as a strong cue, and field names before `:` or `=`. Only
  * ASCII boundaries are checked here (a superset of the matches); contextBefore decides.
  */
 const CUE_PHRASES = [...TITLES, ...STRONG_CUE_1, ...STRONG_CUE_2, 'by'].sort((x, y) => y.length - x.length);
-/**
- * The words as one pattern shaped like a trie ("a(?:sk|ttn)|b(?:y|…)"): V8 tries each alternative in
- * turn, so a flat list of two hundred words costs two hundred tries at every word; a trie, a few.
- * A space in a phrase stands for spaces or tabs.
- */
-function alternatives(ws: readonly string[]): string {
-  const node = (list: string[]): string => {
-    const groups = new Map<string, string[]>();
-    let ends = false;
-    for (const w of list) {
-      if (w === '') ends = true;
-      else {
-        const rest = groups.get(w[0]) ?? [];
-        rest.push(w.slice(1));
-        groups.set(w[0], rest);
-      }
-    }
-    const branches = [...groups].map(([c, rest]) => (c === ' ' ? '[ \\t]+' : escape(c)) + node(rest));
-    if (branches.length === 0) return '';
-    const body = branches.length === 1 ? branches[0] : `(?:${branches.join('|')})`;
-    return ends ? `(?:${body})?` : body;
-  };
-  return node([...new Set(ws)]);
-}
+/** A space in a cue phrase stands for spaces or tabs. */
+const SPACES = { space: '[ \\t]+' };
 const CUE_FIND = new RegExp(
-  `(?:\\b(?:${alternatives(CUE_PHRASES.filter((w) => /^[a-z]/.test(w)))})|(?:${alternatives(
+  `(?:\\b(?:${alternatives(
+    CUE_PHRASES.filter((w) => /^[a-z]/.test(w)),
+    SPACES,
+  )})|(?:${alternatives(
     CUE_PHRASES.filter((w) => !/^[a-z]/.test(w)),
+    SPACES,
   )}))(?![A-Za-z0-9_])`,
   'gi',
 );
