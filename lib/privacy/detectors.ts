@@ -595,6 +595,8 @@ interface SecretRule {
   group: number;
   /** A cheap test that must pass before the rule is run. */
   hint?: RegExp;
+  /** Its match starts with a word of SECRET_WORDS: tried only where one starts. */
+  atWords?: boolean;
 }
 
 const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
@@ -648,6 +650,8 @@ const SECRET_RULES: SecretRule[] = [
   },
   {
     rule: 'assignment',
+    // Tried only where a word of SECRET_WORDS starts (secretWordStarts), not by a scan of its own.
+    atWords: true,
     // The words as a trie, shorter first as in a flat list (V8 tried them in turn at every word).
     regex: new RegExp(
       String.raw`\b(?:${alternatives(
@@ -680,18 +684,37 @@ const SECRET_CUE = new RegExp(
   'dgi',
 );
 
+/** Where a word of SECRET_WORDS starts, overlapping ones too, in order. */
+const SECRET_WORD_FIND = new RegExp(alternatives(SECRET_WORDS), 'gi');
+function secretWordStarts(text: string): number[] {
+  const at: number[] = [];
+  starts(text, SECRET_WORD_FIND, at);
+  return at;
+}
+
 /**
- * The matches of `regex` (global) that start a word or follow an underscore: what a leading
- * `(?:\b|(?<=_))` would give, without V8 trying that look-behind at every position of the text.
+ * The matches of `sticky` that a global search with it would find, tried only at `candidates`
+ * (every place such a match can start, in order). `wordStart`: only the matches that start a word or
+ * follow an underscore, what a leading `(?:\b|(?<=_))` would give, without V8 trying that
+ * look-behind at every position of the text.
  */
-function* atWordStarts(text: string, regex: RegExp): Generator<RegExpExecArray> {
-  regex.lastIndex = 0;
-  for (let m = regex.exec(text); m; m = regex.exec(text)) {
-    const before = m.index > 0 ? text.charCodeAt(m.index - 1) : 0;
-    if (isAlnum(before)) {
-      regex.lastIndex = m.index + 1; // the same position with a word start may match further on
+function* matchesAt(
+  text: string,
+  sticky: RegExp,
+  candidates: readonly number[],
+  wordStart: boolean,
+): Generator<RegExpExecArray> {
+  let from = 0;
+  for (const p of candidates) {
+    if (p < from) continue;
+    sticky.lastIndex = p;
+    const m = sticky.exec(text);
+    if (!m) continue;
+    if (wordStart && p > 0 && isAlnum(text.charCodeAt(p - 1))) {
+      from = p + 1; // the same position with a word start may match further on
       continue;
     }
+    from = m.index + m[0].length;
     yield m;
   }
 }
@@ -746,11 +769,20 @@ function* longTokens(text: string): Generator<[number, string]> {
   }
 }
 
+const stickyOf = new Map<RegExp, RegExp>();
+const sticky = (r: RegExp): RegExp => {
+  let s = stickyOf.get(r);
+  if (!s) stickyOf.set(r, (s = new RegExp(r.source, r.flags.replace('g', 'y'))));
+  return s;
+};
+
 function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
   if (withPrivateKeys) privateKeys(text, out);
-  for (const { rule, regex, group, hint } of SECRET_RULES) {
+  // The words that name a secret, found once for the rules that start with one.
+  const words = secretWordStarts(text);
+  for (const { rule, regex, group, hint, atWords } of SECRET_RULES) {
     if (hint && !hint.test(text)) continue;
-    for (const m of text.matchAll(regex)) {
+    for (const m of atWords ? matchesAt(text, sticky(regex), words, false) : text.matchAll(regex)) {
       if (group === 0) {
         push(out, 'SECRET', rule, text, m.index, m.index + m[0].length);
         continue;
@@ -760,7 +792,7 @@ function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
       push(out, 'SECRET', rule, text, span[0], span[1]);
     }
   }
-  for (const m of atWordStarts(text, SECRET_CUE)) {
+  for (const m of matchesAt(text, sticky(SECRET_CUE), words, true)) {
     const span = m.indices?.[1];
     if (!span) continue;
     // A full stop or comma right after is the sentence's, not the key's.

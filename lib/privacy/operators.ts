@@ -31,9 +31,13 @@ export class Pseudonymizer {
   private remember(token: string, value: string): void {
     const m = /^<([A-Z][A-Z0-9_]*)_(\d+)>$/.exec(token);
     if (!m || typeof value !== 'string') return;
+    this.store(token, m[1], Number(m[2]), `${m[1]}\u0000${value}`, value);
+  }
+
+  private store(token: string, type: string, n: number, key: string, value: string): void {
     this.map.tokens[token] = value;
-    this.byValue.set(`${m[1]}\u0000${value}`, token);
-    this.next.set(m[1], Math.max(this.next.get(m[1]) ?? 1, Number(m[2]) + 1));
+    this.byValue.set(key, token);
+    this.next.set(type, Math.max(this.next.get(type) ?? 1, n + 1));
   }
 
   /** Tokens that already occur in the input must not be issued, or restore would replace them too. */
@@ -52,8 +56,8 @@ export class Pseudonymizer {
     let n = this.next.get(type) ?? 1;
     let token = `<${type}_${n}>`;
     while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
-    this.next.set(type, n + 1);
-    this.remember(token, value);
+    // The type and number are known here: no need to read them back out of the token.
+    this.store(token, type, n, key, value);
     this.used.add(token);
     return token;
   }
