@@ -443,8 +443,24 @@ const RUN_AT = new RegExp(RUN.source, 'uy');
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
 
 type Run = { start: number; end: number; text: string; toks?: Tok[] };
-/** A ':' or '=' after a letter (a field name), not after a digit (clock times, readings). */
-const KEY_SIGN = /[A-Za-z_]["'\]]?[ \t]*[:=]/g;
+const SIGN = /[:=]/g;
+const nextSign = (text: string, from: number): number => {
+  SIGN.lastIndex = from;
+  return SIGN.exec(text)?.index ?? -1;
+};
+/**
+ * Whether the ':' or '=' at `q` follows a letter (a field name), not a digit (clock times, readings):
+ * what /[A-Za-z_]["'\]]?[ \t]*[:=]/ matches, read backwards from each sign rather than tried at every
+ * letter.
+ */
+function keySign(text: string, q: number): boolean {
+  let i = q - 1;
+  while (i >= 0 && (text[i] === ' ' || text[i] === '\t')) i--;
+  if (i >= 0 && (text[i] === '"' || text[i] === "'" || text[i] === ']')) i--;
+  if (i < 0) return false;
+  const c = text.charCodeAt(i);
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
 
 /**
  * The runs a name can be found in without the name lists: a run that starts with a title or role
@@ -476,8 +492,7 @@ function cuedRuns(text: string): Run[] {
     const w = wordBefore(text, k)[1];
     if (w !== '' && KEY_WORD.test(w)) after(p + 1);
   };
-  KEY_SIGN.lastIndex = 0;
-  for (let m = KEY_SIGN.exec(text); m; m = KEY_SIGN.exec(text)) keyBefore(m.index + m[0].length - 1);
+  for (let q = nextSign(text, 0); q >= 0; q = nextSign(text, q + 1)) if (keySign(text, q)) keyBefore(q);
   starts.sort((a, b) => a - b);
   const runs: Run[] = [];
   for (const p of starts) {
