@@ -922,14 +922,28 @@ function pickCluster(cluster: Finding[]): Finding[] {
   return chosen;
 }
 
+const byStart = (a: Finding, b: Finding): number => a.start - b.start || b.end - a.end;
+/** Findings settled in one step of resolveOverlapsSteps. */
+const RESOLVE_STEP = 4_096;
+
 /**
  * Keeps the non-overlapping findings, preferring the more specific type, then the longer span.
  * Sorted by start, findings fall into clusters that overlap nothing outside themselves; each cluster
  * is settled on its own, so the cost grows with n log n, not with n².
  */
 export function resolveOverlaps(findings: Finding[]): Finding[] {
+  const steps = resolveOverlapsSteps(findings);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** resolveOverlaps, yielding after the sort and after every RESOLVE_STEP findings. */
+function* resolveOverlapsSteps(findings: Finding[]): Generator<number, Finding[], void> {
   if (findings.length < 2) return findings;
-  const byStart = [...findings].sort((a, b) => a.start - b.start || b.end - a.end);
+  const sorted = [...findings].sort(byStart);
+  if (sorted.length > RESOLVE_STEP) yield 0;
   const kept: Finding[] = [];
   let cluster: Finding[] = [];
   let clusterEnd = -1;
@@ -938,10 +952,12 @@ export function resolveOverlaps(findings: Finding[]): Finding[] {
     else if (cluster.length > 1) for (const f of pickCluster(cluster)) kept.push(f);
     cluster = [];
   };
-  for (const f of byStart) {
+  for (let i = 0; i < sorted.length; i++) {
+    const f = sorted[i];
     if (f.start >= clusterEnd) {
       flush();
       clusterEnd = f.end;
+      if (i > 0 && i % RESOLVE_STEP === 0) yield i;
     } else clusterEnd = Math.max(clusterEnd, f.end);
     cluster.push(f);
   }
@@ -1035,23 +1051,31 @@ export function* detectSteps(text: string, options: DetectOptions): Generator<nu
   const out: Finding[] = [];
   if (text.length <= CHUNK + TAIL) scanWindow(text, options, out, true);
   else {
-    if (options.types.has('SECRET')) privateKeys(text, out);
+    if (options.types.has('SECRET')) {
+      privateKeys(text, out); // the whole text at once: a step of its own
+      yield 0;
+    }
     for (let a = 0; a < text.length;) {
       const b = cutPoint(text, a + CHUNK);
       const from = Math.max(0, a - LEAD);
       const found: Finding[] = [];
       scanWindow(text.slice(from, windowEnd(text, b)), options, found, false);
+      const mine: Finding[] = [];
       for (const f of found) {
         const start = f.start + from;
-        if (start >= a && start < b) out.push({ ...f, start, end: f.end + from });
+        if (start >= a && start < b) mine.push({ ...f, start, end: f.end + from });
       }
+      // In resolveOverlaps' order (a stable sort, as its own): chunk after chunk, the findings then
+      // arrive sorted, and its sort of all of them at the end is one pass rather than one long step.
+      mine.sort(byStart);
+      for (const f of mine) out.push(f);
       a = b;
       yield a;
     }
   }
   if (options.keyHint !== undefined) keyHints(text, options.keyHint, options.types, out);
   if (out.length > 5_000) yield text.length;
-  return resolveOverlaps(out);
+  return yield* resolveOverlapsSteps(out);
 }
 
 /** All entities in `text`, non-overlapping, in text order. */
