@@ -136,7 +136,11 @@ interface Tok {
   kind: Kind;
 }
 
-/** Single words that announce a name (titles are apart): "Patient Maria Keller". */
+/**
+ * Single words that announce a name (titles are apart): "Patient Maria Keller". Role words of many
+ * languages, not only those of the texts the rules were tuned on: patient, operator, technician,
+ * driver, nurse, doctor, contact...
+ */
 const CUE_WORDS = words(`
 patient pt pat patientin paciente paziente patiënt patiente operator operatorin opérateur opératrice operador
 operadora operatore technician techniker technikerin technicien technicienne técnico técnica tecnico tecnica
@@ -147,6 +151,15 @@ ansprechpartnerin contactpersoon contato owner caller escort wearer employee wor
 customer kunde kundin client cliente klant visitor besucher guest inspector supervisor manager foreman
 vorarbeiter author reporter requester assignee dear hi hello attn cc ask call notify tell inform thank thanks
 regards cheers
+pacjent pacjentka technik kierowca pielęgniarka pielęgniarz lekarz lekarka kierownik brygadzista pracownik klient
+pacient pacientka pacientă operátor technička řidič vodič sestra lékař lékařka lekár zaměstnanec zákazník
+páciens kezelő technikus sofőr ápoló ápolónő nővér orvos kapcsolattartó művezető ügyfél
+tehnician șofer asistentă medic operatör teknisyen şoför sürücü hemşire hekim müşteri
+tekniker förare sjuksköterska läkare kontaktperson arbetsledare kund operatør chauffør sjåfør sygeplejerske
+sykepleier læge potilas operaattori teknikko kuljettaja sairaanhoitaja hoitaja lääkäri yhteyshenkilö asiakas
+pasien teknisi sopir perawat dokter kontak doktor
+ασθενής χειριστής τεχνικός οδηγός νοσηλεύτρια νοσηλευτής γιατρός επαφή
+пациент пациентка оператор техник водитель медсестра врач контакт пацієнт технік водій лікар
 `);
 /** First words of place names: "San Francisco", "Port Elizabeth", "Bad Homburg". */
 const PLACE_WORDS = words(
@@ -646,6 +659,10 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
 
 /** The word right after `end` on the same line, with the gap before it. */
 const WORD_AFTER = /^([ \t]+)((?:\p{Lu}\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
+/** A word of letters of scripts other than Latin. */
+const OTHER_SCRIPT_WORD = /^(?:(?!\p{Script=Latin})[\p{L}\p{M}'’-]){2,}$/u;
+/** The next field of a log line ("cruz ip=…"): the value before it ends there. */
+const NEXT_FIELD = /^[ \t]+[\p{L}\p{N}_.-]+[=:]/u;
 /** The word right before `start` on the same line, with the gap after it. */
 const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])((?:\p{Lu}\.-?){2,3}|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
 /** "Last, First": a comma and one capitalised word that ends the name. */
@@ -717,7 +734,10 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       lower &&
       word.length > 3 &&
       g.family.has(word) &&
-      (!COMMON.has(word) || nextIsName || !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2))) &&
+      (!COMMON.has(word) ||
+        nextIsName ||
+        !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2)) ||
+        NEXT_FIELD.test(text.slice(wordEnd, wordEnd + 40))) &&
       /^\p{Lu}/u.test(text.slice(start, end).split(/\s+/).pop() ?? '') &&
       inSpan().some((t) => t.kind === 'family' || t.kind === 'both' || t.kind === 'unknown')
     )
@@ -756,6 +776,15 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     )
       // The last of a run of capitalised words after a name found: a name no list holds.
       end = wordEnd;
+    else if (
+      OTHER_SCRIPT_WORD.test(word) &&
+      /\p{Script=Latin}/u.test(text.slice(start, end)) &&
+      inSpan().some((t) => isName(t.kind) || t.kind === 'unknown')
+    )
+      // "Tupo Fiumtu კონსტანტინე": a word in another script (Georgian, Hebrew, Arabic, Chinese...)
+      // right after a name in Latin letters is read as part of it: most of these scripts have no
+      // capitals to tell a name apart, and a word too many hidden is safe.
+      end = wordEnd;
     else break;
   }
   // "Signed: Maria\nKeller": a given name alone at the end of a line, its family name on the next.
@@ -775,6 +804,12 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     if (
       kind === 'initial' ||
       /^\p{Lu}$/u.test(bare) ||
+      // "par Pat Thompson", "Don Keller": a role word or title that is also a given name, right
+      // before a name that has none, is its given name (hidden with it; a title hidden costs nothing).
+      ((kind === 'cue' || kind === 'title') &&
+        /^\p{Lu}\p{Ll}+$/u.test(word) &&
+        g.given.has(word.toLowerCase()) &&
+        !inSpan().some((t) => isGiven(t.kind))) ||
       (/^\p{Lu}/u.test(word) && isGiven(kind)) ||
       kind === 'cparticle' ||
       kind === 'particle' ||
@@ -796,6 +831,18 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       unknownBefore = true;
     } else break;
   }
+  // "Kim Min-jun (김민준)": the same name in a script without capitals, in brackets right after.
+  const alias = /^[ \t]*\(([^()\n]{2,40})\)/u.exec(text.slice(end, end + 48));
+  if (
+    alias &&
+    !/\p{Lu}/u.test(alias[1]) &&
+    alias[1]
+      .trim()
+      .split(/\s+/)
+      .every((w) => OTHER_SCRIPT_WORD.test(w)) &&
+    /\p{Script=Latin}/u.test(text.slice(start, end))
+  )
+    end += alias[0].length;
   // "Di Benedetto, Iacopo": a span of family names only, a comma, then a given name alone.
   const comma = COMMA_FIRST.exec(text.slice(end, end + 48));
   const commaKind = comma ? classify(comma[1], g) : undefined;
@@ -818,6 +865,21 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       afterKind === 'title')
   )
     end += comma[0].length + (afterComma && afterKind === 'initial' ? afterComma[0].length : 0);
+  else if (
+    span.rule === 'cue' &&
+    text[end] === ',' &&
+    (inSpan().length === 1 || !inSpan().some((t) => isGiven(t.kind)))
+  ) {
+    // "Signed: Kowalczyk, Zbigniew Shift lead", "checked by ROEL, VIRIYA": after a strong cue, one
+    // word or family names, then given names no list holds: "Last, First", read as the rules
+    // detector reads it (hiding a word too many, or all of a list of names, is safe; leaving the
+    // given name beside a hidden family name is not).
+    const caps =
+      /\p{Lu}{2}/u.test(text.slice(start, end)) &&
+      text.slice(start, end) === text.slice(start, end).toUpperCase();
+    const given = (caps ? COMMA_GIVEN_CAPS : COMMA_GIVEN).exec(text.slice(end, end + 64));
+    if (given) end += given[0].length;
+  }
   // "Arriaga Sr.", "Smith, Jr.", "Henry III": a generation belongs to the name.
   const suffix = SUFFIX_AFTER.exec(text.slice(end, end + 8));
   if (suffix) end += suffix[0].length;
@@ -914,6 +976,10 @@ export function findPersons(text: string, detector: PersonDetector): PersonSpan[
  */
 const COMMA_GIVEN =
   /^,[ \t]*(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}(?:[ \t]+(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}){0,2}(?=[ \t]*(?:[,.;)\]"\r\n]|$)|[ \t]+\p{Ll})/u;
+
+/** The same in capitals, after a family name in capitals: ", VIRIYA", ", JEAN PAUL". */
+const COMMA_GIVEN_CAPS =
+  /^,[ \t]*\p{Lu}[\p{Lu}\p{M}'’-]+(?:[ \t]+\p{Lu}[\p{Lu}\p{M}'’-]+){0,2}(?=[ \t]*(?:[,.;)\]"\r\n]|$)|[ \t]+\p{Ll})/u;
 
 /**
  * Without the name lists, a name found after a cue ("Assigned to Walter, Gayle") is read as "Last,
