@@ -152,9 +152,9 @@ customer kunde kundin client cliente klant visitor besucher guest inspector supe
 vorarbeiter author reporter requester assignee dear hi hello attn cc ask call notify tell inform thank thanks
 regards cheers
 pacjent pacjentka technik kierowca pielęgniarka pielęgniarz lekarz lekarka kierownik brygadzista pracownik klient
-pacient pacientka pacientă operátor technička řidič vodič sestra lékař lékařka lekár zaměstnanec zákazník
-páciens kezelő technikus sofőr ápoló ápolónő nővér orvos kapcsolattartó művezető ügyfél
-tehnician șofer asistentă medic operatör teknisyen şoför sürücü hemşire hekim müşteri
+pacient pacientka pacientă operátor technička vodič sestra lékař lékařka lekár zaměstnanec zákazník
+páciens kezelő technikus sofőr nővér orvos kapcsolattartó művezető
+tehnician sofer asistentă medic operatör teknisyen sürücü hemşire hekim müşteri
 tekniker förare sjuksköterska läkare kontaktperson arbetsledare kund operatør chauffør sjåfør sygeplejerske
 sykepleier læge potilas operaattori teknikko kuljettaja sairaanhoitaja hoitaja lääkäri yhteyshenkilö asiakas
 pasien teknisi sopir perawat dokter kontak doktor
@@ -435,8 +435,8 @@ const KEY_WORD =
 const CUE_PHRASES = [...TITLES, ...STRONG_CUE_1, ...STRONG_CUE_2, 'by'].sort((x, y) => y.length - x.length);
 /** A space in a cue phrase stands for spaces or tabs. */
 const SPACES = { space: '[ \\t]+' };
-// Two patterns: V8 tried one alternation of the two at every position, and the few words that start
-// with a letter outside a-z ("übergabe an") cannot use the cheaper \b.
+// Apart: V8 tried one alternation of them all at every position, and the words that start with a
+// letter outside a-z ("übergabe an", "γιατρός") cannot use the cheaper \b.
 const CUE_FIND = new RegExp(
   `\\b(?:${alternatives(
     CUE_PHRASES.filter((w) => /^[a-z]/.test(w)),
@@ -446,11 +446,20 @@ const CUE_FIND = new RegExp(
 );
 const CUE_FIND_OTHER = new RegExp(
   `(?:${alternatives(
-    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w)),
+    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w) && /^\p{Script=Latin}/u.test(w)),
     SPACES,
   )})(?![A-Za-z0-9_])`,
   'gi',
 );
+/** Cue words in Greek and Cyrillic letters, looked for only in text that holds such letters. */
+const CUE_FIND_SCRIPTS = new RegExp(
+  `(?:${alternatives(
+    CUE_PHRASES.filter((w) => !/^\p{Script=Latin}/u.test(w)),
+    SPACES,
+  )})(?![\\p{L}\\p{N}_])`,
+  'giu',
+);
+const GREEK_CYRILLIC = /[\u0370-\u04ff]/;
 const RUN_AT = new RegExp(RUN.source, 'uy');
 /** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
@@ -490,7 +499,9 @@ function cuedRuns(text: string): Run[] {
     const gap = CUE_GAP.exec(text);
     at(end + (gap ? gap[0].length : 0));
   };
-  for (const find of [CUE_FIND, CUE_FIND_OTHER]) {
+  for (const find of GREEK_CYRILLIC.test(text)
+    ? [CUE_FIND, CUE_FIND_OTHER, CUE_FIND_SCRIPTS]
+    : [CUE_FIND, CUE_FIND_OTHER]) {
     find.lastIndex = 0;
     for (let m = find.exec(text); m; m = find.exec(text)) {
       at(m.index);
