@@ -14,7 +14,8 @@ export interface PseudonymMap {
 const TOKEN_IN_TEXT = /<\s*([A-Z][A-Z0-9_]*_\d+)\s*>/g;
 
 export class Pseudonymizer {
-  private readonly byValue = new Map<string, string>();
+  /** type → original → token (a map per type: no key string built per finding). */
+  private readonly byValue = new Map<string, Map<string, string>>();
   private readonly next = new Map<string, number>();
   private readonly reserved = new Set<string>();
   readonly map: PseudonymMap;
@@ -31,12 +32,14 @@ export class Pseudonymizer {
   private remember(token: string, value: string): void {
     const m = /^<([A-Z][A-Z0-9_]*)_(\d+)>$/.exec(token);
     if (!m || typeof value !== 'string') return;
-    this.store(token, m[1], Number(m[2]), `${m[1]}\u0000${value}`, value);
+    this.store(token, m[1], Number(m[2]), value);
   }
 
-  private store(token: string, type: string, n: number, key: string, value: string): void {
+  private store(token: string, type: string, n: number, value: string): void {
     this.map.tokens[token] = value;
-    this.byValue.set(key, token);
+    let byValue = this.byValue.get(type);
+    if (!byValue) this.byValue.set(type, (byValue = new Map()));
+    byValue.set(value, token);
     this.next.set(type, Math.max(this.next.get(type) ?? 1, n + 1));
   }
 
@@ -47,8 +50,7 @@ export class Pseudonymizer {
 
   /** Same (type, original) → same token, for as long as this map lives. */
   tokenFor(type: EntityType, value: string): string {
-    const key = `${type}\u0000${value}`;
-    const known = this.byValue.get(key);
+    const known = this.byValue.get(type)?.get(value);
     if (known) {
       this.used.add(known);
       return known;
@@ -57,7 +59,7 @@ export class Pseudonymizer {
     let token = `<${type}_${n}>`;
     while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
     // The type and number are known here: no need to read them back out of the token.
-    this.store(token, type, n, key, value);
+    this.store(token, type, n, value);
     this.used.add(token);
     return token;
   }
