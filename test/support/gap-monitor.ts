@@ -47,7 +47,10 @@ export interface GapReport {
  * discounts the time it waited for a CPU (`heldMs`); `stop()` gives the older measure, the gap
  * counted as far as the loop was busy in it. Raw gaps over 50 ms are printed with both.
  */
-export function gapMonitor({ schedstat: use = true }: { schedstat?: boolean } = {}) {
+export function gapMonitor({
+  schedstat: use = true,
+  quiet = false,
+}: { schedstat?: boolean; quiet?: boolean } = {}) {
   const path = use ? schedstatPath() : undefined;
   let last = performance.now();
   let lastElu = performance.eventLoopUtilization();
@@ -68,7 +71,7 @@ export function gapMonitor({ schedstat: use = true }: { schedstat?: boolean } = 
       held = Math.min(busy, gap - (sched[1] - lastSched[1]));
       worst.cpuMs = Math.max(worst.cpuMs ?? 0, cpu);
     }
-    if (gap > 50)
+    if (gap > 50 && !quiet)
       console.log(
         `      (a ${gap.toFixed(0)} ms gap, the loop busy ${busy.toFixed(0)} ms of it` +
           (cpu === undefined
@@ -92,6 +95,7 @@ export function gapMonitor({ schedstat: use = true }: { schedstat?: boolean } = 
     if (worst.cpuMs !== undefined) r.cpuMs = Math.round(worst.cpuMs);
     if (!stopped) {
       stopped = true;
+      if (quiet) return r;
       console.log(
         `      (longest event-loop block: ${r.busyMs} ms; held ${r.heldMs} ms (${r.source})` +
           `${r.cpuMs === undefined ? '' : `, most CPU in one gap ${r.cpuMs} ms`}, longest raw gap ${r.gapMs} ms)`,
