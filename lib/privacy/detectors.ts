@@ -4,6 +4,7 @@ import type * as Ibantools from 'ibantools' with { 'resolution-mode': 'import' }
 import { calendarDay, cardIssuerKnown, luhnValid, shannonEntropy, usSsnValid } from './checksums';
 import { phones } from './phone';
 import { findPersons, KEY_PERSON, KEY_PERSON_ROLE, NAME_VALUE, roleKey, type PersonDetector } from './person';
+import { holdsOtherScripts } from './scripts';
 import { alternatives } from './trie';
 import type { BuiltinEntityType, CustomPattern, EntityType, Finding } from './types';
 
@@ -487,7 +488,6 @@ const DOB_CUE_LATIN = new RegExp(
 const DOB_CUE_B = /[\s(,;]b\./gi;
 const DOB_CUE_OTHER =
   /生年月日|出生日期|出生|誕生日|생년월일|дата рождения|род\.|γέννηση|γεννήθηκε|γενν\.|تاريخ الميلاد|مواليد|תאריך לידה|जन्म|วันเกิด/gi;
-const BEYOND_LATIN = /[\u0370-\uffff]/;
 
 /** Every position where `regex` (global) matches, overlapping ones too. */
 function starts(text: string, regex: RegExp, into: number[]): void {
@@ -508,7 +508,7 @@ function dobCues(text: string): [number, number][] {
   const candidates = [0];
   starts(text, DOB_CUE_LATIN, candidates);
   starts(text, DOB_CUE_B, candidates);
-  if (BEYOND_LATIN.test(text)) starts(text, DOB_CUE_OTHER, candidates);
+  if (holdsOtherScripts(text)) starts(text, DOB_CUE_OTHER, candidates);
   candidates.sort((a, b) => a - b);
   const cues: [number, number][] = [];
   let next = 0;

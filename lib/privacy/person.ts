@@ -1,4 +1,5 @@
 import { gazetteer, NAME_PARTICLES, type Gazetteer } from './gazetteer';
+import { holdsOtherScripts } from './scripts';
 import { alternatives } from './trie';
 
 /**
@@ -459,7 +460,6 @@ const CUE_FIND_SCRIPTS = new RegExp(
   )})(?![\\p{L}\\p{N}_])`,
   'giu',
 );
-const GREEK_CYRILLIC = /[\u0370-\u04ff]/;
 const RUN_AT = new RegExp(RUN.source, 'uy');
 /** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
@@ -499,7 +499,7 @@ function cuedRuns(text: string): Run[] {
     const gap = CUE_GAP.exec(text);
     at(end + (gap ? gap[0].length : 0));
   };
-  for (const find of GREEK_CYRILLIC.test(text)
+  for (const find of holdsOtherScripts(text)
     ? [CUE_FIND, CUE_FIND_OTHER, CUE_FIND_SCRIPTS]
     : [CUE_FIND, CUE_FIND_OTHER]) {
     find.lastIndex = 0;
