@@ -982,9 +982,93 @@ export function findPersons(text: string, detector: PersonDetector): PersonSpan[
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
   runSpans(text, g, out);
-  return g
+  const spans = g
     ? out.map((span) => extendSpan(text, span, g, out))
     : out.map((span) => withFirstNames(text, span));
+  if (holdsOtherScripts(text)) caselessAfterCues(text, spans);
+  return spans;
+}
+
+/** A letter of a script without capitals (not Latin, Greek, Cyrillic, Armenian), with its marks. */
+const CASELESS = String.raw`(?:(?![\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Script=Armenian}])\p{L}\p{M}*)`;
+/** A part of a name joined to such a word by a hyphen: its script's letters, or a capitalised Latin word. */
+const MIXED_PART = String.raw`(?:${CASELESS}{1,16}|\p{Lu}[\p{L}\p{M}]{0,15})`;
+/**
+ * A word of such letters (up to 16, hyphens and apostrophes inside, parts in Latin letters too:
+ * "მოგელი-Orga") or initials ("ე.", "수.윤.").
+ */
+const CASELESS_WORD = String.raw`(?:(?:${CASELESS}\.){1,3}|${CASELESS}{1,16}(?:[-'’]${MIXED_PART}){0,2})`;
+/**
+ * Up to three such words on one line (Hebrew, Arabic, Georgian, Korean, Chinese, Japanese, Thai,
+ * Devanagari...).
+ */
+const CASELESS_RUN = new RegExp(
+  String.raw`(?<![\p{L}\p{M}\p{N}_'’-])${CASELESS_WORD}(?:[ \t]${CASELESS_WORD}){0,2}(?![\p{L}\p{M}\p{N}_])`,
+  'gu',
+);
+
+/**
+ * Names in scripts without capitals cannot be told from other words by their shape: they are taken
+ * where a cue stands right before them ("Operator ნინო ბერიძე", "patient: 김민준", "notify דוד כהן"),
+ * as the rules detector takes a name after a cue, whatever the language of the cue's sentence.
+ */
+function caselessAfterCues(text: string, spans: PersonSpan[]): void {
+  for (const m of text.matchAll(CASELESS_RUN)) {
+    const start = m.index;
+    const end = start + m[0].length;
+    if (spans.some((s) => s.start < end && start < s.end)) continue;
+    // A strong cue, or a weak one ("for", "by", "notify") before two or three words: a name of one
+    // word needs the strong cue.
+    const cue = contextBefore(text, start).cue;
+    if (cue < 1 || (cue < 2 && !/\s/.test(m[0]))) continue;
+    spans.push(caselessWhole(text, start, end));
+  }
+}
+
+/** Stands in CASELESS_MORE for COMMA_GIVEN, defined further down. */
+const COMMA_GIVEN_LATE = /(?!)/u;
+/** What may follow a name in a script without capitals and still be part of it, tried in turn. */
+const CASELESS_MORE = [
+  // "აბაზაძე, ნუკა": "Last, First".
+  new RegExp(String.raw`^,[ \t]*${CASELESS_WORD}(?:[ \t]${CASELESS_WORD})?(?![\p{L}\p{M}\p{N}_])`, 'u'),
+  // A generation ("Sr."), an initial ("F.").
+  /^[ \t]+(?:Jr|Jnr|Sr|Snr|II|III|IV|\p{Lu})\.?(?![\p{L}\p{N}])/u,
+  // A fourth word, with a Latin prefix on it ("Mc간", "Dell'최").
+  new RegExp(String.raw`^[ \t]+(?:\p{Lu}\p{Ll}{0,3}['’]?)?${CASELESS_WORD}(?![\p{L}\p{M}\p{N}_])`, 'u'),
+  // Words in Latin capitals or particles between such words ("윤서 Ter 윤", "ויטה da חרובי").
+  new RegExp(
+    String.raw`^(?:[ \t]+(?:\p{Lu}[\p{L}\p{M}'’]{0,15}(?:-${MIXED_PART}){0,2}|${PARTICLE})){1,3}(?=[ \t]+(?:\p{Lu}\p{Ll}{0,3}['’]?)?${CASELESS_WORD}(?![\p{L}\p{M}\p{N}_]))`,
+    'u',
+  ),
+  // A given name in Latin letters after a comma ("גדות, Grace"), as the rules detector reads one.
+  COMMA_GIVEN_LATE,
+  // A last word in Latin letters before the end of the clause.
+  new RegExp(
+    String.raw`^[ \t]+\p{Lu}[\p{Ll}\p{M}'’]{1,15}(?:-${MIXED_PART}){0,2}(?=[ \t]*(?:[,;)\]"\r\n]|\.(?!\p{L})|$))`,
+    'u',
+  ),
+];
+/** Particles in Latin letters right before: "van 두". */
+const CASELESS_PARTICLE_BEFORE = new RegExp(String.raw`(?:^|[\s"'(:=])((?:${PARTICLE}[ \t]+){1,3})$`, 'u');
+
+/** A name in a script without capitals found from `start` to `end`, grown over what belongs to it. */
+function caselessWhole(text: string, start: number, end: number): PersonSpan {
+  for (let n = 0; n < 4; n++) {
+    let grown = false;
+    const rest = text.slice(end, end + 80);
+    for (const more of CASELESS_MORE) {
+      const m = (more === COMMA_GIVEN_LATE ? COMMA_GIVEN : more).exec(rest);
+      if (m) {
+        end += m[0].length;
+        grown = true;
+        break;
+      }
+    }
+    if (!grown) break;
+  }
+  const before = CASELESS_PARTICLE_BEFORE.exec(text.slice(Math.max(0, start - 24), start));
+  if (before) start -= before[1].length;
+  return { start, end, rule: 'cue' };
 }
 
 /**
