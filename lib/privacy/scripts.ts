@@ -1,4 +1,10 @@
-const BEYOND_LATIN = /[\u0370-\uffff]/;
+/**
+ * Letters of scripts after Latin: Greek to Ethiopic, Greek Extended, Glagolitic to Ethiopic
+ * Extended, CJK, Hangul, presentation forms. Not the Latin Extended Additional block (Vietnamese),
+ * nor punctuation, primes, dashes, arrows and other symbols (2000-2BFF), which Latin text holds.
+ */
+const BEYOND_LATIN =
+  /[\u0370-\u1dff\u1f00-\u1fff\u2c00-\u2dff\u3040-\ud7ff\uf900-\ufaff\ufb1d-\ufdff\ufe70-\ufefe]/;
 let lastText: string | undefined;
 let lastAnswer = false;
 
