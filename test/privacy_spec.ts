@@ -349,6 +349,14 @@ describe('privacy: checks behind the detectors', function () {
     }
   });
 
+  it('takes a name in a script without capitals as a name field’s whole value', function () {
+    const guard = new PrivacyGuard();
+    const r = guard.protect({ patient: '김민준', technician: 'აბაზაძე, ნუკა', note: '펌프' });
+    assert.match(String(r.value.patient), /^<PERSON_\d+>$/);
+    assert.match(String(r.value.technician), /^<PERSON_\d+>$/);
+    assert.equal(r.value.note, '펌프');
+  });
+
   it('leaves words in scripts without capitals alone where no cue stands before them', function () {
     const guard = new PrivacyGuard();
     for (const text of ['alarm for 펌프 3', 'שלום עולם', '温度 61.5 C, 压力 4.2 bar']) {

@@ -3,7 +3,15 @@ import type { CountryCode } from 'libphonenumber-js/max';
 import type * as Ibantools from 'ibantools' with { 'resolution-mode': 'import' };
 import { calendarDay, cardIssuerKnown, luhnValid, shannonEntropy, usSsnValid } from './checksums';
 import { phones } from './phone';
-import { findPersons, KEY_PERSON, KEY_PERSON_ROLE, NAME_VALUE, roleKey, type PersonDetector } from './person';
+import {
+  CASELESS_NAME_VALUE,
+  findPersons,
+  KEY_PERSON,
+  KEY_PERSON_ROLE,
+  NAME_VALUE,
+  roleKey,
+  type PersonDetector,
+} from './person';
 import { holdsOtherScripts } from './scripts';
 import { alternatives } from './trie';
 import type { BuiltinEntityType, CustomPattern, EntityType, Finding } from './types';
@@ -889,7 +897,7 @@ function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>,
   if (
     types.has('PERSON') &&
     (KEY_PERSON.test(keyHint) || KEY_PERSON_ROLE.test(roleKey(keyHint))) &&
-    (NAME_VALUE.test(t) || NAME_WORDS_VALUE.test(t))
+    (NAME_VALUE.test(t) || NAME_WORDS_VALUE.test(t) || CASELESS_NAME_VALUE.test(t))
   ) {
     push(out, 'PERSON', 'field', text, start, start + t.length);
   }

@@ -1012,6 +1012,11 @@ const CASELESS_RUN = new RegExp(
 );
 
 const WORD_GLUE = /[\p{L}\p{M}\p{N}_'’-]/u;
+/** A whole field value that is a name in a script without capitals: one to four such words. */
+export const CASELESS_NAME_VALUE = new RegExp(
+  String.raw`^${CASELESS_WORD}(?:[ \t,]+${CASELESS_WORD}){0,3}$`,
+  'u',
+);
 
 /**
  * Names in scripts without capitals cannot be told from other words by their shape: they are taken
