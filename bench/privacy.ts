@@ -63,7 +63,8 @@ async function longestBlock<T>(work: () => Promise<T>): Promise<{ ms: number; ga
 
 /**
  * MB/s per core: bytes over the CPU time the process spent (user + system), so that other load on
- * the machine does not count; the wall time is shown beside it. Best of five runs (other jobs on a shared machine slow single runs).
+ * the machine does not count; the wall time is shown beside it. Best of five runs (other jobs on a
+ * shared machine slow single runs), after one full-size run to warm up.
  */
 function throughput(
   text: string,
