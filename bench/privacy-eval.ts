@@ -2,14 +2,16 @@
  * What privacy-guard hides, per entity type, on three sets reported apart: the generated dev half
  * (the rules were tuned on it), the generated test half (frozen before tuning: the number that
  * counts) and the hand-written fixture test/fixtures/privacy-labelled.json.
- * Run: npm run build && node dist/bench/privacy-eval.js [--set=dev|test|fixture] [--person=names|rules|off]
- *      [--misses[=N]] [--type=PERSON]
+ * Run: npm run build && node dist/bench/privacy-eval.js [--set=dev|test|fixture|extra] [--seed=N]
+ *      [--person=names|rules|off] [--misses[=N]] [--type=PERSON]
+ * --set=extra: the dev families in EXTRA_LOCALES (locales of neither half), for dev checks of how far
+ * a change holds; --seed: another seed for the dev half and the extra locales (never the test half).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PrivacyGuard, type GuardConfig } from '../lib/privacy';
 import { evaluate, formatScores, type LabelledSet, type Miss } from '../lib/privacy/evaluate';
-import { generate, type Sample } from './privacy-data';
+import { EXTRA_LOCALES, generate, SEED, type Sample } from './privacy-data';
 
 const arg = (name: string): string | undefined =>
   process.argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`))?.split('=')[1] ??
@@ -28,13 +30,18 @@ function labelled(samples: Sample[]): LabelledSet {
   };
 }
 
+const only = arg('set');
+// Other seeds and the extra locales write dev families only; the test half is always SEED's.
+const seed = Number(arg('seed') ?? SEED);
 const generated = generate();
+const devGenerated = seed === SEED ? generated : generate(seed);
 const sets: [string, LabelledSet, GuardConfig][] = [
-  ['dev', labelled(generated.filter((s) => s.half === 'dev')), {}],
+  ['dev', labelled(devGenerated.filter((s) => s.half === 'dev')), {}],
   ['test', labelled(generated.filter((s) => s.half === 'test')), {}],
   ['fixture', fixture, fixture.options],
 ];
-const only = arg('set');
+if (only === 'extra')
+  sets.push(['extra', labelled(generate(seed, EXTRA_LOCALES).filter((s) => s.half === 'dev')), {}]);
 const person = arg('person') as GuardConfig['person'] | undefined;
 
 for (const [name, set, options] of sets) {
@@ -47,10 +54,12 @@ for (const [name, set, options] of sets) {
   const texts = set.samples.length + (set.json?.length ?? 0);
   const title =
     name === 'dev'
-      ? 'generated, dev half (rules tuned on it)'
+      ? `generated, dev half (rules tuned on it), seed ${seed}`
       : name === 'test'
         ? 'generated, test half (frozen before tuning)'
-        : 'hand-written fixture';
+        : name === 'extra'
+          ? `generated, dev families in ${EXTRA_LOCALES.length} locales of neither half, seed ${seed}`
+          : 'hand-written fixture';
   console.log(`\n${title}: ${texts} texts, ${ms.toFixed(0)} ms\n`);
   console.log(formatScores(scores));
   const oov = evaluate(guard, set, undefined, (e) => e.oov === true).find((s) => s.type === 'PERSON');

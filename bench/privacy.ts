@@ -3,16 +3,22 @@
  * the longest event-loop block while a message just under the 4,000,000-character limit goes through
  * protectAsync / restoreAsync and through the node in a running flow; and the cost of one small
  * message through the node.
- * Blocks are measured with a 10 ms setInterval gap monitor (monitorEventLoopDelay missed multi-second
- * blocks): the longest gap between two ticks, less the 10 ms period.
- * Run: npm run build && node dist/bench/privacy.js [--mb=2] [--messages=500]
+ * Blocks are measured with the specs' 10 ms setInterval gap monitor (monitorEventLoopDelay missed
+ * multi-second blocks): the longest gap between two ticks less the 10 ms period, the part of it the
+ * loop was busy, and the most CPU time the loop thread ran between two ticks (Linux schedstat).
+ * Run: npm run build && node dist/bench/privacy.js [--mb=2] [--messages=500] [--compare=DIR [--rounds=10]]
+ *      [--speed-only]
+ * --compare: protect() of the same text side by side with another build (DIR: its compiled root, the
+ * folder that holds lib/privacy/, e.g. another worktree's dist/), alternated in one process.
  */
 import { once } from 'node:events';
 import { cpus, loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Node, NodeMessage } from 'node-red';
 import { PrivacyGuard, Pseudonymizer, type GuardConfig } from '../lib/privacy';
 import { generate } from './privacy-data';
+import { gapMonitor, type GapReport } from '../test/support/gap-monitor';
 
 const arg = (name: string, fallback: number): number =>
   Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
@@ -41,50 +47,33 @@ function mixedText(chars: number): string {
 }
 
 /**
- * Longest event-loop block while `work` runs, from a 10 ms setInterval: the raw gap, and the gap
- * counted only as far as the loop was busy in it (event-loop utilization), which discounts the
- * time the OS of a loaded machine ran other processes while this one waited.
+ * Longest event-loop block while `work` runs, from the 10 ms gap monitor of the specs: the raw gap,
+ * the gap counted as far as the loop was busy in it, and the most CPU time the loop thread ran
+ * between two ticks (its scheduler counters; what the OS gave other jobs meanwhile does not count).
  */
-async function longestBlock<T>(
-  work: () => Promise<T>,
-): Promise<{ ms: number; blockMs: number; busyMs: number; result: T }> {
-  let last = performance.now();
-  let lastElu = performance.eventLoopUtilization();
-  let worst = 0;
-  let worstBusy = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    const busy = performance.eventLoopUtilization(lastElu).active;
-    lastElu = performance.eventLoopUtilization();
-    worst = Math.max(worst, now - last - 10);
-    worstBusy = Math.max(worstBusy, Math.min(now - last - 10, busy));
-    last = now;
-  }, 10);
-  const started = performance.now();
+async function longestBlock<T>(work: () => Promise<T>): Promise<{ ms: number; gap: GapReport; result: T }> {
   await new Promise((r) => setTimeout(r, 30));
-  last = performance.now();
-  lastElu = performance.eventLoopUtilization();
-  worst = 0;
-  worstBusy = 0;
+  const monitor = gapMonitor({ quiet: true });
+  const started = performance.now();
   const result = await work();
-  const ms = performance.now() - started - 30;
+  const ms = performance.now() - started;
   await new Promise((r) => setTimeout(r, 25)); // a block at the very end shows at the next tick
-  clearInterval(timer);
-  return { ms, blockMs: Math.max(0, worst), busyMs: Math.max(0, worstBusy), result };
+  return { ms, gap: monitor.report(), result };
 }
 
 /**
  * MB/s per core: bytes over the CPU time the process spent (user + system), so that other load on
- * the machine does not count; the wall time is shown beside it. Best of three runs.
+ * the machine does not count; the wall time is shown beside it. Best of five runs (other jobs on a
+ * shared machine slow single runs), after one full-size run to warm up.
  */
 function throughput(
   text: string,
   person: GuardConfig['person'],
 ): { mbps: number; cpuMs: number; ms: number; found: number } {
   const guard = new PrivacyGuard({ person, limits: { maxChars: text.length + 1 } });
-  guard.protect(text.slice(0, 50_000)); // warm up the regexes and the name lists
+  guard.protect(text, new Pseudonymizer()); // warm up: regexes compiled, name lists, heap grown
   let best = { mbps: 0, cpuMs: 0, ms: 0, found: 0 };
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     const cpu = process.cpuUsage();
     const started = process.hrtime.bigint();
     const r = guard.protect(text, new Pseudonymizer());
@@ -95,6 +84,54 @@ function throughput(
     if (mbps > best.mbps) best = { mbps, cpuMs, ms, found: r.total };
   }
   return best;
+}
+
+/**
+ * Side by side: protect() of the same text with this build and with another one (`dir`: the root of
+ * another checkout's build, holding lib/privacy/), alternated in this process, the order swapped
+ * every round; MB/s per CPU-second of each (best, median) and the ratio of each round's pair.
+ */
+function compare(text: string, dir: string, rounds: number): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const other = require(resolve(dir, 'lib', 'privacy')) as typeof import('../lib/privacy');
+  const bytes = Buffer.byteLength(text);
+  console.log(`\nSide by side with ${dir}, ${rounds} rounds, MB/s per CPU-second\n`);
+  console.log(
+    'person detector  before best  median  after best  median  after/before per round: median [min-max]',
+  );
+  console.log(
+    '---------------  -----------  ------  ----------  ------  ---------------------------------------',
+  );
+  for (const person of PERSON_DETECTORS) {
+    const guards = {
+      before: new other.PrivacyGuard({ person, limits: { maxChars: text.length + 1 } }),
+      after: new PrivacyGuard({ person, limits: { maxChars: text.length + 1 } }),
+    };
+    const one = (which: 'before' | 'after'): number => {
+      const cpu = process.cpuUsage();
+      if (which === 'before') guards.before.protect(text, new other.Pseudonymizer());
+      else guards.after.protect(text, new Pseudonymizer());
+      const used = process.cpuUsage(cpu);
+      return bytes / 1e6 / ((used.user + used.system) / 1e6);
+    };
+    one('before'); // warm up both
+    one('after');
+    const got = { before: [] as number[], after: [] as number[], ratio: [] as number[] };
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? (['before', 'after'] as const) : (['after', 'before'] as const);
+      const pair: Record<string, number> = {};
+      for (const which of order) pair[which] = one(which);
+      got.before.push(pair.before);
+      got.after.push(pair.after);
+      got.ratio.push(pair.after / pair.before);
+    }
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+    const f = (x: number, w: number): string => x.toFixed(2).padStart(w);
+    console.log(
+      `${person.padEnd(15)}  ${f(Math.max(...got.before), 11)}  ${f(median(got.before), 6)}  ${f(Math.max(...got.after), 10)}  ${f(median(got.after), 6)}  ${median(got.ratio).toFixed(2)} [${Math.min(...got.ratio).toFixed(2)}-${Math.max(...got.ratio).toFixed(2)}]`,
+    );
+  }
+  console.log(`(${load()})`);
 }
 
 interface TestHelper {
@@ -182,15 +219,22 @@ async function main(): Promise<void> {
   }
 
   console.log(`(${load()})`);
+  const before = process.argv.find((a) => a.startsWith('--compare='))?.split('=')[1];
+  if (before) compare(text, before, arg('rounds', 10));
+  if (process.argv.includes('--speed-only')) return;
   const big = mixedText(3_999_000);
   console.log(
     `\nOne message of ${(big.length / 1e6).toFixed(2)} M characters: longest event-loop block (10 ms gap monitor)\n`,
   );
-  console.log('path                               person detector  total ms  longest gap ms  of it busy ms');
-  console.log('---------------------------------  ---------------  --------  --------------  -------------');
-  const row = (path: string, person: string, r: { ms: number; blockMs: number; busyMs: number }) =>
+  console.log(
+    'path                               person detector  total ms  longest gap ms  of it busy ms  most CPU between ticks ms',
+  );
+  console.log(
+    '---------------------------------  ---------------  --------  --------------  -------------  -------------------------',
+  );
+  const row = (path: string, person: string, r: { ms: number; gap: GapReport }) =>
     console.log(
-      `${path.padEnd(33)}  ${person.padEnd(15)}  ${r.ms.toFixed(0).padStart(8)}  ${r.blockMs.toFixed(1).padStart(14)}  ${r.busyMs.toFixed(1).padStart(13)}`,
+      `${path.padEnd(33)}  ${person.padEnd(15)}  ${r.ms.toFixed(0).padStart(8)}  ${String(r.gap.gapMs).padStart(14)}  ${String(r.gap.busyMs).padStart(13)}  ${(r.gap.cpuMs === undefined ? '(no schedstat)' : String(r.gap.cpuMs)).padStart(25)}`,
     );
   for (const person of ['names', 'rules'] as const) {
     const guard = new PrivacyGuard({ person });

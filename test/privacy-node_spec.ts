@@ -6,7 +6,7 @@ import type { Node, NodeMessage } from 'node-red';
 import type { SinonSpy } from 'sinon';
 import privacyGuardNode from '../nodes/privacy-guard';
 import { callsBy, collect, coreNode, initHelper } from './support/flow';
-import { gapMonitor } from './support/gap-monitor';
+import { assertLoopFree, gapMonitor } from './support/gap-monitor';
 
 /** The part of node-red-node-test-helper these tests use (it ships no types). */
 interface TestHelper {
@@ -372,9 +372,12 @@ describe('privacy-guard node', function () {
     helper.getNode('rs').receive(out.messages[0]);
     await restored.until(1);
     await new Promise((resolve) => setTimeout(resolve, 30)); // a block at the end shows at the next tick
-    const longest = monitor.stop();
+    const report = monitor.report();
     // The round trip is whole: every original came back where it was.
     assert.equal(restored.messages[0].payload, big);
-    assert.ok(longest < 50, `the event loop was held for ${longest} ms`);
+    // Detection only computes: what counts is the CPU time the loop thread ran without letting a
+    // timer fire (a loaded box deschedules this process for 100-300 ms in the middle of a 10 ms step,
+    // which the wall clock counts as a block).
+    assertLoopFree(report, 50);
   });
 });

@@ -332,8 +332,39 @@ describe('privacy: checks behind the detectors', function () {
       ],
       // Two people in a list are not read as one "Last, First".
       ['Call-back list: Anna Keller, Maria Zorbu.', ['Anna Keller', 'Maria Zorbu']],
+      // After a strong cue, "Last, First" with given names no list holds, and in capitals; a role
+      // word that is a given name too; a lower-case family name before the next field of a log line.
+      ['Signed: Kowalczyk, Zbigniew Shift lead', ['Kowalczyk, Zbigniew Shift']],
+      ['pump P-962 checked by ROEL, VIRIYA, all clear.', ['ROEL, VIRIYA']],
+      ['SOS déclenché (bracelet 421) par Pat Thompson. Dernière position', ['Pat Thompson']],
+      ['nav: operator=E. Bustos Quintero cruz ip=172.21.95.166', ['E. Bustos Quintero cruz']],
+      // Scripts without capitals: after a cue, whole, "Last, First" too, and beside a Latin name.
+      ['Operator ნინო ბერიძე reset pump 3.', ['ნინო ბერიძე']],
+      ['WO-8467 closed. Tech: აბაზაძე, ნუკა. Callback 591 48 94 26.', ['აბაზაძე, ნუკა']],
+      ['ALERT fall detected for 서하 강 (date of birth 15-APR-1938)', ['서하 강']],
+      ['Handover from נתנאל בית הלחמי Jr. to the night shift.', ['נתנאל בית הלחמי Jr.']],
+      ['Visitor Kim Min-jun (김민준) badge 42', ['Kim Min-jun (김민준)']],
     ] as const) {
       assert.deepEqual(names(text), expected, text);
+    }
+  });
+
+  it('takes a name in a script without capitals as a name field’s whole value', function () {
+    const guard = new PrivacyGuard();
+    const r = guard.protect({ patient: '김민준', technician: 'აბაზაძე, ნუკა', note: '펌프' });
+    assert.match(String(r.value.patient), /^<PERSON_\d+>$/);
+    assert.match(String(r.value.technician), /^<PERSON_\d+>$/);
+    assert.equal(r.value.note, '펌프');
+  });
+
+  it('leaves words in scripts without capitals alone where no cue stands before them', function () {
+    const guard = new PrivacyGuard();
+    for (const text of ['alarm for 펌프 3', 'שלום עולם', '温度 61.5 C, 压力 4.2 bar']) {
+      assert.deepEqual(
+        guard.detect(text).filter((f) => f.type === 'PERSON'),
+        [],
+        text,
+      );
     }
   });
 

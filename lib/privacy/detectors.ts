@@ -3,7 +3,17 @@ import type { CountryCode } from 'libphonenumber-js/max';
 import type * as Ibantools from 'ibantools' with { 'resolution-mode': 'import' };
 import { calendarDay, cardIssuerKnown, luhnValid, shannonEntropy, usSsnValid } from './checksums';
 import { phones } from './phone';
-import { findPersons, KEY_PERSON, KEY_PERSON_ROLE, NAME_VALUE, roleKey, type PersonDetector } from './person';
+import {
+  CASELESS_NAME_VALUE,
+  findPersons,
+  KEY_PERSON,
+  KEY_PERSON_ROLE,
+  NAME_VALUE,
+  roleKey,
+  type PersonDetector,
+} from './person';
+import { holdsOtherScripts } from './scripts';
+import { alternatives } from './trie';
 import type { BuiltinEntityType, CustomPattern, EntityType, Finding } from './types';
 
 // ibantools ships a CommonJS build under its "require" condition, but its only typings are ESM.
@@ -333,8 +343,37 @@ function gps(text: string, out: Finding[]): void {
       push(out, 'GPS', 'labelled', text, m.index, m.index + m[0].length);
     }
   }
-  for (const m of text.matchAll(GPS_HEMISPHERE)) {
+  for (const m of hemisphereCoordinates(text)) {
     push(out, 'GPS', 'hemisphere', text, m.index, m.index + m[0].replace(/[\s,;/]+$/, '').length);
+  }
+}
+
+const GPS_HEMISPHERE_AT = new RegExp(GPS_HEMISPHERE.source, 'y');
+/** N or S not followed by a letter: every GPS_HEMISPHERE match holds one. */
+const HEMISPHERE_LETTER = /[NS](?![A-Za-z_])/g;
+/** How far before its N or S a coordinate in degrees may start. */
+const HEMISPHERE_REACH = 48;
+
+/**
+ * What GPS_HEMISPHERE finds (V8 tried it at every digit), tried only where it can start: at the N or
+ * S of a coordinate, or at a number that starts within HEMISPHERE_REACH characters before one.
+ */
+function* hemisphereCoordinates(text: string): Generator<RegExpExecArray> {
+  let from = 0;
+  HEMISPHERE_LETTER.lastIndex = 0;
+  for (let h = HEMISPHERE_LETTER.exec(text); h; h = HEMISPHERE_LETTER.exec(text)) {
+    if (h.index < from) continue;
+    for (let s = Math.max(from, h.index - HEMISPHERE_REACH); s <= h.index; s++) {
+      const c = text.charCodeAt(s);
+      if (s < h.index && !(c >= 48 && c <= 57 && (s === 0 || !isWordOrDot(text.charCodeAt(s - 1))))) continue;
+      GPS_HEMISPHERE_AT.lastIndex = s;
+      const m = GPS_HEMISPHERE_AT.exec(text);
+      if (!m) continue;
+      from = m.index + m[0].length;
+      HEMISPHERE_LETTER.lastIndex = Math.max(HEMISPHERE_LETTER.lastIndex, from);
+      yield m;
+      break;
+    }
   }
 }
 
@@ -440,10 +479,32 @@ function plausibleBirthDate(g: Record<string, string | undefined>): boolean {
 }
 
 /**
- * DOB_CONTEXT_ALL without the Unicode flag, which made V8 try it slowly at every position: it
- * matches wherever that does (and in a few more places); DOB_CUE_AT confirms each.
+ * Where DOB_CONTEXT_ALL may match, in three cheap patterns without the Unicode flag (V8 tried the
+ * whole with it slowly at every position, and one alternation of the three at every position too):
+ * the starts of its Latin-script words as a trie, " b.", and the words of other scripts (looked for
+ * only in text that holds such letters). They match wherever DOB_CONTEXT_ALL does, and in more
+ * places; DOB_CUE_AT confirms each.
  */
-const DOB_CUE_FIND = new RegExp(DOB_CONTEXT_ALL.source.replace('(?!\\p{L})', ''), 'gi');
+const DOB_CUE_LATIN = new RegExp(
+  String.raw`\b(?:${alternatives(
+    'born birth bday dob d.o.b geb geboorte ne né dn naissance ddn nacid nacimiento f. nat nascita nascid nascimento ur. urodzon urodzenia född født syntynyt doğum narozen nar. született născut nașterii lahir ngày+sinh sinh+ngày födelse fødsels syntymä szül. janm janam'
+      .split(' ')
+      .map((w) => w.replace('+', ' ')),
+  )})`,
+  'gi',
+);
+const DOB_CUE_B = /[\s(,;]b\./gi;
+const DOB_CUE_OTHER =
+  /生年月日|出生日期|出生|誕生日|생년월일|дата рождения|род\.|γέννηση|γεννήθηκε|γενν\.|تاريخ الميلاد|مواليد|תאריך לידה|जन्म|วันเกิด/gi;
+
+/** Every position where `regex` (global) matches, overlapping ones too. */
+function starts(text: string, regex: RegExp, into: number[]): void {
+  regex.lastIndex = 0;
+  for (let m = regex.exec(text); m; m = regex.exec(text)) {
+    into.push(m.index);
+    regex.lastIndex = m.index + 1;
+  }
+}
 const DOB_CUE_AT = new RegExp(DOB_CONTEXT_ALL.source, 'iuy');
 const DATE_AT = new RegExp(DATE.source, 'iuy');
 const DATE_MONTH_FIRST_AT = new RegExp(DATE_MONTH_FIRST.source, 'iuy');
@@ -452,17 +513,21 @@ const DOB_REACH = 40;
 
 /** Birth cues in the text, as [start, end], in order. */
 function dobCues(text: string): [number, number][] {
+  const candidates = [0];
+  starts(text, DOB_CUE_LATIN, candidates);
+  starts(text, DOB_CUE_B, candidates);
+  if (holdsOtherScripts(text)) starts(text, DOB_CUE_OTHER, candidates);
+  candidates.sort((a, b) => a - b);
   const cues: [number, number][] = [];
-  DOB_CUE_FIND.lastIndex = 0;
-  for (let c = DOB_CUE_FIND.exec(text); c; c = DOB_CUE_FIND.exec(text)) {
-    DOB_CUE_AT.lastIndex = c.index;
+  let next = 0;
+  for (const c of candidates) {
+    if (c < next) continue;
+    DOB_CUE_AT.lastIndex = c;
     const e = DOB_CUE_AT.exec(text);
-    if (!e) {
-      DOB_CUE_FIND.lastIndex = c.index + 1;
-      continue;
-    }
+    next = c + 1;
+    if (!e) continue;
     cues.push([e.index, e.index + e[0].length]);
-    DOB_CUE_FIND.lastIndex = Math.max(c.index + 1, e.index + e[0].length);
+    next = Math.max(c + 1, e.index + e[0].length);
   }
   return cues;
 }
@@ -538,6 +603,8 @@ interface SecretRule {
   group: number;
   /** A cheap test that must pass before the rule is run. */
   hint?: RegExp;
+  /** Its match starts with a word of SECRET_WORDS: tried only where one starts. */
+  atWords?: boolean;
 }
 
 const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
@@ -591,28 +658,71 @@ const SECRET_RULES: SecretRule[] = [
   },
   {
     rule: 'assignment',
-    regex:
-      /\b(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|token)\b["']?\s*(?:[:=]|\bis\b)\s*["']?([^\s"',;}{)(]{6,})/dgi,
+    // Tried only where a word of SECRET_WORDS starts (secretWordStarts), not by a scan of its own.
+    atWords: true,
+    // The words as a trie, shorter first as in a flat list (V8 tried them in turn at every word).
+    regex: new RegExp(
+      String.raw`\b(?:${alternatives(
+        'password passwd pwd passphrase secret client~secret api~key apikey access~key secret~key private~key access~token auth~token refresh~token token'
+          .split(' ')
+          .flatMap((w) => (w.includes('~') ? ['_', '-', ''].map((s) => w.replace('~', s)) : [w])),
+        { shortestFirst: true },
+      )})\b["']?\s*(?:[:=]|\bis\b)\s*["']?([^\s"',;}{)(]{6,})`,
+      'dgi',
+    ),
     group: 1,
   },
 ];
 
+/** Words that name a secret; "~" stands for "_", " ", "-" or nothing, "+" for a space. */
+const SECRET_WORDS = (
+  'password passwort passwd pwd passphrase passcode kennwort mot+de+passe contraseña clave senha ' +
+  'wachtwoord secret token api~key apikey access~key secret~key private~key auth~token access~token ' +
+  'refresh~token client~secret key pin'
+)
+  .split(' ')
+  // "api~key": api_key, api key, api-key, apikey.
+  .flatMap((w) => (w.includes('~') ? ['_', ' ', '-', ''].map((s) => w.replace('~', s)) : [w]))
+  .map((w) => w.replace(/\+/g, ' '));
 /** A secret named in words: "token 3f9a…", "password: hunter2.", "API key is sk-…". */
-const SECRET_CUE =
-  /(?:password|passwort|passwd|pwd|passphrase|passcode|kennwort|mot de passe|contraseña|clave|senha|wachtwoord|secret|token|api[_ -]?key|apikey|access[_ -]?key|secret[_ -]?key|private[_ -]?key|auth[_ -]?token|access[_ -]?token|refresh[_ -]?token|client[_ -]?secret|key|pin)\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})/dgi;
+const SECRET_CUE = new RegExp(
+  // A trie of the words (shorter first where one starts another, "secret" before "secret key", as the
+  // flat list this was tried them): V8 tried the forty words in turn at every position.
+  String.raw`(?:${alternatives(SECRET_WORDS, { shortestFirst: true })})\b["']?\s*(?:[:=]|\b(?:is|was|ist|est|es|é)\b)?\s*["']?([^\s"',;}{)(<>]{8,})`,
+  'dgi',
+);
+
+/** Where a word of SECRET_WORDS starts, overlapping ones too, in order. */
+const SECRET_WORD_FIND = new RegExp(alternatives(SECRET_WORDS), 'gi');
+function secretWordStarts(text: string): number[] {
+  const at: number[] = [];
+  starts(text, SECRET_WORD_FIND, at);
+  return at;
+}
 
 /**
- * The matches of `regex` (global) that start a word or follow an underscore: what a leading
- * `(?:\b|(?<=_))` would give, without V8 trying that look-behind at every position of the text.
+ * The matches of `sticky` that a global search with it would find, tried only at `candidates`
+ * (every place such a match can start, in order). `wordStart`: only the matches that start a word or
+ * follow an underscore, what a leading `(?:\b|(?<=_))` would give, without V8 trying that
+ * look-behind at every position of the text.
  */
-function* atWordStarts(text: string, regex: RegExp): Generator<RegExpExecArray> {
-  regex.lastIndex = 0;
-  for (let m = regex.exec(text); m; m = regex.exec(text)) {
-    const before = m.index > 0 ? text.charCodeAt(m.index - 1) : 0;
-    if (isAlnum(before)) {
-      regex.lastIndex = m.index + 1; // the same position with a word start may match further on
+function* matchesAt(
+  text: string,
+  sticky: RegExp,
+  candidates: readonly number[],
+  wordStart: boolean,
+): Generator<RegExpExecArray> {
+  let from = 0;
+  for (const p of candidates) {
+    if (p < from) continue;
+    sticky.lastIndex = p;
+    const m = sticky.exec(text);
+    if (!m) continue;
+    if (wordStart && p > 0 && isAlnum(text.charCodeAt(p - 1))) {
+      from = p + 1; // the same position with a word start may match further on
       continue;
     }
+    from = m.index + m[0].length;
     yield m;
   }
 }
@@ -667,11 +777,20 @@ function* longTokens(text: string): Generator<[number, string]> {
   }
 }
 
+const stickyOf = new Map<RegExp, RegExp>();
+const sticky = (r: RegExp): RegExp => {
+  let s = stickyOf.get(r);
+  if (!s) stickyOf.set(r, (s = new RegExp(r.source, r.flags.replace('g', 'y'))));
+  return s;
+};
+
 function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
   if (withPrivateKeys) privateKeys(text, out);
-  for (const { rule, regex, group, hint } of SECRET_RULES) {
+  // The words that name a secret, found once for the rules that start with one.
+  const words = secretWordStarts(text);
+  for (const { rule, regex, group, hint, atWords } of SECRET_RULES) {
     if (hint && !hint.test(text)) continue;
-    for (const m of text.matchAll(regex)) {
+    for (const m of atWords ? matchesAt(text, sticky(regex), words, false) : text.matchAll(regex)) {
       if (group === 0) {
         push(out, 'SECRET', rule, text, m.index, m.index + m[0].length);
         continue;
@@ -681,7 +800,7 @@ function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
       push(out, 'SECRET', rule, text, span[0], span[1]);
     }
   }
-  for (const m of atWordStarts(text, SECRET_CUE)) {
+  for (const m of matchesAt(text, sticky(SECRET_CUE), words, true)) {
     const span = m.indices?.[1];
     if (!span) continue;
     // A full stop or comma right after is the sentence's, not the key's.
@@ -778,7 +897,7 @@ function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>,
   if (
     types.has('PERSON') &&
     (KEY_PERSON.test(keyHint) || KEY_PERSON_ROLE.test(roleKey(keyHint))) &&
-    (NAME_VALUE.test(t) || NAME_WORDS_VALUE.test(t))
+    (NAME_VALUE.test(t) || NAME_WORDS_VALUE.test(t) || CASELESS_NAME_VALUE.test(t))
   ) {
     push(out, 'PERSON', 'field', text, start, start + t.length);
   }
@@ -811,14 +930,28 @@ function pickCluster(cluster: Finding[]): Finding[] {
   return chosen;
 }
 
+const byStart = (a: Finding, b: Finding): number => a.start - b.start || b.end - a.end;
+/** Findings settled in one step of resolveOverlapsSteps. */
+const RESOLVE_STEP = 4_096;
+
 /**
  * Keeps the non-overlapping findings, preferring the more specific type, then the longer span.
  * Sorted by start, findings fall into clusters that overlap nothing outside themselves; each cluster
  * is settled on its own, so the cost grows with n log n, not with n².
  */
 export function resolveOverlaps(findings: Finding[]): Finding[] {
+  const steps = resolveOverlapsSteps(findings);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** resolveOverlaps, yielding after the sort and after every RESOLVE_STEP findings. */
+function* resolveOverlapsSteps(findings: Finding[]): Generator<number, Finding[], void> {
   if (findings.length < 2) return findings;
-  const byStart = [...findings].sort((a, b) => a.start - b.start || b.end - a.end);
+  const sorted = [...findings].sort(byStart);
+  if (sorted.length > RESOLVE_STEP) yield 0;
   const kept: Finding[] = [];
   let cluster: Finding[] = [];
   let clusterEnd = -1;
@@ -827,10 +960,12 @@ export function resolveOverlaps(findings: Finding[]): Finding[] {
     else if (cluster.length > 1) for (const f of pickCluster(cluster)) kept.push(f);
     cluster = [];
   };
-  for (const f of byStart) {
+  for (let i = 0; i < sorted.length; i++) {
+    const f = sorted[i];
     if (f.start >= clusterEnd) {
       flush();
       clusterEnd = f.end;
+      if (i > 0 && i % RESOLVE_STEP === 0) yield i;
     } else clusterEnd = Math.max(clusterEnd, f.end);
     cluster.push(f);
   }
@@ -889,6 +1024,20 @@ export const CHUNK = 16_384;
 /** Context read before a chunk (cue words) and after it (an entity that starts inside runs on). */
 const LEAD = 256;
 const TAIL = 2_048;
+/**
+ * Past this many characters after a chunk, its window ends at the next line break: what starts in
+ * the chunk and is shorter than that, and the line after it (a family name on the next line), is
+ * read whole, and most windows stop a few hundred characters on rather than TAIL (the 2,048 read
+ * again in every window were a tenth of the work).
+ */
+const TAIL_LINE = 512;
+
+/** Where the window of a chunk that ends at `b` ends: after a line break past TAIL_LINE, else TAIL on. */
+function windowEnd(text: string, b: number): number {
+  const most = Math.min(text.length, b + TAIL);
+  const nl = text.indexOf('\n', b + TAIL_LINE);
+  return nl >= 0 && nl < most ? nl + 1 : most;
+}
 
 /** Where a chunk ending near `target` should end: a line break, else a space, else `target`. */
 function cutPoint(text: string, target: number): number {
@@ -910,23 +1059,31 @@ export function* detectSteps(text: string, options: DetectOptions): Generator<nu
   const out: Finding[] = [];
   if (text.length <= CHUNK + TAIL) scanWindow(text, options, out, true);
   else {
-    if (options.types.has('SECRET')) privateKeys(text, out);
+    if (options.types.has('SECRET')) {
+      privateKeys(text, out); // the whole text at once: a step of its own
+      yield 0;
+    }
     for (let a = 0; a < text.length;) {
       const b = cutPoint(text, a + CHUNK);
       const from = Math.max(0, a - LEAD);
       const found: Finding[] = [];
-      scanWindow(text.slice(from, Math.min(text.length, b + TAIL)), options, found, false);
+      scanWindow(text.slice(from, windowEnd(text, b)), options, found, false);
+      const mine: Finding[] = [];
       for (const f of found) {
         const start = f.start + from;
-        if (start >= a && start < b) out.push({ ...f, start, end: f.end + from });
+        if (start >= a && start < b) mine.push({ ...f, start, end: f.end + from });
       }
+      // In resolveOverlaps' order (a stable sort, as its own): chunk after chunk, the findings then
+      // arrive sorted, and its sort of all of them at the end is one pass rather than one long step.
+      mine.sort(byStart);
+      for (const f of mine) out.push(f);
       a = b;
       yield a;
     }
   }
   if (options.keyHint !== undefined) keyHints(text, options.keyHint, options.types, out);
   if (out.length > 5_000) yield text.length;
-  return resolveOverlaps(out);
+  return yield* resolveOverlapsSteps(out);
 }
 
 /** All entities in `text`, non-overlapping, in text order. */

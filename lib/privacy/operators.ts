@@ -14,7 +14,8 @@ export interface PseudonymMap {
 const TOKEN_IN_TEXT = /<\s*([A-Z][A-Z0-9_]*_\d+)\s*>/g;
 
 export class Pseudonymizer {
-  private readonly byValue = new Map<string, string>();
+  /** type → original → token (a map per type: no key string built per finding). */
+  private readonly byValue = new Map<string, Map<string, string>>();
   private readonly next = new Map<string, number>();
   private readonly reserved = new Set<string>();
   readonly map: PseudonymMap;
@@ -31,9 +32,15 @@ export class Pseudonymizer {
   private remember(token: string, value: string): void {
     const m = /^<([A-Z][A-Z0-9_]*)_(\d+)>$/.exec(token);
     if (!m || typeof value !== 'string') return;
+    this.store(token, m[1], Number(m[2]), value);
+  }
+
+  private store(token: string, type: string, n: number, value: string): void {
     this.map.tokens[token] = value;
-    this.byValue.set(`${m[1]}\u0000${value}`, token);
-    this.next.set(m[1], Math.max(this.next.get(m[1]) ?? 1, Number(m[2]) + 1));
+    let byValue = this.byValue.get(type);
+    if (!byValue) this.byValue.set(type, (byValue = new Map()));
+    byValue.set(value, token);
+    this.next.set(type, Math.max(this.next.get(type) ?? 1, n + 1));
   }
 
   /** Tokens that already occur in the input must not be issued, or restore would replace them too. */
@@ -43,8 +50,7 @@ export class Pseudonymizer {
 
   /** Same (type, original) → same token, for as long as this map lives. */
   tokenFor(type: EntityType, value: string): string {
-    const key = `${type}\u0000${value}`;
-    const known = this.byValue.get(key);
+    const known = this.byValue.get(type)?.get(value);
     if (known) {
       this.used.add(known);
       return known;
@@ -52,8 +58,8 @@ export class Pseudonymizer {
     let n = this.next.get(type) ?? 1;
     let token = `<${type}_${n}>`;
     while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
-    this.next.set(type, n + 1);
-    this.remember(token, value);
+    // The type and number are known here: no need to read them back out of the token.
+    this.store(token, type, n, value);
     this.used.add(token);
     return token;
   }

@@ -1,4 +1,6 @@
 import { gazetteer, NAME_PARTICLES, type Gazetteer } from './gazetteer';
+import { holdsOtherScripts } from './scripts';
+import { alternatives } from './trie';
 
 /**
  * `names` (default): runs of capitalised words read against a gazetteer of given and family names
@@ -135,7 +137,11 @@ interface Tok {
   kind: Kind;
 }
 
-/** Single words that announce a name (titles are apart): "Patient Maria Keller". */
+/**
+ * Single words that announce a name (titles are apart): "Patient Maria Keller". Role words of many
+ * languages, not only those of the texts the rules were tuned on: patient, operator, technician,
+ * driver, nurse, doctor, contact...
+ */
 const CUE_WORDS = words(`
 patient pt pat patientin paciente paziente patiënt patiente operator operatorin opérateur opératrice operador
 operadora operatore technician techniker technikerin technicien technicienne técnico técnica tecnico tecnica
@@ -146,6 +152,15 @@ ansprechpartnerin contactpersoon contato owner caller escort wearer employee wor
 customer kunde kundin client cliente klant visitor besucher guest inspector supervisor manager foreman
 vorarbeiter author reporter requester assignee dear hi hello attn cc ask call notify tell inform thank thanks
 regards cheers
+pacjent pacjentka technik kierowca pielęgniarka pielęgniarz lekarz lekarka kierownik brygadzista pracownik klient
+pacient pacientka pacientă operátor technička vodič sestra lékař lékařka lekár zaměstnanec zákazník
+páciens kezelő technikus sofőr nővér orvos kapcsolattartó művezető
+tehnician sofer asistentă medic operatör teknisyen sürücü hemşire hekim müşteri
+tekniker förare sjuksköterska läkare kontaktperson arbetsledare kund operatør chauffør sjåfør sygeplejerske
+sykepleier læge potilas operaattori teknikko kuljettaja sairaanhoitaja hoitaja lääkäri yhteyshenkilö asiakas
+pasien teknisi sopir perawat dokter kontak doktor
+ασθενής χειριστής τεχνικός οδηγός νοσηλεύτρια νοσηλευτής γιατρός επαφή
+пациент пациентка оператор техник водитель медсестра врач контакт пацієнт технік водій лікар
 `);
 /** First words of place names: "San Francisco", "Port Elizabeth", "Bad Homburg". */
 const PLACE_WORDS = words(
@@ -413,50 +428,56 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
 const KEY_WORD =
   /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
-const escape = (w: string): string => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /**
  * Where a name can be found without the name lists: the titles and role words a run may start with,
  * every word and phrase contextBefore reads as a strong cue, and field names before `:` or `=`. Only
  * ASCII boundaries are checked here (a superset of the matches); contextBefore decides.
  */
 const CUE_PHRASES = [...TITLES, ...STRONG_CUE_1, ...STRONG_CUE_2, 'by'].sort((x, y) => y.length - x.length);
-/**
- * The words as one pattern shaped like a trie ("a(?:sk|ttn)|b(?:y|…)"): V8 tries each alternative in
- * turn, so a flat list of two hundred words costs two hundred tries at every word; a trie, a few.
- * A space in a phrase stands for spaces or tabs.
- */
-function alternatives(ws: readonly string[]): string {
-  const node = (list: string[]): string => {
-    const groups = new Map<string, string[]>();
-    let ends = false;
-    for (const w of list) {
-      if (w === '') ends = true;
-      else {
-        const rest = groups.get(w[0]) ?? [];
-        rest.push(w.slice(1));
-        groups.set(w[0], rest);
-      }
-    }
-    const branches = [...groups].map(([c, rest]) => (c === ' ' ? '[ \\t]+' : escape(c)) + node(rest));
-    if (branches.length === 0) return '';
-    const body = branches.length === 1 ? branches[0] : `(?:${branches.join('|')})`;
-    return ends ? `(?:${body})?` : body;
-  };
-  return node([...new Set(ws)]);
-}
+/** A space in a cue phrase stands for spaces or tabs. */
+const SPACES = { space: '[ \\t]+' };
+// Apart: V8 tried one alternation of them all at every position, and the words that start with a
+// letter outside a-z ("übergabe an", "γιατρός") cannot use the cheaper \b.
 const CUE_FIND = new RegExp(
-  `(?:\\b(?:${alternatives(CUE_PHRASES.filter((w) => /^[a-z]/.test(w)))})|(?:${alternatives(
-    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w)),
-  )}))(?![A-Za-z0-9_])`,
+  `\\b(?:${alternatives(
+    CUE_PHRASES.filter((w) => /^[a-z]/.test(w)),
+    SPACES,
+  )})(?![A-Za-z0-9_])`,
   'gi',
+);
+const CUE_FIND_OTHER = new RegExp(
+  `(?:${alternatives(
+    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w) && /^\p{Script=Latin}/u.test(w)),
+    SPACES,
+  )})(?![A-Za-z0-9_])`,
+  'gi',
+);
+/** Cue words in Greek and Cyrillic letters, looked for only in text that holds such letters. */
+const CUE_FIND_SCRIPTS = new RegExp(
+  `(?:${alternatives(
+    CUE_PHRASES.filter((w) => !/^\p{Script=Latin}/u.test(w)),
+    SPACES,
+  )})(?![\\p{L}\\p{N}_])`,
+  'giu',
 );
 const RUN_AT = new RegExp(RUN.source, 'uy');
 /** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
 
 type Run = { start: number; end: number; text: string; toks?: Tok[] };
-/** A ':' or '=' after a letter (a field name), not after a digit (clock times, readings). */
-const KEY_SIGN = /[A-Za-z_]["'\]]?[ \t]*[:=]/g;
+/**
+ * Whether the ':' or '=' at `q` follows a letter (a field name), not a digit (clock times, readings):
+ * what /[A-Za-z_]["'\]]?[ \t]*[:=]/ matches, read backwards from each sign rather than tried at every
+ * letter.
+ */
+function keySign(text: string, q: number): boolean {
+  let i = q - 1;
+  while (i >= 0 && (text[i] === ' ' || text[i] === '\t')) i--;
+  if (i >= 0 && (text[i] === '"' || text[i] === "'" || text[i] === ']')) i--;
+  if (i < 0) return false;
+  const c = text.charCodeAt(i);
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
 
 /**
  * The runs a name can be found in without the name lists: a run that starts with a title or role
@@ -466,17 +487,24 @@ const KEY_SIGN = /[A-Za-z_]["'\]]?[ \t]*[:=]/g;
 function cuedRuns(text: string): Run[] {
   const starts: number[] = [];
   const at = (p: number): void => {
-    if (p < text.length && text[p] !== text[p].toLowerCase()) starts.push(p);
+    if (p >= text.length) return;
+    const c = text.charCodeAt(p);
+    // A capital: A-Z at once, other letters by their lower-case form.
+    if ((c >= 65 && c <= 90) || (c > 127 && text[p] !== text[p].toLowerCase())) starts.push(p);
   };
   const after = (end: number): void => {
     CUE_GAP.lastIndex = end;
     const gap = CUE_GAP.exec(text);
     at(end + (gap ? gap[0].length : 0));
   };
-  CUE_FIND.lastIndex = 0;
-  for (let m = CUE_FIND.exec(text); m; m = CUE_FIND.exec(text)) {
-    at(m.index);
-    after(m.index + m[0].length);
+  for (const find of holdsOtherScripts(text)
+    ? [CUE_FIND, CUE_FIND_OTHER, CUE_FIND_SCRIPTS]
+    : [CUE_FIND, CUE_FIND_OTHER]) {
+    find.lastIndex = 0;
+    for (let m = find.exec(text); m; m = find.exec(text)) {
+      at(m.index);
+      after(m.index + m[0].length);
+    }
   }
   // Field names: `"technician_name": "`, `signed_by=`.
   const keyBefore = (p: number): void => {
@@ -486,8 +514,15 @@ function cuedRuns(text: string): Run[] {
     const w = wordBefore(text, k)[1];
     if (w !== '' && KEY_WORD.test(w)) after(p + 1);
   };
-  KEY_SIGN.lastIndex = 0;
-  for (let m = KEY_SIGN.exec(text); m; m = KEY_SIGN.exec(text)) keyBefore(m.index + m[0].length - 1);
+  // Each ':' and '=' in order, by indexOf (a pattern's exec per sign cost more than the signs' checks).
+  let colon = text.indexOf(':');
+  let equals = text.indexOf('=');
+  while (colon >= 0 || equals >= 0) {
+    const q = colon < 0 ? equals : equals < 0 ? colon : Math.min(colon, equals);
+    if (keySign(text, q)) keyBefore(q);
+    if (q === colon) colon = text.indexOf(':', q + 1);
+    else equals = text.indexOf('=', q + 1);
+  }
   starts.sort((a, b) => a - b);
   const runs: Run[] = [];
   for (const p of starts) {
@@ -641,6 +676,10 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
 
 /** The word right after `end` on the same line, with the gap before it. */
 const WORD_AFTER = /^([ \t]+)((?:\p{Lu}\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
+/** A word of letters of scripts other than Latin. */
+const OTHER_SCRIPT_WORD = /^(?:(?!\p{Script=Latin})[\p{L}\p{M}'’-]){2,}$/u;
+/** The next field of a log line ("cruz ip=…"): the value before it ends there. */
+const NEXT_FIELD = /^[ \t]+[\p{L}\p{N}_.-]+[=:]/u;
 /** The word right before `start` on the same line, with the gap after it. */
 const WORD_BEFORE = /(?<![\p{L}\p{M}'’.-])((?:\p{Lu}\.-?){2,3}|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)([ \t]+)$/u;
 /** "Last, First": a comma and one capitalised word that ends the name. */
@@ -712,7 +751,10 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       lower &&
       word.length > 3 &&
       g.family.has(word) &&
-      (!COMMON.has(word) || nextIsName || !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2))) &&
+      (!COMMON.has(word) ||
+        nextIsName ||
+        !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2)) ||
+        NEXT_FIELD.test(text.slice(wordEnd, wordEnd + 40))) &&
       /^\p{Lu}/u.test(text.slice(start, end).split(/\s+/).pop() ?? '') &&
       inSpan().some((t) => t.kind === 'family' || t.kind === 'both' || t.kind === 'unknown')
     )
@@ -751,6 +793,15 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     )
       // The last of a run of capitalised words after a name found: a name no list holds.
       end = wordEnd;
+    else if (
+      OTHER_SCRIPT_WORD.test(word) &&
+      /\p{Script=Latin}/u.test(text.slice(start, end)) &&
+      inSpan().some((t) => isName(t.kind) || t.kind === 'unknown')
+    )
+      // "Tupo Fiumtu კონსტანტინე": a word in another script (Georgian, Hebrew, Arabic, Chinese...)
+      // right after a name in Latin letters is read as part of it: most of these scripts have no
+      // capitals to tell a name apart, and a word too many hidden is safe.
+      end = wordEnd;
     else break;
   }
   // "Signed: Maria\nKeller": a given name alone at the end of a line, its family name on the next.
@@ -770,6 +821,12 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     if (
       kind === 'initial' ||
       /^\p{Lu}$/u.test(bare) ||
+      // "par Pat Thompson", "Don Keller": a role word or title that is also a given name, right
+      // before a name that has none, is its given name (hidden with it; a title hidden costs nothing).
+      ((kind === 'cue' || kind === 'title') &&
+        /^\p{Lu}\p{Ll}+$/u.test(word) &&
+        g.given.has(word.toLowerCase()) &&
+        !inSpan().some((t) => isGiven(t.kind))) ||
       (/^\p{Lu}/u.test(word) && isGiven(kind)) ||
       kind === 'cparticle' ||
       kind === 'particle' ||
@@ -791,6 +848,18 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       unknownBefore = true;
     } else break;
   }
+  // "Kim Min-jun (김민준)": the same name in a script without capitals, in brackets right after.
+  const alias = /^[ \t]*\(([^()\n]{2,40})\)/u.exec(text.slice(end, end + 48));
+  if (
+    alias &&
+    !/\p{Lu}/u.test(alias[1]) &&
+    alias[1]
+      .trim()
+      .split(/\s+/)
+      .every((w) => OTHER_SCRIPT_WORD.test(w)) &&
+    /\p{Script=Latin}/u.test(text.slice(start, end))
+  )
+    end += alias[0].length;
   // "Di Benedetto, Iacopo": a span of family names only, a comma, then a given name alone.
   const comma = COMMA_FIRST.exec(text.slice(end, end + 48));
   const commaKind = comma ? classify(comma[1], g) : undefined;
@@ -813,6 +882,21 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       afterKind === 'title')
   )
     end += comma[0].length + (afterComma && afterKind === 'initial' ? afterComma[0].length : 0);
+  else if (
+    span.rule === 'cue' &&
+    text[end] === ',' &&
+    (inSpan().length === 1 || !inSpan().some((t) => isGiven(t.kind)))
+  ) {
+    // "Signed: Kowalczyk, Zbigniew Shift lead", "checked by ROEL, VIRIYA": after a strong cue, one
+    // word or family names, then given names no list holds: "Last, First", read as the rules
+    // detector reads it (hiding a word too many, or all of a list of names, is safe; leaving the
+    // given name beside a hidden family name is not).
+    const caps =
+      /\p{Lu}{2}/u.test(text.slice(start, end)) &&
+      text.slice(start, end) === text.slice(start, end).toUpperCase();
+    const given = (caps ? COMMA_GIVEN_CAPS : COMMA_GIVEN).exec(text.slice(end, end + 64));
+    if (given) end += given[0].length;
+  }
   // "Arriaga Sr.", "Smith, Jr.", "Henry III": a generation belongs to the name.
   const suffix = SUFFIX_AFTER.exec(text.slice(end, end + 8));
   if (suffix) end += suffix[0].length;
@@ -898,9 +982,111 @@ export function findPersons(text: string, detector: PersonDetector): PersonSpan[
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
   runSpans(text, g, out);
-  return g
+  const spans = g
     ? out.map((span) => extendSpan(text, span, g, out))
     : out.map((span) => withFirstNames(text, span));
+  if (holdsOtherScripts(text)) caselessAfterCues(text, spans);
+  return spans;
+}
+
+/**
+ * A letter of a script without capitals, with its marks: Hebrew, Arabic, Syriac, Thaana, the
+ * scripts of India, Thai, Lao, Tibetan, Myanmar, Georgian, Hangul, Ethiopic, Khmer, Mongolian, kana,
+ * CJK. As ranges (a set V8 checks at once; a Script= look-ahead at every letter cost ~10 ms per MB).
+ */
+const CASELESS = String.raw`(?:[\u0590-\u08ff\u0900-\u0dff\u0e00-\u0fff\u1000-\u109f\u10a0-\u10ff\u1100-\u11ff\u1200-\u139f\u1780-\u18af\u1c90-\u1cbf\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af][\p{M}\u200c\u200d]*)`;
+/** A part of a name joined to such a word by a hyphen: its script's letters, or a capitalised Latin word. */
+const MIXED_PART = String.raw`(?:${CASELESS}{1,16}|\p{Lu}[\p{L}\p{M}]{0,15})`;
+/**
+ * A word of such letters (up to 16, hyphens and apostrophes inside, parts in Latin letters too:
+ * "მოგელი-Orga") or initials ("ე.", "수.윤.").
+ */
+const CASELESS_WORD = String.raw`(?:(?:${CASELESS}\.){1,3}|${CASELESS}{1,16}(?:[-'’]${MIXED_PART}){0,2})`;
+/**
+ * Up to three such words on one line (Hebrew, Arabic, Georgian, Korean, Chinese, Japanese, Thai,
+ * Devanagari...).
+ */
+const CASELESS_RUN = new RegExp(
+  String.raw`${CASELESS_WORD}(?:[ \t]${CASELESS_WORD}){0,2}(?![\p{L}\p{M}\p{N}_])`,
+  'gu',
+);
+
+const WORD_GLUE = /[\p{L}\p{M}\p{N}_'’-]/u;
+/** A whole field value that is a name in a script without capitals: one to four such words. */
+export const CASELESS_NAME_VALUE = new RegExp(
+  String.raw`^${CASELESS_WORD}(?:[ \t,]+${CASELESS_WORD}){0,3}$`,
+  'u',
+);
+
+/**
+ * Names in scripts without capitals cannot be told from other words by their shape: they are taken
+ * where a cue stands right before them ("Operator ნინო ბერიძე", "patient: 김민준", "notify דוד כהן"),
+ * as the rules detector takes a name after a cue, whatever the language of the cue's sentence.
+ */
+function caselessAfterCues(text: string, spans: PersonSpan[]): void {
+  CASELESS_RUN.lastIndex = 0;
+  for (let m = CASELESS_RUN.exec(text); m; m = CASELESS_RUN.exec(text)) {
+    const start = m.index;
+    // Only at the start of a word (checked here: a look-behind in the pattern was tried at every
+    // position of the text).
+    if (start > 0 && WORD_GLUE.test(text[start - 1])) {
+      CASELESS_RUN.lastIndex = start + 1;
+      continue;
+    }
+    const end = start + m[0].length;
+    if (spans.some((s) => s.start < end && start < s.end)) continue;
+    // A strong cue, or a weak one ("for", "by", "notify") before two or three words: a name of one
+    // word needs the strong cue.
+    const cue = contextBefore(text, start).cue;
+    if (cue < 1 || (cue < 2 && !/\s/.test(m[0]))) continue;
+    spans.push(caselessWhole(text, start, end));
+  }
+}
+
+/** Stands in CASELESS_MORE for COMMA_GIVEN, defined further down. */
+const COMMA_GIVEN_LATE = /(?!)/u;
+/** What may follow a name in a script without capitals and still be part of it, tried in turn. */
+const CASELESS_MORE = [
+  // "აბაზაძე, ნუკა": "Last, First".
+  new RegExp(String.raw`^,[ \t]*${CASELESS_WORD}(?:[ \t]${CASELESS_WORD})?(?![\p{L}\p{M}\p{N}_])`, 'u'),
+  // A generation ("Sr."), an initial ("F.").
+  /^[ \t]+(?:Jr|Jnr|Sr|Snr|II|III|IV|\p{Lu})\.?(?![\p{L}\p{N}])/u,
+  // A fourth word, with a Latin prefix on it ("Mc간", "Dell'최").
+  new RegExp(String.raw`^[ \t]+(?:\p{Lu}\p{Ll}{0,3}['’]?)?${CASELESS_WORD}(?![\p{L}\p{M}\p{N}_])`, 'u'),
+  // Words in Latin capitals or particles between such words ("윤서 Ter 윤", "ויטה da חרובי").
+  new RegExp(
+    String.raw`^(?:[ \t]+(?:\p{Lu}[\p{L}\p{M}'’]{0,15}(?:-${MIXED_PART}){0,2}|${PARTICLE})){1,3}(?=[ \t]+(?:\p{Lu}\p{Ll}{0,3}['’]?)?${CASELESS_WORD}(?![\p{L}\p{M}\p{N}_]))`,
+    'u',
+  ),
+  // A given name in Latin letters after a comma ("גדות, Grace"), as the rules detector reads one.
+  COMMA_GIVEN_LATE,
+  // A last word in Latin letters before the end of the clause.
+  new RegExp(
+    String.raw`^[ \t]+\p{Lu}[\p{Ll}\p{M}'’]{1,15}(?:-${MIXED_PART}){0,2}(?=[ \t]*(?:[,;)\]"\r\n]|\.(?!\p{L})|$))`,
+    'u',
+  ),
+];
+/** Particles in Latin letters right before: "van 두". */
+const CASELESS_PARTICLE_BEFORE = new RegExp(String.raw`(?:^|[\s"'(:=])((?:${PARTICLE}[ \t]+){1,3})$`, 'u');
+
+/** A name in a script without capitals found from `start` to `end`, grown over what belongs to it. */
+function caselessWhole(text: string, start: number, end: number): PersonSpan {
+  for (let n = 0; n < 4; n++) {
+    let grown = false;
+    const rest = text.slice(end, end + 80);
+    for (const more of CASELESS_MORE) {
+      const m = (more === COMMA_GIVEN_LATE ? COMMA_GIVEN : more).exec(rest);
+      if (m) {
+        end += m[0].length;
+        grown = true;
+        break;
+      }
+    }
+    if (!grown) break;
+  }
+  const before = CASELESS_PARTICLE_BEFORE.exec(text.slice(Math.max(0, start - 24), start));
+  if (before) start -= before[1].length;
+  return { start, end, rule: 'cue' };
 }
 
 /**
@@ -909,6 +1095,10 @@ export function findPersons(text: string, detector: PersonDetector): PersonSpan[
  */
 const COMMA_GIVEN =
   /^,[ \t]*(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}(?:[ \t]+(?:\p{Lu}[\p{Ll}\p{M}'’]+-?){1,3}){0,2}(?=[ \t]*(?:[,.;)\]"\r\n]|$)|[ \t]+\p{Ll})/u;
+
+/** The same in capitals, after a family name in capitals: ", VIRIYA", ", JEAN PAUL". */
+const COMMA_GIVEN_CAPS =
+  /^,[ \t]*\p{Lu}[\p{Lu}\p{M}'’-]+(?:[ \t]+\p{Lu}[\p{Lu}\p{M}'’-]+){0,2}(?=[ \t]*(?:[,.;)\]"\r\n]|$)|[ \t]+\p{Ll})/u;
 
 /**
  * Without the name lists, a name found after a cue ("Assigned to Walter, Gayle") is read as "Last,

@@ -9,7 +9,8 @@ import type { Finding } from './types';
  */
 export const DEFAULT_REGIONS: readonly string[] = (
   'US CA MX BR AR CL CO PE GB IE DE AT CH FR BE NL LU ES PT IT PL CZ SK HU RO BG GR HR SI RS SE NO DK FI ' +
-  'EE LV LT UA TR IL AE SA EG MA ZA NG KE GH IN PK BD LK CN HK TW JP KR VN TH MY SG ID PH AU NZ'
+  'EE LV LT UA TR IL AE SA EG MA ZA NG KE GH IN PK BD LK CN HK TW JP KR VN TH MY SG ID PH AU NZ ' +
+  'GE AM AZ KZ MD BA MK AL ME IS MT CY QA KW JO LB DZ TN ET TZ UG VE EC UY CR PA DO NP KH'
 ).split(' ');
 
 /** The region of the gateway's locale (LANG, LC_ALL or Intl), if it names one. */
@@ -37,11 +38,21 @@ export function phoneRegions(
 // plans; its own text scanner is several times slower on long text.
 const PHONE_CANDIDATE = /(?<![\w+.,/:-])(?:\+|\b00)?\(?\d[\d ().\-/]{5,22}\d(?![\w/:]|[.,\-/]\d)/g;
 
-/** Words before a number that say it is one: tel, phone, mobile, Handy, tél., móvil, 電話 ... */
+/**
+ * Words before a number that say it is one: tel, phone, mobile, Handy, tél., móvil, 電話 ... with up to
+ * three words between, in any script ("call Ιωάννης Γεννάδιος (2237.943292)").
+ */
 const PHONE_CUE =
-  /(?:\b(?:tel|tél|tlf|tlfn|tfn|tf|fon|phone|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|telephon|mobile?|mobil|mobiel|móvil|movil|cell|cellulare|cel|celular|handy|natel|portable|gsm|telemóvel|tlm|fax|call|calls|callback|ring|ruf|rufnummer|rückruf|durchwahl|hotline|whatsapp|sms|text|bel|bellen|terugbellen|anrufen|benachrichtigen|avisar|llamar|llamen|llamada|richiamato|richiamare|chiamare|chiamata|appeler|rappel|rappelé|rappeler|ligar|retorno|notify|reach|dial|family|familie|famille|familia|famiglia|família|emergency|notfall|urgence|emergencia|emergenza|noodgeval|contact|kontakt|contacto|contatto|contato|contact(?:_| )?(?:no|number|nr)|numéro|número|numero|nummer|nr|puh|puhelin|tlf\.nr|tel\.?\s?nr|ph|mob|hp|telp|điện thoại|sđt|dt|tel[eé]fono|hatsapp|kom|komórka|komorka|komórkowy|numer|cep|gsm no|mobiltelefon|mobilnummer|telefonnummer|telefonszám|telefonní|číslo|nomor|no\.? hp|sampark|fone|phone no|mob no|contact no|landline|festnetz|fixe|fijo|fisso)\b|(?<![\p{L}\p{M}])(?:τηλέφωνο|τηλ|κινητό|телефон|тел|моб|मोबाइल|फ़ोन|फोन|दूरभाष)(?![\p{L}\p{M}])|電話|携帯|手机|手機|电话|联系电话|連絡先|전화|휴대폰|연락처|هاتف|جوال|موبايل|تلفون|טלפון|נייד|โทร|📞|☎)[\s.:#=("'\]-]{0,6}(?:\w+[\s.:#=("'-]{1,3}){0,3}$/iu;
+  /(?:\b(?:tel|tél|tlf|tlfn|tfn|tf|fon|phone|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|telephon|mobile?|mobil|mobiel|móvil|movil|cell|cellulare|cel|celular|handy|natel|portable|gsm|telemóvel|tlm|fax|call|calls|callback|ring|ruf|rufnummer|rückruf|durchwahl|hotline|whatsapp|sms|text|bel|bellen|terugbellen|anrufen|benachrichtigen|avisar|llamar|llamen|llamada|richiamato|richiamare|chiamare|chiamata|appeler|rappel|rappelé|rappeler|ligar|retorno|notify|reach|dial|family|familie|famille|familia|famiglia|família|emergency|notfall|urgence|emergencia|emergenza|noodgeval|contact|kontakt|contacto|contatto|contato|contact(?:_| )?(?:no|number|nr)|numéro|número|numero|nummer|nr|puh|puhelin|tlf\.nr|tel\.?\s?nr|ph|mob|hp|telp|điện thoại|sđt|dt|tel[eé]fono|hatsapp|kom|komórka|komorka|komórkowy|numer|cep|gsm no|mobiltelefon|mobilnummer|telefonnummer|telefonszám|telefonní|číslo|nomor|no\.? hp|sampark|fone|phone no|mob no|contact no|landline|festnetz|fixe|fijo|fisso)\b|(?<![\p{L}\p{M}])(?:τηλέφωνο|τηλ|κινητό|телефон|тел|моб|मोबाइल|फ़ोन|फोन|दूरभाष)(?![\p{L}\p{M}])|電話|携帯|手机|手機|电话|联系电话|連絡先|전화|휴대폰|연락처|هاتف|جوال|موبايل|تلفون|טלפון|נייד|โทร|📞|☎)[\s.:#=("'\]-]{0,6}(?:[\p{L}\p{M}\w]+[\s.:#=("'-]{1,3}){0,3}$/iu;
 
 const cache = new Map<string, boolean>();
+/** The regions as part of a cache key, joined once per list rather than once per number. */
+const regionKeys = new WeakMap<readonly CountryCode[], string>();
+function regionsKey(regions: readonly CountryCode[]): string {
+  let k = regionKeys.get(regions);
+  if (k === undefined) regionKeys.set(regions, (k = regions.join('')));
+  return k;
+}
 
 /**
  * Per region: the national number lengths, trunk prefix and the pattern every valid national number
@@ -131,7 +142,7 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cued: ()
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
   const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
-  const key = `${cue ? 1 : 0}${regions.join('')}\u0000${candidate}`;
+  const key = `${cue ? 1 : 0}${regionsKey(regions)}\u0000${candidate}`;
   const known = cache.get(key);
   if (known !== undefined) return known;
   let ok = false;
