@@ -85,6 +85,8 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
   let tinyRandom: string;
   let tmp: string;
   let seen: Seen[];
+  // Blocks are measured as the time the loop was held (the gap less the time the main thread waited
+  // for a CPU): a synchronous native wait counts, the OS running another job mid-step does not.
   let monitor: ReturnType<typeof gapMonitor>;
 
   before(async function () {
@@ -194,7 +196,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     await until(lastStatus('pShort', 'status.working'), 10_000, 'the short requests taken in');
     process.kill(child, 'SIGKILL');
     await until(outcomes(0, 4), 60_000, 'four outcomes');
-    const gap = monitor.stop();
+    const gap = monitor.report().heldMs;
     const byN = exactlyOnce(0, 4);
     assert.deepEqual(
       { outcome: byN.get(0)?.outcome, reason: byN.get(0)?.reason },
@@ -208,7 +210,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     );
     const [restarted] = runtimeChildren();
     assert.ok(restarted && restarted !== child, 'a new child runs');
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 
   it('the model file overwritten (cp over it) then truncated while loaded: reported, reloaded, answers again after an atomic install', async function () {
@@ -255,8 +257,8 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     await until(leaseIs('ready'), 60_000, 'ready after install');
     assert.equal((await ask()).outcome, 'valid');
     exactlyOnce(0, n);
-    const gap = monitor.stop();
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    const gap = monitor.report().heldMs;
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 
   it('10 MB payloads are refused at once, to Catch, by llm-parse and llm-plan (time: bench/runtime.ts)', async function () {
@@ -288,8 +290,8 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       assert.equal(s.outcome, 'caught');
       assert.match(String(s.error), /too long.*at most 32,000/);
     }
-    const gap = monitor.stop();
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    const gap = monitor.report().heldMs;
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 
   it('deploying llm-parse and llm-plan with a large schema and catalogue compiles nothing on the event loop', async function () {
@@ -348,7 +350,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     await until(outcomes(0, 2), 60_000, 'two outcomes');
     // The runtime's load is part of what the monitor watches; p shows its last outcome, not "ready".
     await until(() => runtimeState('rt') === 'ready', 60_000, 'rt ready');
-    const gap = monitor.stop();
+    const gap = monitor.report().heldMs;
     const byN = exactlyOnce(0, 2);
     assert.match(byN.get(0)?.error ?? '', /errors\.empty-input/);
     assert.match(byN.get(1)?.error ?? '', /errors\.no-mission/);
@@ -361,7 +363,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
     // schema took 270-500 ms and the plan schema 790 ms on the 2-core test box.)
     new Ajv().compile({ type: 'string' });
     assert.equal(compiles.callCount, 1);
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 
   it('1,000 messages with msg.schema: one outcome each, the queue checked before any compile, no stall', async function () {
@@ -379,7 +381,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       if (n % 10 === 9) await new Promise((r) => setImmediate(r));
     }
     await until(outcomes(0, 1000), 120_000, '1,000 outcomes');
-    const gap = monitor.stop();
+    const gap = monitor.report().heldMs;
     const byN = exactlyOnce(0, 1000);
     const count = (f: (s: Seen) => boolean) => [...byN.values()].filter(f).length;
     const full = count((s) => s.reason === 'queue_full');
@@ -389,7 +391,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       0,
       JSON.stringify([...byN.values()].find((s) => s.error)),
     );
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 
   it('probes while the model loads take no place from production requests', async function () {
@@ -423,8 +425,8 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       ['valid', 'valid', 'valid', 'valid', 'valid'],
       JSON.stringify([...byN.values()]),
     );
-    const gap = monitor.stop();
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    const gap = monitor.report().heldMs;
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 
   it('a redeploy with requests in flight: each ends as cancelled at Catch, once', async function () {
@@ -445,7 +447,7 @@ describe('fault injection: the model can neither take Node-RED down nor stall it
       assert.equal(s.outcome, 'caught', JSON.stringify(s));
       assert.match(String(s.error), /stopped \(redeploy or shutdown\)/);
     }
-    const gap = monitor.stop();
-    assert.ok(gap < 50, `the event loop stalled ${gap} ms`);
+    const gap = monitor.report().heldMs;
+    assert.ok(gap < 50, `the event loop was held ${gap} ms`);
   });
 });
