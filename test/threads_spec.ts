@@ -2,7 +2,10 @@ import * as assert from 'node:assert/strict';
 import { BatchGatherer, GATHER_TURNS, fitBatch } from '../lib/runtime/batching';
 import { ThreadGovernor } from '../lib/runtime/threads';
 
-/** A governor on a hand-moved clock, and the counts its knob was set to. */
+/**
+ * A governor on a hand-moved clock, and the counts its knob was set to. It tries the other count after
+ * 160 ms of decoding (ten 16 ms steps) unless told.
+ */
 function governed(start = 2, options: { probeMinMs?: number } = {}) {
   let clock = 0;
   const set: number[] = [];
@@ -12,7 +15,7 @@ function governed(start = 2, options: { probeMinMs?: number } = {}) {
     start,
     knob: (n) => set.push(n),
     now: () => clock,
-    probeMinMs: options.probeMinMs ?? 5000,
+    probeMinMs: options.probeMinMs ?? 160,
     probeMaxMs: 60_000,
     probeSteps: 6,
   });
@@ -39,7 +42,7 @@ describe('thread governor', function () {
   });
 
   it('drops to one thread when two collapse (three steps several times their best)', function () {
-    const { governor, set, steps } = governed(2);
+    const { governor, set, steps } = governed(2, { probeMinMs: 60_000 });
     steps(8, 8);
     assert.equal(governor.level, 2);
     steps(4, 200);
@@ -49,16 +52,15 @@ describe('thread governor', function () {
   });
 
   it('counts steps of seconds while sequences generate (a deep collapse is still a step)', function () {
-    const { governor, steps } = governed(2);
+    const { governor, steps } = governed(2, { probeMinMs: 60_000 });
     steps(8, 8);
     steps(4, 3000);
     assert.equal(governor.level, 1);
   });
 
   it('drops when two threads step at twice what one thread did, short of three times their best', function () {
-    const { governor, steps, wait } = governed(1);
+    const { governor, steps } = governed(1);
     steps(10, 16);
-    wait(5000);
     steps(7, 12); // the try wins: two threads
     assert.equal(governor.level, 2);
     steps(4, 35); // another job starts: over twice one thread's 16 ms, under three times the best 12 ms
@@ -67,7 +69,7 @@ describe('thread governor', function () {
   });
 
   it('does not drop on one slow step (a page fault, a GC)', function () {
-    const { governor, steps } = governed(2);
+    const { governor, steps } = governed(2, { probeMinMs: 60_000 });
     steps(8, 8);
     steps(1, 300);
     steps(8, 8);
@@ -77,9 +79,8 @@ describe('thread governor', function () {
   });
 
   it('tries two threads again after a while and keeps them when they step faster', function () {
-    const { governor, set, steps, wait } = governed(1);
+    const { governor, set, steps } = governed(1);
     steps(10, 16);
-    wait(5000);
     steps(1, 8); // the try begins here
     assert.equal(governor.level, 2);
     steps(8, 8);
@@ -91,23 +92,21 @@ describe('thread governor', function () {
   it('goes back when the try is slower, and waits twice as long before the next', function () {
     const { governor, set, steps, wait } = governed(1);
     steps(10, 16);
-    wait(5000);
-    steps(8, 40); // two threads on a busy machine
+    steps(8, 40); // the try begins: two threads on a busy machine
     assert.equal(governor.level, 1);
     assert.equal(governor.lastReason, 'kept');
-    wait(6000);
-    steps(3, 16);
-    assert.equal(governor.level, 1, 'no new try after 6 s');
-    wait(5000);
-    steps(1, 16);
-    assert.equal(governor.level, 2, 'a new try after 10 s');
+    // 160 ms decoded at one thread since (four steps of 40); an hour idle counts for nothing.
+    wait(3_600_000);
+    steps(8, 16);
+    assert.equal(governor.level, 1, 'no new try before 320 ms of decoding');
+    steps(2, 16);
+    assert.equal(governor.level, 2, 'a new try after 320 ms of decoding');
     assert.deepEqual(set, [1, 2, 1, 2]);
   });
 
   it('ends a try at its first step that takes twice the steps it is compared with', function () {
-    const { governor, set, steps, wait } = governed(1);
+    const { governor, set, steps } = governed(1);
     steps(10, 16);
-    wait(5000);
     steps(1, 16); // the try begins
     assert.equal(governor.level, 2);
     steps(2, 900); // two threads on a busy box (a step is measured when the next one starts)
@@ -116,18 +115,16 @@ describe('thread governor', function () {
   });
 
   it('also tries fewer threads, and moves when they are faster', function () {
-    const { governor, steps, wait } = governed(2);
-    steps(10, 12);
-    wait(5000);
-    steps(8, 9); // one thread steps faster now
+    const { governor, steps } = governed(2);
+    steps(14, 12);
+    steps(8, 9); // the try begins: one thread steps faster now
     assert.equal(governor.level, 1);
     assert.equal(governor.lastReason, 'faster');
   });
 
   it('compares steps of the same size only, and skips idle gaps and prompts', function () {
-    const { governor, steps, wait } = governed(1);
+    const { governor, steps } = governed(1);
     steps(10, 16, 1);
-    wait(5000);
     // The try sees only 4-token steps: nothing at one thread to compare with, so it goes back.
     steps(8, 4, 4);
     assert.equal(governor.level, 1);

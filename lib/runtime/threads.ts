@@ -10,9 +10,10 @@
  *
  * - a step at the high count that takes several times its best, three steps running, drops to the
  *   low count at once (a collapse);
- * - after a while at one count it tries the other for a few steps and keeps whichever stepped
- *   faster for the same number of tokens; a try that loses waits twice as long before the next
- *   (up to a minute), so a steady machine pays a few slow steps per minute at most.
+ * - after a while of decoding at one count (idle time does not count) it tries the other for a few
+ *   steps and keeps whichever stepped faster for the same number of tokens; a try that loses waits
+ *   twice as long before the next (up to a minute of decoding), so a steady machine pays a few
+ *   slow steps per minute of decoding at most.
  *
  * Steps are compared only with steps of the same batch size (one token per generating sequence).
  */
@@ -27,7 +28,7 @@ export interface GovernorOptions {
   start: number;
   knob: ThreadKnob;
   now?: () => number;
-  /** The first wait before trying the other count, and the longest (ms). */
+  /** The first wait before trying the other count, and the longest (ms of decoding). */
   probeMinMs?: number;
   probeMaxMs?: number;
   /** Steps a try lasts. */
@@ -67,7 +68,8 @@ export class ThreadGovernor {
   private readonly probeMaxMs: number;
   private readonly probeSteps: number;
   private probeWait: number;
-  private levelSince: number;
+  /** Decoding time spent at this count since it was set or last confirmed (idle time does not count). */
+  private busyMs = 0;
   /** While trying the other count: the count it came from and the steps seen. */
   private probe: { from: number; steps: number } | undefined;
   private slowRun = 0;
@@ -80,7 +82,6 @@ export class ThreadGovernor {
     this.probeSteps = options.probeSteps ?? 6;
     this.probeWait = this.probeMinMs;
     this.level = Math.min(Math.max(options.start, options.low), options.high);
-    this.levelSince = this.now();
     options.knob(this.level);
   }
 
@@ -94,7 +95,7 @@ export class ThreadGovernor {
     if (last && last.level === this.level && t - last.at < MAX_STEP_MS)
       this.observe(last.tokens, t - last.at);
     this.last = generation ? { at: t, tokens, level: this.level } : undefined;
-    if (!this.probe && t - this.levelSince >= this.probeWait && this.options.low !== this.options.high) {
+    if (!this.probe && this.busyMs >= this.probeWait && this.options.low !== this.options.high) {
       const from = this.level;
       this.forget(this.other(from));
       this.probe = { from, steps: 0 };
@@ -108,6 +109,7 @@ export class ThreadGovernor {
   }
 
   private observe(tokens: number, ms: number): void {
+    this.busyMs += ms;
     const s = this.stat(this.level, tokens);
     s.ewma = s.count === 0 ? ms : s.ewma * 0.75 + ms * 0.25;
     s.count++;
@@ -135,7 +137,7 @@ export class ThreadGovernor {
     if (!hopeless && before && before.count > 0 && s.ewma < before.ewma * 0.95) {
       // The other count stepped faster: stay, and look again soon.
       this.probeWait = this.probeMinMs;
-      this.levelSince = this.now();
+      this.busyMs = 0;
       this.lastReason = 'faster';
     } else {
       this.probeWait = Math.min(this.probeWait * 2, this.probeMaxMs);
@@ -150,7 +152,7 @@ export class ThreadGovernor {
   private set(level: number, reason: string): void {
     this.last = undefined;
     this.slowRun = 0;
-    this.levelSince = this.now();
+    this.busyMs = 0;
     this.lastReason = reason;
     if (level === this.level) return;
     this.level = level;
