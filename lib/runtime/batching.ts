@@ -52,9 +52,6 @@ export function fitBatch<T extends BatchItem>(items: readonly T[], size: number)
 export class BatchGatherer {
   /** Sequences between their first and last token: each will queue one. */
   generating = 0;
-  /** Decodes that waited, and empty turns spent (bench and metrics). */
-  waited = 0;
-  turns = 0;
   /** Decodes started (batches with at least one token). */
   decodes = 0;
   /** Told of every decode as it starts: its token count, and whether each sequence adds one token. */
@@ -69,15 +66,14 @@ export class BatchGatherer {
     size: number;
   }): PrioritizedItem<T>[] => {
     if (items.length < this.generating && this.pending < GATHER_TURNS) {
-      if (this.pending === 0) this.waited++;
       this.pending++;
-      this.turns++;
       return [];
     }
     this.pending = 0;
     const batch = fitBatch(items, size);
-    if (batch.length > 0) this.decodes++;
-    if (this.onBatch && batch.length > 0) {
+    if (batch.length === 0) return batch;
+    this.decodes++;
+    if (this.onBatch) {
       let tokens = 0;
       let generation = true;
       for (const { item, processAmount } of batch) {
