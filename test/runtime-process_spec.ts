@@ -1,5 +1,7 @@
 import * as assert from 'node:assert/strict';
+import os from 'node:os';
 import * as path from 'node:path';
+import * as sinon from 'sinon';
 import { RuntimeProcess, RuntimeRegistry, type LlmError, type RuntimeProcessOptions } from '../lib/runtime';
 import { until } from './support/flow';
 import { testModel } from './support/models';
@@ -44,6 +46,21 @@ describe('the runtime child process (real model)', function () {
       await until(() => remote.getMetrics().requests >= 1, 2_000, 'metrics from the child');
     } finally {
       await registry.close();
+    }
+  });
+
+  it('takes a blank thread count from the child, which resolves it for the model it loaded', async function () {
+    // This process believes in 64 cores; the child sees the machine's own (the module itself is stubbed:
+    // lib/ reads it through a namespace object).
+    const cores = sinon.stub(os, 'availableParallelism').returns(64);
+    try {
+      const lease = open().acquire({ source: stories, settings: { sequences: 1, contextSize: 512 } });
+      assert.equal(lease.settings.threads, 8, "before the child answers: this process's guess");
+      const runtime = await lease.ready;
+      assert.notEqual(runtime.settings.threads, 8);
+      assert.equal(lease.settings.threads, runtime.settings.threads);
+    } finally {
+      cores.restore();
     }
   });
 

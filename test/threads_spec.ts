@@ -122,6 +122,18 @@ describe('thread governor', function () {
     assert.equal(governor.lastReason, 'faster');
   });
 
+  it('judges a count by its usual step, not by a stall or two just before a try', function () {
+    const { governor, set, steps } = governed(2);
+    steps(14, 8);
+    steps(2, 30); // the virtual machine stalls for two steps (not three: no collapse)
+    // The try of one thread begins: 14 ms steps, faster than an average that took the stalls in
+    // (about 17.6 ms), slower than two threads' usual 8 ms.
+    steps(8, 14);
+    assert.equal(governor.level, 2);
+    assert.equal(governor.lastReason, 'kept');
+    assert.deepEqual(set, [2, 1, 2]);
+  });
+
   it('compares steps of the same size only, and skips idle gaps and prompts', function () {
     const { governor, steps } = governed(1);
     steps(10, 16, 1);

@@ -411,6 +411,8 @@ export class RuntimeProcess implements Registry {
         if (!lease) return;
         const runtime = lease.runtime ?? new RemoteRuntime(this, lease);
         runtime.update(m.info);
+        // The child resolves a blank thread count (timed at load), as the in-process registry does.
+        lease.settings = { ...lease.settings, threads: m.info.settings.threads };
         lease.becameReady(runtime);
         this.flush(lease);
         return;

@@ -15,7 +15,9 @@
  *   twice as long before the next (up to a minute of decoding), so a steady machine pays a few
  *   slow steps per minute of decoding at most.
  *
- * Steps are compared only with steps of the same batch size (one token per generating sequence).
+ * Steps are compared only with steps of the same batch size (one token per generating sequence), by
+ * the median of the last few: a shared virtual machine stalls for a step or two now and then, and an
+ * average that took those in made one thread look faster than two on a quiet box (bench/README.md).
  */
 
 /** Sets the thread count every following decode uses. */
@@ -28,7 +30,10 @@ export interface GovernorOptions {
   start: number;
   knob: ThreadKnob;
   now?: () => number;
-  /** The first wait before trying the other count, and the longest (ms of decoding). */
+  /**
+   * The first wait before trying the other count, and the longest (ms of decoding). The first is
+   * short: the count timed at load may be another moment's, and a lost try costs one step.
+   */
   probeMinMs?: number;
   probeMaxMs?: number;
   /** Steps a try lasts. */
@@ -36,10 +41,14 @@ export interface GovernorOptions {
 }
 
 interface StepStats {
-  ewma: number;
+  /** The last RECENT_STEPS step times (ms), oldest first. */
+  recent: number[];
   count: number;
   best: number;
 }
+
+/** Steps whose median stands for a count's speed. */
+const RECENT_STEPS = 9;
 
 /**
  * A step longer than this is not compared (the process was stopped, the machine suspended). Idle
@@ -77,7 +86,7 @@ export class ThreadGovernor {
 
   constructor(private readonly options: GovernorOptions) {
     this.now = options.now ?? (() => performance.now());
-    this.probeMinMs = options.probeMinMs ?? 5000;
+    this.probeMinMs = options.probeMinMs ?? 1000;
     this.probeMaxMs = options.probeMaxMs ?? 60_000;
     this.probeSteps = options.probeSteps ?? 6;
     this.probeWait = this.probeMinMs;
@@ -111,14 +120,15 @@ export class ThreadGovernor {
   private observe(tokens: number, ms: number): void {
     this.busyMs += ms;
     const s = this.stat(this.level, tokens);
-    s.ewma = s.count === 0 ? ms : s.ewma * 0.75 + ms * 0.25;
+    s.recent.push(ms);
+    if (s.recent.length > RECENT_STEPS) s.recent.shift();
     s.count++;
     s.best = Math.min(s.best, ms);
     const low = this.level > this.options.low ? this.stats.get(`${this.options.low}|${tokens}`) : undefined;
     const slow =
       this.level > this.options.low &&
       ((s.count > MIN_STEPS && ms > s.best * COLLAPSE_FACTOR) ||
-        (low !== undefined && low.count > 0 && ms > low.ewma * PROBE_ABORT_FACTOR));
+        (low !== undefined && low.count > 0 && ms > median(low.recent) * PROBE_ABORT_FACTOR));
     if (slow) {
       if (++this.slowRun >= COLLAPSE_STEPS) {
         this.probe = undefined;
@@ -131,10 +141,11 @@ export class ThreadGovernor {
     if (!probe) return;
     const before = this.stats.get(`${probe.from}|${tokens}`);
     // On a busy box a try of two threads can take a second a step: one such step is enough.
-    const hopeless = before !== undefined && before.count > 0 && ms > before.ewma * PROBE_ABORT_FACTOR;
+    const hopeless =
+      before !== undefined && before.count > 0 && ms > median(before.recent) * PROBE_ABORT_FACTOR;
     if (!hopeless && ++probe.steps < this.probeSteps) return;
     this.probe = undefined;
-    if (!hopeless && before && before.count > 0 && s.ewma < before.ewma * 0.95) {
+    if (!hopeless && before && before.count > 0 && median(s.recent) < median(before.recent) * 0.95) {
       // The other count stepped faster: stay, and look again soon.
       this.probeWait = this.probeMinMs;
       this.busyMs = 0;
@@ -167,7 +178,13 @@ export class ThreadGovernor {
   private stat(level: number, tokens: number): StepStats {
     const key = `${level}|${tokens}`;
     let s = this.stats.get(key);
-    if (!s) this.stats.set(key, (s = { ewma: 0, count: 0, best: Infinity }));
+    if (!s) this.stats.set(key, (s = { recent: [], count: 0, best: Infinity }));
     return s;
   }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
