@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { GgufFileInfo } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 import { redactUrl } from '../util/redact';
 import { LlmError } from './errors';
 import { loadNodeLlamaCpp } from './llama';
 import { formatModelRef, parseModelRef, verifyModelRef } from './manifest';
-import { resolveModelSource, type IdentityCache } from './model-source';
+import { hasGgufMagic, resolveModelSource, type IdentityCache } from './model-source';
 
 /** A LoRA adapter as a runtime names it: a file (path, name in the models directory, name@version) and its scale. */
 export interface AdapterSpec {
@@ -140,14 +140,7 @@ export async function checkAdapterFile(adapter: ResolvedAdapter, model: GgufFile
   };
   const size = (await stat(file).catch(() => undefined))?.size;
   if (size === undefined) bad('the file is missing.');
-  const handle = await open(file, 'r');
-  const magic = Buffer.alloc(4);
-  try {
-    await handle.read(magic, 0, 4, 0);
-  } finally {
-    await handle.close();
-  }
-  if (magic.toString('latin1') !== 'GGUF') bad('not a GGUF file (it does not start with "GGUF").');
+  if (!(await hasGgufMagic(file))) bad('not a GGUF file (it does not start with "GGUF").');
   const { readGgufFileInfo } = await loadNodeLlamaCpp();
   let info: GgufFileInfo;
   try {

@@ -182,11 +182,8 @@ export function sha256File(file: string): Promise<string> {
   });
 }
 
-/**
- * Reads the GGUF header before llama.cpp does, so a wrong or incomplete file gets a sentence a
- * person can act on (llama.cpp itself only says "Failed to load model").
- */
-export async function checkGgufFile(file: string, size: number): Promise<void> {
+/** Whether the file starts with GGUF's magic bytes (a model and a LoRA adapter alike). */
+export async function hasGgufMagic(file: string): Promise<boolean> {
   const handle = await open(file, 'r');
   const magic = Buffer.alloc(4);
   try {
@@ -194,7 +191,15 @@ export async function checkGgufFile(file: string, size: number): Promise<void> {
   } finally {
     await handle.close();
   }
-  if (magic.toString('latin1') !== 'GGUF') {
+  return magic.toString('latin1') === 'GGUF';
+}
+
+/**
+ * Reads the GGUF header before llama.cpp does, so a wrong or incomplete file gets a sentence a
+ * person can act on (llama.cpp itself only says "Failed to load model").
+ */
+export async function checkGgufFile(file: string, size: number): Promise<void> {
+  if (!(await hasGgufMagic(file))) {
     throw new LlmError('model_load', `${file} is not a GGUF model file (it does not start with "GGUF").`);
   }
   const { readGgufFileInfo } = await loadNodeLlamaCpp();
