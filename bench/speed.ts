@@ -154,6 +154,7 @@ async function direct(model: LlamaModel, threads: number, gathered: boolean): Pr
   });
   const sequences = [0, 1, 2, 3].map(() => context.getSequence());
   const completions = sequences.map((contextSequence) => new LlamaCompletion({ contextSequence }));
+  gatherer?.track(context);
   const d: Direct = { context, sequences, completions, gatherer, decodes: 0, decodeMs: 0 };
   // Bench instrumentation only: node-llama-cpp's native context, timed around each decode.
   const addon = (context as unknown as { _ctx: { decodeBatch(): Promise<void> } })._ctx;

@@ -175,6 +175,38 @@ describe('runtime (real inference on the test models)', function () {
       assert.ok(m.tokensPerSecond > 0 && m.latencyMsP95 >= m.latencyMsP50);
     });
 
+    it('hands llama.cpp each step in sequence order: one micro-batch a step, not one per run of ids', async function () {
+      await acquire({ sequences: 2 });
+      // llama.cpp cuts a batch wherever the sequence id does not go up by one (one KV stream per
+      // sequence): the order the runtime adds tokens to node-llama-cpp's native batch is that order.
+      const native = (
+        runtime as unknown as { context: { _ctx: Record<string, (...a: unknown[]) => unknown> } }
+      ).context._ctx;
+      const steps: number[][] = [];
+      const wrap = (name: string, before: (args: unknown[]) => void) => {
+        const original = native[name].bind(native);
+        Object.defineProperty(native, name, {
+          configurable: true,
+          value: (...args: unknown[]) => {
+            before(args);
+            return original(...args);
+          },
+        });
+      };
+      wrap('initBatch', () => steps.push([]));
+      wrap('addToBatch', (args) => steps.at(-1)!.push(args[0] as number));
+      // A short answer on sequence 0 and a long one on sequence 1; the next request takes sequence
+      // 0 while 1 is generating, so node-llama-cpp queues 1's tokens before 0's at every step.
+      const short = runtime.complete('Once upon a time', { maxTokens: 2, temperature: 0 });
+      const long = runtime.complete('The little dog', { maxTokens: 40, temperature: 0 });
+      await short;
+      await Promise.all([long, runtime.complete('One day, Lily', { maxTokens: 24, temperature: 0 })]);
+      const shared = steps.filter((ids) => ids.length > 1);
+      assert.ok(shared.length > 10, `${shared.length} shared steps`);
+      const unordered = shared.filter((ids) => ids.some((id, i) => i > 0 && id < ids[i - 1]));
+      assert.deepEqual(unordered, [], 'every shared step in ascending sequence order');
+    });
+
     it('streams text as it decodes', async function () {
       await acquire({ sequences: 1 });
       const chunks: string[] = [];

@@ -177,6 +177,33 @@ describe('batch gathering', function () {
     );
   });
 
+  it('orders a decode by sequence id where it saw each decode queued, else keeps queue order', function () {
+    const g = new BatchGatherer();
+    const queued: Array<{ tokens: number[]; evaluationPriority: number }> = [];
+    const context = {
+      _decodeTokens(options: { sequenceId: number; tokens: number[] }) {
+        queued.push({ tokens: options.tokens, evaluationPriority: 5 });
+      },
+    };
+    g.track(context);
+    for (const sequenceId of [3, 0, 2, 1]) context._decodeTokens({ sequenceId, tokens: [7] });
+    const late = item(1); // queued some other way: no sequence known
+    const batch = g.strategy({ items: [late, ...queued], size: 128 });
+    assert.deepEqual(
+      batch.map((b) => queued.indexOf(b.item as never)),
+      [1, 3, 2, 0, -1],
+    );
+    // A node-llama-cpp without the method: nothing is wrapped, queue order stays.
+    const plain = new BatchGatherer();
+    plain.track({});
+    const a = item(1);
+    const b = item(1);
+    assert.deepEqual(
+      plain.strategy({ items: [a, b], size: 128 }).map((x) => x.item),
+      [a, b],
+    );
+  });
+
   it('waits for every generating sequence, a bounded number of turns', function () {
     const g = new BatchGatherer();
     const seen: Array<[number, boolean]> = [];

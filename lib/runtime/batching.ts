@@ -9,6 +9,12 @@
  * issue #13). The gatherer lets such a decode wait a few turns of the microtask queue for every
  * sequence that is generating; a sequence busy elsewhere (a snapshot, a macrotask) only costs the
  * few empty turns.
+ *
+ * It also puts a decode's tokens in the order of their sequences. Each sequence has its own stream
+ * of the KV cache (node-llama-cpp does not unify them), and llama.cpp then cuts a batch into one
+ * micro-batch per run of consecutive sequence ids (llama_batch_allocr::split_equal, "accept only
+ * increasing sequence ids"): four sequences queued as 3, 0, 1, 2 cost two passes over the weights,
+ * in reverse order four. node-llama-cpp hands the strategy its queue order.
  */
 
 /** A queued decode as node-llama-cpp hands it to a batching strategy. */
@@ -48,7 +54,21 @@ export function fitBatch<T extends BatchItem>(items: readonly T[], size: number)
   return out.filter((entry) => entry.processAmount > 0);
 }
 
-/** A batching strategy that waits (a bounded number of empty turns) for every generating sequence. */
+/**
+ * What the gatherer reads of a node-llama-cpp context: its (internal) queueing method, which knows
+ * the sequence of each queued decode. Absent in another node-llama-cpp: decodes keep queue order.
+ */
+interface DecodeQueue {
+  _decodeTokens?: (
+    options: { sequenceId: number; tokens: readonly unknown[] },
+    ...rest: unknown[]
+  ) => unknown;
+}
+
+/**
+ * A batching strategy that waits (a bounded number of empty turns) for every generating sequence,
+ * and orders each decode by sequence id (see track()).
+ */
 export class BatchGatherer {
   /** Sequences between their first and last token: each will queue one. */
   generating = 0;
@@ -57,6 +77,23 @@ export class BatchGatherer {
   /** Told of every decode as it starts: its token count, and whether each sequence adds one token. */
   onBatch: ((tokens: number, generation: boolean) => void) | undefined;
   private pending = 0;
+  /** The sequence of each queued decode, by its token array (the object node-llama-cpp hands on). */
+  private readonly sequences = new WeakMap<readonly unknown[], number>();
+
+  /**
+   * Learns which sequence queued each decode of this context, so that decodes go to llama.cpp in
+   * sequence order. Reaches node-llama-cpp's internal `_decodeTokens` (3.22); where it is missing
+   * nothing changes but the order.
+   */
+  track(context: object): void {
+    const queue = context as DecodeQueue;
+    const decodeTokens = queue._decodeTokens;
+    if (typeof decodeTokens !== 'function') return;
+    queue._decodeTokens = (options, ...rest) => {
+      this.sequences.set(options.tokens, options.sequenceId);
+      return decodeTokens.call(context, options, ...rest);
+    };
+  }
 
   strategy = <T extends BatchItem>({
     items,
@@ -72,6 +109,10 @@ export class BatchGatherer {
     this.pending = 0;
     const batch = fitBatch(items, size);
     if (batch.length === 0) return batch;
+    // Unknown sequences (a prompt's rest after a partial batch is a new array) keep their place at the end.
+    const order = (entry: PrioritizedItem<T>): number =>
+      this.sequences.get(entry.item.tokens) ?? Number.MAX_SAFE_INTEGER;
+    batch.sort((a, b) => order(a) - order(b));
     this.decodes++;
     if (this.onBatch) {
       let tokens = 0;

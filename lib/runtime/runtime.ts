@@ -309,6 +309,7 @@ export class ModelRuntime extends EventEmitter implements LlmRuntime {
         { cause: err },
       );
     }
+    this.gatherer.track(this.context);
     const llama = this.model.llama;
     if (this.userThreads) {
       fixedThreadUsers.set(llama, (fixedThreadUsers.get(llama) ?? 0) + 1);
