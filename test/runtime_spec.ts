@@ -200,11 +200,23 @@ describe('runtime (real inference on the test models)', function () {
       const short = runtime.complete('Once upon a time', { maxTokens: 2, temperature: 0 });
       const long = runtime.complete('The little dog', { maxTokens: 40, temperature: 0 });
       await short;
-      await Promise.all([long, runtime.complete('One day, Lily', { maxTokens: 24, temperature: 0 })]);
+      const together = await Promise.all([
+        long,
+        runtime.complete('One day, Lily', { maxTokens: 24, temperature: 0 }),
+      ]);
       const shared = steps.filter((ids) => ids.length > 1);
       assert.ok(shared.length > 10, `${shared.length} shared steps`);
       const unordered = shared.filter((ids) => ids.some((id, i) => i > 0 && id < ids[i - 1]));
       assert.deepEqual(unordered, [], 'every shared step in ascending sequence order');
+      // Reordered, each sequence still reads its own logits: the greedy answers are those given alone.
+      const alone = [
+        await runtime.complete('The little dog', { maxTokens: 40, temperature: 0 }),
+        await runtime.complete('One day, Lily', { maxTokens: 24, temperature: 0 }),
+      ];
+      assert.deepEqual(
+        together.map((r) => r.text),
+        alone.map((r) => r.text),
+      );
     });
 
     it('streams text as it decodes', async function () {
