@@ -878,8 +878,8 @@ const KEY_PHONE =
 /** Field names whose whole value is a secret. */
 const KEY_SECRET =
   /^(?:[\w-]*[_-])?(?:password|passwd|pwd|pass|passphrase|passcode|secret|token|api_?key|apikey|access_?key|secret_?key|private_?key|auth|authorization|credentials?|pin|client_?secret|access_?token|refresh_?token|auth_?token)$|^(?:apiKey|accessToken|refreshToken|clientSecret|privateKey|secretKey|authToken)$/i;
-/** In a name field, up to six words of letters with a capital somewhere: "Kadar rodriguez Ulloa, Yolanda". */
-const NAME_WORDS_VALUE = /^(?=[^]*\p{Lu})(?:[\p{L}\p{M}'’.-]+,?(?:\s+|$)){1,6}$/u;
+/** In a name field, up to eight words (a title and four names, particles between) of letters with a capital somewhere: "Kadar rodriguez Ulloa, Yolanda". */
+const NAME_WORDS_VALUE = /^(?=[^]*\p{Lu})(?:[\p{L}\p{M}'’.-]+,?(?:\s+|$)){1,8}$/u;
 const KEY_LAT_LON = /^(?:lat|latitude|lon|lng|long|longitude)$/i;
 
 function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>, out: Finding[]): void {
