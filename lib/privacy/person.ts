@@ -493,7 +493,7 @@ function keySign(text: string, q: number): boolean {
  * word, or one right after a strong cue. Most capitalised words in gateway text (codes, sentence
  * starts, units) stand by no cue, so these are looked for first and the rest is never read.
  */
-function cuedRuns(text: string): Run[] {
+function cuedRuns(text: string, otherScripts: boolean): Run[] {
   const starts: number[] = [];
   const at = (p: number): void => {
     if (p >= text.length) return;
@@ -506,7 +506,7 @@ function cuedRuns(text: string): Run[] {
     const gap = CUE_GAP.exec(text);
     at(end + (gap ? gap[0].length : 0));
   };
-  for (const find of holdsOtherScripts(text)
+  for (const find of otherScripts
     ? [CUE_FIND, CUE_FIND_OTHER, CUE_FIND_SCRIPTS]
     : [CUE_FIND, CUE_FIND_OTHER]) {
     find.lastIndex = 0;
@@ -543,11 +543,11 @@ function cuedRuns(text: string): Run[] {
   return runs;
 }
 
-function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
+function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], otherScripts: boolean): void {
   const runs: Run[] = [];
   if (g)
     for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
-  else runs.push(...cuedRuns(text));
+  else runs.push(...cuedRuns(text, otherScripts));
   const toksOf = (r: Run): Tok[] => (r.toks ??= tokens(r.text, r.start, g));
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
@@ -1107,8 +1107,17 @@ function wholeNames(
   g: Gazetteer,
   found: readonly PersonSpan[],
 ): PersonSpan[] {
-  const grown = spans.map((span) => {
+  const grown = spans.map((span, i) => {
     let cur = span;
+    // A span that extendSpan left as it was and that is whole words already is grown as far as it goes.
+    if (
+      i < found.length &&
+      span === found[i] &&
+      wholeWords(text, span) === span &&
+      text[span.end] !== '^' &&
+      text[span.start - 1] !== '^'
+    )
+      return span;
     for (let round = 0; round < 3; round++) {
       const next = extendSpan(text, components(text, wholeWords(text, cur)), g, found);
       if (next.start === cur.start && next.end === cur.end) break;
@@ -1166,15 +1175,20 @@ const PARTICLE_LAST_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}\p{Ll}{0,2})[ \t]+\p{
 /** A particle in capitals right before: "VAN ", "DE ". */
 const CAPS_PARTICLE_BEFORE = /(?<![\p{L}])(\p{Lu}{1,4})[ \t]+$/u;
 
-export function findPersons(text: string, detector: PersonDetector): PersonSpan[] {
+/** `otherScripts`: whether the text holds letters of scripts after Latin, if the caller knows. */
+export function findPersons(
+  text: string,
+  detector: PersonDetector,
+  otherScripts = holdsOtherScripts(text),
+): PersonSpan[] {
   const out: PersonSpan[] = [];
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
-  runSpans(text, g, out);
+  runSpans(text, g, out, otherScripts);
   const spans = g
     ? out.map((span) => extendSpan(text, span, g, out))
     : out.map((span) => withFirstNames(text, span));
-  if (holdsOtherScripts(text)) caselessAfterCues(text, spans);
+  if (otherScripts) caselessAfterCues(text, spans);
   return g ? wholeNames(text, spans, g, out) : spans;
 }
 
