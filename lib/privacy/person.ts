@@ -201,9 +201,9 @@ function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind
   // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
   // ("De Stefano", "Van Dijk") or are names themselves ("Lê Thụy Du").
   if (NAME_PARTICLES.has(w)) return 'particle';
-  // "d’van de Meer": an elided particle before one.
-  if (/^(?:d|l|dell)['’]\p{Ll}/u.test(w) && NAME_PARTICLES.has(w.slice(w.search(/['’]/) + 1)))
-    return 'particle';
+  // "d’van de Meer", "al-ter Willems": a prefix on a particle.
+  const elided = /^(?:(?:d|l|dell)['’]|(?:al|el)-)(\p{Ll}+)$/u.exec(w);
+  if (elided && NAME_PARTICLES.has(elided[1])) return 'particle';
   if (NAME_PARTICLES.has(lower) && /^\p{Lu}\p{Ll}{1,3}$/u.test(w)) return 'cparticle';
   if (TITLES.has(bare)) return 'title';
   if (CUE_WORDS.has(bare)) return 'cue';
