@@ -1974,6 +1974,70 @@ const FAMILIES: Family[] = [
       );
     },
   },
+  // ------------------------------------------------------------ dev only: names in record formats
+  {
+    name: 'records-name-formats',
+    category: 'operator-notes',
+    devOnly: true,
+    make: (g) => {
+      const p = g.person();
+      const q = g.person();
+      const init = (s: string) => `${s[0]}.`;
+      // How a name is written in the record, before the record's format is chosen.
+      const written = g.pick<[string, boolean]>([
+        [p.full, p.oov],
+        [`${p.last}, ${p.first}`, p.oov],
+        [`${p.first} ${init(q.first)} ${p.last}`, p.oov],
+        [`${p.first} ${g.pick(['de', 'van', 'von', 'da', 'di', 'le', 'van der', 'de la'])} ${p.last}`, p.oov],
+        [`${p.first} ${g.pick(["O'", 'O’', "D'", 'd’', 'Mc', 'al-'])}${p.last}`, p.oov],
+        [`${p.first}-${q.first} ${p.last}`, p.oov],
+        [`${p.first} ${p.last}-${q.last}`, p.oov],
+        [p.full.toUpperCase(), p.oov],
+        [`${p.last.toUpperCase()} ${p.first}`, p.oov],
+        [`${init(p.first)} ${p.last}`, p.oov],
+      ]);
+      const [name, oov] = written;
+      const n = E('PERSON', name, oov);
+      const o = E('PERSON', q.full, q.oov);
+      const id = g.int(10000, 99999);
+      const shift = g.pick(['early', 'late', 'night']);
+      return build(
+        ...g.pick<Part[]>([
+          // CSV rows, with and without quotes.
+          [`id,name,asset,shift\n${id},`, n, `,${g.asset()},${shift}\n`],
+          [`${id};"`, n, `";"${g.asset()}";${shift}`],
+          // YAML.
+          [`visit:\n  id: ${id}\n  technician: `, n, `\n  asset: ${g.asset()}\n`],
+          // XML and HL7-like segments.
+          [`<visit id="${id}"><technician>`, n, `</technician><asset>${g.asset()}</asset></visit>`],
+          [
+            `PID|1||${id}||`,
+            E('PERSON', `${p.last}^${p.first}`, p.oov),
+            `||${g.int(1950, 2005)}0101|${g.pick(['F', 'M'])}|||`,
+          ],
+          // Headers.
+          [`From: `, n, `\nSubject: ${g.asset()} ${shift} check\n\nDone.`],
+          // A table with names in a column.
+          [
+            `| shift | name | asset |\n|---|---|---|\n| ${shift} | `,
+            n,
+            ` | ${g.asset()} |\n| late | `,
+            o,
+            ` | - |`,
+          ],
+          // At the start and the end of a line, and split over two lines.
+          [n, ` checked ${g.asset()} at ${g.int(6, 22)}:00`],
+          [`${g.asset()} checked at ${g.int(6, 22)}:00 by\n`, n],
+          [`Signed: `, E('PERSON', `${p.first}\n${p.last}`, p.oov), `\nShift lead`],
+          // Followed by a role, a digit, a bracket.
+          [`Contact `, n, ` (shift lead) about ${g.asset()}.`],
+          [`Operator `, n, ` 2nd shift, station ${g.int(1, 9)}`],
+          [`${shift} crew: `, n, `, `, o, `; ${g.asset()} idle`],
+          [`Call-back to `, n, `/${g.int(100, 999)}`],
+        ]),
+      );
+    },
+  },
 ];
 
 // ---------------------------------------------------------------- generation

@@ -344,6 +344,35 @@ describe('privacy: checks behind the detectors', function () {
       ['ALERT fall detected for 서하 강 (date of birth 15-APR-1938)', ['서하 강']],
       ['Handover from נתנאל בית הלחמי Jr. to the night shift.', ['נתנאל בית הלחמי Jr.']],
       ['Visitor Kim Min-jun (김민준) badge 42', ['Kim Min-jun (김민준)']],
+      // A span never ends inside a word, and grows again after "Last, First": hyphens, apostrophes
+      // in capitals, particles; the family name before the comma, lower case after a particle.
+      ['Signed: van Meunier, Bertrand-Sylvestre Shift lead', ['van Meunier, Bertrand-Sylvestre']],
+      ['"technician": "Algiso D\'AMBROSIO", "asset": "chiller CH-5"', ["Algiso D'AMBROSIO"]],
+      [
+        'Signed: Quintanilla Tamayo, Carla María del Carmen Shift lead',
+        ['Quintanilla Tamayo, Carla María del Carmen'],
+      ],
+      [
+        'Call-back list: Da silva, Philothée Florie, Joël Guerin (compressor C3).',
+        ['Da silva, Philothée Florie', 'Joël Guerin'],
+      ],
+      ['Handover from Soyinka, Omolola Daum to Idowu Balogun.', ['Soyinka, Omolola Daum', 'Idowu Balogun']],
+      [
+        'Call-back list: Viel di Umzuleum, Adalsinde David (chiller CH-3).',
+        ['Viel di Umzuleum, Adalsinde David'],
+      ],
+      [
+        'Handover: Charlotte Nyberg Björk -> Kamida Korene Vivi Nyberg Björk (8:00)',
+        ['Charlotte Nyberg Björk', 'Kamida Korene Vivi Nyberg Björk'],
+      ],
+      // Initials in any script, a record's '^', a name split over two lines, an ordinal after it.
+      ['Operator REVI თ. ELTOKOZU acknowledged alarm 534.', ['REVI თ. ELTOKOZU']],
+      ['PID|1||66102||Rivas Merino^Nicolás||19770101|F|||', ['Rivas Merino^Nicolás']],
+      ['Signed: Hoka\nShifi\nShift lead', ['Hoka\nShifi']],
+      ['Signed: Pilar\nCarrera Olivares\nShift lead', ['Pilar\nCarrera Olivares']],
+      ['Signed: 유라\n강\nShift lead', ['유라\n강']],
+      ['Operator Jeffry McKenzie 2nd shift, station 5', ['Jeffry McKenzie']],
+      ['<visit><technician>Miba, Yaya</technician><asset>boiler B4</asset></visit>', ['Miba, Yaya']],
     ] as const) {
       assert.deepEqual(names(text), expected, text);
     }

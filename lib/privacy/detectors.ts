@@ -512,11 +512,11 @@ const DATE_MONTH_FIRST_AT = new RegExp(DATE_MONTH_FIRST.source, 'iuy');
 const DOB_REACH = 40;
 
 /** Birth cues in the text, as [start, end], in order. */
-function dobCues(text: string): [number, number][] {
+function dobCues(text: string, otherScripts: boolean): [number, number][] {
   const candidates = [0];
   starts(text, DOB_CUE_LATIN, candidates);
   starts(text, DOB_CUE_B, candidates);
-  if (holdsOtherScripts(text)) starts(text, DOB_CUE_OTHER, candidates);
+  if (otherScripts) starts(text, DOB_CUE_OTHER, candidates);
   candidates.sort((a, b) => a - b);
   const cues: [number, number][] = [];
   let next = 0;
@@ -536,8 +536,8 @@ function dobCues(text: string): [number, number][] {
  * Dates of birth in running text: a birth cue first (rare), then the dates that start within
  * DOB_REACH characters of it; one cue vouches for one date ("born 1985-03-12, admitted 2024-02-01").
  */
-function birthDatesNearCues(text: string, out: Finding[]): void {
-  const cues = dobCues(text);
+function birthDatesNearCues(text: string, out: Finding[], otherScripts: boolean): void {
+  const cues = dobCues(text, otherScripts);
   if (cues.length === 0) return;
   const monthFirst = MONTH_FIRST_SHAPE.test(text);
   let usedContext = -1;
@@ -572,8 +572,8 @@ function birthDatesNearCues(text: string, out: Finding[]): void {
 const isWordOrDash = (c: number): boolean =>
   (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45;
 
-function birthDates(text: string, out: Finding[], forced: boolean): void {
-  if (!forced) return birthDatesNearCues(text, out);
+function birthDates(text: string, out: Finding[], forced: boolean, otherScripts: boolean): void {
+  if (!forced) return birthDatesNearCues(text, out, otherScripts);
   let usedContext = -1;
   const dates = MONTH_FIRST_SHAPE.test(text)
     ? [...text.matchAll(DATE), ...text.matchAll(DATE_MONTH_FIRST)].sort((a, b) => a.index - b.index)
@@ -878,8 +878,8 @@ const KEY_PHONE =
 /** Field names whose whole value is a secret. */
 const KEY_SECRET =
   /^(?:[\w-]*[_-])?(?:password|passwd|pwd|pass|passphrase|passcode|secret|token|api_?key|apikey|access_?key|secret_?key|private_?key|auth|authorization|credentials?|pin|client_?secret|access_?token|refresh_?token|auth_?token)$|^(?:apiKey|accessToken|refreshToken|clientSecret|privateKey|secretKey|authToken)$/i;
-/** In a name field, up to six words of letters with a capital somewhere: "Kadar rodriguez Ulloa, Yolanda". */
-const NAME_WORDS_VALUE = /^(?=[^]*\p{Lu})(?:[\p{L}\p{M}'’.-]+,?(?:\s+|$)){1,6}$/u;
+/** In a name field, up to eight words (a title and four names, particles between) of letters with a capital somewhere: "Kadar rodriguez Ulloa, Yolanda". */
+const NAME_WORDS_VALUE = /^(?=[^]*\p{Lu})(?:[\p{L}\p{M}'’.-]+,?(?:\s+|$)){1,8}$/u;
 const KEY_LAT_LON = /^(?:lat|latitude|lon|lng|long|longitude)$/i;
 
 function keyHints(text: string, keyHint: string, types: ReadonlySet<EntityType>, out: Finding[]): void {
@@ -983,6 +983,9 @@ const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A
 function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeText: boolean): void {
   const { types } = options;
   const on = (t: BuiltinEntityType): boolean => types.has(t);
+  // Asked once per window, by the first detector that needs it.
+  let others: boolean | undefined;
+  const otherScripts = (): boolean => (others ??= holdsOtherScripts(text));
   if (on('SECRET')) secrets(text, out, wholeText);
   if (options.custom && options.custom.length > 0) customs(text, out, options.custom);
   // Cheap tests first: most text holds no '@', no long digit run, no date cue.
@@ -998,7 +1001,7 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
   if (on('DOB')) {
     const forced = options.keyHint !== undefined && KEY_DOB.test(options.keyHint);
     // A birth date has a four-digit year (or 年); the cue is looked for only near such dates.
-    if (forced || HAS_YEAR.test(text)) birthDates(text, out, forced);
+    if (forced || HAS_YEAR.test(text)) birthDates(text, out, forced, otherScripts());
   }
   if (on('PHONE')) {
     const before = out
@@ -1014,7 +1017,7 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
     );
   }
   if (on('PERSON') && options.person !== 'off') {
-    for (const p of findPersons(text, options.person ?? 'names'))
+    for (const p of findPersons(text, options.person ?? 'names', otherScripts()))
       push(out, 'PERSON', p.rule, text, p.start, p.end);
   }
 }

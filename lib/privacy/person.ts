@@ -168,7 +168,7 @@ const PLACE_WORDS = words(
 );
 
 /** An initial or a few written together: "E.", "E.L.", "J.-P.". */
-const INITIALS = /^(?:\p{Lu}\.-?){1,3}$/u;
+const INITIALS = /^(?:(?:\p{Lu}|(?!\p{Script=Latin})\p{L})\.-?){1,3}$/u;
 
 /** Generations after a name, counted as initials are: "Jr.", "III". ("Sr." is a title too.) */
 const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
@@ -201,6 +201,9 @@ function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind
   // Lower-case particles join a name ("van der Berg"); capitalised ones start a family name
   // ("De Stefano", "Van Dijk") or are names themselves ("Lê Thụy Du").
   if (NAME_PARTICLES.has(w)) return 'particle';
+  // "d’van de Meer", "al-ter Willems": a prefix on a particle.
+  const elided = /^(?:(?:d|l|dell)['’]|(?:al|el)-)(\p{Ll}+)$/u.exec(w);
+  if (elided && NAME_PARTICLES.has(elided[1])) return 'particle';
   if (NAME_PARTICLES.has(lower) && /^\p{Lu}\p{Ll}{1,3}$/u.test(w)) return 'cparticle';
   if (TITLES.has(bare)) return 'title';
   if (CUE_WORDS.has(bare)) return 'cue';
@@ -402,14 +405,14 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
     leadStart = ws;
   }
   let i = leadStart;
-  while (i > 0 && leadStart - i < 8 && /[\s"'[\](:=]/.test(text[i - 1])) i--;
+  while (i > 0 && leadStart - i < 8 && /[\s"'[\](:=>]/.test(text[i - 1])) i--;
   const gap = text.slice(i, leadStart);
   if (i === 0 || (gap === '' && leadStart > 0)) return { cue: 0, place: false, leadStart };
   const [w1Start, w1Raw] = wordBefore(text, i);
   if (w1Raw === '') return { cue: 0, place: false, leadStart };
   const w1 = w1Raw.toLowerCase().replace(/[.'’-]+$/, '');
   const spaceOnly = /^[ \t]+$/.test(gap);
-  const clean = /^["'\]]?\s*[:=]?\s*["'[(]?\s*$/.test(gap);
+  const clean = /^["'\]]?\s*[:=>]?\s*["'[(]?\s*$/.test(gap);
   let cue = 0;
   if (clean) {
     let j = w1Start;
@@ -419,12 +422,18 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
     else if (STRONG_CUE_1.has(w1) || STRONG_CUE_2.has(`${w0} ${w1}`)) cue = 2;
     else if (w1 === 'by' && /(?:ed|en|t)$/.test(w0)) cue = 2;
     else if (/[:=]/.test(gap) && KEY_WORD.test(w1)) cue = 2;
+    // An element named for a person: "<technician>Anna Keller</technician>".
+    else if (gap[0] === '>' && text[w1Start - 1] === '<' && KEY_WORD.test(w1)) cue = 2;
+    // A header line: "From: Anna Keller", "Cc: ...".
+    else if (gap[0] === ':' && HEADER_WORDS.has(w1) && (w1Start === 0 || text[w1Start - 1] === '\n')) cue = 2;
     else if (WEAK_CUE.has(w1)) cue = 1;
   }
   return { cue, place: spaceOnly && PLACE_PREV.has(w1), leadStart };
 }
 
 /** Field names in JSON-like text that hold a person's name: `"signed_by":"`, `technician_name=`. */
+/** Header names before a person at the start of a line: "From:", "To:", "Cc:". */
+const HEADER_WORDS = words('from to cc bcc reply-to sender attn von an für de à para da per van aan');
 const KEY_WORD =
   /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
 
@@ -484,7 +493,7 @@ function keySign(text: string, q: number): boolean {
  * word, or one right after a strong cue. Most capitalised words in gateway text (codes, sentence
  * starts, units) stand by no cue, so these are looked for first and the rest is never read.
  */
-function cuedRuns(text: string): Run[] {
+function cuedRuns(text: string, otherScripts: boolean): Run[] {
   const starts: number[] = [];
   const at = (p: number): void => {
     if (p >= text.length) return;
@@ -497,7 +506,7 @@ function cuedRuns(text: string): Run[] {
     const gap = CUE_GAP.exec(text);
     at(end + (gap ? gap[0].length : 0));
   };
-  for (const find of holdsOtherScripts(text)
+  for (const find of otherScripts
     ? [CUE_FIND, CUE_FIND_OTHER, CUE_FIND_SCRIPTS]
     : [CUE_FIND, CUE_FIND_OTHER]) {
     find.lastIndex = 0;
@@ -534,11 +543,11 @@ function cuedRuns(text: string): Run[] {
   return runs;
 }
 
-function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): void {
+function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], otherScripts: boolean): void {
   const runs: Run[] = [];
   if (g)
     for (const m of text.matchAll(RUN)) runs.push({ start: m.index, end: m.index + m[0].length, text: m[0] });
-  else runs.push(...cuedRuns(text));
+  else runs.push(...cuedRuns(text, otherScripts));
   const toksOf = (r: Run): Tok[] => (r.toks ??= tokens(r.text, r.start, g));
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
@@ -567,10 +576,13 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
     const nextWord = /^\s+([\p{L}&]+)/u.exec(after)?.[1]?.toLowerCase();
     let cue = ctx.cue;
     if (nextWord && THING_AFTER.has(nextWord)) continue;
-    // A product model right after ("Garmin Venu 3", "Dräger Evita V500").
+    // A product model right after ("Garmin Venu 3", "Dräger Evita V500"); not an ordinal ("2nd shift"),
+    // nor after a role word or a title that starts the run ("Operator Anna Keller 2nd shift").
     if (
       cue < 2 &&
-      /^\s+(?:\p{Lu}{1,4}-?\d[\p{L}\d-]*|\d+\p{L}[\p{L}\d]*|(?!DOB|MRN|SSN|PIN|GP|MD|RN|PHD)\p{Lu}{3,}\b(?!:))/u.test(
+      toksOf(r)[0].kind !== 'title' &&
+      toksOf(r)[0].kind !== 'cue' &&
+      /^\s+(?:\p{Lu}{1,4}-?\d[\p{L}\d-]*|(?!\d+(?:st|nd|rd|th|e|er|re|ème|º|ª)\b)\d+\p{L}[\p{L}\d]*|(?!DOB|MRN|SSN|PIN|GP|MD|RN|PHD)\p{Lu}{3,}\b(?!:))/u.test(
         after,
       )
     )
@@ -675,9 +687,15 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[]): vo
 }
 
 /** The word right after `end` on the same line, with the gap before it. */
-const WORD_AFTER = /^([ \t]+)((?:\p{Lu}\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
+const WORD_AFTER =
+  /^([ \t]+)((?:(?:\p{Lu}|(?!\p{Script=Latin})\p{L})\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
 /** A word of letters of scripts other than Latin. */
 const OTHER_SCRIPT_WORD = /^(?:(?!\p{Script=Latin})[\p{L}\p{M}'’-]){2,}$/u;
+/** A Latin prefix of a family name: "al-", "d'", "O’", "Mc". */
+/** A word that starts with a letter of a script without capitals. */
+const CASELESS_START =
+  /^[\u0590-\u08ff\u0900-\u0dff\u0e00-\u0fff\u1000-\u109f\u10a0-\u10ff\u1100-\u11ff\u1200-\u139f\u1780-\u18af\u1c90-\u1cbf\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]/u;
+const LATIN_PREFIX = /^(?:al|el|ad|as|ash|ben|bin|ibn|abu|bint|d|l|dell|O)['’-]|^Mc(?=\P{Script=Latin})/u;
 /** The next field of a log line ("cruz ip=…"): the value before it ends there. */
 const NEXT_FIELD = /^[ \t]+[\p{L}\p{N}_.-]+[=:]/u;
 /** The word right before `start` on the same line, with the gap after it. */
@@ -702,8 +720,8 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   for (let guard = 0; guard < 6; guard++) {
     const m = WORD_AFTER.exec(text.slice(end, end + 64));
     if (!m) break;
-    // "Paul E.L.": initials written together after the name.
-    if (/^(?:\p{Lu}\.-?){2,3}$/u.test(m[2])) {
+    // "Paul E.L.", "Yayada ო.R.": initials written together after the name.
+    if (/^(?:(?:\p{Lu}|(?!\p{Script=Latin})\p{L})\.-?){2,3}$/u.test(m[2])) {
       end += m[1].length + m[2].length;
       continue;
     }
@@ -778,10 +796,10 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     )
       end = wordEnd;
     else if (
-      /^\p{Lu}$/u.test(word) &&
+      (/^\p{Lu}$/u.test(word) || (/^(?!\p{Script=Latin})\p{L}$/u.test(word) && m[2].endsWith('.'))) &&
       (!next || !/^\p{Lu}/u.test(next[2]) || isName(nextKind as Kind) || nextKind === 'unknown')
     )
-      // "Keller M.", "Anna Keller B": an initial after the name.
+      // "Keller M.", "Anna Keller B", "Bakoni 지.": an initial after the name.
       end += m[1].length + m[2].length;
     else if (
       kind === 'unknown' &&
@@ -794,21 +812,53 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       // The last of a run of capitalised words after a name found: a name no list holds.
       end = wordEnd;
     else if (
-      OTHER_SCRIPT_WORD.test(word) &&
-      /\p{Script=Latin}/u.test(text.slice(start, end)) &&
-      inSpan().some((t) => isName(t.kind) || t.kind === 'unknown')
+      (OTHER_SCRIPT_WORD.test(word.replace(LATIN_PREFIX, '')) ||
+        (LATIN_PREFIX.test(word) && OTHER_SCRIPT_WORD.test(`${word.replace(LATIN_PREFIX, '')}-`))) &&
+      (/\p{Script=Latin}/u.test(text.slice(start, end)) ||
+        LATIN_PREFIX.test(word) ||
+        CASELESS_START.test(word)) &&
+      inSpan().some((t) => isName(t.kind) || t.kind === 'unknown' || t.kind === 'initial')
     )
       // "Tupo Fiumtu კონსტანტინე": a word in another script (Georgian, Hebrew, Arabic, Chinese...)
       // right after a name in Latin letters is read as part of it: most of these scripts have no
-      // capitals to tell a name apart, and a word too many hidden is safe.
+      // capitals to tell a name apart, and a word too many hidden is safe. With a Latin prefix too
+      // ("ალიო al-ხარატიშვილი").
+      end = wordEnd;
+    else if (
+      inSpan().at(-1)?.kind === 'initial' &&
+      !/^\p{Ll}/u.test(word.replace(LATIN_PREFIX, '')) &&
+      (kind === 'unknown' || isName(kind))
+    )
+      // "REVI თ. ELTOKOZU", "Anna K. Brown": after an initial, the family name.
       end = wordEnd;
     else break;
   }
   // "Signed: Maria\nKeller": a given name alone at the end of a line, its family name on the next.
   const own0 = inSpan();
-  if (own0.length === 1 && isGiven(own0[0].kind)) {
+  // After a strong cue, a name of one word is the first half of one: the family name on the next
+  // line, alone there ("Signed: Hoka\nShifi", "Signed: Beau\nde Ruiter"), is the rest of it.
+  if (
+    (own0.length === 1 && (isGiven(own0[0].kind) || span.rule === 'cue')) ||
+    (own0.length <= 3 && own0.every((t) => t.kind === 'given' || (span.rule === 'cue' && isGiven(t.kind))))
+  ) {
     const nl = NEXT_LINE_NAME.exec(text.slice(end, end + 64));
-    if (nl && isName(classify(nl[1], g))) end += nl[0].length;
+    const words = nl ? nl[1].split(/[ \t]+/).filter((w) => !NAME_PARTICLES.has(w)) : [];
+    const kinds = words.map((w) => classify(w, g));
+    if (
+      nl &&
+      kinds.length > 0 &&
+      kinds.every((k) => isName(k) || k === 'weak' || (span.rule === 'cue' && k === 'unknown')) &&
+      (span.rule === 'cue' || kinds.some(isName))
+    )
+      end += nl[0].length;
+  }
+  // The same seen from the family name: "Signed: Pilar\nCarrera Olivares".
+  const prevLine = PREV_LINE_NAME.exec(text.slice(Math.max(0, start - 48), start));
+  if (prevLine && !/\S/.test(text.slice(start - prevLine[0].length + prevLine[0].indexOf('\n') + 1, start))) {
+    const wordStart = start - prevLine[0].length + prevLine[1].length;
+    const kind = classify(prevLine[2], g);
+    if ((isName(kind) || kind === 'weak' || kind === 'unknown') && contextBefore(text, wordStart).cue >= 2)
+      start = wordStart;
   }
   let unknownBefore = false;
   for (let guard = 0; guard < 3; guard++) {
@@ -826,7 +876,7 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       ((kind === 'cue' || kind === 'title') &&
         /^\p{Lu}\p{Ll}+$/u.test(word) &&
         g.given.has(word.toLowerCase()) &&
-        !inSpan().some((t) => isGiven(t.kind))) ||
+        (!inSpan().some((t) => isGiven(t.kind)) || titleBefore(text, wordStart, g))) ||
       (/^\p{Lu}/u.test(word) && isGiven(kind)) ||
       kind === 'cparticle' ||
       kind === 'particle' ||
@@ -834,17 +884,41 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     )
       start = wordStart;
     else if (
+      /^\p{Lu}/u.test(bare) &&
+      (kind === 'unknown' || isName(kind)) &&
+      ((bare !== bare.toUpperCase() && inSpan()[0]?.kind === 'particle') ||
+        // "GUILLEN DE TREVIÑO María": the same in capitals.
+        (bare.length > 1 &&
+          bare === bare.toUpperCase() &&
+          /^\p{Lu}{1,3}$/u.test(inSpan()[0]?.text ?? '') &&
+          NAME_PARTICLES.has((inSpan()[0]?.text ?? '').toLowerCase())))
+    )
+      // "Viel di Umzuleum", "Ludwig van Beethoven": a particle in lower case starts no name.
+      start = wordStart;
+    else if (
       !unknownBefore &&
       kind === 'unknown' &&
       bare.length > 1 &&
       bare !== bare.toUpperCase() &&
       /^\p{Lu}/u.test(bare) &&
-      isGiven(inSpan()[0]?.kind ?? 'unknown') &&
-      (/(?:^|[\n:(;,"'[{])[ \t]*$/.test(text.slice(Math.max(0, wordStart - 4), wordStart)) ||
-        contextBefore(text, wordStart).cue > 0)
+      (isGiven(inSpan()[0]?.kind ?? 'unknown') ||
+        inSpan()[0]?.kind === 'initial' ||
+        /^\p{Lu}\.?$/u.test(inSpan()[0]?.text ?? ''))
     ) {
-      // "from Viyaba Christer", "Note: Maelzu Maya": a word no list holds, after a cue, before a given name.
-      start = wordStart;
+      // "from Viyaba Christer", "Note: Maelzu Maya", "-> Kamida Korene Vivi": one or two words no
+      // list holds, after a cue or a separator, before a given name or an initial.
+      const opens = (at: number): boolean =>
+        /(?:^|[\n:(;,"'[{>])[ \t]*$/.test(text.slice(Math.max(0, at - 4), at)) ||
+        contextBefore(text, at).cue > 0;
+      if (opens(wordStart)) start = wordStart;
+      else {
+        const m2 = WORD_BEFORE.exec(text.slice(Math.max(0, wordStart - 64), wordStart));
+        const word2 = m2?.[1] ?? '';
+        const start2 = wordStart - (m2?.[0].length ?? 0);
+        if (m2 && /^\p{Lu}\p{Ll}/u.test(word2) && classify(word2, g) === 'unknown' && opens(start2))
+          start = start2;
+        else break;
+      }
       unknownBefore = true;
     } else break;
   }
@@ -906,9 +980,18 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   // "Green, Marten Fini": a name of given names after "Word, " is the second half of "Last, First".
   const own = inSpan();
   if (
-    own.length <= 4 &&
+    own.length <= 5 &&
     own.some((t) => isGiven(t.kind)) &&
-    own.every((t) => isGiven(t.kind) || t.kind === 'weak' || t.kind === 'unknown' || t.kind === 'initial')
+    own.every(
+      (t, i) =>
+        isGiven(t.kind) ||
+        t.kind === 'weak' ||
+        t.kind === 'unknown' ||
+        t.kind === 'initial' ||
+        // "Soyinka, Omolola Daum": given names and family names.
+        t.kind === 'family' ||
+        (i > 0 && t.kind === 'particle'),
+    )
   ) {
     // "Limón Madrigal, Andrea": family names found on their own before the comma join the name.
     const before = found.find(
@@ -916,7 +999,11 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
         /^,[ \t]*$/.test(text.slice(o.end, start)) &&
         tokens(text.slice(o.start, o.end), o.start, g).every((t) => !isGiven(t.kind) && t.kind !== 'weak'),
     );
+    const lowerLast = before ? null : PARTICLE_LAST_BEFORE.exec(text.slice(Math.max(0, start - 48), start));
     if (before) start = before.start;
+    else if (lowerLast && NAME_PARTICLES.has(lowerLast[2].toLowerCase()))
+      // "Le roux, Loïc", "Da silva, Philothée": a capitalised particle and a family name in lower case.
+      start -= lowerLast[0].length - lowerLast[1].length;
     else {
       const last = LAST_BEFORE.exec(text.slice(Math.max(0, start - 48), start));
       const lastStart = last ? start - last[0].length + last[1].length : -1;
@@ -934,6 +1021,8 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
         if (
           kind === 'family' ||
           kind === 'both' ||
+          // "Toni, Zuanba Khắc Việt": a family name that the lists hold as a given name.
+          (kind === 'given' && !sentenceStart) ||
           kind === 'weak' ||
           (kind === 'unknown' && last[2] !== last[2].toUpperCase() && (!sentenceStart || span.rule === 'cue'))
         )
@@ -957,6 +1046,114 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
   return start === span.start && end === span.end ? span : { start, end, rule: span.rule };
 }
 
+const LETTER = /[\p{L}\p{M}]/u;
+/** A hyphen or apostrophe inside a word: "Bertrand-Sylvestre", "D'AMBROSIO" (not a possessive "'s"). */
+const joinsWord = (text: string, at: number): boolean =>
+  (text[at] === '-' || text[at] === "'" || text[at] === '’') &&
+  LETTER.test(text[at - 1] ?? '') &&
+  LETTER.test(text[at + 1] ?? '') &&
+  !(text[at] !== '-' && /^s(?![\p{L}\p{M}])/u.test(text.slice(at + 1, at + 3)));
+
+/** A span widened to whole words: a name is never cut inside a word ("Claudia|-Aquilino", "D|'AMBROSIO"). */
+function wholeWords(text: string, span: PersonSpan): PersonSpan {
+  let { start, end } = span;
+  for (;;) {
+    while (end < text.length && (LETTER.test(text[end]) || joinsWord(text, end))) end++;
+    // "אביתר ח.D.": an initial's full stop, and initials written on after it.
+    if (text[end] !== '.' || !LETTER.test(text[end - 1] ?? '') || LETTER.test(text[end - 2] ?? '')) break;
+    end++;
+    if (!LETTER.test(text[end] ?? '')) break;
+  }
+  while (start > 0 && (LETTER.test(text[start - 1]) || joinsWord(text, start - 1))) start--;
+  return start === span.start && end === span.end ? span : { start, end, rule: span.rule };
+}
+
+/** A part of a name in a record that separates them with '^' (HL7's "Family^Given^Middle"). */
+const COMPONENT_AFTER = /^\^((?:\p{Lu}[\p{L}\p{M}'’.-]*|[ \t]+){1,8}?)(?=[\^|~\r\n]|$)/u;
+const COMPONENT_BEFORE = /(?:^|[|~\r\n^])((?:\p{Lu}[\p{L}\p{M}'’.-]*|[ \t]+){1,8}?)\^$/u;
+
+/** A span grown over the other parts of a name written "Family^Given^Middle". */
+function components(text: string, span: PersonSpan): PersonSpan {
+  let { start, end } = span;
+  for (let n = 0; n < 3 && text[end] === '^'; n++) {
+    const m = COMPONENT_AFTER.exec(text.slice(end, end + 64));
+    if (!m || m[1].trim() === '') break;
+    end += m[0].length;
+  }
+  for (let n = 0; n < 3 && text[start - 1] === '^'; n++) {
+    const m = COMPONENT_BEFORE.exec(text.slice(Math.max(0, start - 64), start));
+    if (!m || m[1].trim() === '') break;
+    start -= m[1].length + 1;
+  }
+  return start === span.start && end === span.end ? span : { start, end, rule: span.rule };
+}
+
+/** Words of a span without the punctuation around them. */
+const bareKinds = (text: string, span: PersonSpan, g: Gazetteer): Kind[] =>
+  (text.slice(span.start, span.end).match(/[\p{L}\p{M}][\p{L}\p{M}'’.-]*/gu) ?? []).map((w) =>
+    classify(w.replace(/[.'’-]+$/, ''), g),
+  );
+
+/**
+ * The last step of a name: no part of it is left beside the part hidden. Each span is cut at whole
+ * words and grown again until nothing changes (a given name taken after "Last, " may be followed by
+ * "del Carmen", a hyphen or a particle and a family name), and two spans with only a comma between
+ * them are one name when one of them is half of one ("de la Rico Rosado, Jorge Luis", "Vương, Yến
+ * Nhi": one word or family names only before the comma, or given names only after it).
+ */
+function wholeNames(
+  text: string,
+  spans: PersonSpan[],
+  g: Gazetteer,
+  found: readonly PersonSpan[],
+): PersonSpan[] {
+  const grown = spans.map((span, i) => {
+    let cur = span;
+    // A span that extendSpan left as it was and that is whole words already is grown as far as it goes.
+    if (
+      i < found.length &&
+      span === found[i] &&
+      wholeWords(text, span) === span &&
+      text[span.end] !== '^' &&
+      text[span.start - 1] !== '^'
+    )
+      return span;
+    for (let round = 0; round < 3; round++) {
+      const next = extendSpan(text, components(text, wholeWords(text, cur)), g, found);
+      if (next.start === cur.start && next.end === cur.end) break;
+      cur = next;
+    }
+    return cur;
+  });
+  if (grown.length < 2) return grown;
+  grown.sort((a, b) => a.start - b.start || b.end - a.end);
+  const out: PersonSpan[] = [grown[0]];
+  for (let i = 1; i < grown.length; i++) {
+    const prev = out[out.length - 1];
+    const cur = grown[i];
+    if (cur.start < prev.end) {
+      if (cur.end > prev.end) out[out.length - 1] = { ...prev, end: cur.end };
+      continue;
+    }
+    if (/^,[ \t]*$/.test(text.slice(prev.end, cur.start))) {
+      const left = bareKinds(text, prev, g);
+      const right = bareKinds(text, cur, g);
+      if (left.length === 1 || !left.some(isGiven) || right.every((k) => isGiven(k) || k === 'initial')) {
+        out[out.length - 1] = { ...prev, end: cur.end };
+        continue;
+      }
+    }
+    out.push(cur);
+  }
+  return out;
+}
+
+/** Whether a title stands right before `at` ("M. Pat Bertrand": "Pat" is a given name then). */
+function titleBefore(text: string, at: number, g: Gazetteer): boolean {
+  const m = WORD_BEFORE.exec(text.slice(Math.max(0, at - 32), at));
+  return !!m && (TITLES.has(m[1].toLowerCase().replace(/\.$/, '')) || classify(m[1], g) === 'title');
+}
+
 /** Whether a capitalised word that may be part of a name stands right before `at` on its line. */
 function nameWordBefore(text: string, at: number, g: Gazetteer): boolean {
   const m = /(\p{Lu}[\p{L}\p{M}'’-]*)\.?[ \t]+$/u.exec(text.slice(Math.max(0, at - 32), at));
@@ -967,26 +1164,32 @@ function nameWordBefore(text: string, at: number, g: Gazetteer): boolean {
   return kind !== 'common' && kind !== 'title' && kind !== 'cue' && kind !== 'brand';
 }
 
-/** A name that ends its line alone: "Keller" then the end of the line or a comma, full stop, bracket. */
-const NEXT_LINE_NAME = /^[ \t]*\r?\n[ \t]*(\p{Lu}[\p{Ll}\p{M}'’-]+)(?=[ \t]*(?:$|[\r\n,.;)]))/u;
-
+/** A capitalised word alone at the end of the line before (group 1: what precedes it). */
+const PREV_LINE_NAME = /(^|[^\p{L}\p{M}'’-])(\p{Lu}[\p{Ll}\p{M}'’-]+)[ \t]*\r?\n[ \t]*$/u;
 /** A generation after a name: "Jr.", ", Sr.", "III". */
 const SUFFIX_AFTER = /^,?[ \t]+(?:Jr|Jnr|Sr|Snr|II|III|IV)\b\.?/u;
 /** "Word, " right before: a family name in front of the given names (group 1: what precedes it). */
 const LAST_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}[\p{L}\p{M}'’-]+),[ \t]*$/u;
+/** "Da silva, " right before: a capitalised particle, a family name in lower case, a comma. */
+const PARTICLE_LAST_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}\p{Ll}{0,2})[ \t]+\p{Ll}[\p{Ll}\p{M}'’-]+,[ \t]*$/u;
 /** A particle in capitals right before: "VAN ", "DE ". */
 const CAPS_PARTICLE_BEFORE = /(?<![\p{L}])(\p{Lu}{1,4})[ \t]+$/u;
 
-export function findPersons(text: string, detector: PersonDetector): PersonSpan[] {
+/** `otherScripts`: whether the text holds letters of scripts after Latin, if the caller knows. */
+export function findPersons(
+  text: string,
+  detector: PersonDetector,
+  otherScripts = holdsOtherScripts(text),
+): PersonSpan[] {
   const out: PersonSpan[] = [];
   if (detector === 'off') return out;
   const g = detector === 'rules' ? undefined : gazetteer();
-  runSpans(text, g, out);
+  runSpans(text, g, out, otherScripts);
   const spans = g
     ? out.map((span) => extendSpan(text, span, g, out))
     : out.map((span) => withFirstNames(text, span));
-  if (holdsOtherScripts(text)) caselessAfterCues(text, spans);
-  return spans;
+  if (otherScripts) caselessAfterCues(text, spans);
+  return g ? wholeNames(text, spans, g, out) : spans;
 }
 
 /**
@@ -1002,6 +1205,14 @@ const MIXED_PART = String.raw`(?:${CASELESS}{1,16}|\p{Lu}[\p{L}\p{M}]{0,15})`;
  * "მოგელი-Orga") or initials ("ე.", "수.윤.").
  */
 const CASELESS_WORD = String.raw`(?:(?:${CASELESS}\.){1,3}|${CASELESS}{1,16}(?:[-'’]${MIXED_PART}){0,2})`;
+/**
+ * A name alone on the next line: "Keller", "de Ruiter", "Carrera Olivares", then the end of the line
+ * or a comma, full stop, bracket.
+ */
+const NEXT_LINE_NAME = new RegExp(
+  String.raw`^[ \t]*\r?\n[ \t]*((?:${PARTICLE}[ \t]+){0,3}(?:\p{Lu}[\p{L}\p{M}'’-]+|${CASELESS_WORD})(?:[ \t]+(?:\p{Lu}[\p{L}\p{M}'’-]+|${CASELESS_WORD}))?)(?=[ \t]*(?:$|[\r\n,.;)]))`,
+  'u',
+);
 /**
  * Up to three such words on one line (Hebrew, Arabic, Georgian, Korean, Chinese, Japanese, Thai,
  * Devanagari...).

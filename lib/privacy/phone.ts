@@ -46,6 +46,7 @@ const PHONE_CUE =
   /(?:\b(?:tel|tél|tlf|tlfn|tfn|tf|fon|phone|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|telephon|mobile?|mobil|mobiel|móvil|movil|cell|cellulare|cel|celular|handy|natel|portable|gsm|telemóvel|tlm|fax|call|calls|callback|ring|ruf|rufnummer|rückruf|durchwahl|hotline|whatsapp|sms|text|bel|bellen|terugbellen|anrufen|benachrichtigen|avisar|llamar|llamen|llamada|richiamato|richiamare|chiamare|chiamata|appeler|rappel|rappelé|rappeler|ligar|retorno|notify|reach|dial|family|familie|famille|familia|famiglia|família|emergency|notfall|urgence|emergencia|emergenza|noodgeval|contact|kontakt|contacto|contatto|contato|contact(?:_| )?(?:no|number|nr)|numéro|número|numero|nummer|nr|puh|puhelin|tlf\.nr|tel\.?\s?nr|ph|mob|hp|telp|điện thoại|sđt|dt|tel[eé]fono|hatsapp|kom|komórka|komorka|komórkowy|numer|cep|gsm no|mobiltelefon|mobilnummer|telefonnummer|telefonszám|telefonní|číslo|nomor|no\.? hp|sampark|fone|phone no|mob no|contact no|landline|festnetz|fixe|fijo|fisso)\b|(?<![\p{L}\p{M}])(?:τηλέφωνο|τηλ|κινητό|телефон|тел|моб|मोबाइल|फ़ोन|फोन|दूरभाष)(?![\p{L}\p{M}])|電話|携帯|手机|手機|电话|联系电话|連絡先|전화|휴대폰|연락처|هاتف|جوال|موبايل|تلفون|טלפון|נייד|โทร|📞|☎)[\s.:#=("'\]-]{0,6}(?:[\p{L}\p{M}\w]+[\s.:#=("'-]{1,3}){0,3}$/iu;
 
 const cache = new Map<string, boolean>();
+const CACHE_SIZE = 8192;
 /** The regions as part of a cache key, joined once per list rather than once per number. */
 const regionKeys = new WeakMap<readonly CountryCode[], string>();
 function regionsKey(regions: readonly CountryCode[]): string {
@@ -182,7 +183,9 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cued: ()
   } catch {
     ok = false;
   }
-  if (cache.size > 4096) cache.clear();
+  // The oldest answer goes first (a Map keeps insertion order): clearing all at once made a text with
+  // more distinct numbers than the cache holds ask the numbering plans about every number again.
+  if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
   cache.set(key, ok);
   return ok;
 }

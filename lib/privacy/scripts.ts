@@ -5,18 +5,12 @@
  */
 const BEYOND_LATIN =
   /[\u0370-\u1dff\u1f00-\u1fff\u2c00-\u2dff\u3040-\ud7ff\uf900-\ufaff\ufb1d-\ufdff\ufe70-\ufefe]/;
-let lastText: string | undefined;
-let lastAnswer = false;
 
 /**
  * Whether `text` holds a letter of a script after Latin (Greek, Cyrillic, Arabic, CJK...): several
- * detectors look for words in those scripts only then. Remembered for the last text asked about, as
- * the detectors of one window ask in turn (each scan of a window costs as much as a small pattern).
+ * detectors look for words in those scripts only then. Each scan of a window costs as much as a small
+ * pattern: the caller asks once per window and passes the answer down.
  */
 export function holdsOtherScripts(text: string): boolean {
-  if (text !== lastText) {
-    lastText = text;
-    lastAnswer = BEYOND_LATIN.test(text);
-  }
-  return lastAnswer;
+  return BEYOND_LATIN.test(text);
 }
