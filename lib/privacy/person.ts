@@ -691,10 +691,10 @@ const WORD_AFTER =
   /^([ \t]+)((?:(?:\p{Lu}|(?!\p{Script=Latin})\p{L})\.-?){2,3}(?!\p{L})|[\p{L}\p{M}][\p{L}\p{M}'’-]*\.?)/u;
 /** A word of letters of scripts other than Latin. */
 const OTHER_SCRIPT_WORD = /^(?:(?!\p{Script=Latin})[\p{L}\p{M}'’-]){2,}$/u;
-/** A Latin prefix of a family name: "al-", "d'", "O’", "Mc". */
 /** A word that starts with a letter of a script without capitals. */
 const CASELESS_START =
   /^[\u0590-\u08ff\u0900-\u0dff\u0e00-\u0fff\u1000-\u109f\u10a0-\u10ff\u1100-\u11ff\u1200-\u139f\u1780-\u18af\u1c90-\u1cbf\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]/u;
+/** A Latin prefix of a family name: "al-", "d'", "O’", "Mc". */
 const LATIN_PREFIX = /^(?:al|el|ad|as|ash|ben|bin|ibn|abu|bint|d|l|dell|O)['’-]|^Mc(?=\P{Script=Latin})/u;
 /** The next field of a log line ("cruz ip=…"): the value before it ends there. */
 const NEXT_FIELD = /^[ \t]+[\p{L}\p{N}_.-]+[=:]/u;
