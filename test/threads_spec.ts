@@ -104,7 +104,7 @@ describe('thread governor', function () {
     assert.deepEqual(set, [1, 2, 1, 2]);
   });
 
-  it('ends a try at its first step that takes twice the steps it is compared with', function () {
+  it('ends a try at its first step that takes 1.5 times the steps it is compared with', function () {
     const { governor, set, steps } = governed(1);
     steps(10, 16);
     steps(1, 16); // the try begins
@@ -112,6 +112,17 @@ describe('thread governor', function () {
     steps(2, 900); // two threads on a busy box (a step is measured when the next one starts)
     assert.equal(governor.level, 1, 'one slow step ends the try');
     assert.deepEqual(set, [1, 2, 1]);
+  });
+
+  it('ends a try of one thread on a quiet box after one step (it steps at 1.75x two threads)', function () {
+    const { governor, set, steps } = governed(2);
+    steps(20, 8);
+    steps(1, 14); // the try of one thread begins
+    assert.equal(governor.level, 1);
+    steps(2, 14); // a step is measured when the next one starts
+    assert.equal(governor.level, 2, 'one step of 14 ms against 8 ms ends the try');
+    assert.equal(governor.lastReason, 'kept');
+    assert.deepEqual(set, [2, 1, 2]);
   });
 
   it('also tries fewer threads, and moves when they are faster', function () {

@@ -55,13 +55,18 @@ const RECENT_STEPS = 9;
  * time never counts: the runtime says when no sequence generates (idle()).
  */
 const MAX_STEP_MS = 30_000;
-/** A try ends at once when one of its steps takes this many times the steps it is compared with. */
-const PROBE_ABORT_FACTOR = 2;
 /**
- * A step this many times its level's best, or twice what the low count steps in, counts towards a
- * collapse; three in a row make one.
+ * A try ends at once when one of its steps takes this many times the steps it is compared with. On a
+ * quiet 2-core box one thread steps at 1.7–1.9× two threads' time, so a try of one thread there costs
+ * one slow step, not six (a short request of 64 tokens paid 10 % for a six-step try, bench/README.md).
+ */
+const PROBE_ABORT_FACTOR = 1.5;
+/**
+ * A step this many times its level's best, or LOW_FACTOR times what the low count steps in, counts
+ * towards a collapse; three in a row make one.
  */
 const COLLAPSE_FACTOR = 3;
+const LOW_FACTOR = 2;
 const COLLAPSE_STEPS = 3;
 /** Steps a level needs before its best is trusted for the collapse rule. */
 const MIN_STEPS = 4;
@@ -128,7 +133,7 @@ export class ThreadGovernor {
     const slow =
       this.level > this.options.low &&
       ((s.count > MIN_STEPS && ms > s.best * COLLAPSE_FACTOR) ||
-        (low !== undefined && low.count > 0 && ms > median(low.recent) * PROBE_ABORT_FACTOR));
+        (low !== undefined && low.count > 0 && ms > median(low.recent) * LOW_FACTOR));
     if (slow) {
       if (++this.slowRun >= COLLAPSE_STEPS) {
         this.probe = undefined;
@@ -140,7 +145,8 @@ export class ThreadGovernor {
     const probe = this.probe;
     if (!probe) return;
     const before = this.stats.get(`${probe.from}|${tokens}`);
-    // On a busy box a try of two threads can take a second a step: one such step is enough.
+    // On a busy box a try of two threads can take a second a step, on a quiet one a try of one thread
+    // is plainly slower from its first step: one such step is enough.
     const hopeless =
       before !== undefined && before.count > 0 && ms > median(before.recent) * PROBE_ABORT_FACTOR;
     if (!hopeless && ++probe.steps < this.probeSteps) return;
