@@ -7,7 +7,10 @@
  * during each variant, and the ratios. Not a test.
  *
  *   npm run build && nice -n -5 node dist/bench/speed.js [--rounds 2] [--tokens 64]
- *     [--models smol,qwen] [--threads 1,2] [--no-llama-cpp]
+ *     [--models smol,qwen] [--threads 1,2] [--no-llama-cpp] [--only single,x4]
+ *
+ * --only keeps the variants whose name holds one of the words (`--only single`: one request only,
+ * so that more rounds fit in the same time).
  *
  * Models (random weights in the exact shape of SmolLM2-135M Q8_0 and Qwen2.5-0.5B Q4_0, with their
  * real vocabulary sizes) are synthesized once into ~/.cache/edge-llm/models (EDGE_LLM_CACHE).
@@ -296,6 +299,9 @@ async function main(): Promise<void> {
           });
         }
       }
+      const only = args.get('--only')?.split(',');
+      if (only)
+        variants.splice(0, variants.length, ...variants.filter((v) => only.some((w) => v.key.includes(w))));
       // Warm-up: pages in the weights, builds the graphs.
       for (const v of variants) if (!v.key.startsWith('llama')) await v.run();
 
