@@ -373,6 +373,23 @@ describe('privacy: checks behind the detectors', function () {
       ['Signed: 유라\n강\nShift lead', ['유라\n강']],
       ['Operator Jeffry McKenzie 2nd shift, station 5', ['Jeffry McKenzie']],
       ['<visit><technician>Miba, Yaya</technician><asset>boiler B4</asset></visit>', ['Miba, Yaya']],
+      // A capitalised particle before "Last, First"; a family name in lower case before a particle,
+      // or after a capitalised name or particle; an initial without its full stop.
+      [
+        'Shift note 12: De Angelis, Bruno Carlo checked pump P-4 and left at 10:00.',
+        ['De Angelis, Bruno Carlo'],
+      ],
+      ['Call-back list: Di Benedetto, Sara, Paolo Rossi (valve V-7).', ['Di Benedetto, Sara, Paolo Rossi']],
+      [
+        'Sr. Blanca Quintero cruz de Carreón pide que le llamen por la bomba P-4.',
+        ['Blanca Quintero cruz de Carreón'],
+      ],
+      [
+        'Met Kadar rodriguez Ulloa, Mark and Ana Ruiz at the valve V-8.',
+        ['Kadar rodriguez Ulloa, Mark', 'Ana Ruiz'],
+      ],
+      ['Handover: Anna Berg -> Le roux Adeline Martin (12:00)', ['Anna Berg', 'Le roux Adeline Martin']],
+      ['pump P-12 reset. Signed: Tovalu O Mebiro Shift lead', ['Tovalu O Mebiro']],
     ] as const) {
       assert.deepEqual(names(text), expected, text);
     }

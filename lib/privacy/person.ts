@@ -771,6 +771,10 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       g.family.has(word) &&
       (!COMMON.has(word) ||
         nextIsName ||
+        // "Quintero cruz de Carreón": a particle and a capitalised name follow.
+        (!!next &&
+          NAME_PARTICLES.has(next[2]) &&
+          /^[ \t]+\p{Lu}/u.test(text.slice(wordEnd + next[0].length, wordEnd + next[0].length + 2))) ||
         !/^[ \t]*[\p{L}\p{N}]/u.test(text.slice(wordEnd, wordEnd + 2)) ||
         NEXT_FIELD.test(text.slice(wordEnd, wordEnd + 40))) &&
       /^\p{Lu}/u.test(text.slice(start, end).split(/\s+/).pop() ?? '') &&
@@ -825,7 +829,8 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
       // ("ალიო al-ხარატიშვილი").
       end = wordEnd;
     else if (
-      inSpan().at(-1)?.kind === 'initial' &&
+      // "Fivifi O Rokoho": an initial without its full stop too.
+      (inSpan().at(-1)?.kind === 'initial' || /^\p{Lu}$/u.test(inSpan().at(-1)?.text ?? '')) &&
       !/^\p{Ll}/u.test(word.replace(LATIN_PREFIX, '')) &&
       (kind === 'unknown' || isName(kind))
     )
@@ -920,6 +925,18 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
         else break;
       }
       unknownBefore = true;
+    } else if (/^\p{Ll}[\p{Ll}\p{M}'’-]{3,}$/u.test(bare) && g.family.has(bare) && !COMMON.has(bare)) {
+      // "Kadar rodriguez Covarrubias", "Le gall Adegrine": a family name in lower case, after a
+      // capitalised name or particle.
+      const m2 = WORD_BEFORE.exec(text.slice(Math.max(0, wordStart - 64), wordStart));
+      const kind2 = m2 ? classify(m2[1], g) : undefined;
+      if (
+        !m2 ||
+        !/^\p{Lu}\p{Ll}/u.test(m2[1]) ||
+        !(kind2 === 'cparticle' || kind2 === 'unknown' || (kind2 !== undefined && isName(kind2)))
+      )
+        break;
+      start = wordStart - m2[0].length;
     } else break;
   }
   // "Kim Min-jun (김민준)": the same name in a script without capitals, in brackets right after.
@@ -1007,9 +1024,22 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
     else {
       const last = LAST_BEFORE.exec(text.slice(Math.max(0, start - 48), start));
       const lastStart = last ? start - last[0].length + last[1].length : -1;
+      // "Di Michele, Ray", "De Angelis, Bill": a capitalised particle and its family name.
+      const particle = last
+        ? CPARTICLE_BEFORE.exec(text.slice(Math.max(0, lastStart - 16), lastStart))
+        : null;
+      const particleStart = particle ? lastStart - particle[0].length + particle[1].length : -1;
+      const lastKind = last ? classify(last[2], g, false) : undefined;
+      if (
+        particle &&
+        NAME_PARTICLES.has(particle[2].toLowerCase()) &&
+        (lastKind === 'unknown' || lastKind === 'weak' || (lastKind !== undefined && isName(lastKind))) &&
+        !found.some((o) => o.start < particleStart && o.end > particleStart)
+      )
+        start = particleStart;
       // Not the family name of the name before ("Anna Keller, Maria Zorbu"): a capitalised word
       // right before it, or a name found over it, makes it that one's.
-      if (
+      else if (
         last &&
         !nameWordBefore(text, lastStart, g) &&
         !found.some((o) => o.start < lastStart && o.end > lastStart)
@@ -1172,6 +1202,8 @@ const SUFFIX_AFTER = /^,?[ \t]+(?:Jr|Jnr|Sr|Snr|II|III|IV)\b\.?/u;
 const LAST_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}[\p{L}\p{M}'’-]+),[ \t]*$/u;
 /** "Da silva, " right before: a capitalised particle, a family name in lower case, a comma. */
 const PARTICLE_LAST_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}\p{Ll}{0,2})[ \t]+\p{Ll}[\p{Ll}\p{M}'’-]+,[ \t]*$/u;
+/** A capitalised particle right before (group 1: what precedes it): "Di ", "De ". */
+const CPARTICLE_BEFORE = /(^|[^\p{L}\p{M}'’-])(\p{Lu}\p{Ll}{0,3})[ \t]+$/u;
 /** A particle in capitals right before: "VAN ", "DE ". */
 const CAPS_PARTICLE_BEFORE = /(?<![\p{L}])(\p{Lu}{1,4})[ \t]+$/u;
 
