@@ -390,6 +390,13 @@ describe('privacy: checks behind the detectors', function () {
       ],
       ['Handover: Anna Berg -> Le roux Adeline Martin (12:00)', ['Anna Berg', 'Le roux Adeline Martin']],
       ['pump P-12 reset. Signed: Tovalu O Mebiro Shift lead', ['Tovalu O Mebiro']],
+      // Family names written together are a family name, product names in CamelCase are not.
+      ['Signed: Marija\nKovačićBanić\nShift lead', ['Marija\nKovačićBanić']],
+      ['Visitor Ana Horvat-JokićBalog signed in at gate 2.', ['Ana Horvat-JokićBalog']],
+      [
+        'Anna Berg checked the ControlLogix rack and the PowerFlex drive, then the SmartGuard relay.',
+        ['Anna Berg'],
+      ],
     ] as const) {
       assert.deepEqual(names(text), expected, text);
     }

@@ -194,6 +194,15 @@ function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
   return kind;
 }
 
+/**
+ * Family names written together without a hyphen ("NikolićKovačić", "Tikas-PuačMatešić"): halves
+ * of four letters or more, and a family name the lists hold somewhere in the word.
+ */
+function familiesTogether(part: string, word: string, g: Gazetteer): boolean {
+  const halves = (x: string) => x.split(/(?<=\p{Ll})(?=\p{Lu})|[-'’]/u);
+  return halves(part).every((h) => h.length > 3) && halves(word).some((h) => g.family.has(h.toLowerCase()));
+}
+
 function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind {
   if (INITIALS.test(w) || GENERATION.test(w)) return 'initial';
   const lower = w.toLowerCase();
@@ -209,12 +218,18 @@ function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind
   if (CUE_WORDS.has(bare)) return 'cue';
   if (place && PLACE_WORDS.has(lower)) return 'place';
   if (BRANDS.has(lower)) return 'brand';
-  // Product names: CamelCase inside a word (ControlLogix, DeltaV) other than Mc/Mac/De/Di/La/Le/Van.
+  // Product names: CamelCase inside a word (ControlLogix, DeltaV) other than Mc/Mac/De/Di/La/Le/Van,
+  // and other than family names written together ("NikolićKovačić").
   if (
     /\p{Ll}\p{Lu}/u.test(w) &&
     w
       .split(/[-'’]/)
-      .some((p) => /\p{Ll}\p{Lu}/u.test(p) && !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(p))
+      .some(
+        (p) =>
+          /\p{Ll}\p{Lu}/u.test(p) &&
+          !/^(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|Fitz)\p{Lu}/u.test(p) &&
+          !(g && familiesTogether(p, w, g)),
+      )
   )
     return 'brand';
   if (!g) return COMMON.has(lower) ? 'common' : 'unknown';
