@@ -35,7 +35,8 @@ const FILLER = [
 ];
 const labelled = generate().map((s) => s.text ?? JSON.stringify(s.value));
 
-function mixedText(chars: number): string {
+/** The bench text: `chars` characters of mixed gateway text (also privacy-compare's). */
+export function mixedText(chars: number): string {
   const parts: string[] = [];
   let size = 0;
   for (let i = 0; size < chars; i++) {
@@ -286,7 +287,8 @@ async function main(): Promise<void> {
   console.log(`(${load()})`);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+if (require.main === module)
+  main().catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
