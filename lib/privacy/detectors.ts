@@ -784,12 +784,34 @@ const sticky = (r: RegExp): RegExp => {
   return s;
 };
 
+/**
+ * The rules' hints in one pattern: at most one of them matches at any position (their first two
+ * characters differ), so a search that steps one character past each match finds every hint the text
+ * holds, in one pass rather than one pass per hint.
+ */
+const SECRET_HINTS = new RegExp(SECRET_RULES.flatMap((r) => (r.hint ? [r.hint.source] : [])).join('|'), 'g');
+const HINT_WHOLE = new Map(
+  SECRET_RULES.flatMap((r) => (r.hint ? [[r.hint, new RegExp(`^(?:${r.hint.source})`)] as const] : [])),
+);
+
+/** The hints of SECRET_RULES that occur in `text`. */
+function secretHints(text: string): Set<RegExp> {
+  const found = new Set<RegExp>();
+  SECRET_HINTS.lastIndex = 0;
+  for (let m = SECRET_HINTS.exec(text); m; m = SECRET_HINTS.exec(text)) {
+    for (const [hint, whole] of HINT_WHOLE) if (whole.test(m[0])) found.add(hint);
+    SECRET_HINTS.lastIndex = m.index + 1;
+  }
+  return found;
+}
+
 function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
   if (withPrivateKeys) privateKeys(text, out);
   // The words that name a secret, found once for the rules that start with one.
   const words = secretWordStarts(text);
+  const hints = secretHints(text);
   for (const { rule, regex, group, hint, atWords } of SECRET_RULES) {
-    if (hint && !hint.test(text)) continue;
+    if (hint && !hints.has(hint)) continue;
     for (const m of atWords ? matchesAt(text, sticky(regex), words, false) : text.matchAll(regex)) {
       if (group === 0) {
         push(out, 'SECRET', rule, text, m.index, m.index + m[0].length);
@@ -975,8 +997,11 @@ function* resolveOverlapsSteps(findings: Finding[]): Generator<number, Finding[]
 
 const HAS_IBAN_START = /[A-Z]{2}\d{2}/;
 const HAS_YEAR = /(?:19|20)\d\d|年/;
-/** Digits with at most single spaces or dashes between, 9 or more: cards and SSNs need that. */
-const HAS_DIGIT_RUN = /\d(?:[ -]?\d){8}/;
+/**
+ * Digits with at most single spaces or dashes between, 9 or more: cards and SSNs need that. Written
+ * out: as `\d(?:[ -]?\d){8}` V8 took six times as long over a window that holds none.
+ */
+const HAS_DIGIT_RUN = /\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d/;
 const HAS_HEX_PAIR_SEP = /[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12}/;
 
 /** Every detector but the whole-text ones, on one piece of text; offsets relative to it. */

@@ -55,9 +55,11 @@ export class Pseudonymizer {
       this.used.add(known);
       return known;
     }
+    // Every token in the map has a number below `next` of its type (store keeps it so): only the
+    // tokens reserved from the input can stand in the way.
     let n = this.next.get(type) ?? 1;
     let token = `<${type}_${n}>`;
-    while (this.reserved.has(token) || token in this.map.tokens) token = `<${type}_${++n}>`;
+    while (this.reserved.has(token)) token = `<${type}_${++n}>`;
     // The type and number are known here: no need to read them back out of the token.
     this.store(token, type, n, value);
     this.used.add(token);

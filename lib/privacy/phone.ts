@@ -45,14 +45,29 @@ const PHONE_CANDIDATE = /(?<![\w+.,/:-])(?:\+|\b00)?\(?\d[\d ().\-/]{5,22}\d(?![
 const PHONE_CUE =
   /(?:\b(?:tel|tél|tlf|tlfn|tfn|tf|fon|phone|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|telephon|mobile?|mobil|mobiel|móvil|movil|cell|cellulare|cel|celular|handy|natel|portable|gsm|telemóvel|tlm|fax|call|calls|callback|ring|ruf|rufnummer|rückruf|durchwahl|hotline|whatsapp|sms|text|bel|bellen|terugbellen|anrufen|benachrichtigen|avisar|llamar|llamen|llamada|richiamato|richiamare|chiamare|chiamata|appeler|rappel|rappelé|rappeler|ligar|retorno|notify|reach|dial|family|familie|famille|familia|famiglia|família|emergency|notfall|urgence|emergencia|emergenza|noodgeval|contact|kontakt|contacto|contatto|contato|contact(?:_| )?(?:no|number|nr)|numéro|número|numero|nummer|nr|puh|puhelin|tlf\.nr|tel\.?\s?nr|ph|mob|hp|telp|điện thoại|sđt|dt|tel[eé]fono|hatsapp|kom|komórka|komorka|komórkowy|numer|cep|gsm no|mobiltelefon|mobilnummer|telefonnummer|telefonszám|telefonní|číslo|nomor|no\.? hp|sampark|fone|phone no|mob no|contact no|landline|festnetz|fixe|fijo|fisso)\b|(?<![\p{L}\p{M}])(?:τηλέφωνο|τηλ|κινητό|телефон|тел|моб|मोबाइल|फ़ोन|फोन|दूरभाष)(?![\p{L}\p{M}])|電話|携帯|手机|手機|电话|联系电话|連絡先|전화|휴대폰|연락처|هاتف|جوال|موبايل|تلفون|טלפון|נייד|โทร|📞|☎)[\s.:#=("'\]-]{0,6}(?:[\p{L}\p{M}\w]+[\s.:#=("'-]{1,3}){0,3}$/iu;
 
-const cache = new Map<string, boolean>();
+/**
+ * Answers of validPhone per list of regions (lists of the same regions share one), each keyed by the
+ * cue and the candidate: a key of the regions joined and the number was a string of 200 characters
+ * built and hashed per number.
+ */
+const caches = new Map<string, Map<string, boolean>>();
 const CACHE_SIZE = 8192;
-/** The regions as part of a cache key, joined once per list rather than once per number. */
-const regionKeys = new WeakMap<readonly CountryCode[], string>();
-function regionsKey(regions: readonly CountryCode[]): string {
-  let k = regionKeys.get(regions);
-  if (k === undefined) regionKeys.set(regions, (k = regions.join('')));
-  return k;
+/** Lists of regions shared this way; the oldest list's answers go first (a guard that holds it keeps them). */
+const CACHE_LISTS = 16;
+/** Each list's answers, found once per list object rather than once per number. */
+const cacheOfList = new WeakMap<readonly CountryCode[], Map<string, boolean>>();
+function cacheFor(regions: readonly CountryCode[]): Map<string, boolean> {
+  let c = cacheOfList.get(regions);
+  if (c === undefined) {
+    const key = regions.join('');
+    c = caches.get(key);
+    if (c === undefined) {
+      if (caches.size >= CACHE_LISTS) caches.delete(caches.keys().next().value as string);
+      caches.set(key, (c = new Map()));
+    }
+    cacheOfList.set(regions, c);
+  }
+  return c;
 }
 
 /**
@@ -143,7 +158,8 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cued: ()
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
   const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
-  const key = `${cue ? 1 : 0}${regionsKey(regions)}\u0000${candidate}`;
+  const cache = cacheFor(regions);
+  const key = (cue ? '1' : '0') + candidate;
   const known = cache.get(key);
   if (known !== undefined) return known;
   let ok = false;
