@@ -177,19 +177,22 @@ const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
  * What kind of word `w` is, remembered: gateway text repeats the same words (units, codes, names of
  * the shift), and the lists answer the same for the same word.
  */
-const kinds = new Map<string, Kind>();
+const KINDS_KEPT = 50_000;
+/** One map per way of asking (with the lists, with them but no places, rules only): no key built per word. */
+const kinds = { g: new Map<string, Kind>(), h: new Map<string, Kind>(), r: new Map<string, Kind>() };
 let kindsOf: Gazetteer | undefined;
 function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
   if (g && g !== kindsOf) {
-    kinds.clear();
+    kinds.g.clear();
+    kinds.h.clear();
     kindsOf = g;
   }
-  const key = (g ? (place ? 'g' : 'h') : 'r') + w;
-  let kind = kinds.get(key);
+  const known = g ? (place ? kinds.g : kinds.h) : kinds.r;
+  let kind = known.get(w);
   if (kind === undefined) {
-    if (kinds.size >= 50_000) kinds.clear();
+    if (known.size >= KINDS_KEPT) known.clear();
     kind = classifyWord(w, g, place);
-    kinds.set(key, kind);
+    known.set(w, kind);
   }
   return kind;
 }
