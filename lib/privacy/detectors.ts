@@ -168,9 +168,10 @@ function* ipv6Candidates(text: string): Generator<[number, string]> {
 
 function ipv6(text: string, out: Finding[]): void {
   for (const [index, s] of ipv6Candidates(text)) {
-    // "::" alone and clock times are valid-looking but not addresses worth hiding.
-    if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) continue;
+    // Fewer than eight groups without "::" (clock times) first: the cheapest test, and no address.
     if (!s.includes('::') && s.split(':').length < 8) continue;
+    // "::" alone is valid-looking but not an address worth hiding.
+    if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) continue;
     // Eight groups of two hex digits are bytes (a Modbus or CAN frame), not an address.
     if (/^(?:[0-9A-Fa-f]{2}:){7}[0-9A-Fa-f]{2}$/.test(s)) continue;
     push(out, 'IPV6', 'ipv6', text, index, index + s.length);

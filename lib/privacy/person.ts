@@ -252,9 +252,12 @@ function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind
   return 'unknown';
 }
 
+const NON_SPACE = /\S+/gu;
 function tokens(text: string, start: number, g: Gazetteer | undefined): Tok[] {
   const out: Tok[] = [];
-  for (const m of text.matchAll(/\S+/gu)) {
+  // exec on one pattern: matchAll copies its pattern on every call, and this runs once per run.
+  NON_SPACE.lastIndex = 0;
+  for (let m = NON_SPACE.exec(text); m; m = NON_SPACE.exec(text)) {
     out.push({
       text: m[0],
       start: start + m.index,
@@ -1333,6 +1336,9 @@ const CASELESS_PARTICLE_BEFORE = new RegExp(String.raw`(?:^|[\s"'(:=])((?:${PART
 /** A name in a script without capitals found from `start` to `end`, grown over what belongs to it. */
 function caselessWhole(text: string, start: number, end: number): PersonSpan {
   for (let n = 0; n < 4; n++) {
+    // Each of CASELESS_MORE starts with a comma, a space or a tab.
+    const c = text[end];
+    if (c !== ',' && c !== ' ' && c !== '\t') break;
     let grown = false;
     const rest = text.slice(end, end + 80);
     for (const more of CASELESS_MORE) {
@@ -1345,7 +1351,11 @@ function caselessWhole(text: string, start: number, end: number): PersonSpan {
     }
     if (!grown) break;
   }
-  const before = CASELESS_PARTICLE_BEFORE.exec(text.slice(Math.max(0, start - 24), start));
+  // A particle before ends in a space or a tab.
+  const before =
+    text[start - 1] === ' ' || text[start - 1] === '\t'
+      ? CASELESS_PARTICLE_BEFORE.exec(text.slice(Math.max(0, start - 24), start))
+      : null;
   if (before) start -= before[1].length;
   return { start, end, rule: 'cue' };
 }
