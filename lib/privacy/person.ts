@@ -1065,17 +1065,18 @@ function extendSpan(text: string, span: PersonSpan, g: Gazetteer, found: readonl
         !nameWordBefore(text, lastStart, g) &&
         !found.some((o) => o.start < lastStart && o.end > lastStart)
       ) {
-        const kind = classify(last[2], g, false);
         const sentenceStart = /(?:^|[.!?]\s+|\n)$/.test(
           text.slice(Math.max(0, start - last[0].length - 3), start - last[0].length + last[1].length),
         );
         if (
-          kind === 'family' ||
-          kind === 'both' ||
+          lastKind === 'family' ||
+          lastKind === 'both' ||
           // "Toni, Zuanba Khắc Việt": a family name that the lists hold as a given name.
-          (kind === 'given' && !sentenceStart) ||
-          kind === 'weak' ||
-          (kind === 'unknown' && last[2] !== last[2].toUpperCase() && (!sentenceStart || span.rule === 'cue'))
+          (lastKind === 'given' && !sentenceStart) ||
+          lastKind === 'weak' ||
+          (lastKind === 'unknown' &&
+            last[2] !== last[2].toUpperCase() &&
+            (!sentenceStart || span.rule === 'cue'))
         )
           start -= last[0].length - last[1].length;
       }

@@ -57,8 +57,9 @@ const RECENT_STEPS = 9;
 const MAX_STEP_MS = 30_000;
 /**
  * A try ends at once when one of its steps takes this many times the steps it is compared with. On a
- * quiet 2-core box one thread steps at 1.7–1.9× two threads' time, so a try of one thread there costs
- * one slow step, not six (a short request of 64 tokens paid 10 % for a six-step try, bench/README.md).
+ * quiet 2-core box one thread mostly steps at 1.5–1.9× two threads' time, so a try of one thread there
+ * usually costs one slow step, not six (a short request of 64 tokens paid 10 % for a six-step try,
+ * bench/README.md).
  */
 const PROBE_ABORT_FACTOR = 1.5;
 /**
