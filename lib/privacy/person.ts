@@ -109,11 +109,12 @@ iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrol
 /** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
 const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|(?:\p{Lu}\.-?){2,3}(?!\p{L})|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)?)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
+/** What may not stand right before a run (RUN's look-behind). */
+const RUN_BLOCKER = String.raw`[\p{L}\p{N}_@./\\-]`;
+/** A run without its look-behind: capitalised words and initials, particles between them, on one line. */
+const RUN_BODY = String.raw`${TOKEN}(?:[ \t]+(?:${PARTICLE}[ \t]+){0,3}${TOKEN}){0,6}(?![\p{L}\p{N}_@]|\.\p{L})`;
 /** A run: capitalised words and initials, particles between them, on one line. */
-const RUN = new RegExp(
-  String.raw`(?=\p{Lu})(?<![\p{L}\p{N}_@./\\-])${TOKEN}(?:[ \t]+(?:${PARTICLE}[ \t]+){0,3}${TOKEN}){0,6}(?![\p{L}\p{N}_@]|\.\p{L})`,
-  'gu',
-);
+const RUN = new RegExp(String.raw`(?=\p{Lu})(?<!${RUN_BLOCKER})${RUN_BODY}`, 'gu');
 
 type Kind =
   | 'cparticle'
@@ -252,18 +253,33 @@ function classifyWord(w: string, g: Gazetteer | undefined, place: boolean): Kind
   return 'unknown';
 }
 
-const NON_SPACE = /\S+/gu;
+const SPACE = /\s/;
+/** Whether the character at `i` is white space (what `\s` matches; NaN past the end is none). */
+function spaceAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c === 32 || (c >= 9 && c <= 13) || (c > 127 && SPACE.test(text[i]));
+}
+
+/** Where the first white space in `text` is (its length if none). */
+function firstSpace(text: string): number {
+  let i = 0;
+  while (i < text.length && !spaceAt(text, i)) i++;
+  return i;
+}
+
+/** The words of `text` (what `\S+` matches), read by hand: a pattern's exec per word cost more. */
 function tokens(text: string, start: number, g: Gazetteer | undefined): Tok[] {
   const out: Tok[] = [];
-  // exec on one pattern: matchAll copies its pattern on every call, and this runs once per run.
-  NON_SPACE.lastIndex = 0;
-  for (let m = NON_SPACE.exec(text); m; m = NON_SPACE.exec(text)) {
-    out.push({
-      text: m[0],
-      start: start + m.index,
-      end: start + m.index + m[0].length,
-      kind: classify(m[0], g),
-    });
+  for (let i = 0; i < text.length;) {
+    if (spaceAt(text, i)) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    while (j < text.length && !spaceAt(text, j)) j++;
+    const w = text.slice(i, j);
+    out.push({ text: w, start: start + i, end: start + j, kind: classify(w, g) });
+    i = j;
   }
   return out;
 }
@@ -409,6 +425,41 @@ function wordBefore(text: string, end: number): [number, string] {
   return [i, text.slice(i, end)];
 }
 
+/** What may stand between a cue and a name: white space, quotes, brackets, ':', '=', '>'. */
+function gapAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return (
+    c === 32 ||
+    c === 34 ||
+    c === 39 ||
+    c === 91 ||
+    c === 93 ||
+    c === 40 ||
+    c === 58 ||
+    c === 61 ||
+    c === 62 ||
+    (c >= 9 && c <= 13) ||
+    (c > 127 && SPACE.test(text[i]))
+  );
+}
+
+/** `w` without the full stops, apostrophes and hyphens it ends in. */
+function withoutTrailing(w: string): string {
+  let e = w.length;
+  while (e > 0 && (w[e - 1] === '.' || w[e - 1] === "'" || w[e - 1] === '’' || w[e - 1] === '-')) e--;
+  return e === w.length ? w : w.slice(0, e);
+}
+
+/** The last words of STRONG_CUE_2's phrases and "by": only then is the word before them read. */
+const CUE_2_LAST = new Set([...[...STRONG_CUE_2].map((p) => p.slice(p.lastIndexOf(' ') + 1)), 'by']);
+/** Whether `w1` (starting at `w1Start`) and the word before it are a strong cue: "signed by", "assigned to", "checked by". */
+function strongPair(text: string, w1Start: number, w1: string): boolean {
+  let j = w1Start;
+  while (j > 0 && (text[j - 1] === ' ' || text[j - 1] === '\t')) j--;
+  const w0 = j < w1Start ? wordBefore(text, j)[1].toLowerCase() : '';
+  return STRONG_CUE_2.has(`${w0} ${w1}`) || (w1 === 'by' && /(?:ed|en|t)$/.test(w0));
+}
+
 /**
  * What stands right before a run: a cue (2: a title, a role word, a field name, "signed by"; 1: a
  * weak one such as "by", "to"), a word that makes the run a place, and particles of a family name
@@ -426,23 +477,24 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
     leadStart = ws;
   }
   let i = leadStart;
-  while (i > 0 && leadStart - i < 8 && /[\s"'[\](:=>]/.test(text[i - 1])) i--;
+  while (i > 0 && leadStart - i < 8 && gapAt(text, i - 1)) i--;
   const gap = text.slice(i, leadStart);
   if (i === 0 || (gap === '' && leadStart > 0)) return { cue: 0, place: false, leadStart };
   const [w1Start, w1Raw] = wordBefore(text, i);
   if (w1Raw === '') return { cue: 0, place: false, leadStart };
-  const w1 = w1Raw.toLowerCase().replace(/[.'’-]+$/, '');
-  const spaceOnly = /^[ \t]+$/.test(gap);
-  const clean = /^["'\]]?\s*[:=>]?\s*["'[(]?\s*$/.test(gap);
+  const w1 = withoutTrailing(w1Raw.toLowerCase());
+  let spaceOnly = gap.length > 0;
+  for (let k = 0; spaceOnly && k < gap.length; k++) spaceOnly = gap[k] === ' ' || gap[k] === '\t';
+  const clean = spaceOnly || /^["'\]]?\s*[:=>]?\s*["'[(]?\s*$/.test(gap);
   let cue = 0;
   if (clean) {
-    let j = w1Start;
-    while (j > 0 && (text[j - 1] === ' ' || text[j - 1] === '\t')) j--;
-    const w0 = j < w1Start ? wordBefore(text, j)[1].toLowerCase() : '';
-    if (TITLES.has(w1) && spaceOnly) cue = 2;
-    else if (STRONG_CUE_1.has(w1) || STRONG_CUE_2.has(`${w0} ${w1}`)) cue = 2;
-    else if (w1 === 'by' && /(?:ed|en|t)$/.test(w0)) cue = 2;
-    else if (/[:=]/.test(gap) && KEY_WORD.test(w1)) cue = 2;
+    if (
+      (TITLES.has(w1) && spaceOnly) ||
+      STRONG_CUE_1.has(w1) ||
+      (CUE_2_LAST.has(w1) && strongPair(text, w1Start, w1))
+    )
+      cue = 2;
+    else if ((gap.includes(':') || gap.includes('=')) && KEY_WORD.test(w1)) cue = 2;
     // An element named for a person: "<technician>Anna Keller</technician>".
     else if (gap[0] === '>' && text[w1Start - 1] === '<' && KEY_WORD.test(w1)) cue = 2;
     // A header line: "From: Anna Keller", "Cc: ...".
@@ -452,11 +504,54 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
   return { cue, place: spaceOnly && PLACE_PREV.has(w1), leadStart };
 }
 
-/** Field names in JSON-like text that hold a person's name: `"signed_by":"`, `technician_name=`. */
 /** Header names before a person at the start of a line: "From:", "To:", "Cc:". */
 const HEADER_WORDS = words('from to cc bcc reply-to sender attn von an für de à para da per van aan');
-const KEY_WORD =
-  /^(?:[a-z]+_)*(?:name|patient|operator|technician|tech|contact|signed_?by|approved_?by|reported_?by|assigned_?to|owner|driver|pilot|nurse|doctor|physician|attending|wearer|caller|author|reporter|requester|assignee|actor|inspector|supervisor|manager|escort|visitor|employee|customer|user_?name|full_?name|first_?name|last_?name|surname)$/i;
+/** The last part of a field name that holds a person's name (each ends in an ASCII letter). */
+const KEY_NAMES = [
+  'name',
+  'patient',
+  'operator',
+  'technician',
+  'tech',
+  'contact',
+  'signed_?by',
+  'approved_?by',
+  'reported_?by',
+  'assigned_?to',
+  'owner',
+  'driver',
+  'pilot',
+  'nurse',
+  'doctor',
+  'physician',
+  'attending',
+  'wearer',
+  'caller',
+  'author',
+  'reporter',
+  'requester',
+  'assignee',
+  'actor',
+  'inspector',
+  'supervisor',
+  'manager',
+  'escort',
+  'visitor',
+  'employee',
+  'customer',
+  'user_?name',
+  'full_?name',
+  'first_?name',
+  'last_?name',
+  'surname',
+];
+/** Field names in JSON-like text that hold a person's name: `"signed_by":"`, `technician_name=`. */
+const KEY_WORD = new RegExp(`^(?:[a-z]+_)*(?:${KEY_NAMES.join('|')})$`, 'i');
+/**
+ * The letters a field name of KEY_WORD can end in, lower case: the word before most ':' and '=' ends
+ * in none of them ("finished:", "ip=", "mac="), and is not cut out and tried then.
+ */
+const KEY_LAST = new Set(KEY_NAMES.map((k) => k.charCodeAt(k.length - 1)));
 
 /**
  * Where a name can be found without the name lists: the titles and role words a run may start with,
@@ -490,7 +585,29 @@ const CUE_FIND_SCRIPTS = new RegExp(
   )})(?![\\p{L}\\p{N}_])`,
   'giu',
 );
-const RUN_AT = new RegExp(RUN.source, 'uy');
+/**
+ * RUN at one place, its look-behind read by runMayStart: on text in two-byte form (any character past
+ * Latin-1 in the message) V8 spent a third of each try on the look-behind.
+ */
+const RUN_AT = new RegExp(String.raw`(?=\p{Lu})${RUN_BODY}`, 'uy');
+const RUN_BLOCKER_END = new RegExp(`${RUN_BLOCKER}$`, 'u');
+/** RUN's look-behind at `p`: no letter, digit or `_@./\-` right before (a whole code point). */
+function runMayStart(text: string, p: number): boolean {
+  if (p === 0) return true;
+  const c = text.charCodeAt(p - 1);
+  if (c > 127) return !RUN_BLOCKER_END.test(text.slice(Math.max(0, p - 2), p));
+  return !(
+    (c >= 48 && c <= 57) ||
+    (c >= 65 && c <= 90) ||
+    (c >= 97 && c <= 122) ||
+    c === 95 ||
+    c === 64 ||
+    c === 46 ||
+    c === 47 ||
+    c === 92 ||
+    c === 45
+  );
+}
 /** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
 
@@ -541,6 +658,8 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
     let k = p;
     while (k > 0 && (text[k - 1] === ' ' || text[k - 1] === '\t')) k--;
     if (k > 0 && (text[k - 1] === '"' || text[k - 1] === "'" || text[k - 1] === ']')) k--;
+    // An ASCII letter in either case (KEY_WORD ignores case; no other character folds to one).
+    if (k === 0 || !KEY_LAST.has(text.charCodeAt(k - 1) | 0x20)) return;
     const w = wordBefore(text, k)[1];
     if (w !== '' && KEY_WORD.test(w)) after(p + 1);
   };
@@ -556,7 +675,7 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
   starts.sort((a, b) => a - b);
   const runs: Run[] = [];
   for (const p of starts) {
-    if (runs.length > 0 && p < runs[runs.length - 1].end) continue;
+    if ((runs.length > 0 && p < runs[runs.length - 1].end) || !runMayStart(text, p)) continue;
     RUN_AT.lastIndex = p;
     const m = RUN_AT.exec(text);
     if (m) runs.push({ start: p, end: p + m[0].length, text: m[0] });
@@ -573,7 +692,9 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i];
     // A lone word is a name only after a cue: most runs are one capitalised word, look no further.
-    if (text[r.end] !== ',' && !/\s/.test(r.text)) {
+    // (The words of a run are apart by spaces and tabs only.)
+    const oneWord = !r.text.includes(' ') && !r.text.includes('\t');
+    if (text[r.end] !== ',' && oneWord) {
       const c = text[r.start - 1];
       if (r.start === 0 || c === '\n' || c === '.' || c === '!' || c === '?' || c === ';' || c === ',')
         continue;
@@ -589,18 +710,21 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
     const ctx = contextBefore(text, r.start);
     // Without the gazetteer only a cue or a title makes a name.
     if (!g && ctx.cue < 2 && text[r.end] !== ',') {
-      const k = classify(r.text.split(/\s/, 1)[0], undefined);
+      const k = classify(oneWord ? r.text : r.text.slice(0, firstSpace(r.text)), undefined);
       if (k !== 'title' && k !== 'cue') continue;
     }
     const leadStart = ctx.leadStart;
-    const after = text.slice(r.end, r.end + 24);
-    const nextWord = /^\s+([\p{L}&]+)/u.exec(after)?.[1]?.toLowerCase();
+    // What follows is read by patterns that start with white space.
+    const spaced = spaceAt(text, r.end);
+    const after = spaced ? text.slice(r.end, r.end + 24) : '';
+    const nextWord = spaced ? /^\s+([\p{L}&]+)/u.exec(after)?.[1]?.toLowerCase() : undefined;
     let cue = ctx.cue;
     if (nextWord && THING_AFTER.has(nextWord)) continue;
     // A product model right after ("Garmin Venu 3", "Dräger Evita V500"); not an ordinal ("2nd shift"),
     // nor after a role word or a title that starts the run ("Operator Anna Keller 2nd shift").
     if (
       cue < 2 &&
+      spaced &&
       toksOf(r)[0].kind !== 'title' &&
       toksOf(r)[0].kind !== 'cue' &&
       /^\s+(?:\p{Lu}{1,4}-?\d[\p{L}\d-]*|(?!\d+(?:st|nd|rd|th|e|er|re|ème|º|ª)\b)\d+\p{L}[\p{L}\d]*|(?!DOB|MRN|SSN|PIN|GP|MD|RN|PHD)\p{Lu}{3,}\b(?!:))/u.test(
@@ -651,10 +775,9 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
     const flush = (): void => {
       if (seg.length > 0 && !skip) {
         const last = seg[seg.length - 1].text.toLowerCase();
-        const whole = text.slice(seg[0].start, seg[seg.length - 1].end).toLowerCase();
         const span =
           (THING_AFTER.has(last) && !(SURNAME_THINGS.has(last) && seg.some((x) => isGiven(x.kind)))) ||
-          (g && g.places.has(whole))
+          (g && g.places.has(text.slice(seg[0].start, seg[seg.length - 1].end).toLowerCase()))
             ? undefined
             : g || segCue === 2
               ? judge(seg, g ? segCue : 2)
@@ -670,7 +793,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
     };
     for (const t of toksOf(r)) {
       // A firm or a place word inside the run ("Johnson Controls", "Charité Klinik"): what came before is none.
-      const thing = t.text.toLowerCase();
+      const thing = seg.length > 0 && segCue < 2 ? t.text.toLowerCase() : '';
       if (
         seg.length > 0 &&
         segCue < 2 &&
