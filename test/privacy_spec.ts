@@ -21,6 +21,7 @@ import {
 import { cardIssuerKnown, luhnValid, usSsnValid } from '../lib/privacy/checksums';
 import { evaluate, formatScores, type LabelledSet } from '../lib/privacy/evaluate';
 import { resolveOverlaps } from '../lib/privacy/detectors';
+import { CUE_OTHER_FIRST, patternRunEnd, plainRunEnd } from '../lib/privacy/person';
 import { SessionMaps } from '../lib/privacy/sessions';
 import type { Finding } from '../lib/privacy/types';
 import { generate, type Sample } from '../bench/privacy-data';
@@ -295,6 +296,57 @@ describe('privacy: checks behind the detectors', function () {
     ]) {
       assert.ok(!usSsnValid(a, g, s), `${a}-${g}-${s}`);
     }
+  });
+
+  it('person rules: the hand-read run ends where the run pattern ends', function () {
+    // plainRunEnd reads plain runs without the pattern; wherever it answers, the pattern must agree.
+    const pieces = [
+      ...[
+        'Anna',
+        'Keller',
+        'Ab',
+        'A',
+        'B.',
+        'G.',
+        'Ö.',
+        'Ö',
+        'Björk',
+        'Dräger',
+        'OEE',
+        'McDonald',
+        'Jean-Paul',
+      ],
+      ...['ǅ', 'É', 'A.-', 'A.B.', 'a.', 'van', 'de', 'dell', 'al', 'al-', 'bin', 'an', 'on', 'x', 'e', 'y'],
+      ...["O'", 'O’', 'é', 'ü', 'ß', '\u0301', '𞤀', '𞤢', '\ud800', '1', '_', '@', '.', '.a', '.1', '. ', ','],
+      ...['-', "'", '’', '\n', '\t', ' ', '  ', '\u00a0', ':', '(', 'Zz', 'zu', 'Иван', '김'],
+    ];
+    let seed = 7;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return Math.floor((seed / 2147483648) * n);
+    };
+    let answered = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let text = '';
+      for (let k = 1 + next(14); k > 0; k--) text += pieces[next(pieces.length)] + (next(3) === 0 ? ' ' : '');
+      for (let p = 0; p < text.length; p++) {
+        const end = plainRunEnd(text, p);
+        if (end === undefined) continue;
+        answered++;
+        assert.equal(end, patternRunEnd(text, p), JSON.stringify(text.slice(p)));
+      }
+    }
+    assert.ok(answered > 10_000, `${answered}`);
+  });
+
+  it('person rules: every character that starts a cue word outside a-z is looked for', function () {
+    // The cue words that start with "ü", "ä"... are tried only where indexOf finds one of these.
+    const first = new RegExp(`[${CUE_OTHER_FIRST.join('')}]`, 'i');
+    const matching: string[] = [];
+    for (let c = 0; c < 0x10000; c++)
+      if (first.test(String.fromCharCode(c))) matching.push(String.fromCharCode(c));
+    assert.deepEqual(matching.sort(), [...CUE_OTHER_FIRST].sort());
+    assert.ok(CUE_OTHER_FIRST.includes('Ü') && CUE_OTHER_FIRST.includes('ä'));
   });
 
   it('hides a name whole: no given name left beside a hidden family name', function () {

@@ -107,7 +107,24 @@ iveco renault peugeot citroën fiat lamborghini maserati bugatti mclaren chevrol
 `);
 
 /** One capitalised word (with apostrophes, hyphens, Mc/Mac/O' prefixes) or an initial. */
-const TOKEN = String.raw`(?:(?:al|el|ad|as|ash|at|az|ar|an|bin|ibn|abu|ben|bint)-\p{Lu}[\p{Ll}\p{M}]+|(?:\p{Lu}\.-?){2,3}(?!\p{L})|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)?)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
+/** Prefixes joined by a hyphen to a capitalised family name: "al-Rashid", "bin-Laden". */
+const NAME_PREFIXES = [
+  'al',
+  'el',
+  'ad',
+  'as',
+  'ash',
+  'at',
+  'az',
+  'ar',
+  'an',
+  'bin',
+  'ibn',
+  'abu',
+  'ben',
+  'bint',
+];
+const TOKEN = String.raw`(?:(?:${NAME_PREFIXES.join('|')})-\p{Lu}[\p{Ll}\p{M}]+|(?:\p{Lu}\.-?){2,3}(?!\p{L})|\p{Lu}\.|(?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}[\p{Ll}\p{M}]*(?:\p{Lu}[\p{Ll}\p{M}]+)?(?:[-'’](?:\p{Lu}\p{Ll}{0,2}['’])?\p{Lu}?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)?)*|\p{Lu}{2,}(?:-\p{Lu}{2,})?)`;
 const PARTICLE = String.raw`(?:${[...NAME_PARTICLES].join('|')})`;
 /** What may not stand right before a run (RUN's look-behind). */
 const RUN_BLOCKER = String.raw`[\p{L}\p{N}_@./\\-]`;
@@ -570,13 +587,17 @@ const CUE_FIND = new RegExp(
   )})(?![A-Za-z0-9_])`,
   'gi',
 );
-const CUE_FIND_OTHER = new RegExp(
-  `(?:${alternatives(
-    CUE_PHRASES.filter((w) => !/^[a-z]/.test(w) && /^\p{Script=Latin}/u.test(w)),
-    SPACES,
-  )})(?![A-Za-z0-9_])`,
-  'gi',
-);
+const CUE_OTHER_PHRASES = CUE_PHRASES.filter((w) => !/^[a-z]/.test(w) && /^\p{Script=Latin}/u.test(w));
+/** The cue words that start with a Latin letter outside a-z ("übergabe an", "ärztin"), at one place. */
+const CUE_AT_OTHER = new RegExp(`(?:${alternatives(CUE_OTHER_PHRASES, SPACES)})(?![A-Za-z0-9_])`, 'iy');
+/**
+ * The characters those cue words start with, in both cases ("ü", "Ü", "ä", "Ä"): CUE_AT_OTHER is tried
+ * only where indexOf finds one (a scan of each window by the pattern cost more than the indexOf of
+ * each). The spec checks that no other character matches one of them when case is ignored.
+ */
+export const CUE_OTHER_FIRST: readonly string[] = [
+  ...new Set(CUE_OTHER_PHRASES.flatMap((w) => [w[0], w[0].toLowerCase(), w[0].toUpperCase()])),
+].filter((c) => c.length === 1);
 /** Cue words in Greek and Cyrillic letters, looked for only in text that holds such letters. */
 const CUE_FIND_SCRIPTS = new RegExp(
   `(?:${alternatives(
@@ -591,6 +612,98 @@ const CUE_FIND_SCRIPTS = new RegExp(
  */
 const RUN_AT = new RegExp(String.raw`(?=\p{Lu})${RUN_BODY}`, 'uy');
 const RUN_BLOCKER_END = new RegExp(`${RUN_BLOCKER}$`, 'u');
+const NAME_PREFIX_SET = new Set(NAME_PREFIXES);
+const upperAscii = (c: number): boolean => c >= 65 && c <= 90;
+const lowerAscii = (c: number): boolean => c >= 97 && c <= 122;
+const surrogate = (c: number): boolean => c >= 0xd800 && c <= 0xdfff;
+const UPPER = /\p{Lu}/u;
+const LOWER_OR_MARK = /[\p{Ll}\p{M}]/u;
+/** Whether the character at `i` is a capital (one code unit; NaN past the end is none). */
+const upperAt = (text: string, i: number): boolean => {
+  const c = text.charCodeAt(i);
+  return upperAscii(c) || (c > 127 && !surrogate(c) && UPPER.test(text[i]));
+};
+
+/**
+ * Where RUN_AT's match at `p` ends when the run is plain: words of a capital and small letters (or a
+ * capital alone, or an initial "A."), spaces or tabs between them, and after them nothing that lets
+ * RUN go on or turn back (white space then no capital, no particle and no "al-"; or ASCII punctuation
+ * that is no joiner, '_' or '@'). `undefined` for anything else, which RUN_AT itself reads. Most runs
+ * are plain, and V8 took 0.5-1 µs per try of RUN_AT on text in two-byte form (its classes hold
+ * thousands of ranges there).
+ */
+export function plainRunEnd(text: string, p: number): number | undefined {
+  let i = p;
+  for (let words = 1; ; words++) {
+    // TOKEN's third alternative matches an initial ("A." before no capital, '-' or '.'), its fourth a
+    // word (small letters and marks after the capital, no apostrophe in it), and no other does.
+    if (!upperAt(text, i)) return undefined;
+    let j = i + 1;
+    let initial = false;
+    if (text.charCodeAt(j) === 46) {
+      j++;
+      initial = true;
+    } else
+      for (let c = text.charCodeAt(j); ; c = text.charCodeAt(++j)) {
+        if (lowerAscii(c)) continue;
+        if (c <= 127 || Number.isNaN(c)) break;
+        if (surrogate(c)) return undefined;
+        if (!LOWER_OR_MARK.test(text[j])) break;
+      }
+    const c = text.charCodeAt(j);
+    if (c === 32 || c === 9) {
+      // RUN takes seven words at most; its look-ahead holds before white space.
+      if (words === 7) return j;
+      let k = j + 1;
+      while (text.charCodeAt(k) === 32 || text.charCodeAt(k) === 9) k++;
+      const d = text.charCodeAt(k);
+      if (upperAscii(d) || (d > 127 && upperAt(text, k))) {
+        i = k;
+        continue;
+      }
+      if (lowerAscii(d)) {
+        // A particle before the next word ("van Dijk"), or a prefix joined to one ("al-Rashid").
+        let e = k + 1;
+        while (lowerAscii(text.charCodeAt(e))) e++;
+        const f = text.charCodeAt(e);
+        const w = text.slice(k, e);
+        if (((f === 32 || f === 9) && NAME_PARTICLES.has(w)) || (f === 45 && NAME_PREFIX_SET.has(w)))
+          return undefined;
+        return j;
+      }
+      // A digit, punctuation or the end: no word follows. Another script: RUN_AT decides.
+      return d > 127 ? undefined : j;
+    }
+    if (Number.isNaN(c)) return j;
+    // Letters past ASCII, capitals (CamelCase, initials together), a small letter after an initial,
+    // digits, '_', '@', and the joiners - and '.
+    if (
+      c > 127 ||
+      upperAscii(c) ||
+      (initial && lowerAscii(c)) ||
+      (c >= 48 && c <= 57) ||
+      c === 95 ||
+      c === 64 ||
+      c === 45 ||
+      c === 39
+    )
+      return undefined;
+    if (c === 46) {
+      // A full stop before a letter ("Keller.com") fails RUN's look-ahead.
+      const n = text.charCodeAt(j + 1);
+      if (n > 127 || upperAscii(n) || lowerAscii(n)) return undefined;
+    }
+    return j;
+  }
+}
+
+/** Where RUN_AT's match at `p` ends, -1 if there is none. */
+export function patternRunEnd(text: string, p: number): number {
+  RUN_AT.lastIndex = p;
+  const m = RUN_AT.exec(text);
+  return m ? p + m[0].length : -1;
+}
+
 /** RUN's look-behind at `p`: no letter, digit or `_@./\-` right before (a whole code point). */
 function runMayStart(text: string, p: number): boolean {
   if (p === 0) return true;
@@ -644,13 +757,28 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
     const gap = CUE_GAP.exec(text);
     at(end + (gap ? gap[0].length : 0));
   };
-  for (const find of otherScripts
-    ? [CUE_FIND, CUE_FIND_OTHER, CUE_FIND_SCRIPTS]
-    : [CUE_FIND, CUE_FIND_OTHER]) {
+  for (const find of otherScripts ? [CUE_FIND, CUE_FIND_SCRIPTS] : [CUE_FIND]) {
     find.lastIndex = 0;
     for (let m = find.exec(text); m; m = find.exec(text)) {
       at(m.index);
       after(m.index + m[0].length);
+    }
+  }
+  // The cue words that start outside a-z, found as a scan by their pattern would find them: in text
+  // order, each looked for after the end of the one before.
+  const places: number[] = [];
+  for (const c of CUE_OTHER_FIRST)
+    for (let q = text.indexOf(c); q >= 0; q = text.indexOf(c, q + 1)) places.push(q);
+  places.sort((a, b) => a - b);
+  let from = 0;
+  for (const q of places) {
+    if (q < from) continue;
+    CUE_AT_OTHER.lastIndex = q;
+    const m = CUE_AT_OTHER.exec(text);
+    if (m) {
+      at(q);
+      after(q + m[0].length);
+      from = q + m[0].length;
     }
   }
   // Field names: `"technician_name": "`, `signed_by=`.
@@ -676,9 +804,8 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
   const runs: Run[] = [];
   for (const p of starts) {
     if ((runs.length > 0 && p < runs[runs.length - 1].end) || !runMayStart(text, p)) continue;
-    RUN_AT.lastIndex = p;
-    const m = RUN_AT.exec(text);
-    if (m) runs.push({ start: p, end: p + m[0].length, text: m[0] });
+    const end = plainRunEnd(text, p) ?? patternRunEnd(text, p);
+    if (end >= 0) runs.push({ start: p, end, text: text.slice(p, end) });
   }
   return runs;
 }
