@@ -319,6 +319,7 @@ describe('privacy: checks behind the detectors', function () {
       ...['ǅ', 'É', 'A.-', 'A.B.', 'a.', 'van', 'de', 'dell', 'al', 'al-', 'bin', 'an', 'on', 'x', 'e', 'y'],
       ...["O'", 'O’', 'é', 'ü', 'ß', '\u0301', '𞤀', '𞤢', '\ud800', '1', '_', '@', '.', '.a', '.1', '. ', ','],
       ...['-', "'", '’', '\n', '\t', ' ', '  ', '\u00a0', ':', '(', 'Zz', 'zu', 'Иван', '김'],
+      ...['la', 'der', 'dos', 'Collier-', '-jones', '-Dach', 'al-Rashid', 'bin-'],
     ];
     let seed = 7;
     const next = (n: number): number => {

@@ -150,6 +150,8 @@ type Kind =
 
 interface Tok {
   text: string;
+  /** `text` in lower case. */
+  lower: string;
   start: number;
   end: number;
   kind: Kind;
@@ -196,23 +198,38 @@ const GENERATION = /^(?:Jr|Jnr|Snr|II|III|IV)\.?$/;
  * the shift), and the lists answer the same for the same word.
  */
 const KINDS_KEPT = 50_000;
+/** A word's kind, and the word in lower case (asked of most words of a run as well). */
+interface Known {
+  kind: Kind;
+  lower: string;
+}
 /** One map per way of asking (with the lists, with them but no places, rules only): no key built per word. */
-const kinds = { g: new Map<string, Kind>(), h: new Map<string, Kind>(), r: new Map<string, Kind>() };
+const kinds = { g: new Map<string, Known>(), h: new Map<string, Known>(), r: new Map<string, Known>() };
 let kindsOf: Gazetteer | undefined;
-function classify(w: string, g: Gazetteer | undefined, place = true): Kind {
+function knownWord(w: string, g: Gazetteer | undefined, place = true): Known {
   if (g && g !== kindsOf) {
     kinds.g.clear();
     kinds.h.clear();
     kindsOf = g;
   }
   const known = g ? (place ? kinds.g : kinds.h) : kinds.r;
-  let kind = known.get(w);
-  if (kind === undefined) {
+  let word = known.get(w);
+  if (word === undefined) {
     if (known.size >= KINDS_KEPT) known.clear();
-    kind = classifyWord(w, g, place);
-    known.set(w, kind);
+    word = { kind: classifyWord(w, g, place), lower: w.toLowerCase() };
+    known.set(w, word);
   }
-  return kind;
+  return word;
+}
+const classify = (w: string, g: Gazetteer | undefined, place = true): Kind => knownWord(w, g, place).kind;
+
+/** Whether `w` reads the same in capitals ("OEE", "SMITH", "P-104"): a small letter a-z says no at once. */
+function allCaps(w: string): boolean {
+  for (let i = 0; i < w.length; i++) {
+    const c = w.charCodeAt(i);
+    if (c >= 97 && c <= 122) return false;
+  }
+  return w === w.toUpperCase();
 }
 
 /**
@@ -295,7 +312,8 @@ function tokens(text: string, start: number, g: Gazetteer | undefined): Tok[] {
     let j = i + 1;
     while (j < text.length && !spaceAt(text, j)) j++;
     const w = text.slice(i, j);
-    out.push({ text: w, start: start + i, end: start + j, kind: classify(w, g) });
+    const known = knownWord(w, g);
+    out.push({ text: w, lower: known.lower, start: start + i, end: start + j, kind: known.kind });
     i = j;
   }
   return out;
@@ -335,8 +353,7 @@ function judge(seg: Tok[], cue: number): [number, number] | undefined {
   const unknown = named.filter((t) => t.kind === 'unknown').length;
   if (words === 0 || words > 5) return undefined;
   // ALL-CAPS words are codes and acronyms unless the gazetteer knows them (SMITH, Jean DUPONT).
-  if (named.some((t) => t.kind === 'unknown' && t.text.length > 1 && t.text === t.text.toUpperCase()))
-    return undefined;
+  if (named.some((t) => t.kind === 'unknown' && t.text.length > 1 && allCaps(t.text))) return undefined;
   const span: [number, number] = [core[0].start, core[core.length - 1].end];
   if (cue === 2) return span;
   if (cue === 1 && ((strong >= 1 && words >= 2) || core[0].kind === 'initial')) return span;
@@ -624,13 +641,30 @@ const upperAt = (text: string, i: number): boolean => {
   return upperAscii(c) || (c > 127 && !surrogate(c) && UPPER.test(text[i]));
 };
 
+/** Past the small letters and marks from `j` (one code unit each); -1 at a surrogate (RUN_AT decides). */
+function smallLetters(text: string, j: number): number {
+  for (let c = text.charCodeAt(j); ; c = text.charCodeAt(++j)) {
+    if (lowerAscii(c)) continue;
+    if (c <= 127 || Number.isNaN(c)) return j;
+    if (surrogate(c)) return -1;
+    if (!LOWER_OR_MARK.test(text[j])) return j;
+  }
+}
+
+/** Past the spaces and tabs from `j`. */
+function blanks(text: string, j: number): number {
+  while (text.charCodeAt(j) === 32 || text.charCodeAt(j) === 9) j++;
+  return j;
+}
+
 /**
  * Where RUN_AT's match at `p` ends when the run is plain: words of a capital and small letters (or a
- * capital alone, or an initial "A."), spaces or tabs between them, and after them nothing that lets
- * RUN go on or turn back (white space then no capital, no particle and no "al-"; or ASCII punctuation
- * that is no joiner, '_' or '@'). `undefined` for anything else, which RUN_AT itself reads. Most runs
- * are plain, and V8 took 0.5-1 µs per try of RUN_AT on text in two-byte form (its classes hold
- * thousands of ranges there).
+ * capital alone, or an initial "A."), parts after hyphens of the same shape ("Collier-Dach",
+ * "Akeem-omosanya"), spaces, tabs and up to three particles between them, and after them nothing
+ * that lets RUN go on or turn back (white space then no capital, no particle and no "al-"; or ASCII
+ * punctuation that is no joiner, '_' or '@'). `undefined` for anything else, which RUN_AT itself
+ * reads. Most runs are plain, and V8 took 0.5-1 µs per try of RUN_AT on text in two-byte form (its
+ * classes hold thousands of ranges there).
  */
 export function plainRunEnd(text: string, p: number): number | undefined {
   let i = p;
@@ -643,36 +677,38 @@ export function plainRunEnd(text: string, p: number): number | undefined {
     if (text.charCodeAt(j) === 46) {
       j++;
       initial = true;
-    } else
-      for (let c = text.charCodeAt(j); ; c = text.charCodeAt(++j)) {
-        if (lowerAscii(c)) continue;
-        if (c <= 127 || Number.isNaN(c)) break;
-        if (surrogate(c)) return undefined;
-        if (!LOWER_OR_MARK.test(text[j])) break;
+    } else {
+      j = smallLetters(text, j);
+      // The parts after hyphens: an optional capital, then small letters.
+      while (j >= 0 && text.charCodeAt(j) === 45) {
+        const k = upperAt(text, j + 1) ? j + 2 : j + 1;
+        const e = smallLetters(text, k);
+        j = e === k ? -1 : e;
       }
+      if (j < 0) return undefined;
+    }
     const c = text.charCodeAt(j);
     if (c === 32 || c === 9) {
       // RUN takes seven words at most; its look-ahead holds before white space.
       if (words === 7) return j;
-      let k = j + 1;
-      while (text.charCodeAt(k) === 32 || text.charCodeAt(k) === 9) k++;
-      const d = text.charCodeAt(k);
-      if (upperAscii(d) || (d > 127 && upperAt(text, k))) {
-        i = k;
-        continue;
-      }
-      if (lowerAscii(d)) {
+      let k = blanks(text, j);
+      let particles = 0;
+      for (;;) {
+        if (upperAt(text, k)) break;
+        const d = text.charCodeAt(k);
+        if (!lowerAscii(d)) return surrogate(d) ? undefined : j;
         // A particle before the next word ("van Dijk"), or a prefix joined to one ("al-Rashid").
         let e = k + 1;
         while (lowerAscii(text.charCodeAt(e))) e++;
         const f = text.charCodeAt(e);
         const w = text.slice(k, e);
-        if (((f === 32 || f === 9) && NAME_PARTICLES.has(w)) || (f === 45 && NAME_PREFIX_SET.has(w)))
-          return undefined;
-        return j;
+        if (f === 45 && NAME_PREFIX_SET.has(w)) return undefined;
+        if ((f !== 32 && f !== 9) || !NAME_PARTICLES.has(w)) return j;
+        if (++particles > 3) return undefined;
+        k = blanks(text, e);
       }
-      // A digit, punctuation or the end: no word follows. Another script: RUN_AT decides.
-      return d > 127 ? undefined : j;
+      i = k;
+      continue;
     }
     if (Number.isNaN(c)) return j;
     // Letters past ASCII, capitals (CamelCase, initials together), a small letter after an initial,
@@ -828,10 +864,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
       const k = classify(r.text, g);
       if (k !== 'unknown' && k !== 'given' && k !== 'family' && k !== 'both') continue;
       // A code in capitals ("OEE", "RMS") is never a name alone, nor a letter before a number ("P-104").
-      if (
-        k === 'unknown' &&
-        (r.text.length === 1 ? /[-\d]/.test(text[r.end] ?? '') : r.text === r.text.toUpperCase())
-      )
+      if (k === 'unknown' && (r.text.length === 1 ? /[-\d]/.test(text[r.end] ?? '') : allCaps(r.text)))
         continue;
     }
     const ctx = contextBefore(text, r.start);
@@ -868,7 +901,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
       // "SMITH, JOHN  DOB": an unknown code after the given names is no part of them.
       const nextToks = toksOf(next);
       const codeAt = nextToks.findIndex(
-        (t, j) => j > 0 && t.kind === 'unknown' && t.text.length > 1 && t.text === t.text.toUpperCase(),
+        (t, j) => j > 0 && t.kind === 'unknown' && t.text.length > 1 && allCaps(t.text),
       );
       const firstToks = codeAt > 0 ? nextToks.slice(0, codeAt) : nextToks;
       const firstNamed = firstToks.filter((t) => t.kind !== 'particle' && t.kind !== 'initial');
@@ -878,9 +911,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
         firstNamed.length <= 2 &&
         (firstNamed.every((t) => isGiven(t.kind) || t.kind === 'weak') ||
           (cue === 2 &&
-            firstNamed.every(
-              (t) => isName(t.kind) || (t.kind === 'unknown' && t.text !== t.text.toUpperCase()),
-            )));
+            firstNamed.every((t) => isName(t.kind) || (t.kind === 'unknown' && !allCaps(t.text)))));
       const lastOk =
         lastNamed.length >= 1 &&
         lastNamed.length <= 3 &&
@@ -901,7 +932,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
     let seg: Tok[] = [];
     const flush = (): void => {
       if (seg.length > 0 && !skip) {
-        const last = seg[seg.length - 1].text.toLowerCase();
+        const last = seg[seg.length - 1].lower;
         const span =
           (THING_AFTER.has(last) && !(SURNAME_THINGS.has(last) && seg.some((x) => isGiven(x.kind)))) ||
           (g && g.places.has(text.slice(seg[0].start, seg[seg.length - 1].end).toLowerCase()))
@@ -920,7 +951,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
     };
     for (const t of toksOf(r)) {
       // A firm or a place word inside the run ("Johnson Controls", "Charité Klinik"): what came before is none.
-      const thing = seg.length > 0 && segCue < 2 ? t.text.toLowerCase() : '';
+      const thing = t.lower;
       if (
         seg.length > 0 &&
         segCue < 2 &&
@@ -934,7 +965,7 @@ function runSpans(text: string, g: Gazetteer | undefined, out: PersonSpan[], oth
         continue;
       }
       // "Station Albert Schweitzer", "Ward Florence Nightingale": a ward or place word leads the run.
-      if (seg.length === 0 && t.text.length > 3 && PLACE_PREV.has(t.text.toLowerCase())) break;
+      if (seg.length === 0 && t.text.length > 3 && PLACE_PREV.has(t.lower)) break;
       if (t.kind === 'place' && seg.length > 0) t.kind = classify(t.text, g, false);
       if (
         t.kind === 'common' ||
