@@ -582,10 +582,11 @@ const KEY_NAMES = [
 /** Field names in JSON-like text that hold a person's name: `"signed_by":"`, `technician_name=`. */
 const KEY_WORD = new RegExp(`^(?:[a-z]+_)*(?:${KEY_NAMES.join('|')})$`, 'i');
 /**
- * The letters a field name of KEY_WORD can end in, lower case: the word before most ':' and '=' ends
- * in none of them ("finished:", "ip=", "mac="), and is not cut out and tried then.
+ * The last two letters a field name of KEY_WORD can end in, lower case (as 256 × first + second):
+ * the word before most ':' and '=' ends otherwise ("finished:", "ip=", "mac=", "device:"), and is
+ * not cut out and tried then.
  */
-const KEY_LAST = new Set(KEY_NAMES.map((k) => k.charCodeAt(k.length - 1)));
+const KEY_LAST = new Set(KEY_NAMES.map((k) => k.charCodeAt(k.length - 2) * 256 + k.charCodeAt(k.length - 1)));
 
 /**
  * Where a name can be found without the name lists: the titles and role words a run may start with,
@@ -760,6 +761,40 @@ function runMayStart(text: string, p: number): boolean {
 /** What may stand between a cue and the run it announces (contextBefore's gap, then particles). */
 const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ \t]+){0,3}`, 'y');
 
+/**
+ * Where CUE_GAP's match from `end` ends. Read by hand unless a small letter a-z follows the
+ * punctuation and white space (a particle may start there): everything in CUE_GAP is optional and
+ * greedy, so its match is the longest of each part in turn.
+ */
+function cueGapEnd(text: string, end: number): number {
+  let k = end;
+  for (
+    let c = text.charCodeAt(k);
+    c === 46 || c === 39 || c === 0x2019 || c === 45;
+    c = text.charCodeAt(++k)
+  );
+  for (let n = 0; n < 8; n++, k++) {
+    const c = text.charCodeAt(k);
+    if (!(
+      c === 32 ||
+      c === 34 ||
+      c === 39 ||
+      c === 91 ||
+      c === 93 ||
+      c === 40 ||
+      c === 58 ||
+      c === 61 ||
+      (c >= 9 && c <= 13) ||
+      (c > 127 && SPACE.test(text[k]))
+    ))
+      break;
+  }
+  if (!lowerAscii(text.charCodeAt(k))) return k;
+  CUE_GAP.lastIndex = end;
+  const gap = CUE_GAP.exec(text);
+  return end + (gap ? gap[0].length : 0);
+}
+
 type Run = { start: number; end: number; text: string; toks?: Tok[] };
 /**
  * Whether the ':' or '=' at `q` follows a letter (a field name), not a digit (clock times, readings):
@@ -788,11 +823,7 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
     // A capital: A-Z at once, other letters by their lower-case form.
     if ((c >= 65 && c <= 90) || (c > 127 && text[p] !== text[p].toLowerCase())) starts.push(p);
   };
-  const after = (end: number): void => {
-    CUE_GAP.lastIndex = end;
-    const gap = CUE_GAP.exec(text);
-    at(end + (gap ? gap[0].length : 0));
-  };
+  const after = (end: number): void => at(cueGapEnd(text, end));
   for (const find of otherScripts ? [CUE_FIND, CUE_FIND_SCRIPTS] : [CUE_FIND]) {
     find.lastIndex = 0;
     for (let m = find.exec(text); m; m = find.exec(text)) {
@@ -822,8 +853,9 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
     let k = p;
     while (k > 0 && (text[k - 1] === ' ' || text[k - 1] === '\t')) k--;
     if (k > 0 && (text[k - 1] === '"' || text[k - 1] === "'" || text[k - 1] === ']')) k--;
-    // An ASCII letter in either case (KEY_WORD ignores case; no other character folds to one).
-    if (k === 0 || !KEY_LAST.has(text.charCodeAt(k - 1) | 0x20)) return;
+    // Two ASCII letters in either case (KEY_WORD ignores case; no other character folds to one).
+    if (k < 2 || !KEY_LAST.has((text.charCodeAt(k - 2) | 0x20) * 256 + (text.charCodeAt(k - 1) | 0x20)))
+      return;
     const w = wordBefore(text, k)[1];
     if (w !== '' && KEY_WORD.test(w)) after(p + 1);
   };
