@@ -346,16 +346,17 @@ function judge(seg: Tok[], cue: number): [number, number] | undefined {
   if (core.length > 1 && core[core.length - 1].kind === 'cparticle') core[core.length - 1].kind = 'unknown';
   const named = core.filter((t) => t.kind !== 'particle' && t.kind !== 'initial' && t.kind !== 'cparticle');
   const words = named.length;
-  const strong = named.filter((t) => isName(t.kind)).length;
-  const given = named.some((t) => isGiven(t.kind));
-  const family = named.some((t) => t.kind === 'family' || t.kind === 'both');
-  const weak = named.filter((t) => t.kind === 'weak').length;
-  const unknown = named.filter((t) => t.kind === 'unknown').length;
   if (words === 0 || words > 5) return undefined;
   // ALL-CAPS words are codes and acronyms unless the gazetteer knows them (SMITH, Jean DUPONT).
   if (named.some((t) => t.kind === 'unknown' && t.text.length > 1 && allCaps(t.text))) return undefined;
   const span: [number, number] = [core[0].start, core[core.length - 1].end];
   if (cue === 2) return span;
+  // Counted only now: after a strong cue (all that rules only asks) they are not needed.
+  const strong = named.filter((t) => isName(t.kind)).length;
+  const given = named.some((t) => isGiven(t.kind));
+  const family = named.some((t) => t.kind === 'family' || t.kind === 'both');
+  const weak = named.filter((t) => t.kind === 'weak').length;
+  const unknown = named.filter((t) => t.kind === 'unknown').length;
   if (cue === 1 && ((strong >= 1 && words >= 2) || core[0].kind === 'initial')) return span;
   const first = core[0].kind;
   if (words >= 2) {
