@@ -443,20 +443,25 @@ const PLACE_PREV = words(
     'calle via straat rua avenue',
 );
 const WORD_CHAR = /[\p{L}\p{N}_.'’-]/u;
-const isWordChar = (c: string): boolean =>
-  (c >= 'a' && c <= 'z') ||
-  (c >= 'A' && c <= 'Z') ||
-  (c >= '0' && c <= '9') ||
-  (c > '\x7f' && WORD_CHAR.test(c)) ||
-  c === '_' ||
-  c === '.' ||
-  c === "'" ||
-  c === '-';
+/** Whether the character at `i` may be part of a word read backwards (letters, digits, _ . ' ’ -). */
+function wordCharAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return (
+    (c >= 97 && c <= 122) ||
+    (c >= 65 && c <= 90) ||
+    (c >= 48 && c <= 57) ||
+    (c > 127 && WORD_CHAR.test(text[i])) ||
+    c === 95 ||
+    c === 46 ||
+    c === 39 ||
+    c === 45
+  );
+}
 
 /** The word that ends at `end` (exclusive), read backwards: [start, word]. */
 function wordBefore(text: string, end: number): [number, string] {
   let i = end;
-  while (i > 0 && end - i < 40 && isWordChar(text[i - 1])) i--;
+  while (i > 0 && end - i < 40 && wordCharAt(text, i - 1)) i--;
   return [i, text.slice(i, end)];
 }
 
