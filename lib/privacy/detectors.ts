@@ -147,7 +147,13 @@ const isHexOrColon = (c: number): boolean =>
   (c >= 48 && c <= 58) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
 const isWordOrDot = (c: number): boolean => isAlnum(c) || c === 95 || c === 46;
 
-function* ipv6Candidates(text: string): Generator<[number, string]> {
+/**
+ * The IPv6 addresses in `text`: IPV6_AT tried at the start of the run of hex digits and colons around
+ * each colon, where no word character or dot stands before it. A run with fewer than seven colons and
+ * no "::" is no address (clock times, "key: value"): IPV6_AT's match starts at the run's start and
+ * holds no colon outside it, so such a run is passed over without the pattern.
+ */
+function ipv6(text: string, out: Finding[]): void {
   let c = text.indexOf(':');
   while (c >= 0) {
     let s = c;
@@ -155,27 +161,34 @@ function* ipv6Candidates(text: string): Generator<[number, string]> {
     let e = c + 1;
     while (e < text.length && isHexOrColon(text.charCodeAt(e))) e++;
     if (s === 0 || !isWordOrDot(text.charCodeAt(s - 1))) {
-      IPV6_AT.lastIndex = s;
-      const m = IPV6_AT.exec(text);
-      if (m) {
-        e = Math.max(e, s + m[0].length);
-        yield [s, m[0]];
+      let colons = 0;
+      let double = false;
+      for (let i = s; i < e; i++) {
+        if (text.charCodeAt(i) !== 58) continue;
+        colons++;
+        if (i > s && text.charCodeAt(i - 1) === 58) double = true;
+      }
+      if (colons >= 7 || double) {
+        IPV6_AT.lastIndex = s;
+        const m = IPV6_AT.exec(text);
+        if (m) {
+          e = Math.max(e, s + m[0].length);
+          ipv6Match(text, out, s, m[0]);
+        }
       }
     }
     c = text.indexOf(':', e);
   }
 }
 
-function ipv6(text: string, out: Finding[]): void {
-  for (const [index, s] of ipv6Candidates(text)) {
-    // Fewer than eight groups without "::" (clock times) first: the cheapest test, and no address.
-    if (!s.includes('::') && s.split(':').length < 8) continue;
-    // "::" alone is valid-looking but not an address worth hiding.
-    if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) continue;
-    // Eight groups of two hex digits are bytes (a Modbus or CAN frame), not an address.
-    if (/^(?:[0-9A-Fa-f]{2}:){7}[0-9A-Fa-f]{2}$/.test(s)) continue;
-    push(out, 'IPV6', 'ipv6', text, index, index + s.length);
-  }
+function ipv6Match(text: string, out: Finding[], index: number, s: string): void {
+  // Fewer than eight groups without "::" (clock times) first: the cheapest test, and no address.
+  if (!s.includes('::') && s.split(':').length < 8) return;
+  // "::" alone is valid-looking but not an address worth hiding.
+  if (!/[0-9A-Fa-f]/.test(s) || !isIPv6(s)) return;
+  // Eight groups of two hex digits are bytes (a Modbus or CAN frame), not an address.
+  if (/^(?:[0-9A-Fa-f]{2}:){7}[0-9A-Fa-f]{2}$/.test(s)) return;
+  push(out, 'IPV6', 'ipv6', text, index, index + s.length);
 }
 
 /**
@@ -202,16 +215,18 @@ const KEY_MAC =
   /^(?:[\w-]*[_-])?(?:mac|macaddr|macaddress|mac_?addr(?:ess)?|hwaddr|hw_?addr(?:ess)?|bssid|lladdr|chaddr|ether|eui48)$|^(?:macAddress|hwAddress|macAddr|hwAddr)$/i;
 
 const MAC_DOTTED_AT = new RegExp(MAC_DOTTED.source, 'y');
-const MAC_DOTTED_MIDDLE = /\.[0-9A-Fa-f]{4}\./g;
 
-/** What MAC_DOTTED finds, tried only four characters before each ".hhhh." (hex runs are common). */
+/**
+ * What MAC_DOTTED finds, tried only four characters before each ".hhhh." (hex runs are common), those
+ * found from the full stops (a pattern for ".hhhh." looked at every character).
+ */
 function* macDotted(text: string): Generator<RegExpExecArray> {
   let from = 0;
-  MAC_DOTTED_MIDDLE.lastIndex = 0;
-  for (let a = MAC_DOTTED_MIDDLE.exec(text); a; a = MAC_DOTTED_MIDDLE.exec(text)) {
-    MAC_DOTTED_MIDDLE.lastIndex = a.index + 1;
-    if (a.index - 4 < from) continue;
-    MAC_DOTTED_AT.lastIndex = a.index - 4;
+  for (let a = text.indexOf('.'); a >= 0; a = text.indexOf('.', a + 1)) {
+    if (a - 4 < from || text.charCodeAt(a + 5) !== 46) continue;
+    if (!isHex(text.charCodeAt(a + 1)) || !isHex(text.charCodeAt(a + 2))) continue;
+    if (!isHex(text.charCodeAt(a + 3)) || !isHex(text.charCodeAt(a + 4))) continue;
+    MAC_DOTTED_AT.lastIndex = a - 4;
     const m = MAC_DOTTED_AT.exec(text);
     if (!m) continue;
     from = m.index + m[0].length;
@@ -249,8 +264,37 @@ function* macBareAfterWord(text: string): Generator<RegExpExecArray> {
   }
 }
 
+const MAC_AT = new RegExp(MAC.source, 'y');
+
+/**
+ * What MAC finds, tried only where one can start: two characters before a ':' or '-' that has the
+ * same separator three characters on (V8 tried MAC's look-behind at every position).
+ */
+function macsSeparated(text: string, out: Finding[]): void {
+  let from = 0;
+  let colon = text.indexOf(':');
+  let dash = text.indexOf('-');
+  while (colon >= 0 || dash >= 0) {
+    let i: number;
+    if (dash < 0 || (colon >= 0 && colon < dash)) {
+      i = colon;
+      colon = text.indexOf(':', i + 1);
+    } else {
+      i = dash;
+      dash = text.indexOf('-', i + 1);
+    }
+    const s = i - 2;
+    if (s < from || text.charCodeAt(i + 3) !== text.charCodeAt(i)) continue;
+    MAC_AT.lastIndex = s;
+    const m = MAC_AT.exec(text);
+    if (!m) continue;
+    from = s + m[0].length;
+    push(out, 'MAC', 'mac', text, s, from);
+  }
+}
+
 function macs(text: string, out: Finding[], keyHint?: string): void {
-  for (const m of text.matchAll(MAC)) push(out, 'MAC', 'mac', text, m.index, m.index + m[0].length);
+  macsSeparated(text, out);
   const field = keyHint !== undefined && KEY_MAC.test(keyHint);
   for (const m of macDotted(text)) {
     // Cisco-style dotted MACs look like version or part numbers unless they hold a hex letter or a MAC word.
@@ -353,28 +397,45 @@ function gps(text: string, out: Finding[]): void {
 }
 
 const GPS_HEMISPHERE_AT = new RegExp(GPS_HEMISPHERE.source, 'y');
-/** N or S not followed by a letter: every GPS_HEMISPHERE match holds one. */
-const HEMISPHERE_LETTER = /[NS](?![A-Za-z_])/g;
 /** How far before its N or S a coordinate in degrees may start. */
 const HEMISPHERE_REACH = 48;
+const isLetterOrUnderscore = (c: number): boolean =>
+  (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
 
 /**
- * What GPS_HEMISPHERE finds (V8 tried it at every digit), tried only where it can start: at the N or
- * S of a coordinate, or at a number that starts within HEMISPHERE_REACH characters before one.
+ * What GPS_HEMISPHERE finds (V8 tried it at every digit), tried only where it can start: at an N or S
+ * not followed by a letter (every match holds one), or at a number that starts within
+ * HEMISPHERE_REACH characters before one. The letters are found by indexOf. An N or S after a letter,
+ * "_" or "." ("RMS") is no match's hemisphere letter and starts none; a match the search from it could
+ * find holds an earlier letter that is one (only digits, separators, degree signs and primes stand
+ * between a match's start and its letter), so without such a letter within reach it is passed over.
  */
 function* hemisphereCoordinates(text: string): Generator<RegExpExecArray> {
   let from = 0;
-  HEMISPHERE_LETTER.lastIndex = 0;
-  for (let h = HEMISPHERE_LETTER.exec(text); h; h = HEMISPHERE_LETTER.exec(text)) {
-    if (h.index < from) continue;
-    for (let s = Math.max(from, h.index - HEMISPHERE_REACH); s <= h.index; s++) {
-      const c = text.charCodeAt(s);
-      if (s < h.index && !(c >= 48 && c <= 57 && (s === 0 || !isWordOrDot(text.charCodeAt(s - 1))))) continue;
-      GPS_HEMISPHERE_AT.lastIndex = s;
+  let lastLetter = -1; // the last N or S that can be a hemisphere letter
+  let n = text.indexOf('N');
+  let s = text.indexOf('S');
+  while (n >= 0 || s >= 0) {
+    let h: number;
+    if (s < 0 || (n >= 0 && n < s)) {
+      h = n;
+      n = text.indexOf('N', h + 1);
+    } else {
+      h = s;
+      s = text.indexOf('S', h + 1);
+    }
+    if (h < from || isLetterOrUnderscore(text.charCodeAt(h + 1))) continue;
+    const b = h > 0 ? text.charCodeAt(h - 1) : 0;
+    if (isLetterOrUnderscore(b) || b === 46) {
+      if (lastLetter < Math.max(from, h - HEMISPHERE_REACH)) continue;
+    } else lastLetter = h;
+    for (let p = Math.max(from, h - HEMISPHERE_REACH); p <= h; p++) {
+      const c = text.charCodeAt(p);
+      if (p < h && !(c >= 48 && c <= 57 && (p === 0 || !isWordOrDot(text.charCodeAt(p - 1))))) continue;
+      GPS_HEMISPHERE_AT.lastIndex = p;
       const m = GPS_HEMISPHERE_AT.exec(text);
       if (!m) continue;
       from = m.index + m[0].length;
-      HEMISPHERE_LETTER.lastIndex = Math.max(HEMISPHERE_LETTER.lastIndex, from);
       yield m;
       break;
     }
@@ -499,7 +560,14 @@ const DOB_CUE_LATIN = new RegExp(
   )})`,
   'gi',
 );
-const DOB_CUE_B = /[\s(,;]b\./gi;
+/** Before the "b." cue ("[\s(,;]b\." in DOB_CONTEXT_ALL): found from its "b." (rare) by indexOf. */
+const DOB_CUE_B_BEFORE = /[\s(,;]/;
+function bCueStarts(text: string, into: number[]): void {
+  for (const b of ['b.', 'B.']) {
+    for (let i = text.indexOf(b, 1); i >= 0; i = text.indexOf(b, i + 1))
+      if (DOB_CUE_B_BEFORE.test(text.charAt(i - 1))) into.push(i - 1);
+  }
+}
 const DOB_CUE_OTHER =
   /生年月日|出生日期|出生|誕生日|생년월일|дата рождения|род\.|γέννηση|γεννήθηκε|γενν\.|تاريخ الميلاد|مواليد|תאריך לידה|जन्म|วันเกิด/gi;
 
@@ -521,7 +589,7 @@ const DOB_REACH = 40;
 function dobCues(text: string, otherScripts: boolean): [number, number][] {
   const candidates = [0];
   starts(text, DOB_CUE_LATIN, candidates);
-  starts(text, DOB_CUE_B, candidates);
+  bCueStarts(text, candidates);
   if (otherScripts) starts(text, DOB_CUE_OTHER, candidates);
   candidates.sort((a, b) => a - b);
   const cues: [number, number][] = [];
@@ -607,8 +675,13 @@ interface SecretRule {
   regex: RegExp;
   /** Capture group holding the secret; 0 = the whole match. */
   group: number;
-  /** A cheap test that must pass before the rule is run. */
-  hint?: RegExp;
+  /**
+   * A cheap test that must pass before the rule is run: true wherever the rule can match (searches
+   * for the literal text every match holds, rather than a pattern tried at every character).
+   */
+  hint?: (text: string, underscores: () => UnderscoreHints) => boolean;
+  /** Every match starts with one of these: the rule is tried only where one occurs. */
+  anchors?: readonly string[];
   /** Its match starts with a word of SECRET_WORDS: tried only where one starts. */
   atWords?: boolean;
 }
@@ -621,46 +694,108 @@ function privateKeys(text: string, out: Finding[]): void {
     push(out, 'SECRET', 'private-key', text, m.index, m.index + m[0].length);
 }
 
+/** Whether `literal` occurs in `text` at a position where `ok` holds. */
+function holdsAt(text: string, literal: string, ok: (at: number) => boolean): boolean {
+  for (let i = text.indexOf(literal); i >= 0; i = text.indexOf(literal, i + 1)) if (ok(i)) return true;
+  return false;
+}
+interface UnderscoreHints {
+  github: boolean;
+  stripe: boolean;
+}
+/**
+ * Whether the GitHub ("gh?_", "github_pat_") and Stripe ("k_live_", "k_test_") hints occur: found
+ * from the underscores, rare in text (searches for "gh", "github_pat_" or "k_live_" stopped at every
+ * "g" or "k").
+ */
+function underscoreHints(text: string): UnderscoreHints {
+  const found = { github: false, stripe: false };
+  for (let i = text.indexOf('_'); i >= 0; i = text.indexOf('_', i + 1)) {
+    if (
+      !found.github &&
+      ((i >= 3 && text.startsWith('gh', i - 3) && 'pousr'.includes(text.charAt(i - 1))) ||
+        (i >= 6 && text.startsWith('github_pat_', i - 6)))
+    )
+      found.github = true;
+    if (
+      !found.stripe &&
+      text.charCodeAt(i - 1) === 107 &&
+      (text.startsWith('_live_', i) || text.startsWith('_test_', i))
+    )
+      found.stripe = true;
+    if (found.github && found.stripe) break;
+  }
+  return found;
+}
+/** The user of a URL with credentials, from its "://". */
+const URL_USER_AT = /:\/\/[^\s@/]+@/y;
+const urlUserAt = (text: string, at: number): boolean => {
+  URL_USER_AT.lastIndex = at;
+  return URL_USER_AT.test(text);
+};
+
 const SECRET_RULES: SecretRule[] = [
-  { rule: 'aws-access-key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, group: 0, hint: /AKIA|ASIA/ },
+  {
+    rule: 'aws-access-key',
+    regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g,
+    group: 0,
+    hint: (t) => t.includes('AKIA') || t.includes('ASIA'),
+  },
   {
     rule: 'github-token',
     regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/g,
     group: 0,
-    hint: /gh[pousr]_|github_pat_/,
+    hint: (_t, underscores) => underscores().github,
   },
-  { rule: 'slack-token', regex: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, group: 0, hint: /xox/ },
+  {
+    rule: 'slack-token',
+    regex: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g,
+    group: 0,
+    hint: (t) => t.includes('xox'),
+  },
   {
     rule: 'slack-webhook',
     regex: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9/]{20,}/g,
     group: 0,
-    hint: /hooks\.slack/,
+    hint: (t) =>
+      holdsAt(t, 'ks.sl', (i) => i >= 3 && t.startsWith('hoo', i - 3) && t.startsWith('ack', i + 5)),
   },
   {
     rule: 'stripe-key',
     regex: /\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b/g,
     group: 0,
-    hint: /k_(?:live|test)_/,
+    hint: (_t, underscores) => underscores().stripe,
   },
-  { rule: 'google-api-key', regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g, group: 0, hint: /AIza/ },
+  {
+    rule: 'google-api-key',
+    regex: /\bAIza[0-9A-Za-z_-]{35}(?![\w-])/g,
+    group: 0,
+    hint: (t) => t.includes('AIza'),
+  },
   {
     rule: 'llm-api-key',
     regex: /\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}(?![\w-])/g,
     group: 0,
-    hint: /sk-/,
+    hint: (t) => holdsAt(t, 'k-', (i) => t.charCodeAt(i - 1) === 115),
   },
   {
     rule: 'jwt',
     regex: /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}(?![\w-])/g,
     group: 0,
-    hint: /eyJ/,
+    // 'y' is rarer than 'e' in text: the search steps from one to the next faster.
+    hint: (t) => holdsAt(t, 'yJ', (i) => t.charCodeAt(i - 1) === 101),
   },
-  { rule: 'bearer', regex: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/dg, group: 1 },
+  {
+    rule: 'bearer',
+    regex: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/dg,
+    group: 1,
+    anchors: ['Bearer', 'Basic', 'Token'],
+  },
   {
     rule: 'url-credentials',
     regex: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]+:([^\s@/]+)@/dgi,
     group: 1,
-    hint: /:\/\/[^\s@/]+@/,
+    hint: (t) => holdsAt(t, '://', (i) => urlUserAt(t, i)),
   },
   {
     rule: 'assignment',
@@ -749,6 +884,13 @@ const isTokenChar = (c: number): boolean =>
   c === 47 ||
   c === 95 ||
   c === 45;
+/** isTokenChar as a table: longTokens reads most of the text's letters, a third faster so. */
+const TOKEN_CHAR = new Uint8Array(128);
+for (let c = 0; c < 128; c++) TOKEN_CHAR[c] = isTokenChar(c) ? 1 : 0;
+function tokenAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c < 128 && TOKEN_CHAR[c] === 1;
+}
 const isAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 
 /**
@@ -761,11 +903,11 @@ function* longTokens(text: string): Generator<[number, string]> {
   // Every run of 24 or more holds a position p with p % 24 === 23: only the runs around those
   // positions are read, so most of the text is never looked at.
   for (let p = 23; p < n; p += 24) {
-    if (!isTokenChar(text.charCodeAt(p))) continue;
+    if (!tokenAt(text, p)) continue;
     let start = p;
-    while (start > 0 && isTokenChar(text.charCodeAt(start - 1))) start--;
+    while (start > 0 && tokenAt(text, start - 1)) start--;
     let end = p + 1;
-    while (end < n && isTokenChar(text.charCodeAt(end))) end++;
+    while (end < n && tokenAt(text, end)) end++;
     // The next sample inside this run would find it again.
     while (p + 24 < end) p += 24;
     if (end - start < 24) continue;
@@ -777,7 +919,7 @@ function* longTokens(text: string): Generator<[number, string]> {
       pad++;
     }
     const next = end < n ? text.charCodeAt(end) : 0;
-    if (isTokenChar(next) || next === 61) continue;
+    if ((next < 128 && TOKEN_CHAR[next] === 1) || next === 61) continue;
     if (next === 46 && end + 1 < n && isAlnum(text.charCodeAt(end + 1))) continue;
     yield [start, text.slice(start, end)];
   }
@@ -790,35 +932,28 @@ const sticky = (r: RegExp): RegExp => {
   return s;
 };
 
-/**
- * The rules' hints in one pattern: at most one of them matches at any position (their first two
- * characters differ), so a search that steps one character past each match finds every hint the text
- * holds, in one pass rather than one pass per hint.
- */
-const SECRET_HINTS = new RegExp(SECRET_RULES.flatMap((r) => (r.hint ? [r.hint.source] : [])).join('|'), 'g');
-const HINT_WHOLE = new Map(
-  SECRET_RULES.flatMap((r) => (r.hint ? [[r.hint, new RegExp(`^(?:${r.hint.source})`)] as const] : [])),
-);
-
-/** The hints of SECRET_RULES that occur in `text`. */
-function secretHints(text: string): Set<RegExp> {
-  const found = new Set<RegExp>();
-  SECRET_HINTS.lastIndex = 0;
-  for (let m = SECRET_HINTS.exec(text); m; m = SECRET_HINTS.exec(text)) {
-    for (const [hint, whole] of HINT_WHOLE) if (whole.test(m[0])) found.add(hint);
-    SECRET_HINTS.lastIndex = m.index + 1;
-  }
-  return found;
+/** Where each of `literals` occurs in `text`, in order. */
+function anchorsIn(text: string, literals: readonly string[]): number[] {
+  const at: number[] = [];
+  for (const literal of literals)
+    for (let i = text.indexOf(literal); i >= 0; i = text.indexOf(literal, i + 1)) at.push(i);
+  return literals.length > 1 ? at.sort((a, b) => a - b) : at;
 }
 
 function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
   if (withPrivateKeys) privateKeys(text, out);
   // The words that name a secret, found once for the rules that start with one.
   const words = secretWordStarts(text);
-  const hints = secretHints(text);
-  for (const { rule, regex, group, hint, atWords } of SECRET_RULES) {
-    if (hint && !hints.has(hint)) continue;
-    for (const m of atWords ? matchesAt(text, sticky(regex), words, false) : text.matchAll(regex)) {
+  let under: UnderscoreHints | undefined;
+  const underscores = (): UnderscoreHints => (under ??= underscoreHints(text));
+  for (const { rule, regex, group, hint, anchors, atWords } of SECRET_RULES) {
+    if (hint && !hint(text, underscores)) continue;
+    const found = atWords
+      ? matchesAt(text, sticky(regex), words, false)
+      : anchors
+        ? matchesAt(text, sticky(regex), anchorsIn(text, anchors), false)
+        : text.matchAll(regex);
+    for (const m of found) {
       if (group === 0) {
         push(out, 'SECRET', rule, text, m.index, m.index + m[0].length);
         continue;
@@ -1117,8 +1252,12 @@ export function* detectSteps(text: string, options: DetectOptions): Generator<nu
       scanWindow(text.slice(from, windowEnd(text, b)), options, found, false);
       const mine: Finding[] = [];
       for (const f of found) {
+        // The window's own findings: moved to the text's offsets in place rather than copied.
         const start = f.start + from;
-        if (start >= a && start < b) mine.push({ ...f, start, end: f.end + from });
+        if (start < a || start >= b) continue;
+        f.start = start;
+        f.end += from;
+        mine.push(f);
       }
       // In resolveOverlaps' order (a stable sort, as its own): chunk after chunk, the findings then
       // arrive sorted, and its sort of all of them at the end is one pass rather than one long step.

@@ -12,6 +12,7 @@ export interface PseudonymMap {
 }
 
 const TOKEN_IN_TEXT = /<\s*([A-Z][A-Z0-9_]*_\d+)\s*>/g;
+const TOKEN_AT = new RegExp(TOKEN_IN_TEXT.source, 'y');
 
 export class Pseudonymizer {
   /** type → original → token (a map per type: no key string built per finding). */
@@ -45,7 +46,14 @@ export class Pseudonymizer {
 
   /** Tokens that already occur in the input must not be issued, or restore would replace them too. */
   reserveFrom(text: string): void {
-    for (const m of text.matchAll(TOKEN_IN_TEXT)) this.reserved.add(`<${m[1]}>`);
+    // Tried at each '<' only (TOKEN_IN_TEXT looked at every character of the text).
+    for (let at = text.indexOf('<'); at >= 0; at = text.indexOf('<', at + 1)) {
+      TOKEN_AT.lastIndex = at;
+      const m = TOKEN_AT.exec(text);
+      if (!m) continue;
+      this.reserved.add(`<${m[1]}>`);
+      at = TOKEN_AT.lastIndex - 1;
+    }
   }
 
   /** Same (type, original) → same token, for as long as this map lives. */
