@@ -239,16 +239,23 @@ const MAC_BARE_AT = new RegExp(MAC_BARE.source, 'y');
 const MAC_WORD_PART = /mac|addr|ether|bssid|eui|ble|bluetooth|wlan|wi-?fi/gi;
 const isHex = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
 
+/** Where MAC_WORD_PART's global search finds a part, each after the end of the one before. */
+function macWordParts(text: string): number[] {
+  const at: number[] = [];
+  MAC_WORD_PART.lastIndex = 0;
+  for (let w = MAC_WORD_PART.exec(text); w; w = MAC_WORD_PART.exec(text)) at.push(w.index);
+  return at;
+}
+
 /**
  * The MAC_BARE matches that may follow a MAC word (the caller checks the word right before):
- * tried only within 24 characters after a part of such a word.
+ * tried only within 24 characters after a part of such a word (`parts`, as macWordParts finds them).
  */
-function* macBareAfterWord(text: string): Generator<RegExpExecArray> {
+function* macBareAfterWord(text: string, parts: readonly number[]): Generator<RegExpExecArray> {
   let from = 0;
-  MAC_WORD_PART.lastIndex = 0;
-  for (let w = MAC_WORD_PART.exec(text); w; w = MAC_WORD_PART.exec(text)) {
-    const last = Math.min(text.length - 12, w.index + 24);
-    for (let p = Math.max(from, w.index + 1); p <= last; p++) {
+  for (const w of parts) {
+    const last = Math.min(text.length - 12, w + 24);
+    for (let p = Math.max(from, w + 1); p <= last; p++) {
       if (!isHex(text.charCodeAt(p))) continue;
       // MAC_BARE's look-behind, asked here first: most hex letters after a MAC word are inside words.
       const b = text.charCodeAt(p - 1);
@@ -293,7 +300,8 @@ function macsSeparated(text: string, out: Finding[]): void {
   }
 }
 
-function macs(text: string, out: Finding[], keyHint?: string): void {
+/** `parts`: where the MAC word parts are, as macWordParts finds them (found here if not given). */
+function macs(text: string, out: Finding[], keyHint?: string, parts?: readonly number[]): void {
   macsSeparated(text, out);
   const field = keyHint !== undefined && KEY_MAC.test(keyHint);
   for (const m of macDotted(text)) {
@@ -302,7 +310,7 @@ function macs(text: string, out: Finding[], keyHint?: string): void {
       push(out, 'MAC', 'mac-dotted', text, m.index, m.index + m[0].length);
     }
   }
-  for (const m of field ? text.matchAll(MAC_BARE) : macBareAfterWord(text)) {
+  for (const m of field ? text.matchAll(MAC_BARE) : macBareAfterWord(text, parts ?? macWordParts(text))) {
     // Hashes, serials and order numbers are hex runs too: only a MAC word right before, or a MAC field.
     if (field || MAC_CUE_RIGHT_BEFORE.test(text.slice(Math.max(0, m.index - 24), m.index)))
       push(out, 'MAC', 'mac-bare', text, m.index, m.index + m[0].length);
@@ -586,9 +594,10 @@ const DATE_MONTH_FIRST_AT = new RegExp(DATE_MONTH_FIRST.source, 'iuy');
 const DOB_REACH = 40;
 
 /** Birth cues in the text, as [start, end], in order. */
-function dobCues(text: string, otherScripts: boolean): [number, number][] {
+function dobCues(text: string, otherScripts: boolean, latin?: readonly number[]): [number, number][] {
   const candidates = [0];
-  starts(text, DOB_CUE_LATIN, candidates);
+  if (latin) for (const p of latin) candidates.push(p);
+  else starts(text, DOB_CUE_LATIN, candidates);
   bCueStarts(text, candidates);
   if (otherScripts) starts(text, DOB_CUE_OTHER, candidates);
   candidates.sort((a, b) => a - b);
@@ -610,8 +619,13 @@ function dobCues(text: string, otherScripts: boolean): [number, number][] {
  * Dates of birth in running text: a birth cue first (rare), then the dates that start within
  * DOB_REACH characters of it; one cue vouches for one date ("born 1985-03-12, admitted 2024-02-01").
  */
-function birthDatesNearCues(text: string, out: Finding[], otherScripts: boolean): void {
-  const cues = dobCues(text, otherScripts);
+function birthDatesNearCues(
+  text: string,
+  out: Finding[],
+  otherScripts: boolean,
+  latin?: readonly number[],
+): void {
+  const cues = dobCues(text, otherScripts, latin);
   if (cues.length === 0) return;
   const monthFirst = MONTH_FIRST_SHAPE.test(text);
   let usedContext = -1;
@@ -646,8 +660,15 @@ function birthDatesNearCues(text: string, out: Finding[], otherScripts: boolean)
 const isWordOrDash = (c: number): boolean =>
   (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45;
 
-function birthDates(text: string, out: Finding[], forced: boolean, otherScripts: boolean): void {
-  if (!forced) return birthDatesNearCues(text, out, otherScripts);
+/** `latin`: where DOB_CUE_LATIN matches, when already found. */
+function birthDates(
+  text: string,
+  out: Finding[],
+  forced: boolean,
+  otherScripts: boolean,
+  latin?: readonly number[],
+): void {
+  if (!forced) return birthDatesNearCues(text, out, otherScripts, latin);
   let usedContext = -1;
   const dates = MONTH_FIRST_SHAPE.test(text)
     ? [...text.matchAll(DATE), ...text.matchAll(DATE_MONTH_FIRST)].sort((a, b) => a.index - b.index)
@@ -841,6 +862,77 @@ function secretWordStarts(text: string): number[] {
   return at;
 }
 
+// ---------------------------------------------------------------- words of several detectors
+/** Which word lists one search finds: the secret words, the MAC word parts, the Latin birth cues. */
+interface WordLists {
+  secret: boolean;
+  mac: boolean;
+  dob: boolean;
+}
+/** Where the words of each list asked for start, as each list's own search finds them. */
+interface WordStarts {
+  /** Every place a word of SECRET_WORDS starts, as secretWordStarts. */
+  secret?: number[];
+  /** As macWordParts: MAC_WORD_PART's global search, each part after the end of the one before. */
+  mac?: number[];
+  /** Every place DOB_CUE_LATIN matches, as dobCues looks for them. */
+  dob?: number[];
+}
+const MAC_PARTS = ['mac', 'addr', 'ether', 'bssid', 'eui', 'ble', 'bluetooth', 'wlan', 'wifi', 'wi-fi'];
+const SECRET_WORD_AT = new RegExp(SECRET_WORD_FIND.source, 'iy');
+const MAC_WORD_PART_AT = new RegExp(MAC_WORD_PART.source, 'iy');
+const DOB_CUE_LATIN_AT = new RegExp(DOB_CUE_LATIN.source, 'iy');
+/** One pattern per choice of lists: matches wherever a word of one of them does. */
+const wordSearches = new Map<string, RegExp>();
+function wordSearch(lists: WordLists): RegExp {
+  const key = `${+lists.secret}${+lists.mac}${+lists.dob}`;
+  let r = wordSearches.get(key);
+  if (!r) {
+    // The secret words and MAC parts as one trie (V8 tries a trie's first letters once, where it
+    // tried each list's in turn); the birth cues keep their own branch for their \b.
+    const trie = alternatives([...(lists.secret ? SECRET_WORDS : []), ...(lists.mac ? MAC_PARTS : [])]);
+    const branches = [...(trie ? [trie] : []), ...(lists.dob ? [DOB_CUE_LATIN.source] : [])];
+    wordSearches.set(key, (r = new RegExp(branches.join('|'), 'gi')));
+  }
+  return r;
+}
+
+/**
+ * The word lists of several detectors in one search of the text instead of one search per list
+ * (each such search looked at every character: 2-3 ms per MB each). At each place the search
+ * stops, each list's own pattern is asked whether it matches there.
+ */
+function wordStarts(text: string, lists: WordLists): WordStarts {
+  const found: WordStarts = {
+    secret: lists.secret ? [] : undefined,
+    mac: lists.mac ? [] : undefined,
+    dob: lists.dob ? [] : undefined,
+  };
+  const search = wordSearch(lists);
+  let macEnd = 0;
+  search.lastIndex = 0;
+  for (let m = search.exec(text); m; m = search.exec(text)) {
+    const p = m.index;
+    if (found.secret) {
+      SECRET_WORD_AT.lastIndex = p;
+      if (SECRET_WORD_AT.test(text)) found.secret.push(p);
+    }
+    if (found.mac && p >= macEnd) {
+      MAC_WORD_PART_AT.lastIndex = p;
+      if (MAC_WORD_PART_AT.test(text)) {
+        found.mac.push(p);
+        macEnd = MAC_WORD_PART_AT.lastIndex;
+      }
+    }
+    if (found.dob) {
+      DOB_CUE_LATIN_AT.lastIndex = p;
+      if (DOB_CUE_LATIN_AT.test(text)) found.dob.push(p);
+    }
+    search.lastIndex = p + 1;
+  }
+  return found;
+}
+
 /**
  * The matches of `sticky` that a global search with it would find, tried only at `candidates`
  * (every place such a match can start, in order). `wordStart`: only the matches that start a word or
@@ -940,10 +1032,11 @@ function anchorsIn(text: string, literals: readonly string[]): number[] {
   return literals.length > 1 ? at.sort((a, b) => a - b) : at;
 }
 
-function secrets(text: string, out: Finding[], withPrivateKeys: boolean): void {
+/** `words`: where the words of SECRET_WORDS start, when already found. */
+function secrets(text: string, out: Finding[], withPrivateKeys: boolean, words?: readonly number[]): void {
   if (withPrivateKeys) privateKeys(text, out);
   // The words that name a secret, found once for the rules that start with one.
-  const words = secretWordStarts(text);
+  words ??= secretWordStarts(text);
   let under: UnderscoreHints | undefined;
   const underscores = (): UnderscoreHints => (under ??= underscoreHints(text));
   for (const { rule, regex, group, hint, anchors, atWords } of SECRET_RULES) {
@@ -1152,7 +1245,19 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
   // Asked once per window, by the first detector that needs it.
   let others: boolean | undefined;
   const otherScripts = (): boolean => (others ??= holdsOtherScripts(text));
-  if (on('SECRET')) secrets(text, out, wholeText);
+  const { keyHint } = options;
+  const macOn = on('MAC') && HAS_HEX_PAIR_SEP.test(text);
+  const dobForced = on('DOB') && keyHint !== undefined && KEY_DOB.test(keyHint);
+  // A birth date has a four-digit year (or 年); the cue is looked for only near such dates.
+  const dobOn = on('DOB') && (dobForced || HAS_YEAR.test(text));
+  // The word lists this window is searched for, in one search where two or more are.
+  const lists: WordLists = {
+    secret: on('SECRET'),
+    mac: macOn && !(keyHint !== undefined && KEY_MAC.test(keyHint)),
+    dob: dobOn && !dobForced,
+  };
+  const words = +lists.secret + +lists.mac + +lists.dob >= 2 ? wordStarts(text, lists) : undefined;
+  if (on('SECRET')) secrets(text, out, wholeText, words?.secret);
   if (options.custom && options.custom.length > 0) customs(text, out, options.custom);
   // Cheap tests first: most text holds no '@', no long digit run, no date cue.
   if (on('EMAIL') && text.includes('@')) emails(text, out);
@@ -1160,15 +1265,11 @@ function scanWindow(text: string, options: DetectOptions, out: Finding[], wholeT
   const longDigits = HAS_DIGIT_RUN.test(text);
   if (on('CARD') && longDigits) cards(text, out);
   if (on('NATIONAL_ID') && longDigits) nationalIds(text, out);
-  if (on('MAC') && HAS_HEX_PAIR_SEP.test(text)) macs(text, out, options.keyHint);
+  if (macOn) macs(text, out, keyHint, words?.mac);
   if (on('IPV6') && text.includes(':')) ipv6(text, out);
   if (on('IPV4') && text.includes('.')) ipv4(text, out, options.keyHint);
   if (on('GPS')) gps(text, out);
-  if (on('DOB')) {
-    const forced = options.keyHint !== undefined && KEY_DOB.test(options.keyHint);
-    // A birth date has a four-digit year (or 年); the cue is looked for only near such dates.
-    if (forced || HAS_YEAR.test(text)) birthDates(text, out, forced, otherScripts());
-  }
+  if (dobOn) birthDates(text, out, dobForced, otherScripts(), words?.dob);
   if (on('PHONE')) {
     const before = out
       .filter((f) => priority(f) > PRIORITY.PHONE)
