@@ -128,10 +128,49 @@ const VERSION_BEFORE =
 /** Field names whose values are versions, not addresses. */
 const KEY_VERSION = /(?:version|ver|firmware|fw|sw|build|release|rev|revision)$/i;
 
+/** The words of VERSION_BEFORE's second branch, lower case. */
+const VERSION_WORDS = new Set(
+  'version ver release firmware fw sw build rev revision section chapter clause step item'.split(' '),
+);
+/** What \s matches in a pattern. */
+const isSpace = (c: number): boolean =>
+  c === 32 ||
+  (c >= 9 && c <= 13) ||
+  c === 0xa0 ||
+  c === 0x1680 ||
+  (c >= 0x2000 && c <= 0x200a) ||
+  c === 0x2028 ||
+  c === 0x2029 ||
+  c === 0x202f ||
+  c === 0x205f ||
+  c === 0x3000 ||
+  c === 0xfeff;
+const isWordChar = (c: number): boolean => isAlnum(c) || c === 95;
+
+/**
+ * Whether VERSION_BEFORE can match text[from, to): false where none of its branches can end there,
+ * read from the end (most addresses follow a plain word: "at", "from", "host"). Its branches end,
+ * spaces aside, in "v" right at the end, one of the words, "ver.", "§", ":" or "=", or a quote.
+ */
+function mayFollowVersion(text: string, from: number, to: number): boolean {
+  let j = to;
+  while (j > from && isSpace(text.charCodeAt(j - 1))) j--;
+  if (j === from) return false;
+  const c = text.charCodeAt(j - 1);
+  // " ' . : = §
+  if (c === 34 || c === 39 || c === 46 || c === 58 || c === 61 || c === 167) return true;
+  if (!isWordChar(c)) return false;
+  let r = j - 1;
+  while (r > from && isWordChar(text.charCodeAt(r - 1))) r--;
+  const word = text.slice(r, j).toLowerCase();
+  return VERSION_WORDS.has(word) || (word === 'v' && j === to);
+}
+
 function ipv4(text: string, out: Finding[], keyHint?: string): void {
   if (keyHint !== undefined && KEY_VERSION.test(keyHint)) return;
   for (const m of text.matchAll(IPV4)) {
-    if (VERSION_BEFORE.test(text.slice(Math.max(0, m.index - 24), m.index))) continue;
+    const from = Math.max(0, m.index - 24);
+    if (mayFollowVersion(text, from, m.index) && VERSION_BEFORE.test(text.slice(from, m.index))) continue;
     if (isIPv4(m[0])) push(out, 'IPV4', 'ipv4', text, m.index, m.index + m[0].length);
   }
 }
@@ -335,18 +374,21 @@ function ibans(text: string, out: Finding[]): void {
 }
 
 // ---------------------------------------------------------------- national ids
-const SSN = /(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d]|-\d)/g;
-const SSN_BARE = /(?<![\d-])(\d{3})(\d{2})(\d{4})(?![\d-])/g;
+/**
+ * US SSNs, grouped (123-45-6789, 123 45 6789) or nine bare digits, in one search where there were
+ * two: the two shapes cannot overlap (a bare run after a grouped one's space would need a digit where
+ * its separator or its end stands), so one search finds what the two found.
+ */
+const SSN_EITHER = /(?<![\d-])(\d{3})(?:([- ])(\d{2})\2(\d{4})(?![\d]|-\d)|(\d{2})(\d{4})(?![\d-]))/g;
 const SSN_CONTEXT = /\b(?:ssn|social security|soc\.? ?sec|ss#|taxpayer id|tin)\b/i;
 
 function nationalIds(text: string, out: Finding[]): void {
-  for (const m of text.matchAll(SSN)) {
-    if (usSsnValid(m[1], m[3], m[4]))
-      push(out, 'NATIONAL_ID', 'us-ssn', text, m.index, m.index + m[0].length);
-  }
-  for (const m of text.matchAll(SSN_BARE)) {
-    // Nine bare digits are an SSN only where the text says so.
-    if (usSsnValid(m[1], m[2], m[3]) && contextBefore(text, m.index, SSN_CONTEXT, 30)) {
+  for (const m of text.matchAll(SSN_EITHER)) {
+    if (m[2] !== undefined) {
+      if (usSsnValid(m[1], m[3], m[4]))
+        push(out, 'NATIONAL_ID', 'us-ssn', text, m.index, m.index + m[0].length);
+    } else if (usSsnValid(m[1], m[5], m[6]) && contextBefore(text, m.index, SSN_CONTEXT, 30)) {
+      // Nine bare digits are an SSN only where the text says so.
       push(out, 'NATIONAL_ID', 'us-ssn-bare', text, m.index, m.index + m[0].length);
     }
   }
