@@ -171,8 +171,13 @@ function digitGroups(s: string): string {
  * they are grouped the way that region writes its numbers.
  */
 function validPhone(candidate: string, regions: readonly CountryCode[], cued: () => boolean): boolean {
-  const digits = candidate.replace(/\D/g, '');
-  if (digits.length < 7 || digits.length > 17) return false;
+  // The digits counted first: the string of them is needed only where the cache has no answer.
+  let count = 0;
+  for (let i = 0; i < candidate.length; i++) {
+    const c = candidate.charCodeAt(i);
+    if (c >= 48 && c <= 57) count++;
+  }
+  if (count < 7 || count > 17) return false;
   const international = candidate.startsWith('+') || candidate.startsWith('00');
   // The cue word is looked for only where it decides: national numbers that are no date or decimal.
   let cue = false;
@@ -189,10 +194,11 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cued: ()
     cue = cued();
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
-  const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
   const key = (cue ? '1' : '0') + candidate;
   const known = cache.get(key);
   if (known !== undefined) return known;
+  const input = candidate.startsWith('00') ? '+' + candidate.slice(2) : candidate;
+  const digits = candidate.replace(/\D/g, '');
   let ok = false;
   try {
     if (international) {
