@@ -773,7 +773,7 @@ function underscoreHints(text: string): UnderscoreHints {
   }
   return found;
 }
-/** The user of a URL with credentials, from its "://". */
+/** The user of a URL with credentials, from its "://" (found from its "//": colons are common). */
 const URL_USER_AT = /:\/\/[^\s@/]+@/y;
 const urlUserAt = (text: string, at: number): boolean => {
   URL_USER_AT.lastIndex = at;
@@ -841,7 +841,7 @@ const SECRET_RULES: SecretRule[] = [
     rule: 'url-credentials',
     regex: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]+:([^\s@/]+)@/dgi,
     group: 1,
-    hint: (t) => holdsAt(t, '://', (i) => urlUserAt(t, i)),
+    hint: (t) => holdsAt(t, '//', (i) => t.charCodeAt(i - 1) === 58 && urlUserAt(t, i - 1)),
   },
   {
     rule: 'assignment',
