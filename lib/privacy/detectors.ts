@@ -128,49 +128,10 @@ const VERSION_BEFORE =
 /** Field names whose values are versions, not addresses. */
 const KEY_VERSION = /(?:version|ver|firmware|fw|sw|build|release|rev|revision)$/i;
 
-/** The words of VERSION_BEFORE's second branch, lower case. */
-const VERSION_WORDS = new Set(
-  'version ver release firmware fw sw build rev revision section chapter clause step item'.split(' '),
-);
-/** What \s matches in a pattern. */
-const isSpace = (c: number): boolean =>
-  c === 32 ||
-  (c >= 9 && c <= 13) ||
-  c === 0xa0 ||
-  c === 0x1680 ||
-  (c >= 0x2000 && c <= 0x200a) ||
-  c === 0x2028 ||
-  c === 0x2029 ||
-  c === 0x202f ||
-  c === 0x205f ||
-  c === 0x3000 ||
-  c === 0xfeff;
-const isWordChar = (c: number): boolean => isAlnum(c) || c === 95;
-
-/**
- * Whether VERSION_BEFORE can match text[from, to): false where none of its branches can end there,
- * read from the end (most addresses follow a plain word: "at", "from", "host"). Its branches end,
- * spaces aside, in "v" right at the end, one of the words, "ver.", "§", ":" or "=", or a quote.
- */
-function mayFollowVersion(text: string, from: number, to: number): boolean {
-  let j = to;
-  while (j > from && isSpace(text.charCodeAt(j - 1))) j--;
-  if (j === from) return false;
-  const c = text.charCodeAt(j - 1);
-  // " ' . : = §
-  if (c === 34 || c === 39 || c === 46 || c === 58 || c === 61 || c === 167) return true;
-  if (!isWordChar(c)) return false;
-  let r = j - 1;
-  while (r > from && isWordChar(text.charCodeAt(r - 1))) r--;
-  const word = text.slice(r, j).toLowerCase();
-  return VERSION_WORDS.has(word) || (word === 'v' && j === to);
-}
-
 function ipv4(text: string, out: Finding[], keyHint?: string): void {
   if (keyHint !== undefined && KEY_VERSION.test(keyHint)) return;
   for (const m of text.matchAll(IPV4)) {
-    const from = Math.max(0, m.index - 24);
-    if (mayFollowVersion(text, from, m.index) && VERSION_BEFORE.test(text.slice(from, m.index))) continue;
+    if (VERSION_BEFORE.test(text.slice(Math.max(0, m.index - 24), m.index))) continue;
     if (isIPv4(m[0])) push(out, 'IPV4', 'ipv4', text, m.index, m.index + m[0].length);
   }
 }
