@@ -39,19 +39,19 @@ export function phoneRegions(
 // plans; its own text scanner is several times slower on long text.
 const PHONE_CANDIDATE = /(?<![\w+.,/:-])(?:\+|\b00)?\(?\d[\d ().\-/]{5,22}\d(?![\w/:]|[.,\-/]\d)/g;
 
-/** The cue words of PHONE_CUE in Latin script ("+" for a space), with `tel\.?\s?nr` beside them. */
+/** The cue words of PHONE_CUE in Latin script ("+" for a space), `tel\.?\s?nr` beside them, each once. */
 const PHONE_CUE_WORDS = (
   'tel tél tlf tlfn tfn tf fon phone telephone téléphone telefon telefono teléfono telefone ' +
-  'telefoon telephon mobil mobile mobil mobiel móvil movil cell cellulare cel celular handy natel ' +
+  'telefoon telephon mobil mobile mobiel móvil movil cell cellulare cel celular handy natel ' +
   'portable gsm telemóvel tlm fax call calls callback ring ruf rufnummer rückruf durchwahl hotline ' +
   'whatsapp sms text bel bellen terugbellen anrufen benachrichtigen avisar llamar llamen llamada ' +
   'richiamato richiamare chiamare chiamata appeler rappel rappelé rappeler ligar retorno notify ' +
   'reach dial family familie famille familia famiglia família emergency notfall urgence emergencia ' +
   'emergenza noodgeval contact kontakt contacto contatto contato contact_no contact_number ' +
   'contact_nr contact+no contact+number contact+nr contactno contactnumber contactnr numéro número ' +
-  'numero nummer nr puh puhelin tlf.nr ph mob hp telp điện+thoại sđt dt telefono teléfono hatsapp ' +
+  'numero nummer nr puh puhelin tlf.nr ph mob hp telp điện+thoại sđt dt hatsapp ' +
   'kom komórka komorka komórkowy numer cep gsm+no mobiltelefon mobilnummer telefonnummer ' +
-  'telefonszám telefonní číslo nomor no.+hp no+hp sampark fone phone+no mob+no contact+no landline ' +
+  'telefonszám telefonní číslo nomor no.+hp no+hp sampark fone phone+no mob+no landline ' +
   'festnetz fixe fijo fisso'
 )
   .split(' ')
@@ -181,19 +181,14 @@ function validPhone(candidate: string, regions: readonly CountryCode[], cued: ()
   const international = candidate.startsWith('+') || candidate.startsWith('00');
   // The cue word is looked for only where it decides: national numbers that are no date or decimal.
   let cue = false;
-  const cache = cacheFor(regions);
   if (!international) {
     // Dates, IP addresses and decimals are no numbers to dial; without a cue, only number-shaped
     // groupings are worth asking the numbering plans about.
     if (NOT_A_NUMBER.test(candidate)) return false;
-    // A number valid without a cue is valid with one, and one invalid with a cue is invalid without:
-    // where the cache knows such an answer, the cue words (a pattern over the 40 characters before)
-    // need not be looked for.
-    if (cache.get('0' + candidate) === true) return true;
-    if (cache.get('1' + candidate) === false) return false;
     cue = cued();
     if (!cue && !NATIONAL_SHAPE.test(candidate)) return false;
   }
+  const cache = cacheFor(regions);
   const key = (cue ? '1' : '0') + candidate;
   const known = cache.get(key);
   if (known !== undefined) return known;
