@@ -875,9 +875,10 @@ function wordSearch(lists: WordLists): RegExp {
   let r = wordSearches.get(key);
   if (!r) {
     // The secret words and MAC parts as one trie (V8 tries a trie's first letters once, where it
-    // tried each list's in turn); the birth cues keep their own branch for their \b.
+    // tried each list's in turn); the birth cues keep their own branch for their \b, first (a few per
+    // cent faster so; which branch matches first at a place does not change the places found).
     const trie = alternatives([...(lists.secret ? SECRET_WORDS : []), ...(lists.mac ? MAC_PARTS : [])]);
-    const branches = [...(trie ? [trie] : []), ...(lists.dob ? [DOB_CUE_LATIN.source] : [])];
+    const branches = [...(lists.dob ? [DOB_CUE_LATIN.source] : []), ...(trie ? [trie] : [])];
     wordSearches.set(key, (r = new RegExp(branches.join('|'), 'gi')));
   }
   return r;
