@@ -21,7 +21,7 @@ import {
 import { cardIssuerKnown, luhnValid, usSsnValid } from '../lib/privacy/checksums';
 import { evaluate, formatScores, type LabelledSet } from '../lib/privacy/evaluate';
 import { resolveOverlaps } from '../lib/privacy/detectors';
-import { CUE_OTHER_FIRST, patternRunEnd, plainRunEnd } from '../lib/privacy/person';
+import { CUE_OTHER_FIRST, keyEnd, patternRunEnd, plainRunEnd } from '../lib/privacy/person';
 import { SessionMaps } from '../lib/privacy/sessions';
 import type { Finding } from '../lib/privacy/types';
 import { generate, type Sample } from '../bench/privacy-data';
@@ -296,6 +296,27 @@ describe('privacy: checks behind the detectors', function () {
     ]) {
       assert.ok(!usSsnValid(a, g, s), `${a}-${g}-${s}`);
     }
+  });
+
+  it('person rules: a field name before a sign is read by hand as its pattern reads it', function () {
+    const pieces = ['a', 'Z', 'z', '_', '1', ' ', '\t', '"', "'", ']', ':', '=', 'é', '\n', '[', '`'];
+    let seed = 5;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return Math.floor((seed / 2147483648) * n);
+    };
+    let keys = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let text = '';
+      for (let k = 1 + next(12); k > 0; k--) text += pieces[next(pieces.length)];
+      for (let q = 0; q < text.length; q++) {
+        if (text[q] !== ':' && text[q] !== '=') continue;
+        const m = /[A-Za-z_]["'\]]?[ \t]*$/.exec(text.slice(0, q));
+        if (m) keys++;
+        assert.equal(keyEnd(text, q), m ? m.index + 1 : -1, JSON.stringify(text.slice(0, q + 1)));
+      }
+    }
+    assert.ok(keys > 1_000, `only ${keys} field names`);
   });
 
   it('person rules: the hand-read run ends where the run pattern ends', function () {

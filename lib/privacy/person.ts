@@ -803,17 +803,16 @@ function cueGapEnd(text: string, end: number): number {
 
 type Run = { start: number; end: number; text: string; toks?: Tok[] };
 /**
- * Whether the ':' or '=' at `q` follows a letter (a field name), not a digit (clock times, readings):
- * what /[A-Za-z_]["'\]]?[ \t]*[:=]/ matches, read backwards from each sign rather than tried at every
- * letter.
+ * Where the field name before the ':' or '=' at `q` ends, or -1 when no letter stands there (clock
+ * times, readings): what /[A-Za-z_]["'\]]?[ \t]*[:=]/ matches, read backwards from each sign rather than
+ * tried at every letter; by char codes (NaN before the text's start matches none).
  */
-function keySign(text: string, q: number): boolean {
+export function keyEnd(text: string, q: number): number {
   let i = q - 1;
-  while (i >= 0 && (text[i] === ' ' || text[i] === '\t')) i--;
-  if (i >= 0 && (text[i] === '"' || text[i] === "'" || text[i] === ']')) i--;
-  if (i < 0) return false;
-  const c = text.charCodeAt(i);
-  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+  let c = text.charCodeAt(i);
+  while (c === 32 || c === 9) c = text.charCodeAt(--i);
+  if (c === 34 || c === 39 || c === 93) c = text.charCodeAt(--i);
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 ? i + 1 : -1;
 }
 
 /**
@@ -855,10 +854,7 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
     }
   }
   // Field names: `"technician_name": "`, `signed_by=`.
-  const keyBefore = (p: number): void => {
-    let k = p;
-    while (k > 0 && (text[k - 1] === ' ' || text[k - 1] === '\t')) k--;
-    if (k > 0 && (text[k - 1] === '"' || text[k - 1] === "'" || text[k - 1] === ']')) k--;
+  const keyBefore = (p: number, k: number): void => {
     // Two ASCII letters in either case (KEY_WORD ignores case; no other character folds to one).
     if (k < 2 || !KEY_LAST.has((text.charCodeAt(k - 2) | 0x20) * 256 + (text.charCodeAt(k - 1) | 0x20)))
       return;
@@ -870,7 +866,8 @@ function cuedRuns(text: string, otherScripts: boolean): Run[] {
   let equals = text.indexOf('=');
   while (colon >= 0 || equals >= 0) {
     const q = colon < 0 ? equals : equals < 0 ? colon : Math.min(colon, equals);
-    if (keySign(text, q)) keyBefore(q);
+    const k = keyEnd(text, q);
+    if (k >= 0) keyBefore(q, k);
     if (q === colon) colon = text.indexOf(':', q + 1);
     else equals = text.indexOf('=', q + 1);
   }
