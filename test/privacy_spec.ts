@@ -21,7 +21,14 @@ import {
 import { cardIssuerKnown, luhnValid, usSsnValid } from '../lib/privacy/checksums';
 import { evaluate, formatScores, type LabelledSet } from '../lib/privacy/evaluate';
 import { resolveOverlaps } from '../lib/privacy/detectors';
-import { CUE_OTHER_FIRST, keyEnd, patternRunEnd, plainRunEnd } from '../lib/privacy/person';
+import {
+  CUE_OTHER_FIRST,
+  cueGapEnd,
+  keyEnd,
+  patternGapEnd,
+  patternRunEnd,
+  plainRunEnd,
+} from '../lib/privacy/person';
 import { SessionMaps } from '../lib/privacy/sessions';
 import type { Finding } from '../lib/privacy/types';
 import { generate, type Sample } from '../bench/privacy-data';
@@ -359,6 +366,46 @@ describe('privacy: checks behind the detectors', function () {
       }
     }
     assert.ok(answered > 10_000, `${answered}`);
+  });
+
+  it('person rules: the gap after a cue, read by hand, ends where its pattern ends', function () {
+    // cueGapEnd reads the punctuation and white space after a cue without the pattern (which it asks
+    // only where a particle may follow); both must agree at every place.
+    const pieces = [
+      '.',
+      "'",
+      '’',
+      '-',
+      ' ',
+      '\t',
+      '\n',
+      '"',
+      '[',
+      ']',
+      '(',
+      ':',
+      '=',
+      '>',
+      '\u00a0',
+      '\u3000',
+    ];
+    pieces.push('de', 'la', 'van', 'von der', 'x', 'A', 'é', 'al', 'del', '  ', '\ud800', '1');
+    let seed = 3;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return Math.floor((seed / 2147483648) * n);
+    };
+    let far = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let text = '';
+      for (let k = next(16); k > 0; k--) text += pieces[next(pieces.length)];
+      for (let e = 0; e <= text.length; e++) {
+        const end = patternGapEnd(text, e);
+        if (end > e) far++;
+        assert.equal(cueGapEnd(text, e), end, JSON.stringify(text.slice(e)));
+      }
+    }
+    assert.ok(far > 20_000, `${far}`);
   });
 
   it('person rules: every character that starts a cue word outside a-z is looked for', function () {

@@ -465,7 +465,7 @@ function wordBefore(text: string, end: number): [number, string] {
   return [i, text.slice(i, end)];
 }
 
-/** What may stand between a cue and a name: white space, quotes, brackets, ':', '=', '>'. */
+/** What may stand between a cue and a name: white space, quotes, brackets, ':', '=' (CUE_GAP's class). */
 function gapAt(text: string, i: number): boolean {
   const c = text.charCodeAt(i);
   return (
@@ -477,7 +477,6 @@ function gapAt(text: string, i: number): boolean {
     c === 40 ||
     c === 58 ||
     c === 61 ||
-    c === 62 ||
     (c >= 9 && c <= 13) ||
     (c > 127 && SPACE.test(text[i]))
   );
@@ -517,7 +516,7 @@ function contextBefore(text: string, start: number): { cue: number; place: boole
     leadStart = ws;
   }
   let i = leadStart;
-  while (i > 0 && leadStart - i < 8 && gapAt(text, i - 1)) i--;
+  while (i > 0 && leadStart - i < 8 && (gapAt(text, i - 1) || text.charCodeAt(i - 1) === 62)) i--;
   const gap = text.slice(i, leadStart);
   if (i === 0 || (gap === '' && leadStart > 0)) return { cue: 0, place: false, leadStart };
   const [w1Start, w1Raw] = wordBefore(text, i);
@@ -772,30 +771,19 @@ const CUE_GAP = new RegExp(String.raw`[.'’-]*[\s"'[\](:=]{0,8}(?:${PARTICLE}[ 
  * punctuation and white space (a particle may start there): everything in CUE_GAP is optional and
  * greedy, so its match is the longest of each part in turn.
  */
-function cueGapEnd(text: string, end: number): number {
+export function cueGapEnd(text: string, end: number): number {
   let k = end;
   for (
     let c = text.charCodeAt(k);
     c === 46 || c === 39 || c === 0x2019 || c === 45;
     c = text.charCodeAt(++k)
   );
-  for (let n = 0; n < 8; n++, k++) {
-    const c = text.charCodeAt(k);
-    if (!(
-      c === 32 ||
-      c === 34 ||
-      c === 39 ||
-      c === 91 ||
-      c === 93 ||
-      c === 40 ||
-      c === 58 ||
-      c === 61 ||
-      (c >= 9 && c <= 13) ||
-      (c > 127 && SPACE.test(text[k]))
-    ))
-      break;
-  }
-  if (!lowerAscii(text.charCodeAt(k))) return k;
+  for (let n = 0; n < 8 && gapAt(text, k); n++) k++;
+  return lowerAscii(text.charCodeAt(k)) ? patternGapEnd(text, end) : k;
+}
+
+/** Where CUE_GAP's match from `end` ends, by the pattern. */
+export function patternGapEnd(text: string, end: number): number {
   CUE_GAP.lastIndex = end;
   const gap = CUE_GAP.exec(text);
   return end + (gap ? gap[0].length : 0);
