@@ -87,12 +87,14 @@ function throughput(
   return best;
 }
 
+/** protect() calls per build and mode before the side-by-side rounds. */
+const WARM_UP = 6;
+
 /**
  * Side by side: protect() of the same text with this build and with another one (`dir`: the root of
  * another checkout's build, holding lib/privacy/), alternated in this process, the order swapped
  * every round; MB/s per CPU-second of each (best, median) and the ratio of each round's pair.
  */
-const WARM_UP = 6;
 function compare(text: string, dir: string, rounds: number): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const other = require(resolve(dir, 'lib', 'privacy')) as typeof import('../lib/privacy');
